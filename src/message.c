@@ -1,0 +1,670 @@
+/*
+ * The send method's params: validated in one pass over the map, then turned
+ * into the exact body of WeChat's templateSubscribe API (wechat-api.md
+ * section 5).
+ */
+#include "config.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "wxpushd.h"
+
+#define MESSAGE_ID_MAX		128	/* touser, template_id: bytes */
+#define MESSAGE_SCENE_MAX	10000
+#define MESSAGE_SCENE_DIGITS	5	/* "10000" */
+#define MESSAGE_TITLE_MAX	15	/* code points */
+#define MESSAGE_VALUE_MAX	200	/* code points */
+#define MESSAGE_URL_MAX		1024	/* bytes */
+#define MESSAGE_PAGEPATH_MAX	1024	/* bytes */
+#define MESSAGE_MP_APPID_MAX	64
+#define MESSAGE_IKEY_MAX	128
+#define MESSAGE_KEY_QUOTE_MAX	32	/* longest unknown key quoted back */
+
+/*
+ * The longest body is under 6 KiB (url and pagepath all quotes, title and
+ * content all control characters, each escaped); a longer one would still
+ * work, through the heap.
+ */
+#define MESSAGE_BODY_BUF	8192
+/* UTF-8 as is (WeChat takes it), keys in the order they were set. */
+#define MESSAGE_JSON_FLAGS	(JSON_COMPACT | JSON_PRESERVE_ORDER)
+
+/* A known key of a map, with its length so lookups need no strlen. */
+struct message_key {
+	const char	*name;
+	size_t		 len;
+};
+#define MESSAGE_KEY(s)	{ s, sizeof (s) - 1 }
+
+enum {
+	MESSAGE_APPID, MESSAGE_TOUSER, MESSAGE_TEMPLATE_ID, MESSAGE_SCENE,
+	MESSAGE_TITLE, MESSAGE_DATA, MESSAGE_URL, MESSAGE_MINIPROGRAM,
+	MESSAGE_IDEMPOTENCY_KEY, MESSAGE_NTOP
+};
+static const struct message_key message_top[MESSAGE_NTOP] = {
+	MESSAGE_KEY("appid"), MESSAGE_KEY("touser"),
+	MESSAGE_KEY("template_id"), MESSAGE_KEY("scene"),
+	MESSAGE_KEY("title"), MESSAGE_KEY("data"), MESSAGE_KEY("url"),
+	MESSAGE_KEY("miniprogram"), MESSAGE_KEY("idempotency_key")
+};
+static const struct message_key message_data[] = { MESSAGE_KEY("content") };
+enum { MESSAGE_VALUE, MESSAGE_COLOR, MESSAGE_NCONTENT };
+static const struct message_key message_content[MESSAGE_NCONTENT] = {
+	MESSAGE_KEY("value"), MESSAGE_KEY("color")
+};
+enum { MESSAGE_MP_APPID, MESSAGE_MP_PAGEPATH, MESSAGE_NMP };
+static const struct message_key message_mp[MESSAGE_NMP] = {
+	MESSAGE_KEY("appid"), MESSAGE_KEY("pagepath")
+};
+
+/* Error field and text: static, valid until the next message_parse. */
+static char	message_field[MESSAGE_KEY_QUOTE_MAX + 32];
+static char	message_text[256];
+
+/* Fill err as an invalid_request on field; returns -1 to be returned. */
+static int __attribute__((format(printf, 3, 4)))
+message_error(struct rpc_error *err, const char *field, const char *fmt, ...)
+{
+	va_list	ap;
+
+	va_start(ap, fmt);
+	vsnprintf(message_text, sizeof message_text, fmt, ap);
+	va_end(ap);
+	memset(err, 0, sizeof *err);
+	err->code = "invalid_request";
+	err->retryable = 0;
+	err->field = field;
+	err->message = message_text;
+	return (-1);
+}
+
+/* The field path "path.name" (or "name" at the top) in static storage. */
+static const char *
+message_path(const char *path, const char *name, size_t len)
+{
+	if (path == NULL)
+		snprintf(message_field, sizeof message_field, "%.*s", (int)len,
+		    name);
+	else
+		snprintf(message_field, sizeof message_field, "%s.%.*s", path,
+		    (int)len, name);
+	return (message_field);
+}
+
+/*
+ * Sort the entries of map (at path, NULL for the top) into vals by key, in one
+ * pass: a key that is not a string, not known or seen twice is an error.
+ */
+static int
+message_fields(const msgpack_object *map, const char *path,
+    const struct message_key *keys, size_t nkeys, const msgpack_object **vals,
+    struct rpc_error *err)
+{
+	const char		*where = path != NULL ? path : "params";
+	const msgpack_object	*k;
+	const char		*field;
+	uint32_t		 i;
+	size_t			 j;
+
+	memset(vals, 0, nkeys * sizeof *vals);
+	for (i = 0; i < map->via.map.size; i++) {
+		k = &map->via.map.ptr[i].key;
+		if (k->type != MSGPACK_OBJECT_STR) {
+			return (message_error(err, where,
+			    "%s has a key that is not a string", where));
+		}
+		for (j = 0; j < nkeys; j++) {
+			if (k->via.str.size == keys[j].len &&
+			    memcmp(k->via.str.ptr, keys[j].name,
+			    keys[j].len) == 0)
+				break;
+		}
+		if (j == nkeys) {
+			if (k->via.str.size == 0 || !rpc_printable(
+			    k->via.str.ptr, k->via.str.size,
+			    MESSAGE_KEY_QUOTE_MAX)) {
+				return (message_error(err, where, "%s has an "
+				    "unknown field (its name is empty, long "
+				    "or not printable)", where));
+			}
+			field = message_path(path, k->via.str.ptr,
+			    k->via.str.size);
+			return (message_error(err, field,
+			    "unknown field '%s'", field));
+		}
+		if (vals[j] != NULL) {
+			field = message_path(path, keys[j].name, keys[j].len);
+			return (message_error(err, field,
+			    "duplicate field '%s'", field));
+		}
+		vals[j] = &map->via.map.ptr[i].val;
+	}
+	return (0);
+}
+
+/* A required field that is absent. */
+static int
+message_missing(struct rpc_error *err, const char *path,
+    const struct message_key *key)
+{
+	const char	*field = message_path(path, key->name, key->len);
+
+	return (message_error(err, field, "missing required field '%s'",
+	    field));
+}
+
+/* Refuse o unless it is a string; field is a complete path. */
+static int
+message_want_str(const msgpack_object *o, const char *field,
+    struct rpc_error *err)
+{
+	if (o->type != MSGPACK_OBJECT_STR)
+		return (message_error(err, field, "%s must be a string",
+		    field));
+	return (0);
+}
+
+/* Refuse o unless it is a map; field is a complete path. */
+static int
+message_want_map(const msgpack_object *o, const char *field,
+    struct rpc_error *err)
+{
+	if (o->type != MSGPACK_OBJECT_MAP)
+		return (message_error(err, field, "%s must be a map", field));
+	return (0);
+}
+
+/* An identifier: a string of 1..max bytes of A-Z a-z 0-9 _ -. */
+static int
+message_id(const msgpack_object *o, const char *field, size_t max,
+    struct rpc_error *err)
+{
+	const char	*p;
+	size_t		 i, n;
+
+	if (message_want_str(o, field, err) != 0)
+		return (-1);
+	p = o->via.str.ptr;
+	n = o->via.str.size;
+	if (n == 0)
+		return (message_error(err, field, "%s is empty", field));
+	if (n > max) {
+		return (message_error(err, field,
+		    "%s is %zu bytes; at most %zu", field, n, max));
+	}
+	for (i = 0; i < n; i++) {
+		if ((p[i] >= 'A' && p[i] <= 'Z') ||
+		    (p[i] >= 'a' && p[i] <= 'z') ||
+		    (p[i] >= '0' && p[i] <= '9') || p[i] == '_' || p[i] == '-')
+			continue;
+		return (message_error(err, field,
+		    "%s may hold only A-Z a-z 0-9 _ - (bad byte at %zu)",
+		    field, i));
+	}
+	return (0);
+}
+
+/*
+ * Check that s[0..n) is UTF-8 (no overlongs, surrogates or code points above
+ * U+10FFFF) without NUL and, if noctl, without C0, DEL or C1 controls; count
+ * its code points. Returns 0, -1 (not UTF-8) or -2 (a refused character),
+ * with *why and *at on failure.
+ */
+static int
+message_utf8(const char *s, size_t n, int noctl, size_t *count,
+    const char **why, size_t *at)
+{
+	const unsigned char	*p = (const unsigned char *)s;
+	size_t			 i = 0, k, len, cps = 0;
+	uint32_t		 cp, min;
+
+	while (i < n) {
+		*at = i;
+		if (p[i] < 0x80) {
+			if (p[i] == 0) {
+				*why = "a NUL byte";
+				return (-2);
+			}
+			if (noctl && (p[i] < 0x20 || p[i] == 0x7f)) {
+				*why = "a control character";
+				return (-2);
+			}
+			i++;
+			cps++;
+			continue;
+		}
+		if (p[i] < 0xc0) {
+			*why = "a stray continuation byte";
+			return (-1);
+		} else if (p[i] < 0xe0) {
+			len = 2;
+			cp = p[i] & 0x1f;
+			min = 0x80;
+		} else if (p[i] < 0xf0) {
+			len = 3;
+			cp = p[i] & 0x0f;
+			min = 0x800;
+		} else if (p[i] < 0xf8) {
+			len = 4;
+			cp = p[i] & 0x07;
+			min = 0x10000;
+		} else {
+			*why = "an invalid byte";
+			return (-1);
+		}
+		for (k = 1; k < len; k++) {
+			if (i + k >= n || (p[i + k] & 0xc0) != 0x80) {
+				*why = "a truncated sequence";
+				return (-1);
+			}
+			cp = (cp << 6) | (p[i + k] & 0x3f);
+		}
+		if (cp < min) {
+			*why = "an overlong encoding";
+			return (-1);
+		}
+		if (cp >= 0xd800 && cp <= 0xdfff) {
+			*why = "a surrogate";
+			return (-1);
+		}
+		if (cp > 0x10ffff) {
+			*why = "a code point above U+10FFFF";
+			return (-1);
+		}
+		if (noctl && cp <= 0x9f) {
+			*why = "a control character";
+			return (-2);
+		}
+		i += len;
+		cps++;
+	}
+	*count = cps;
+	return (0);
+}
+
+/* Refuse a string that message_utf8 refuses, with the reason. */
+static int
+message_check_utf8(const msgpack_object *o, const char *field, int noctl,
+    size_t *count, struct rpc_error *err)
+{
+	const char	*why;
+	size_t		 at;
+
+	switch (message_utf8(o->via.str.ptr, o->via.str.size, noctl, count,
+	    &why, &at)) {
+	case 0:
+		return (0);
+	case -1:
+		return (message_error(err, field,
+		    "%s is not valid UTF-8 (%s at byte %zu)", field, why, at));
+	default:
+		return (message_error(err, field, "%s contains %s at byte %zu",
+		    field, why, at));
+	}
+}
+
+/* Text for a person: a UTF-8 string of 1..max code points. */
+static int
+message_text_field(const msgpack_object *o, const char *field, size_t max,
+    struct rpc_error *err)
+{
+	size_t	count;
+
+	if (message_want_str(o, field, err) != 0)
+		return (-1);
+	if (o->via.str.size == 0)
+		return (message_error(err, field, "%s is empty", field));
+	if (message_check_utf8(o, field, 0, &count, err) != 0)
+		return (-1);
+	if (count > max) {
+		return (message_error(err, field,
+		    "%s is %zu characters; at most %zu", field, count, max));
+	}
+	return (0);
+}
+
+/* The scene: an integer 0..10000 or a string of digits, written as digits. */
+static int
+message_scene(const msgpack_object *o, char *out, size_t outlen,
+    struct rpc_error *err)
+{
+	uint64_t	v = 0;
+	size_t		i;
+
+	if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+		v = o->via.u64;
+	else if (o->type == MSGPACK_OBJECT_STR &&
+	    o->via.str.size >= 1 && o->via.str.size <= MESSAGE_SCENE_DIGITS) {
+		for (i = 0; i < o->via.str.size; i++) {
+			if (o->via.str.ptr[i] < '0' || o->via.str.ptr[i] > '9')
+				goto bad;
+			v = v * 10 + (uint64_t)(o->via.str.ptr[i] - '0');
+		}
+	} else
+		goto bad;
+	if (v > MESSAGE_SCENE_MAX)
+		goto bad;
+	snprintf(out, outlen, "%u", (unsigned int)v);
+	return (0);
+bad:
+	return (message_error(err, "scene", "scene must be an integer 0..%d",
+	    MESSAGE_SCENE_MAX));
+}
+
+/* A font colour: "#RRGGBB", hex digits of either case. */
+static int
+message_color(const msgpack_object *o, const char *field,
+    struct rpc_error *err)
+{
+	const char	*p;
+	size_t		 i;
+
+	if (message_want_str(o, field, err) != 0)
+		return (-1);
+	p = o->via.str.ptr;
+	if (o->via.str.size != 7 || p[0] != '#')
+		goto bad;
+	for (i = 1; i < 7; i++) {
+		if ((p[i] < '0' || p[i] > '9') && (p[i] < 'a' || p[i] > 'f') &&
+		    (p[i] < 'A' || p[i] > 'F'))
+			goto bad;
+	}
+	return (0);
+bad:
+	return (message_error(err, field,
+	    "%s must be a colour such as #FF0000", field));
+}
+
+/* Case-insensitive prefix match of an ASCII lower-case prefix. */
+static int
+message_prefix(const char *p, size_t n, const char *prefix, size_t plen)
+{
+	size_t	i;
+	char	c;
+
+	if (n < plen)
+		return (0);
+	for (i = 0; i < plen; i++) {
+		c = p[i];
+		if (c >= 'A' && c <= 'Z')
+			c += 'a' - 'A';
+		if (c != prefix[i])
+			return (0);
+	}
+	return (1);
+}
+
+/*
+ * The jump link: http(s), a non-empty host, at most 1024 bytes of UTF-8 and no
+ * spaces or control characters.
+ */
+static int
+message_url(const msgpack_object *o, struct rpc_error *err)
+{
+	const char	*p, *end, *host, *hend, *sp;
+	size_t		 n, count, i;
+
+	if (message_want_str(o, "url", err) != 0)
+		return (-1);
+	p = o->via.str.ptr;
+	n = o->via.str.size;
+	if (n > MESSAGE_URL_MAX) {
+		return (message_error(err, "url",
+		    "url is %zu bytes; at most %d", n, MESSAGE_URL_MAX));
+	}
+	if (message_prefix(p, n, "http://", 7))
+		i = 7;
+	else if (message_prefix(p, n, "https://", 8))
+		i = 8;
+	else {
+		return (message_error(err, "url",
+		    "url must start with http:// or https://"));
+	}
+	if (message_check_utf8(o, "url", 1, &count, err) != 0)
+		return (-1);
+	if ((sp = memchr(p, ' ', n)) != NULL) {
+		return (message_error(err, "url",
+		    "url contains a space at byte %zu", (size_t)(sp - p)));
+	}
+
+	/* The host: after any userinfo, before a port, path or query. */
+	host = p + i;
+	for (end = host; end < p + n; end++) {
+		if (*end == '/' || *end == '?' || *end == '#')
+			break;
+	}
+	for (hend = end; hend > host; hend--) {
+		if (hend[-1] == '@')
+			break;
+	}
+	if (hend > host)
+		host = hend;
+	if (host < end && *host == '[') {
+		hend = memchr(host, ']', (size_t)(end - host));
+		if (hend == NULL || hend == host + 1)
+			hend = host;
+	} else {
+		for (hend = host; hend < end && *hend != ':'; hend++)
+			/* nothing */;
+	}
+	if (hend == host)
+		return (message_error(err, "url", "url has no host"));
+	return (0);
+}
+
+/* The optional mini program to jump to: exactly appid and pagepath. */
+static int
+message_miniprogram(const msgpack_object *o, const msgpack_object **vals,
+    struct rpc_error *err)
+{
+	const msgpack_object	*v;
+	size_t			 count;
+
+	if (message_want_map(o, "miniprogram", err) != 0 ||
+	    message_fields(o, "miniprogram", message_mp, MESSAGE_NMP, vals,
+	    err) != 0)
+		return (-1);
+	if ((v = vals[MESSAGE_MP_APPID]) == NULL)
+		return (message_missing(err, "miniprogram", &message_mp[0]));
+	if (message_id(v, "miniprogram.appid", MESSAGE_MP_APPID_MAX, err) != 0)
+		return (-1);
+	if ((v = vals[MESSAGE_MP_PAGEPATH]) == NULL)
+		return (message_missing(err, "miniprogram", &message_mp[1]));
+	if (message_want_str(v, "miniprogram.pagepath", err) != 0)
+		return (-1);
+	if (v->via.str.size == 0) {
+		return (message_error(err, "miniprogram.pagepath",
+		    "miniprogram.pagepath is empty"));
+	}
+	if (v->via.str.size > MESSAGE_PAGEPATH_MAX) {
+		return (message_error(err, "miniprogram.pagepath",
+		    "miniprogram.pagepath is %zu bytes; at most %d",
+		    (size_t)v->via.str.size, MESSAGE_PAGEPATH_MAX));
+	}
+	return (message_check_utf8(v, "miniprogram.pagepath", 1, &count, err));
+}
+
+/* The message content: data is exactly {content: {value, color?}}. */
+static int
+message_content_field(const msgpack_object *o, const msgpack_object **vals,
+    struct rpc_error *err)
+{
+	const msgpack_object	*content;
+
+	if (message_want_map(o, "data", err) != 0 ||
+	    message_fields(o, "data", message_data, 1, &content, err) != 0)
+		return (-1);
+	if (content == NULL)
+		return (message_missing(err, "data", &message_data[0]));
+	if (message_want_map(content, "data.content", err) != 0 ||
+	    message_fields(content, "data.content", message_content,
+	    MESSAGE_NCONTENT, vals, err) != 0)
+		return (-1);
+	if (vals[MESSAGE_VALUE] == NULL)
+		return (message_missing(err, "data.content",
+		    &message_content[MESSAGE_VALUE]));
+	if (message_text_field(vals[MESSAGE_VALUE], "data.content.value",
+	    MESSAGE_VALUE_MAX, err) != 0)
+		return (-1);
+	if (vals[MESSAGE_COLOR] != NULL &&
+	    message_color(vals[MESSAGE_COLOR], "data.content.color", err) != 0)
+		return (-1);
+	return (0);
+}
+
+/* The optional idempotency key: 1..128 bytes of printable ASCII, no spaces. */
+static int
+message_ikey(const msgpack_object *o, struct rpc_error *err)
+{
+	const char	*p;
+	size_t		 i, n;
+
+	if (message_want_str(o, "idempotency_key", err) != 0)
+		return (-1);
+	p = o->via.str.ptr;
+	n = o->via.str.size;
+	if (n == 0 || n > MESSAGE_IKEY_MAX) {
+		return (message_error(err, "idempotency_key",
+		    "idempotency_key is %zu bytes; must be 1..%d", n,
+		    MESSAGE_IKEY_MAX));
+	}
+	for (i = 0; i < n; i++) {
+		if (p[i] < 0x21 || p[i] > 0x7e) {
+			return (message_error(err, "idempotency_key",
+			    "idempotency_key may hold only printable ASCII "
+			    "without spaces (bad byte at %zu)", i));
+		}
+	}
+	return (0);
+}
+
+/* Set obj.key to the validated string s[0..len); out of memory is fatal. */
+static void
+message_set(json_t *obj, const char *key, const char *s, size_t len)
+{
+	json_t	*v;
+
+	if ((v = json_stringn_nocheck(s, len)) == NULL ||
+	    json_object_set_new_nocheck(obj, key, v) != 0)
+		fatalx("%s: out of memory", __func__);
+}
+
+/* Set obj.key to o, a string object. */
+static void
+message_set_str(json_t *obj, const char *key, const msgpack_object *o)
+{
+	message_set(obj, key, o->via.str.ptr, o->via.str.size);
+}
+
+/* A new object, set as parent.key when parent is not NULL. */
+static json_t *
+message_object(json_t *parent, const char *key)
+{
+	json_t	*obj;
+
+	if ((obj = json_object()) == NULL ||
+	    (parent != NULL && json_object_set_new_nocheck(parent, key,
+	    obj) != 0))
+		fatalx("%s: out of memory", __func__);
+	return (obj);
+}
+
+/*
+ * Validate the params of a send request and build the WeChat body. Returns 0
+ * with msg filled (the caller frees it with message_free), or -1 with err
+ * filled and msg zeroed. Whatever msg held before is overwritten.
+ */
+int
+message_parse(const msgpack_object *params, struct message *msg,
+    struct rpc_error *err)
+{
+	const msgpack_object	*top[MESSAGE_NTOP], *content[MESSAGE_NCONTENT];
+	const msgpack_object	*mp[MESSAGE_NMP], *v;
+	char			 scene[MESSAGE_SCENE_DIGITS + 1];
+	char			 buf[MESSAGE_BODY_BUF];
+	json_t			*root, *obj;
+	size_t			 i, n;
+
+	memset(msg, 0, sizeof *msg);
+	if (params == NULL || params->type != MSGPACK_OBJECT_MAP)
+		return (message_error(err, "params", "params must be a map"));
+	if (message_fields(params, NULL, message_top, MESSAGE_NTOP, top,
+	    err) != 0)
+		return (-1);
+	for (i = 0; i < MESSAGE_NTOP; i++) {
+		if (top[i] == NULL && i != MESSAGE_URL &&
+		    i != MESSAGE_MINIPROGRAM && i != MESSAGE_IDEMPOTENCY_KEY)
+			return (message_missing(err, NULL, &message_top[i]));
+	}
+
+	if (message_id(top[MESSAGE_APPID], "appid", WX_APPID_MAX, err) != 0 ||
+	    message_id(top[MESSAGE_TOUSER], "touser", MESSAGE_ID_MAX,
+	    err) != 0 ||
+	    message_id(top[MESSAGE_TEMPLATE_ID], "template_id", MESSAGE_ID_MAX,
+	    err) != 0 ||
+	    message_scene(top[MESSAGE_SCENE], scene, sizeof scene, err) != 0 ||
+	    message_text_field(top[MESSAGE_TITLE], "title", MESSAGE_TITLE_MAX,
+	    err) != 0 ||
+	    message_content_field(top[MESSAGE_DATA], content, err) != 0)
+		return (-1);
+	if (top[MESSAGE_URL] != NULL && message_url(top[MESSAGE_URL], err) != 0)
+		return (-1);
+	if (top[MESSAGE_MINIPROGRAM] != NULL &&
+	    message_miniprogram(top[MESSAGE_MINIPROGRAM], mp, err) != 0)
+		return (-1);
+	if (top[MESSAGE_IDEMPOTENCY_KEY] != NULL &&
+	    message_ikey(top[MESSAGE_IDEMPOTENCY_KEY], err) != 0)
+		return (-1);
+
+	/* Valid: build the body, its keys in the documented order. */
+	root = message_object(NULL, NULL);
+	message_set_str(root, "touser", top[MESSAGE_TOUSER]);
+	message_set_str(root, "template_id", top[MESSAGE_TEMPLATE_ID]);
+	if (top[MESSAGE_URL] != NULL)
+		message_set_str(root, "url", top[MESSAGE_URL]);
+	if (top[MESSAGE_MINIPROGRAM] != NULL) {
+		obj = message_object(root, "miniprogram");
+		message_set_str(obj, "appid", mp[MESSAGE_MP_APPID]);
+		message_set_str(obj, "pagepath", mp[MESSAGE_MP_PAGEPATH]);
+	}
+	message_set(root, "scene", scene, strlen(scene));
+	message_set_str(root, "title", top[MESSAGE_TITLE]);
+	obj = message_object(message_object(root, "data"), "content");
+	message_set_str(obj, "value", content[MESSAGE_VALUE]);
+	if (content[MESSAGE_COLOR] != NULL)
+		message_set_str(obj, "color", content[MESSAGE_COLOR]);
+
+	n = json_dumpb(root, buf, sizeof buf, MESSAGE_JSON_FLAGS);
+	if (n == 0)
+		fatalx("%s: json_dumpb failed", __func__);
+	msg->json = xmalloc(n + 1);
+	if (n <= sizeof buf)
+		memcpy(msg->json, buf, n);
+	else if (json_dumpb(root, msg->json, n, MESSAGE_JSON_FLAGS) != n)
+		fatalx("%s: json_dumpb changed its mind", __func__);
+	msg->json[n] = '\0';
+	msg->len = n;
+	json_decref(root);
+
+	v = top[MESSAGE_APPID];
+	memcpy(msg->appid, v->via.str.ptr, v->via.str.size);
+	msg->appid[v->via.str.size] = '\0';
+	if ((v = top[MESSAGE_IDEMPOTENCY_KEY]) != NULL)
+		msg->idempotency_key = xstrndup(v->via.str.ptr,
+		    v->via.str.size);
+	return (0);
+}
+
+/* Free what message_parse allocated; safe on a zeroed message. */
+void
+message_free(struct message *msg)
+{
+	free(msg->json);
+	free(msg->idempotency_key);
+	memset(msg, 0, sizeof *msg);
+}

@@ -1,0 +1,406 @@
+/*
+ * MessagePack-RPC: finding frame boundaries without allocating, decoding one
+ * request, and packing replies straight into the client's output buffer.
+ */
+#include "config.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "wxpushd.h"
+
+/* Decoded requests live in this zone only until their method returns. */
+static msgpack_zone	*rpc_zone;
+uint64_t		 rpc_requests;
+
+static uint64_t
+rpc_be(const unsigned char *p, size_t n)
+{
+	uint64_t v = 0;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		v = (v << 8) | p[i];
+	return (v);
+}
+
+/*
+ * Find the end of the first MessagePack object in p[0..len) without decoding it.
+ * Every length and element count is checked against limit before it is believed,
+ * so a header such as "dd ff ff ff ff" is refused here and never reaches
+ * msgpack-c, which would allocate for it at once. Returns RPC_SCAN_OK with *objlen,
+ * RPC_SCAN_MORE if the object is incomplete, RPC_SCAN_BAD if it can never be valid.
+ */
+enum rpc_scan
+rpc_scan(const unsigned char *p, size_t len, size_t limit, size_t *objlen)
+{
+	uint64_t	 left[RPC_MAX_DEPTH + 1];
+	int		 depth = 0;
+	size_t		 pos = 0;
+	unsigned char	 b;
+	uint64_t	 n;
+	size_t		 hdr, extra;
+	int		 container;
+
+	left[0] = 1;
+	while (depth >= 0) {
+		if (left[depth] == 0) {
+			depth--;
+			continue;
+		}
+		left[depth]--;
+		if (pos >= len)
+			return (pos >= limit ? RPC_SCAN_BAD : RPC_SCAN_MORE);
+		b = p[pos++];
+		hdr = 0;	/* bytes of length field after the type byte */
+		extra = 0;	/* fixed bytes of payload */
+		n = 0;		/* variable payload bytes or container elements */
+		container = 0;
+		if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3)
+			continue;
+		if (b >= 0x80 && b <= 0x8f) {
+			n = 2 * (uint64_t)(b & 0x0f);
+			container = 1;
+		} else if (b >= 0x90 && b <= 0x9f) {
+			n = b & 0x0f;
+			container = 1;
+		} else if (b >= 0xa0 && b <= 0xbf)
+			n = b & 0x1f;
+		else {
+			switch (b) {
+			case 0xc4: case 0xd9: hdr = 1; break;
+			case 0xc5: case 0xda: hdr = 2; break;
+			case 0xc6: case 0xdb: hdr = 4; break;
+			case 0xc7: hdr = 1; extra = 1; break;
+			case 0xc8: hdr = 2; extra = 1; break;
+			case 0xc9: hdr = 4; extra = 1; break;
+			case 0xcc: case 0xd0: extra = 1; break;
+			case 0xcd: case 0xd1: extra = 2; break;
+			case 0xca: case 0xce: case 0xd2: extra = 4; break;
+			case 0xcb: case 0xcf: case 0xd3: extra = 8; break;
+			case 0xd4: extra = 2; break;
+			case 0xd5: extra = 3; break;
+			case 0xd6: extra = 5; break;
+			case 0xd7: extra = 9; break;
+			case 0xd8: extra = 17; break;
+			case 0xdc: hdr = 2; container = 1; break;
+			case 0xdd: hdr = 4; container = 1; break;
+			case 0xde: hdr = 2; container = 2; break;
+			case 0xdf: hdr = 4; container = 2; break;
+			default:	/* 0xc1 is never used */
+				return (RPC_SCAN_BAD);
+			}
+			if (hdr != 0) {
+				if (len - pos < hdr)
+					return (pos + hdr > limit ?
+					    RPC_SCAN_BAD : RPC_SCAN_MORE);
+				n = rpc_be(p + pos, hdr);
+				pos += hdr;
+				if (container == 2)
+					n *= 2;
+			}
+		}
+		if (container) {
+			/* Each element takes at least one byte. */
+			if (n > limit || pos + n > limit)
+				return (RPC_SCAN_BAD);
+			if (depth == RPC_MAX_DEPTH)
+				return (RPC_SCAN_BAD);
+			left[++depth] = n;
+			continue;
+		}
+		if (n + extra > limit || pos + n + extra > limit)
+			return (RPC_SCAN_BAD);
+		if (len - pos < n + extra)
+			return (RPC_SCAN_MORE);
+		pos += n + extra;
+	}
+	*objlen = pos;
+	return (RPC_SCAN_OK);
+}
+
+/* Whether p[0..n) is short printable ASCII, safe to quote in a message or log. */
+int
+rpc_printable(const char *p, size_t n, size_t max)
+{
+	size_t i;
+
+	if (n > max)
+		return (0);
+	for (i = 0; i < n; i++) {
+		if (p[i] < 0x20 || p[i] > 0x7e)
+			return (0);
+	}
+	return (1);
+}
+
+/* Whether o is a string equal to s. */
+int
+rpc_str_eq(const msgpack_object *o, const char *s)
+{
+	size_t n = strlen(s);
+
+	return (o->type == MSGPACK_OBJECT_STR && o->via.str.size == n &&
+	    memcmp(o->via.str.ptr, s, n) == 0);
+}
+
+/* The value of key in map m, or NULL (m need not be a map). */
+const msgpack_object *
+rpc_map_get(const msgpack_object *m, const char *key)
+{
+	uint32_t i;
+
+	if (m == NULL || m->type != MSGPACK_OBJECT_MAP)
+		return (NULL);
+	for (i = 0; i < m->via.map.size; i++) {
+		if (rpc_str_eq(&m->via.map.ptr[i].key, key))
+			return (&m->via.map.ptr[i].val);
+	}
+	return (NULL);
+}
+
+static int
+rpc_write_evbuffer(void *data, const char *buf, size_t len)
+{
+	return (evbuffer_add(data, buf, len));
+}
+
+static int
+rpc_write_null(void *data, const char *buf, size_t len)
+{
+	(void)data;
+	(void)buf;
+	(void)len;
+	return (0);
+}
+
+/* Per-reply packer: into the client's output, or nowhere if nobody listens. */
+static msgpack_packer	rpc_pk;
+
+static msgpack_packer *
+rpc_packer(struct request *req)
+{
+	if (req->client == NULL || req->notify || req->client->bev == NULL)
+		msgpack_packer_init(&rpc_pk, NULL, rpc_write_null);
+	else
+		msgpack_packer_init(&rpc_pk,
+		    bufferevent_get_output(req->client->bev), rpc_write_evbuffer);
+	return (&rpc_pk);
+}
+
+void
+rpc_pack_str(msgpack_packer *pk, const char *s)
+{
+	size_t n = strlen(s);
+
+	msgpack_pack_str(pk, n);
+	msgpack_pack_str_body(pk, s, n);
+}
+
+void
+rpc_pack_kv_str(msgpack_packer *pk, const char *k, const char *v)
+{
+	rpc_pack_str(pk, k);
+	if (v == NULL)
+		msgpack_pack_nil(pk);
+	else
+		rpc_pack_str(pk, v);
+}
+
+void
+rpc_pack_kv_int(msgpack_packer *pk, const char *k, int64_t v)
+{
+	rpc_pack_str(pk, k);
+	msgpack_pack_int64(pk, v);
+}
+
+void
+rpc_pack_kv_bool(msgpack_packer *pk, const char *k, int v)
+{
+	rpc_pack_str(pk, k);
+	if (v)
+		msgpack_pack_true(pk);
+	else
+		msgpack_pack_false(pk);
+}
+
+/* Free a request whose reply has been packed, and tell its client. */
+static void
+rpc_request_free(struct request *req)
+{
+	struct client *c = req->client;
+
+	if (c != NULL) {
+		TAILQ_REMOVE(&c->requests, req, entry);
+		c->nrequests--;
+	}
+	free(req);
+	if (c != NULL)
+		server_client_request_done(c);
+}
+
+/*
+ * Start a successful reply: [1, msgid, nil, {nfields pairs}]. The caller packs
+ * exactly nfields key/value pairs into the returned packer, then calls rpc_reply_end.
+ */
+msgpack_packer *
+rpc_reply_begin(struct request *req, size_t nfields)
+{
+	msgpack_packer *pk = rpc_packer(req);
+
+	msgpack_pack_array(pk, 4);
+	msgpack_pack_uint8(pk, 1);
+	msgpack_pack_uint32(pk, req->msgid);
+	msgpack_pack_nil(pk);
+	msgpack_pack_map(pk, nfields);
+	return (pk);
+}
+
+void
+rpc_reply_end(struct request *req)
+{
+	rpc_request_free(req);
+}
+
+/* Reply with an error map; see docs/protocol.md for the fields. */
+void
+rpc_reply_error(struct request *req, const struct rpc_error *e)
+{
+	msgpack_packer *pk = rpc_packer(req);
+	size_t n = 3;
+
+	n += (e->field != NULL) + (e->errcode != 0) * 2 + (e->retry_after > 0);
+	msgpack_pack_array(pk, 4);
+	msgpack_pack_uint8(pk, 1);
+	msgpack_pack_uint32(pk, req->msgid);
+	msgpack_pack_map(pk, n);
+	rpc_pack_kv_str(pk, "code", e->code);
+	rpc_pack_kv_str(pk, "message", e->message);
+	rpc_pack_kv_bool(pk, "retryable", e->retryable);
+	if (e->field != NULL)
+		rpc_pack_kv_str(pk, "field", e->field);
+	if (e->errcode != 0) {
+		rpc_pack_kv_int(pk, "errcode", e->errcode);
+		rpc_pack_kv_str(pk, "errmsg", e->errmsg != NULL ? e->errmsg : "");
+	}
+	if (e->retry_after > 0)
+		rpc_pack_kv_int(pk, "retry_after", e->retry_after);
+	msgpack_pack_nil(pk);
+	rpc_request_free(req);
+}
+
+/* Reply with an error built from a code, retryability, field and message. */
+void
+rpc_reply_errorx(struct request *req, const char *code, int retryable,
+    const char *field, const char *fmt, ...)
+{
+	struct rpc_error e;
+	char msg[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	memset(&e, 0, sizeof e);
+	e.code = code;
+	e.message = msg;
+	e.retryable = retryable;
+	e.field = field;
+	rpc_reply_error(req, &e);
+}
+
+/*
+ * Decode and dispatch one complete frame from client c. Returns -1 if the frame is
+ * not MessagePack-RPC at all, and the connection must close; a well-formed request
+ * with bad content gets an error reply instead.
+ */
+int
+rpc_input(struct client *c, const unsigned char *frame, size_t len)
+{
+	msgpack_object		 o, *a;
+	const msgpack_object	*params = NULL;
+	const struct method	*m;
+	struct request		*req;
+	size_t			 off = 0;
+	uint64_t		 type;
+	int			 notify;
+
+	if (rpc_zone == NULL)
+		rpc_zone = msgpack_zone_new(8192);
+	if (msgpack_unpack((const char *)frame, len, &off, rpc_zone, &o) !=
+	    MSGPACK_UNPACK_SUCCESS || off != len) {
+		msgpack_zone_clear(rpc_zone);
+		return (-1);
+	}
+	if (o.type != MSGPACK_OBJECT_ARRAY || o.via.array.size < 3 ||
+	    o.via.array.ptr[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+		goto bad;
+	a = o.via.array.ptr;
+	type = a[0].via.u64;
+	if (type == 0 && o.via.array.size == 4)
+		notify = 0;
+	else if (type == 2 && o.via.array.size == 3)
+		notify = 1;
+	else
+		goto bad;
+	if (!notify && (a[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+	    a[1].via.u64 > UINT32_MAX))
+		goto bad;
+
+	rpc_requests++;
+	req = xcalloc(1, sizeof *req);
+	req->client = c;
+	req->notify = notify;
+	req->msgid = notify ? 0 : (uint32_t)a[1].via.u64;
+	TAILQ_INSERT_TAIL(&c->requests, req, entry);
+	c->nrequests++;
+
+	a = notify ? a + 1 : a + 2;	/* a[0] method, a[1] params */
+	if (a[0].type != MSGPACK_OBJECT_STR) {
+		rpc_reply_errorx(req, "invalid_request", 0, "method",
+		    "method must be a string");
+		goto done;
+	}
+	if (a[1].type == MSGPACK_OBJECT_ARRAY && a[1].via.array.size == 1 &&
+	    a[1].via.array.ptr[0].type == MSGPACK_OBJECT_MAP)
+		params = &a[1].via.array.ptr[0];
+	else if (a[1].type == MSGPACK_OBJECT_ARRAY && a[1].via.array.size == 0)
+		params = NULL;
+	else if (a[1].type == MSGPACK_OBJECT_ARRAY && a[1].via.array.size == 1 &&
+	    a[1].via.array.ptr[0].type == MSGPACK_OBJECT_NIL)
+		params = NULL;
+	else {
+		rpc_reply_errorx(req, "invalid_request", 0, "params",
+		    "params must be an array holding one map");
+		goto done;
+	}
+	if ((m = method_find(a[0].via.str.ptr, a[0].via.str.size)) == NULL) {
+		if (rpc_printable(a[0].via.str.ptr, a[0].via.str.size, 64))
+			rpc_reply_errorx(req, "unknown_method", 0, NULL,
+			    "no method '%.*s'", (int)a[0].via.str.size,
+			    a[0].via.str.ptr);
+		else
+			rpc_reply_errorx(req, "unknown_method", 0, NULL,
+			    "no such method");
+		goto done;
+	}
+	req->method = m;
+	m->fn(req, params);
+done:
+	msgpack_zone_clear(rpc_zone);
+	return (0);
+bad:
+	msgpack_zone_clear(rpc_zone);
+	return (-1);
+}
+
+/* Free the decoding zone at exit (keeps leak checkers quiet). */
+void
+rpc_shutdown(void)
+{
+	if (rpc_zone != NULL)
+		msgpack_zone_free(rpc_zone);
+	rpc_zone = NULL;
+}

@@ -1,0 +1,506 @@
+/*
+ * The Unix socket: listening, accepting with limits, and each client connection
+ * with its framing loop, backpressure and idle timeout.
+ */
+#include "config.h"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "wxpushd.h"
+
+/* A client's output past this stops reading its requests until it drains. */
+#define SERVER_OUTPUT_HIGH	(256 * 1024)
+#define SERVER_OUTPUT_LOW	(64 * 1024)
+/* Requests in flight per connection before reading pauses. */
+#define SERVER_CLIENT_INFLIGHT	4096
+/* Requests handled per read event, so one busy client cannot starve others. */
+#define SERVER_QUOTA		256
+
+struct server_uid {
+	uid_t	uid;
+	int	n;
+};
+
+static int			 server_fd = -1;
+static char			*server_path;
+static struct event		*server_ev;
+static struct event		*server_pause_ev;
+static TAILQ_HEAD(, client)	 server_clients = TAILQ_HEAD_INITIALIZER(server_clients);
+static size_t			 server_n;
+static uint64_t			 server_next_id;
+static struct server_uid	*server_uids;
+static size_t			 server_nuids;
+static void			(*server_drained)(void);
+static int			 server_draining;
+
+static void	server_client_free(struct client *);
+static void	server_client_read(struct client *);
+static void	server_accept_cb(evutil_socket_t, short, void *);
+
+size_t
+server_nclients(void)
+{
+	return (server_n);
+}
+
+/* The connection count of uid, created at zero on first use. */
+static struct server_uid *
+server_uid_find(uid_t uid)
+{
+	size_t i;
+
+	for (i = 0; i < server_nuids; i++) {
+		if (server_uids[i].uid == uid)
+			return (&server_uids[i]);
+	}
+	server_uids = xreallocarray(server_uids, server_nuids + 1,
+	    sizeof *server_uids);
+	server_uids[server_nuids].uid = uid;
+	server_uids[server_nuids].n = 0;
+	return (&server_uids[server_nuids++]);
+}
+
+/* Create the socket's directory if needed (one level, 0755). */
+static int
+server_mkdir(const char *path)
+{
+	char *copy, *dir;
+	struct stat st;
+	int rc = 0;
+
+	copy = xstrdup(path);
+	dir = dirname(copy);
+	if (stat(dir, &st) == -1) {
+		if (errno != ENOENT || mkdir(dir, 0755) == -1) {
+			log_warn("socket directory %s", dir);
+			rc = -1;
+		}
+	} else if (!S_ISDIR(st.st_mode)) {
+		log_warnx("socket directory %s: not a directory", dir);
+		rc = -1;
+	}
+	free(copy);
+	return (rc);
+}
+
+/*
+ * Remove a stale socket left by a crash; refuse if a daemon still answers on it,
+ * or if the path is something other than a socket.
+ */
+static int
+server_unlink_stale(const char *path, const struct sockaddr_un *sun)
+{
+	struct stat st;
+	int fd;
+
+	if (lstat(path, &st) == -1)
+		return (errno == ENOENT ? 0 : -1);
+	if (!S_ISSOCK(st.st_mode)) {
+		log_warnx("%s exists and is not a socket", path);
+		return (-1);
+	}
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+		return (-1);
+	if (connect(fd, (const struct sockaddr *)sun, sizeof *sun) == 0) {
+		close(fd);
+		log_warnx("%s: another wxpushd is running", path);
+		return (-1);
+	}
+	close(fd);
+	log_info("removing stale socket %s", path);
+	return (unlink(path));
+}
+
+/* Bind and listen on the configured socket; -1 (logged) on failure. */
+int
+server_listen(void)
+{
+	struct sockaddr_un sun;
+	const char *path = wx_conf->socket;
+	mode_t old;
+
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof sun.sun_path) {
+		log_warnx("socket path %s is too long", path);
+		return (-1);
+	}
+	snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
+	if (server_mkdir(path) == -1 || server_unlink_stale(path, &sun) == -1)
+		return (-1);
+	server_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (server_fd == -1) {
+		log_warn("socket");
+		return (-1);
+	}
+	/* The socket never exists with looser permissions than asked for. */
+	old = umask(0777 & ~wx_conf->socket_mode);
+	if (bind(server_fd, (struct sockaddr *)&sun, sizeof sun) == -1) {
+		umask(old);
+		log_warn("bind %s", path);
+		goto fail;
+	}
+	umask(old);
+	if (chmod(path, wx_conf->socket_mode) == -1) {
+		log_warn("chmod %s", path);
+		goto fail;
+	}
+	if (listen(server_fd, 1024) == -1) {
+		log_warn("listen %s", path);
+		goto fail;
+	}
+	server_path = xstrdup(path);
+	server_ev = event_new(wx_base, server_fd, EV_READ | EV_PERSIST,
+	    server_accept_cb, NULL);
+	server_pause_ev = evtimer_new(wx_base, server_accept_cb, NULL);
+	event_add(server_ev, NULL);
+	log_info("listening on %s", path);
+	return (0);
+fail:
+	close(server_fd);
+	server_fd = -1;
+	return (-1);
+}
+
+/* Stop accepting and remove the socket; clients already connected stay. */
+void
+server_stop_accepting(void)
+{
+	if (server_ev != NULL) {
+		event_free(server_ev);
+		server_ev = NULL;
+	}
+	if (server_pause_ev != NULL) {
+		event_free(server_pause_ev);
+		server_pause_ev = NULL;
+	}
+	if (server_fd != -1) {
+		close(server_fd);
+		server_fd = -1;
+	}
+	if (server_path != NULL) {
+		unlink(server_path);
+		free(server_path);
+		server_path = NULL;
+	}
+}
+
+/* Close everything at exit. */
+void
+server_close(void)
+{
+	struct client *c;
+
+	server_stop_accepting();
+	while ((c = TAILQ_FIRST(&server_clients)) != NULL)
+		server_client_free(c);
+	free(server_uids);
+	server_uids = NULL;
+	server_nuids = 0;
+}
+
+/* Whether every client has no request in flight and nothing left to write. */
+static int
+server_idle(void)
+{
+	struct client *c;
+
+	TAILQ_FOREACH(c, &server_clients, entry) {
+		if (c->nrequests != 0 || (c->bev != NULL &&
+		    evbuffer_get_length(bufferevent_get_output(c->bev)) != 0))
+			return (0);
+	}
+	return (1);
+}
+
+static void
+server_check_drained(void)
+{
+	void (*cb)(void);
+
+	if (!server_draining || !server_idle())
+		return;
+	cb = server_drained;
+	server_drained = NULL;
+	server_draining = 0;
+	if (cb != NULL)
+		cb();
+}
+
+/*
+ * Graceful stop: accept nothing new, read no new requests, and call done once
+ * every request in flight has been answered and written out.
+ */
+void
+server_drain(void (*done)(void))
+{
+	struct client *c;
+
+	server_stop_accepting();
+	TAILQ_FOREACH(c, &server_clients, entry) {
+		if (c->bev != NULL)
+			bufferevent_disable(c->bev, EV_READ);
+	}
+	server_drained = done;
+	server_draining = 1;
+	server_check_drained();
+}
+
+static void
+server_client_free(struct client *c)
+{
+	struct request *req;
+	struct server_uid *u;
+
+	/* Requests in flight finish without anyone to answer. */
+	while ((req = TAILQ_FIRST(&c->requests)) != NULL) {
+		TAILQ_REMOVE(&c->requests, req, entry);
+		req->client = NULL;
+	}
+	TAILQ_REMOVE(&server_clients, c, entry);
+	server_n--;
+	u = server_uid_find(c->peer.uid);
+	u->n--;
+	if (c->bev != NULL)
+		bufferevent_free(c->bev);
+	if (c->more != NULL)
+		event_free(c->more);
+	peer_free(&c->peer);
+	log_debug("client %llu: closed", (unsigned long long)c->id);
+	free(c);
+	server_check_drained();
+}
+
+/* Free c if it is closing and has nothing left to answer or write. */
+static int
+server_client_maybe_free(struct client *c)
+{
+	if (!c->closing || c->nrequests != 0 ||
+	    evbuffer_get_length(bufferevent_get_output(c->bev)) != 0)
+		return (0);
+	server_client_free(c);
+	return (1);
+}
+
+/* Pause or resume reading from c for backpressure. */
+static void
+server_client_update(struct client *c)
+{
+	int full;
+
+	if (c->closing || server_draining)
+		return;
+	full = c->nrequests >= SERVER_CLIENT_INFLIGHT ||
+	    evbuffer_get_length(bufferevent_get_output(c->bev)) > SERVER_OUTPUT_HIGH;
+	if (full && !c->paused) {
+		bufferevent_disable(c->bev, EV_READ);
+		c->paused = 1;
+	} else if (!full && c->paused &&
+	    evbuffer_get_length(bufferevent_get_output(c->bev)) <= SERVER_OUTPUT_LOW) {
+		bufferevent_enable(c->bev, EV_READ);
+		c->paused = 0;
+		/* Requests may already be buffered: parse them. */
+		event_active(c->more, EV_TIMEOUT, 0);
+	}
+}
+
+/*
+ * A request of c has been answered. Never frees c or parses here: the caller
+ * may be inside c's read loop; the deferred event does the rest.
+ */
+void
+server_client_request_done(struct client *c)
+{
+	if (c->closing || c->paused || server_draining)
+		event_active(c->more, EV_TIMEOUT, 0);
+}
+
+/* Deferred work for a client: continue parsing, resume, or finish closing. */
+static void
+server_client_more_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct client *c = arg;
+
+	(void)fd;
+	(void)events;
+	if (server_client_maybe_free(c))
+		return;
+	if (server_draining) {
+		server_check_drained();
+		return;
+	}
+	server_client_update(c);
+	if (!c->paused && !c->closing)
+		server_client_read(c);
+}
+
+/* Parse and dispatch the complete frames in c's input, up to the quota. */
+static void
+server_client_read(struct client *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	size_t len, objlen, limit = wx_conf->max_request;
+	unsigned char *p;
+	int n;
+
+	for (n = 0; n < SERVER_QUOTA; n++) {
+		if (c->paused || c->closing || server_draining)
+			return;
+		if ((len = evbuffer_get_length(in)) == 0)
+			return;
+		p = evbuffer_pullup(in, len > limit ? limit : len);
+		switch (rpc_scan(p, len > limit ? limit : len, limit, &objlen)) {
+		case RPC_SCAN_MORE:
+			return;
+		case RPC_SCAN_BAD:
+			log_debug("client %llu: not MessagePack-RPC or over "
+			    "max_request, closing", (unsigned long long)c->id);
+			server_client_free(c);
+			return;
+		case RPC_SCAN_OK:
+			break;
+		}
+		if (rpc_input(c, p, objlen) == -1) {
+			log_debug("client %llu: malformed request, closing",
+			    (unsigned long long)c->id);
+			server_client_free(c);
+			return;
+		}
+		evbuffer_drain(in, objlen);
+		server_client_update(c);
+	}
+	/* Quota used up: let other clients run, then continue. */
+	event_active(c->more, EV_TIMEOUT, 0);
+}
+
+static void
+server_client_read_cb(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	server_client_read(arg);
+}
+
+/* Output drained below the low watermark: maybe resume reading, or finish. */
+static void
+server_client_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct client *c = arg;
+
+	(void)bev;
+	if (server_client_maybe_free(c))
+		return;
+	if (server_draining)
+		server_check_drained();
+	else
+		server_client_update(c);
+}
+
+static void
+server_client_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct client *c = arg;
+
+	if (what & BEV_EVENT_TIMEOUT) {
+		/* Waiting on our own answers is not idleness. */
+		if ((what & BEV_EVENT_READING) && c->nrequests != 0) {
+			bufferevent_enable(bev, EV_READ);
+			return;
+		}
+		log_debug("client %llu: %s timeout, closing",
+		    (unsigned long long)c->id,
+		    (what & BEV_EVENT_WRITING) ? "write" : "idle");
+		server_client_free(c);
+		return;
+	}
+	if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR)) {
+		/* Half-close: answer what was asked, then close. */
+		c->closing = 1;
+		bufferevent_disable(bev, EV_READ);
+		server_client_maybe_free(c);
+		return;
+	}
+	server_client_free(c);
+}
+
+/* Accept connections until the backlog is empty, within limits. */
+static void
+server_accept_cb(evutil_socket_t lfd, short events, void *arg)
+{
+	struct client *c;
+	struct server_uid *u;
+	struct timeval tv;
+	int fd, n;
+
+	(void)lfd;
+	(void)arg;
+	if (events & EV_TIMEOUT) {	/* end of an EMFILE pause */
+		if (server_ev != NULL)
+			event_add(server_ev, NULL);
+		return;
+	}
+	for (n = 0; n < 64 && server_fd != -1; n++) {
+		fd = accept4(server_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd == -1) {
+			if (errno == EMFILE || errno == ENFILE) {
+				/* Do not spin on a full descriptor table. */
+				log_warnx("accept: out of file descriptors, "
+				    "pausing for a second");
+				event_del(server_ev);
+				tv.tv_sec = 1;
+				tv.tv_usec = 0;
+				evtimer_add(server_pause_ev, &tv);
+			} else if (errno != EAGAIN && errno != EINTR &&
+			    errno != ECONNABORTED)
+				log_warn("accept");
+			return;
+		}
+		c = xcalloc(1, sizeof *c);
+		c->fd = fd;
+		if (peer_load(fd, &c->peer) == -1) {
+			log_warn("peer credentials");
+			close(fd);
+			free(c);
+			continue;
+		}
+		u = server_uid_find(c->peer.uid);
+		if (server_n >= (size_t)wx_conf->max_clients ||
+		    u->n >= wx_conf->max_clients_per_uid) {
+			log_warnx("refusing connection from uid %u: %s",
+			    (unsigned)c->peer.uid, server_n >= (size_t)
+			    wx_conf->max_clients ? "max_clients reached" :
+			    "max_clients_per_uid reached");
+			peer_free(&c->peer);
+			close(fd);
+			free(c);
+			continue;
+		}
+		u->n++;
+		server_n++;
+		c->id = ++server_next_id;
+		TAILQ_INIT(&c->requests);
+		c->bev = bufferevent_socket_new(wx_base, fd, BEV_OPT_CLOSE_ON_FREE);
+		c->more = event_new(wx_base, -1, 0, server_client_more_cb, c);
+		bufferevent_setcb(c->bev, server_client_read_cb,
+		    server_client_write_cb, server_client_event_cb, c);
+		bufferevent_setwatermark(c->bev, EV_WRITE, SERVER_OUTPUT_LOW, 0);
+		if (wx_conf->idle_timeout > 0) {
+			tv.tv_sec = wx_conf->idle_timeout;
+			tv.tv_usec = 0;
+			bufferevent_set_timeouts(c->bev, &tv, &tv);
+		}
+		bufferevent_enable(c->bev, EV_READ);
+		TAILQ_INSERT_TAIL(&server_clients, c, entry);
+		log_debug("client %llu: uid %u gid %u pid %d", (unsigned long long)
+		    c->id, (unsigned)c->peer.uid, (unsigned)c->peer.gid,
+		    (int)c->peer.pid);
+	}
+}

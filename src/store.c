@@ -1,0 +1,995 @@
+/* Durable state in SQLite (WAL): tokens, verify tickets, authorizer refresh tokens. */
+#include "config.h"
+
+#include <sys/types.h>
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "wxpushd.h"
+
+#define STORE_FILE		"wxpushd.db"
+#define STORE_BUSY_TIMEOUT	250	/* ms; only an outside reader can hold a lock */
+#define STORE_CHUNK		256	/* authorizers read per query by foreach */
+#define STORE_TICKET_MAX	WX_TOKEN_MAX
+#define STORE_INTEGRITY_MAX	200	/* bytes of an integrity message in a cause */
+
+#define STORE_NITEMS(a)		(sizeof (a) / sizeof (a)[0])
+
+/* Every query the daemon runs, prepared once at open. */
+enum store_query {
+	STORE_TOKEN_SAVE,
+	STORE_TOKEN_LOAD,
+	STORE_TICKET_SAVE,
+	STORE_TICKET_LOAD,
+	STORE_AUTH_SAVE,
+	STORE_AUTH_LOAD,
+	STORE_AUTH_LIST,
+	STORE_INTEGRITY,
+	STORE_NQUERIES
+};
+
+static const char *store_sql[STORE_NQUERIES] = {
+	[STORE_TOKEN_SAVE] =
+	    "INSERT INTO tokens (appid, kind, token, expires_at, refreshed_at,"
+	    " calls_day, calls_today) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+	    " ON CONFLICT (appid) DO UPDATE SET kind = excluded.kind,"
+	    " token = excluded.token, expires_at = excluded.expires_at,"
+	    " refreshed_at = excluded.refreshed_at,"
+	    " calls_day = excluded.calls_day, calls_today = excluded.calls_today",
+	[STORE_TOKEN_LOAD] =
+	    "SELECT kind, token, expires_at, refreshed_at, calls_day, calls_today"
+	    " FROM tokens WHERE appid = ?1",
+	[STORE_TICKET_SAVE] =
+	    "INSERT INTO tickets (component_appid, ticket, received_at)"
+	    " VALUES (?1, ?2, ?3) ON CONFLICT (component_appid) DO UPDATE SET"
+	    " ticket = excluded.ticket, received_at = excluded.received_at",
+	[STORE_TICKET_LOAD] =
+	    "SELECT ticket, received_at FROM tickets WHERE component_appid = ?1",
+	[STORE_AUTH_SAVE] =
+	    "INSERT INTO authorizers (appid, component_appid, refresh_token,"
+	    " revoked, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)"
+	    " ON CONFLICT (appid) DO UPDATE SET"
+	    " component_appid = excluded.component_appid,"
+	    " refresh_token = excluded.refresh_token,"
+	    " revoked = excluded.revoked, updated_at = excluded.updated_at",
+	[STORE_AUTH_LOAD] =
+	    "SELECT component_appid, appid, refresh_token, revoked, updated_at"
+	    " FROM authorizers WHERE appid = ?1",
+	/* Keyset paging: the index gives rows in appid order, no sort. */
+	[STORE_AUTH_LIST] =
+	    "SELECT component_appid, appid, refresh_token, revoked, updated_at"
+	    " FROM authorizers WHERE component_appid = ?1 AND appid > ?2"
+	    " ORDER BY appid LIMIT ?3",
+	[STORE_INTEGRITY] =
+	    "PRAGMA integrity_check",
+};
+
+/*
+ * Schema migrations: entry i takes PRAGMA user_version from i to i + 1. Never
+ * edit an entry once released; append a new one.
+ */
+static const char *store_migrations[] = {
+	/* 1: the first schema. */
+	"CREATE TABLE tokens ("
+	" appid TEXT PRIMARY KEY NOT NULL,"
+	" kind TEXT NOT NULL,"
+	" token TEXT NOT NULL,"
+	" expires_at INTEGER NOT NULL,"
+	" refreshed_at INTEGER NOT NULL,"
+	" calls_day INTEGER NOT NULL,"
+	" calls_today INTEGER NOT NULL);"
+	"CREATE TABLE tickets ("
+	" component_appid TEXT PRIMARY KEY NOT NULL,"
+	" ticket TEXT NOT NULL,"
+	" received_at INTEGER NOT NULL);"
+	"CREATE TABLE authorizers ("
+	" appid TEXT PRIMARY KEY NOT NULL,"
+	" component_appid TEXT NOT NULL,"
+	" refresh_token TEXT NOT NULL,"
+	" revoked INTEGER NOT NULL DEFAULT 0,"
+	" updated_at INTEGER NOT NULL);"
+	"CREATE INDEX authorizers_component"
+	" ON authorizers (component_appid, appid);",
+};
+
+/* Stored names of enum cred_kind, so reordering the enum cannot remap rows. */
+static const char *store_kind_names[] = {
+	[CRED_OFFICIAL] = "official",
+	[CRED_COMPONENT] = "component",
+	[CRED_AUTHORIZER] = "authorizer",
+};
+
+static sqlite3		*store_db;
+static sqlite3_stmt	*store_stmts[STORE_NQUERIES];
+static char		*store_path;
+
+/* Build a cause from sqlite's last error, with a hint if the file is corrupt. */
+static char *
+store_cause(const char *what)
+{
+	char	*cause;
+	int	 code;
+
+	/* The primary code: extended result codes are on. */
+	code = store_db != NULL ? sqlite3_errcode(store_db) & 0xff : SQLITE_ERROR;
+	if (code == SQLITE_NOTADB || code == SQLITE_CORRUPT) {
+		xasprintf(&cause, "%s: %s: %s (the file is left in place: restore "
+		    "it from a backup or move it aside)", store_path, what,
+		    sqlite3_errmsg(store_db));
+	} else {
+		xasprintf(&cause, "%s: %s: %s", store_path, what,
+		    store_db != NULL ? sqlite3_errmsg(store_db) : "not open");
+	}
+	return (cause);
+}
+
+/* Run SQL that returns no rows we need (open time only); 0 or -1 and a cause. */
+static int
+store_exec(const char *sql, const char *what, char **cause)
+{
+	char	*errmsg = NULL;
+
+	if (sqlite3_exec(store_db, sql, NULL, NULL, &errmsg) == SQLITE_OK)
+		return (0);
+	sqlite3_free(errmsg);
+	*cause = store_cause(what);
+	return (-1);
+}
+
+/* Read the schema version (PRAGMA user_version); 0 or -1 and a cause. */
+static int
+store_user_version(int *value, char **cause)
+{
+	sqlite3_stmt	*stmt;
+	const char	*sql = "PRAGMA user_version";
+	int		 rc;
+
+	if (sqlite3_prepare_v2(store_db, sql, -1, &stmt, NULL) != SQLITE_OK) {
+		*cause = store_cause("reading the schema version");
+		return (-1);
+	}
+	rc = sqlite3_step(stmt);
+	if (rc != SQLITE_ROW) {
+		*cause = store_cause("reading the schema version");
+		sqlite3_finalize(stmt);
+		return (-1);
+	}
+	*value = sqlite3_column_int(stmt, 0);
+	sqlite3_finalize(stmt);
+	return (0);
+}
+
+/* Switch to WAL; it is not fatal if the filesystem cannot do it. */
+static int
+store_wal(char **cause)
+{
+	sqlite3_stmt		*stmt;
+	const unsigned char	*mode;
+	const char		*sql = "PRAGMA journal_mode = WAL";
+
+	if (sqlite3_prepare_v2(store_db, sql, -1, &stmt, NULL) != SQLITE_OK) {
+		*cause = store_cause("opening");
+		return (-1);
+	}
+	if (sqlite3_step(stmt) != SQLITE_ROW) {
+		*cause = store_cause("opening");
+		sqlite3_finalize(stmt);
+		return (-1);
+	}
+	mode = sqlite3_column_text(stmt, 0);
+	if (mode == NULL || strcmp((const char *)mode, "wal") != 0) {
+		log_warnx("store: %s: journal mode is %s, not wal", store_path,
+		    mode != NULL ? (const char *)mode : "unknown");
+	}
+	sqlite3_finalize(stmt);
+	return (0);
+}
+
+/* Bring the schema to the newest version, all in one transaction. */
+static int
+store_migrate(char **cause)
+{
+	const int	 latest = (int)STORE_NITEMS(store_migrations);
+	char		*sql;
+	int		 version, i;
+
+	if (store_user_version(&version, cause) != 0)
+		return (-1);
+	if (version == latest)
+		return (0);
+	if (version < 0 || version > latest) {
+		xasprintf(cause, "%s: schema version %d is not one this wxpushd "
+		    "knows (it knows up to %d)", store_path, version, latest);
+		return (-1);
+	}
+
+	if (store_exec("BEGIN IMMEDIATE", "starting the migration", cause) != 0)
+		return (-1);
+	/* Read again under the write lock: another process may have migrated. */
+	if (store_user_version(&version, cause) != 0)
+		goto fail;
+	if (version < 0 || version > latest) {
+		xasprintf(cause, "%s: schema version %d is not one this wxpushd "
+		    "knows (it knows up to %d)", store_path, version, latest);
+		goto fail;
+	}
+	for (i = version; i < latest; i++) {
+		if (store_exec(store_migrations[i], "migrating the schema",
+		    cause) != 0)
+			goto fail;
+	}
+	xasprintf(&sql, "PRAGMA user_version = %d", latest);
+	if (store_exec(sql, "setting the schema version", cause) != 0) {
+		free(sql);
+		goto fail;
+	}
+	free(sql);
+	if (store_exec("COMMIT", "committing the migration", cause) != 0)
+		goto fail;
+	if (version != latest) {
+		log_info("store: %s: schema migrated from version %d to %d",
+		    store_path, version, latest);
+	}
+	return (0);
+
+fail:
+	sqlite3_exec(store_db, "ROLLBACK", NULL, NULL, NULL);
+	return (-1);
+}
+
+/* Create the state directory (0700) if it is missing; 0 or -1 and a cause. */
+static int
+store_mkdir(const char *dir, char **cause)
+{
+	struct stat	 sb;
+
+	if (mkdir(dir, 0700) == 0) {
+		/* The umask must not decide who can read the state. */
+		if (chmod(dir, 0700) != 0) {
+			xasprintf(cause, "%s: chmod: %s", dir, strerror(errno));
+			return (-1);
+		}
+		log_info("store: created %s", dir);
+		return (0);
+	}
+	if (errno != EEXIST) {
+		xasprintf(cause, "%s: mkdir: %s", dir, strerror(errno));
+		return (-1);
+	}
+	if (stat(dir, &sb) != 0) {
+		xasprintf(cause, "%s: %s", dir, strerror(errno));
+		return (-1);
+	}
+	if (!S_ISDIR(sb.st_mode)) {
+		xasprintf(cause, "%s: not a directory", dir);
+		return (-1);
+	}
+	if (sb.st_mode & (S_IWGRP | S_IWOTH))
+		log_warnx("store: %s is writable by others", dir);
+	return (0);
+}
+
+/*
+ * Check that an existing file is a regular file and take away what group and
+ * others may do with it: it holds refresh tokens. A missing file is an error
+ * only if it must exist.
+ */
+static int
+store_tighten(const char *path, int must_exist, char **cause)
+{
+	struct stat	 sb;
+	int		 fd;
+
+	/* O_NONBLOCK: a FIFO in its place must not hang the daemon. */
+	if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) == -1) {
+		if (errno == ENOENT && !must_exist)
+			return (0);
+		xasprintf(cause, "%s: %s", path, strerror(errno));
+		return (-1);
+	}
+	if (fstat(fd, &sb) != 0) {
+		xasprintf(cause, "%s: %s", path, strerror(errno));
+		close(fd);
+		return (-1);
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		xasprintf(cause, "%s: not a regular file", path);
+		close(fd);
+		return (-1);
+	}
+	if (sb.st_mode & (S_IRWXG | S_IRWXO)) {
+		if (fchmod(fd, sb.st_mode & 0700) == 0) {
+			log_warnx("store: %s was mode %04o, now %04o", path,
+			    (unsigned)(sb.st_mode & 07777),
+			    (unsigned)(sb.st_mode & 0700));
+		} else {
+			log_warnx("store: %s is mode %04o, unchangeable: %s",
+			    path, (unsigned)(sb.st_mode & 07777),
+			    strerror(errno));
+		}
+	}
+	close(fd);
+	return (0);
+}
+
+/*
+ * Create the database file as 0600 before sqlite sees it (sqlite would use
+ * 0644 less the umask, and gives its -wal and -shm files the mode of the
+ * database), or check an existing one and the -wal and -shm left by a crash.
+ */
+static int
+store_create_file(const char *dir, char **cause)
+{
+	const char	*suffixes[] = { "-wal", "-shm" };
+	char		*path;
+	size_t		 i;
+	int		 fd, dfd, rc;
+
+	fd = open(store_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd != -1) {
+		if (fchmod(fd, 0600) != 0) {
+			xasprintf(cause, "%s: fchmod: %s", store_path,
+			    strerror(errno));
+			close(fd);
+			return (-1);
+		}
+		close(fd);
+		/* Make the new name itself durable. */
+		if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) != -1) {
+			fsync(dfd);
+			close(dfd);
+		}
+		return (0);
+	}
+	if (errno != EEXIST) {
+		xasprintf(cause, "%s: %s", store_path, strerror(errno));
+		return (-1);
+	}
+
+	if (store_tighten(store_path, 1, cause) != 0)
+		return (-1);
+	for (i = 0; i < STORE_NITEMS(suffixes); i++) {
+		xasprintf(&path, "%s%s", store_path, suffixes[i]);
+		rc = store_tighten(path, 0, cause);
+		free(path);
+		if (rc != 0)
+			return (-1);
+	}
+	return (0);
+}
+
+/* Open (creating if needed) state_dir/wxpushd.db; 0, or -1 and a cause. */
+int
+store_open(const char *state_dir, char **cause)
+{
+	size_t	i;
+
+	*cause = NULL;
+	if (store_db != NULL) {
+		xasprintf(cause, "%s: store already open", store_path);
+		return (-1);
+	}
+	if (state_dir == NULL || *state_dir == '\0') {
+		*cause = xstrdup("store: no state directory");
+		return (-1);
+	}
+	xasprintf(&store_path, "%s/%s", state_dir, STORE_FILE);
+
+	if (store_mkdir(state_dir, cause) != 0)
+		goto fail;
+	if (store_create_file(state_dir, cause) != 0)
+		goto fail;
+
+	/* The file exists now: never let sqlite create (or replace) one. */
+	if (sqlite3_open_v2(store_path, &store_db, SQLITE_OPEN_READWRITE,
+	    NULL) != SQLITE_OK) {
+		*cause = store_cause("opening");
+		goto fail;
+	}
+	sqlite3_extended_result_codes(store_db, 1);
+	sqlite3_busy_timeout(store_db, STORE_BUSY_TIMEOUT);
+	sqlite3_db_config(store_db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
+
+	/* The first statement to read the file: a corrupt one fails here. */
+	if (store_wal(cause) != 0)
+		goto fail;
+	/* A commit is on disk when it returns: tokens are saved before use. */
+	if (store_exec("PRAGMA synchronous = FULL", "setting synchronous",
+	    cause) != 0)
+		goto fail;
+	if (store_exec("PRAGMA foreign_keys = ON", "enabling foreign keys",
+	    cause) != 0)
+		goto fail;
+	/* Replaced refresh tokens do not linger in free space. */
+	if (store_exec("PRAGMA secure_delete = ON", "enabling secure_delete",
+	    cause) != 0)
+		goto fail;
+	if (store_migrate(cause) != 0)
+		goto fail;
+
+	for (i = 0; i < STORE_NQUERIES; i++) {
+		if (sqlite3_prepare_v3(store_db, store_sql[i], -1,
+		    SQLITE_PREPARE_PERSISTENT, &store_stmts[i], NULL) !=
+		    SQLITE_OK) {
+			*cause = store_cause("preparing a query");
+			goto fail;
+		}
+	}
+	log_debug("store: opened %s", store_path);
+	return (0);
+
+fail:
+	store_close();
+	return (-1);
+}
+
+/* Finalize every query and close the database; safe to call twice. */
+void
+store_close(void)
+{
+	size_t	i;
+
+	for (i = 0; i < STORE_NQUERIES; i++) {
+		sqlite3_finalize(store_stmts[i]);
+		store_stmts[i] = NULL;
+	}
+	if (store_db != NULL) {
+		if (sqlite3_close(store_db) != SQLITE_OK) {
+			log_warnx("store: %s: closing: %s", store_path,
+			    sqlite3_errmsg(store_db));
+		}
+		store_db = NULL;
+	}
+	free(store_path);
+	store_path = NULL;
+}
+
+/* Whether the store is open; logs the caller's request if not. */
+static int
+store_ready(const char *what, const char *appid)
+{
+	if (store_db != NULL)
+		return (1);
+	log_warnx("store: %s %s: store is not open", what, appid);
+	return (0);
+}
+
+/* Whether s is a string of 1 to max bytes. */
+static int
+store_str_ok(const char *s, size_t max)
+{
+	size_t	len;
+
+	if (s == NULL)
+		return (0);
+	len = strnlen(s, max + 1);
+	return (len >= 1 && len <= max);
+}
+
+/* Whether an appid from a caller is usable as a key. */
+static int
+store_appid_ok(const char *appid)
+{
+	return (store_str_ok(appid, WX_APPID_MAX));
+}
+
+/* Step a write statement to completion, then reset it; 0 or -1 (logged). */
+static int
+store_step_done(sqlite3_stmt *stmt, const char *what, const char *appid)
+{
+	int	rc;
+
+	rc = sqlite3_step(stmt);
+	if (rc != SQLITE_DONE) {
+		log_warnx("store: saving %s for %s: %s", what, appid,
+		    sqlite3_errmsg(store_db));
+	}
+	sqlite3_reset(stmt);
+	/* Drop the pointers to the caller's token buffers. */
+	sqlite3_clear_bindings(stmt);
+	return (rc == SQLITE_DONE ? 0 : -1);
+}
+
+/* Finish a read statement. */
+static void
+store_done(sqlite3_stmt *stmt)
+{
+	sqlite3_reset(stmt);
+	sqlite3_clear_bindings(stmt);
+}
+
+/*
+ * Copy a text column into buf (size bytes); -1 if it is not text, is longer
+ * than size - 1 (refused, never truncated) or holds a NUL.
+ */
+static int
+store_column_text(sqlite3_stmt *stmt, int col, char *buf, size_t size)
+{
+	const unsigned char	*s;
+	int			 n;
+
+	if (sqlite3_column_type(stmt, col) != SQLITE_TEXT)
+		return (-1);
+	s = sqlite3_column_text(stmt, col);
+	n = sqlite3_column_bytes(stmt, col);
+	if (s == NULL || n < 0 || (size_t)n >= size ||
+	    memchr(s, '\0', (size_t)n) != NULL)
+		return (-1);
+	memcpy(buf, s, (size_t)n);
+	buf[n] = '\0';
+	return (0);
+}
+
+/* Read an integer column that must fit an int in [min, max]; 0 or -1. */
+static int
+store_column_int(sqlite3_stmt *stmt, int col, int min, int max, int *out)
+{
+	sqlite3_int64	v;
+
+	if (sqlite3_column_type(stmt, col) != SQLITE_INTEGER)
+		return (-1);
+	v = sqlite3_column_int64(stmt, col);
+	if (v < min || v > max)
+		return (-1);
+	*out = (int)v;
+	return (0);
+}
+
+/* Read an integer column as a time_t; 0 or -1. */
+static int
+store_column_time(sqlite3_stmt *stmt, int col, time_t *out)
+{
+	sqlite3_int64	v;
+
+	if (sqlite3_column_type(stmt, col) != SQLITE_INTEGER)
+		return (-1);
+	v = sqlite3_column_int64(stmt, col);
+	if ((sqlite3_int64)(time_t)v != v)
+		return (-1);
+	*out = (time_t)v;
+	return (0);
+}
+
+/* Save (insert or replace) an appid's access token and call counters; 0 or -1. */
+int
+store_token_save(const struct store_token *st)
+{
+	sqlite3_stmt	*stmt;
+	size_t		 toklen;
+
+	if (!store_appid_ok(st->appid) ||
+	    strnlen(st->appid, sizeof st->appid) == sizeof st->appid) {
+		log_warnx("store: saving token: bad appid");
+		return (-1);
+	}
+	if (!store_ready("saving token for", st->appid))
+		return (-1);
+	if ((unsigned)st->kind >= STORE_NITEMS(store_kind_names)) {
+		log_warnx("store: saving token for %s: bad kind %d", st->appid,
+		    (int)st->kind);
+		return (-1);
+	}
+	toklen = strnlen(st->token, sizeof st->token);
+	if (toklen == sizeof st->token) {
+		log_warnx("store: saving token for %s: token not terminated",
+		    st->appid);
+		return (-1);
+	}
+
+	stmt = store_stmts[STORE_TOKEN_SAVE];
+	if (sqlite3_bind_text(stmt, 1, st->appid, -1,
+	    SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 2, store_kind_names[st->kind], -1,
+	    SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 3, st->token, (int)toklen,
+	    SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_int64(stmt, 4, st->expires_at) != SQLITE_OK ||
+	    sqlite3_bind_int64(stmt, 5, st->refreshed_at) != SQLITE_OK ||
+	    sqlite3_bind_int(stmt, 6, st->calls_day) != SQLITE_OK ||
+	    sqlite3_bind_int(stmt, 7, st->calls_today) != SQLITE_OK) {
+		log_warnx("store: saving token for %s: %s", st->appid,
+		    sqlite3_errmsg(store_db));
+		store_done(stmt);
+		return (-1);
+	}
+	return (store_step_done(stmt, "token", st->appid));
+}
+
+/* Load an appid's token into st: 1 found, 0 not found, -1 error (logged). */
+int
+store_token_load(const char *appid, struct store_token *st)
+{
+	sqlite3_stmt	*stmt;
+	char		 kind[16];
+	size_t		 i;
+	int		 rc, found = -1;
+
+	if (!store_appid_ok(appid)) {
+		log_warnx("store: loading token: bad appid");
+		return (-1);
+	}
+	if (!store_ready("loading token for", appid))
+		return (-1);
+	memset(st, 0, sizeof *st);
+
+	stmt = store_stmts[STORE_TOKEN_LOAD];
+	if (sqlite3_bind_text(stmt, 1, appid, -1, SQLITE_STATIC) != SQLITE_OK) {
+		log_warnx("store: loading token for %s: %s", appid,
+		    sqlite3_errmsg(store_db));
+		goto out;
+	}
+	rc = sqlite3_step(stmt);
+	if (rc == SQLITE_DONE) {
+		found = 0;
+		goto out;
+	}
+	if (rc != SQLITE_ROW) {
+		log_warnx("store: loading token for %s: %s", appid,
+		    sqlite3_errmsg(store_db));
+		goto out;
+	}
+
+	memcpy(st->appid, appid, strlen(appid) + 1);	/* checked: fits */
+	if (store_column_text(stmt, 0, kind, sizeof kind) != 0)
+		goto corrupt;
+	for (i = 0; i < STORE_NITEMS(store_kind_names); i++) {
+		if (strcmp(kind, store_kind_names[i]) == 0)
+			break;
+	}
+	if (i == STORE_NITEMS(store_kind_names))
+		goto corrupt;
+	st->kind = (enum cred_kind)i;
+	if (store_column_text(stmt, 1, st->token, sizeof st->token) != 0 ||
+	    store_column_time(stmt, 2, &st->expires_at) != 0 ||
+	    store_column_time(stmt, 3, &st->refreshed_at) != 0 ||
+	    store_column_int(stmt, 4, INT_MIN, INT_MAX, &st->calls_day) != 0 ||
+	    store_column_int(stmt, 5, INT_MIN, INT_MAX, &st->calls_today) != 0)
+		goto corrupt;
+	found = 1;
+	goto out;
+
+corrupt:
+	log_warnx("store: token row for %s is corrupt; ignored", appid);
+	explicit_bzero(st, sizeof *st);
+out:
+	store_done(stmt);
+	return (found);
+}
+
+/* Save the latest component_verify_ticket of a component; 0 or -1. */
+int
+store_ticket_save(const char *component_appid, const char *ticket,
+    time_t received_at)
+{
+	sqlite3_stmt	*stmt;
+
+	if (!store_appid_ok(component_appid)) {
+		log_warnx("store: saving ticket: bad component appid");
+		return (-1);
+	}
+	if (!store_ready("saving ticket for", component_appid))
+		return (-1);
+	if (!store_str_ok(ticket, STORE_TICKET_MAX)) {
+		log_warnx("store: saving ticket for %s: empty or longer than %d",
+		    component_appid, STORE_TICKET_MAX);
+		return (-1);
+	}
+
+	stmt = store_stmts[STORE_TICKET_SAVE];
+	if (sqlite3_bind_text(stmt, 1, component_appid, -1,
+	    SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 2, ticket, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_int64(stmt, 3, received_at) != SQLITE_OK) {
+		log_warnx("store: saving ticket for %s: %s", component_appid,
+		    sqlite3_errmsg(store_db));
+		store_done(stmt);
+		return (-1);
+	}
+	return (store_step_done(stmt, "ticket", component_appid));
+}
+
+/*
+ * Copy a component's ticket into buf (size bytes, refused if too small) and
+ * its time into received_at (if not NULL): 1 found, 0 not found, -1 error.
+ */
+int
+store_ticket_load(const char *component_appid, char *buf, size_t size,
+    time_t *received_at)
+{
+	sqlite3_stmt	*stmt;
+	char		 ticket[STORE_TICKET_MAX + 1];
+	time_t		 t;
+	int		 rc, found = -1;
+
+	if (!store_appid_ok(component_appid)) {
+		log_warnx("store: loading ticket: bad component appid");
+		return (-1);
+	}
+	if (!store_ready("loading ticket for", component_appid))
+		return (-1);
+	if (size > 0)
+		buf[0] = '\0';
+
+	stmt = store_stmts[STORE_TICKET_LOAD];
+	if (sqlite3_bind_text(stmt, 1, component_appid, -1,
+	    SQLITE_STATIC) != SQLITE_OK) {
+		log_warnx("store: loading ticket for %s: %s", component_appid,
+		    sqlite3_errmsg(store_db));
+		goto out;
+	}
+	rc = sqlite3_step(stmt);
+	if (rc == SQLITE_DONE) {
+		found = 0;
+		goto out;
+	}
+	if (rc != SQLITE_ROW) {
+		log_warnx("store: loading ticket for %s: %s", component_appid,
+		    sqlite3_errmsg(store_db));
+		goto out;
+	}
+	if (store_column_text(stmt, 0, ticket, sizeof ticket) != 0 ||
+	    ticket[0] == '\0' || store_column_time(stmt, 1, &t) != 0) {
+		log_warnx("store: ticket row for %s is corrupt; ignored",
+		    component_appid);
+		goto out;
+	}
+	if (strlen(ticket) >= size) {
+		log_warnx("store: loading ticket for %s: buffer of %zu bytes "
+		    "is too small", component_appid, size);
+		goto out;
+	}
+	memcpy(buf, ticket, strlen(ticket) + 1);
+	if (received_at != NULL)
+		*received_at = t;
+	found = 1;
+
+out:
+	explicit_bzero(ticket, sizeof ticket);
+	store_done(stmt);
+	return (found);
+}
+
+/* Save (insert or replace) an authorizer and its refresh token; 0 or -1. */
+int
+store_authorizer_save(const struct store_authorizer *sa)
+{
+	sqlite3_stmt	*stmt;
+	size_t		 toklen;
+
+	if (!store_appid_ok(sa->appid) ||
+	    strnlen(sa->appid, sizeof sa->appid) == sizeof sa->appid) {
+		log_warnx("store: saving authorizer: bad appid");
+		return (-1);
+	}
+	if (!store_ready("saving authorizer", sa->appid))
+		return (-1);
+	if (!store_appid_ok(sa->component_appid) ||
+	    strnlen(sa->component_appid, sizeof sa->component_appid) ==
+	    sizeof sa->component_appid) {
+		log_warnx("store: saving authorizer %s: bad component appid",
+		    sa->appid);
+		return (-1);
+	}
+	toklen = strnlen(sa->refresh_token, sizeof sa->refresh_token);
+	if (toklen == sizeof sa->refresh_token) {
+		log_warnx("store: saving authorizer %s: refresh token not "
+		    "terminated", sa->appid);
+		return (-1);
+	}
+
+	stmt = store_stmts[STORE_AUTH_SAVE];
+	if (sqlite3_bind_text(stmt, 1, sa->appid, -1,
+	    SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 2, sa->component_appid, -1,
+	    SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 3, sa->refresh_token, (int)toklen,
+	    SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_int(stmt, 4, sa->revoked != 0) != SQLITE_OK ||
+	    sqlite3_bind_int64(stmt, 5, sa->updated_at) != SQLITE_OK) {
+		log_warnx("store: saving authorizer %s: %s", sa->appid,
+		    sqlite3_errmsg(store_db));
+		store_done(stmt);
+		return (-1);
+	}
+	return (store_step_done(stmt, "authorizer", sa->appid));
+}
+
+/* Decode a row of STORE_AUTH_LOAD or STORE_AUTH_LIST into sa; 0 or -1. */
+static int
+store_authorizer_row(sqlite3_stmt *stmt, struct store_authorizer *sa)
+{
+	memset(sa, 0, sizeof *sa);
+	if (store_column_text(stmt, 0, sa->component_appid,
+	    sizeof sa->component_appid) != 0 || sa->component_appid[0] == '\0' ||
+	    store_column_text(stmt, 1, sa->appid, sizeof sa->appid) != 0 ||
+	    sa->appid[0] == '\0' ||
+	    store_column_text(stmt, 2, sa->refresh_token,
+	    sizeof sa->refresh_token) != 0 ||
+	    store_column_int(stmt, 3, 0, 1, &sa->revoked) != 0 ||
+	    store_column_time(stmt, 4, &sa->updated_at) != 0) {
+		explicit_bzero(sa, sizeof *sa);
+		return (-1);
+	}
+	return (0);
+}
+
+/* Load one authorizer by its appid: 1 found, 0 not found, -1 error (logged). */
+int
+store_authorizer_load(const char *appid, struct store_authorizer *sa)
+{
+	sqlite3_stmt	*stmt;
+	int		 rc, found = -1;
+
+	if (!store_appid_ok(appid)) {
+		log_warnx("store: loading authorizer: bad appid");
+		return (-1);
+	}
+	if (!store_ready("loading authorizer", appid))
+		return (-1);
+	memset(sa, 0, sizeof *sa);
+
+	stmt = store_stmts[STORE_AUTH_LOAD];
+	if (sqlite3_bind_text(stmt, 1, appid, -1, SQLITE_STATIC) != SQLITE_OK) {
+		log_warnx("store: loading authorizer %s: %s", appid,
+		    sqlite3_errmsg(store_db));
+		goto out;
+	}
+	rc = sqlite3_step(stmt);
+	if (rc == SQLITE_DONE) {
+		found = 0;
+		goto out;
+	}
+	if (rc != SQLITE_ROW) {
+		log_warnx("store: loading authorizer %s: %s", appid,
+		    sqlite3_errmsg(store_db));
+		goto out;
+	}
+	if (store_authorizer_row(stmt, sa) != 0) {
+		log_warnx("store: authorizer row for %s is corrupt; ignored",
+		    appid);
+		goto out;
+	}
+	found = 1;
+
+out:
+	store_done(stmt);
+	return (found);
+}
+
+/*
+ * Call cb for every authorizer of a component, in appid order, until it
+ * returns non-zero. Rows are read STORE_CHUNK at a time and cb runs with no
+ * query open, so it may save (even the row it is given) or nest a foreach.
+ * A corrupt row is logged and skipped. Returns 0 when all were visited, cb's
+ * non-zero value if it stopped, or -1 on a database error.
+ */
+int
+store_authorizer_foreach(const char *component_appid,
+    int (*cb)(const struct store_authorizer *, void *), void *arg)
+{
+	sqlite3_stmt		*stmt;
+	sqlite3_value		*after = NULL;
+	struct store_authorizer	*rows;
+	char			 appid[WX_APPID_MAX + 1];
+	size_t			 n, seen, i;
+	int			 rc, ret = 0;
+
+	if (!store_appid_ok(component_appid)) {
+		log_warnx("store: listing authorizers: bad component appid");
+		return (-1);
+	}
+	if (!store_ready("listing authorizers of", component_appid))
+		return (-1);
+
+	stmt = store_stmts[STORE_AUTH_LIST];
+	rows = xcalloc(STORE_CHUNK, sizeof *rows);
+	for (;;) {
+		if (sqlite3_bind_text(stmt, 1, component_appid, -1,
+		    SQLITE_STATIC) != SQLITE_OK ||
+		    (after == NULL ?
+		    sqlite3_bind_text(stmt, 2, "", 0, SQLITE_STATIC) :
+		    sqlite3_bind_value(stmt, 2, after)) != SQLITE_OK ||
+		    sqlite3_bind_int(stmt, 3, STORE_CHUNK) != SQLITE_OK) {
+			log_warnx("store: listing authorizers of %s: %s",
+			    component_appid, sqlite3_errmsg(store_db));
+			store_done(stmt);
+			ret = -1;
+			break;
+		}
+
+		n = seen = 0;
+		while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+			seen++;
+			/* Page on the raw value: a corrupt appid moves on too. */
+			sqlite3_value_free(after);
+			if ((after = sqlite3_value_dup(sqlite3_column_value(stmt,
+			    1))) == NULL)
+				fatalx("store: out of memory");
+			if (store_authorizer_row(stmt, &rows[n]) == 0)
+				n++;
+			else if (store_column_text(stmt, 1, appid,
+			    sizeof appid) == 0) {
+				log_warnx("store: authorizer row for %s is "
+				    "corrupt; skipped", appid);
+			} else {
+				log_warnx("store: an authorizer row of %s is "
+				    "corrupt; skipped", component_appid);
+			}
+		}
+		if (rc != SQLITE_DONE) {
+			log_warnx("store: listing authorizers of %s: %s",
+			    component_appid, sqlite3_errmsg(store_db));
+			store_done(stmt);
+			ret = -1;
+			break;
+		}
+		store_done(stmt);
+
+		for (i = 0; i < n; i++) {
+			if ((ret = cb(&rows[i], arg)) != 0)
+				goto out;
+		}
+		if (seen < STORE_CHUNK)
+			break;
+	}
+
+out:
+	sqlite3_value_free(after);
+	freezero(rows, STORE_CHUNK * sizeof *rows);
+	return (ret);
+}
+
+/* Run PRAGMA integrity_check: 0 if "ok", else -1 and a cause. */
+int
+store_integrity_check(char **cause)
+{
+	sqlite3_stmt		*stmt;
+	const unsigned char	*s;
+	char			*first = NULL;
+	int			 rc, nrows = 0, ok = 0;
+
+	*cause = NULL;
+	if (store_db == NULL) {
+		*cause = xstrdup("store: integrity check: store is not open");
+		return (-1);
+	}
+	stmt = store_stmts[STORE_INTEGRITY];
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		s = sqlite3_column_text(stmt, 0);
+		if (nrows++ == 0) {
+			if (s != NULL && strcmp((const char *)s, "ok") == 0)
+				ok = 1;
+			first = xstrndup(s != NULL ? (const char *)s : "?",
+			    STORE_INTEGRITY_MAX);
+		}
+	}
+	if (rc != SQLITE_DONE) {
+		*cause = store_cause("integrity check");
+		store_done(stmt);
+		free(first);
+		return (-1);
+	}
+	store_done(stmt);
+	if (ok && nrows == 1) {
+		free(first);
+		return (0);
+	}
+	if (nrows > 1) {
+		xasprintf(cause, "%s: integrity check: %s (and %d more)",
+		    store_path, first != NULL ? first : "?", nrows - 1);
+	} else {
+		xasprintf(cause, "%s: integrity check: %s", store_path,
+		    first != NULL ? first : "no answer");
+	}
+	free(first);
+	return (-1);
+}

@@ -1,0 +1,356 @@
+/*
+ * wxpushd: the daemon's shared types and prototypes, grouped by the file that
+ * defines them (tmux.h style). Nothing here is public: the public contract is
+ * docs/protocol.md and docs/configuration.md.
+ */
+#ifndef WXPUSHD_H
+#define WXPUSHD_H
+
+#include <sys/types.h>
+#include <sys/queue.h>
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <event2/event.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <msgpack.h>
+#include <openssl/crypto.h>
+
+#include "log.h"
+#include "xmalloc.h"
+
+#define WXPUSHD_PROTOCOL	1	/* bump when docs/protocol.md changes incompatibly */
+
+#define WX_APPID_MAX		64	/* appids are 18 characters; leave room */
+#define WX_TOKEN_MAX		512	/* WeChat: tokens are up to 512 characters */
+
+enum cred_kind { CRED_OFFICIAL, CRED_COMPONENT, CRED_AUTHORIZER };
+
+#ifndef TAILQ_FOREACH_SAFE
+#define TAILQ_FOREACH_SAFE(var, head, field, tvar)			\
+	for ((var) = TAILQ_FIRST(head);					\
+	    (var) != NULL && ((tvar) = TAILQ_NEXT(var, field), 1);	\
+	    (var) = (tvar))
+#endif
+
+struct event_base;
+struct client;
+struct request;
+struct cred;
+struct upstream_reply;
+struct config;
+
+extern struct event_base	*wx_base;	/* the one event loop */
+extern struct config		*wx_conf;	/* the configuration in force */
+extern time_t			 wx_start_time;
+extern int			 wx_stopping;	/* SIGTERM seen: start nothing new */
+
+/* acl.c: who may use an appid, from the peer's kernel credentials. */
+enum acl_kind { ACL_UID, ACL_GID };
+struct acl_rule {
+	enum acl_kind	 kind;
+	uint32_t	 id;
+};
+struct acl {
+	int		 set;		/* 0: no allow list, root and our own uid only */
+	size_t		 n;
+	struct acl_rule	*rules;
+};
+struct peer {
+	uid_t		 uid;
+	gid_t		 gid;
+	pid_t		 pid;
+	size_t		 ngroups;
+	gid_t		*groups;	/* supplementary groups, read at accept */
+};
+int	 acl_rule_parse(const char *, struct acl_rule *, char **);
+int	 acl_allows(const struct acl *, const struct peer *);
+void	 acl_free(struct acl *);
+int	 peer_load(int, struct peer *);
+void	 peer_free(struct peer *);
+
+/* config.c: the configuration file (libconfuse). */
+enum token_api { TOKEN_API_STABLE, TOKEN_API_CLASSIC };
+
+struct account_conf {
+	char			*appid;
+	char			*secret;	/* wiped on free */
+	char			*secret_file;	/* absolute */
+	enum token_api		 token_api;
+	struct acl		 allow;
+	TAILQ_ENTRY(account_conf) entry;
+};
+TAILQ_HEAD(account_list, account_conf);
+
+struct component_conf {
+	char			*appid;
+	char			*secret;	/* wiped on free */
+	char			*secret_file;
+	char			*token;		/* message-check token; wiped on free */
+	unsigned char		 aes_key[32];
+	int			 has_previous_key;
+	unsigned char		 previous_aes_key[32];
+	struct acl		 allow;
+	TAILQ_ENTRY(component_conf) entry;
+};
+TAILQ_HEAD(component_list, component_conf);
+
+struct config {
+	char		*path;			/* absolute path of the file */
+	char		*socket;
+	mode_t		 socket_mode;
+	char		*state_dir;
+	char		*api_base;		/* no trailing slash */
+	char		*ca_file;		/* NULL: system CAs */
+	int		 refresh_margin;
+	int		 upstream_timeout;
+	int		 send_timeout;
+	int		 max_inflight;
+	int		 queue_limit;
+	int		 max_clients;
+	int		 max_clients_per_uid;
+	int		 idle_timeout;		/* seconds; 0 disables */
+	int		 drain_timeout;
+	size_t		 max_request;
+	int		 log_level;
+	char		*callback_listen;
+	char		*metrics_listen;
+	char		*redis;
+	char		*user;
+	char		*group;
+	struct account_list	accounts;
+	struct component_list	components;
+};
+struct config	*config_load(const char *, int *);
+void		 config_free(struct config *);
+struct account_conf	*config_find_account(struct config *, const char *);
+struct component_conf	*config_find_component(struct config *, const char *);
+
+/* server.c: the listening socket and client connections. */
+struct client {
+	int			 fd;
+	uint64_t		 id;
+	struct peer		 peer;
+	struct bufferevent	*bev;
+	struct event		*more;		/* resumes parsing after the per-event quota */
+	struct event		*idle;
+	TAILQ_HEAD(, request)	 requests;	/* in flight */
+	size_t			 nrequests;
+	int			 closing;	/* flush the output, then free */
+	int			 paused;	/* reading stopped for backpressure */
+	TAILQ_ENTRY(client)	 entry;
+};
+int	 server_listen(void);
+void	 server_close(void);
+void	 server_stop_accepting(void);
+void	 server_client_request_done(struct client *);
+size_t	 server_nclients(void);
+void	 server_drain(void (*)(void));
+
+/* rpc.c: MessagePack-RPC framing, decoding and replies. */
+#define RPC_MAX_DEPTH	16
+
+enum rpc_scan { RPC_SCAN_OK, RPC_SCAN_MORE, RPC_SCAN_BAD };
+enum rpc_scan	rpc_scan(const unsigned char *, size_t, size_t, size_t *);
+
+struct rpc_error {
+	const char	*code;
+	const char	*message;
+	int		 retryable;
+	const char	*field;		/* NULL if none */
+	long		 errcode;	/* WeChat's; 0 if none */
+	const char	*errmsg;
+	int		 retry_after;	/* seconds; 0 if none */
+};
+
+struct request {
+	struct client		*client;	/* NULL once the client has gone */
+	uint32_t		 msgid;
+	int			 notify;	/* a notification: no reply */
+	const struct method	*method;
+	TAILQ_ENTRY(request)	 entry;
+	void			*data;		/* the method's state */
+};
+int	 rpc_input(struct client *, const unsigned char *, size_t);
+msgpack_packer	*rpc_reply_begin(struct request *, size_t);
+void	 rpc_reply_end(struct request *);
+void	 rpc_reply_error(struct request *, const struct rpc_error *);
+void	 rpc_reply_errorx(struct request *, const char *, int, const char *,
+	    const char *, ...) __attribute__((format(printf, 5, 6)));
+void	 rpc_pack_str(msgpack_packer *, const char *);
+void	 rpc_pack_kv_str(msgpack_packer *, const char *, const char *);
+void	 rpc_pack_kv_int(msgpack_packer *, const char *, int64_t);
+void	 rpc_pack_kv_bool(msgpack_packer *, const char *, int);
+const msgpack_object	*rpc_map_get(const msgpack_object *, const char *);
+int	 rpc_str_eq(const msgpack_object *, const char *);
+int	 rpc_printable(const char *, size_t, size_t);
+void	 rpc_shutdown(void);
+extern uint64_t	rpc_requests;
+
+/* message.c: validating a send request and building the exact WeChat body. */
+struct message {
+	char		 appid[WX_APPID_MAX + 1];
+	char		*json;		/* the WeChat request body, NUL-terminated */
+	size_t		 len;
+	char		*idempotency_key;	/* NULL if none */
+};
+/* 0: msg filled; -1: err filled (static strings, until the next call), msg zeroed. */
+int	 message_parse(const msgpack_object *, struct message *, struct rpc_error *);
+void	 message_free(struct message *);
+
+/* cred.c: one credential per appid, with its token, refresh timer and send queue. */
+enum cred_state { CRED_VALID, CRED_REFRESHING, CRED_EXPIRED, CRED_FAILED,
+	CRED_REVOKED };
+struct send;
+TAILQ_HEAD(send_queue, send);
+
+struct cred {
+	char			 appid[WX_APPID_MAX + 1];
+	enum cred_kind		 kind;
+	struct account_conf	*account;	/* CRED_OFFICIAL */
+	struct component_conf	*component;	/* CRED_COMPONENT, CRED_AUTHORIZER */
+	struct cred		*parent;	/* CRED_AUTHORIZER: its component */
+	char			*refresh_token;	/* CRED_AUTHORIZER; wiped on free */
+
+	char			*token;		/* NULL if none; wiped on free */
+	uint64_t		 gen;		/* bumped with every new token */
+	time_t			 expires_at;
+	time_t			 refreshed_at;
+	time_t			 token_issued;	/* when we got this token */
+	int			 invalid;	/* the current token was refused */
+	int			 after_refusal;	/* it replaced a refused token */
+	int			 revoked;
+	int			 removed;	/* gone from the configuration */
+
+	struct upstream_call	*call;		/* refresh in flight */
+	struct event		*timer;		/* next refresh or retry */
+	int			 backoff;	/* seconds, doubled on failure */
+	int			 failures;	/* consecutive failed refreshes */
+	int			 permanent;	/* last failure needs an operator */
+	long			 last_errcode;
+	char			 last_error[96];
+	time_t			 breaker_until;	/* no token-failure refreshes before */
+	int			 breaker_backoff;
+	int			 force_day, force_count;	/* stable force_refresh */
+	time_t			 force_last;
+	int			 calls_day, calls_today;
+	uint64_t		 refreshes;
+	uint64_t		 sends_ok, sends_failed;
+
+	struct send_queue	 queue;		/* sends waiting for a token or a slot */
+	int			 nqueue;
+	int			 inflight;	/* sends upstream now */
+	struct cred		*hnext;		/* hash chain */
+	TAILQ_ENTRY(cred)	 entry;
+};
+TAILQ_HEAD(cred_list, cred);
+extern struct cred_list	cred_all;
+
+int	 cred_init(void);
+void	 cred_reconcile(struct config *);
+void	 cred_shutdown(void);
+struct cred	*cred_find(const char *);
+struct cred	*cred_add(const char *, enum cred_kind);
+void	 cred_remove(struct cred *);
+int	 cred_usable(const struct cred *);
+void	 cred_token_failed(struct cred *, uint64_t, long);
+void	 cred_refresh(struct cred *, int);
+void	 cred_got_token(struct cred *, const char *, int);
+void	 cred_fetch_failed(struct cred *, long, const char *, int);
+void	 cred_pump(struct cred *);
+void	 cred_token_reply(struct cred *, const struct upstream_reply *,
+	    const char *);
+const char	*cred_state_name(const struct cred *);
+const char	*cred_kind_name(enum cred_kind);
+int	 cred_today(void);
+
+/* send.c: the send method, from request to WeChat's answer. */
+struct send {
+	struct request		*req;
+	struct message		 msg;
+	struct cred		*cred;
+	int			 attempts;
+	int			 auth_retried;	/* one retry after a refused token */
+	int			 busy_retries;	/* -1 answers retried */
+	uint64_t		 gen;		/* token generation of this attempt */
+	int			 queued;
+	struct upstream_call	*call;
+	struct event		*deadline;
+	struct event		*retry;
+	TAILQ_ENTRY(send)	 entry;
+};
+void	 send_method(struct request *, const msgpack_object *);
+void	 send_start(struct send *);
+void	 send_fail_unavailable(struct send *, const char *);
+void	 send_init(void);
+const char	*send_outcome_name(int);
+extern uint64_t	send_stats[];
+
+/* component.c: third-party platforms, their tickets and authorizers. */
+void	 component_reconcile(struct config *);
+void	 component_fetch(struct cred *, int);
+void	 component_revoked(struct cred *);
+const char	*component_detail(const struct cred *);
+void	 component_event_method(struct request *, const msgpack_object *);
+void	 component_authorize_method(struct request *, const msgpack_object *);
+
+/* method.c: the dispatch table. */
+struct method {
+	const char	*name;
+	void		(*fn)(struct request *, const msgpack_object *);
+};
+const struct method	*method_find(const char *, size_t);
+
+/* store.c: durable state in SQLite (WAL) under state_dir. Never on the send path. */
+struct store_token {
+	char		 appid[WX_APPID_MAX + 1];
+	enum cred_kind	 kind;
+	char		 token[WX_TOKEN_MAX + 1];	/* "" if none */
+	time_t		 expires_at;
+	time_t		 refreshed_at;
+	int		 calls_day;	/* day number (UTC+8, WeChat's quota day) of calls_today */
+	int		 calls_today;
+};
+struct store_authorizer {
+	char		 component_appid[WX_APPID_MAX + 1];
+	char		 appid[WX_APPID_MAX + 1];
+	char		 refresh_token[WX_TOKEN_MAX + 1];
+	int		 revoked;
+	time_t		 updated_at;
+};
+int	 store_open(const char *, char **);
+void	 store_close(void);
+int	 store_token_save(const struct store_token *);
+int	 store_token_load(const char *, struct store_token *);	/* 1 found, 0 not, -1 error */
+int	 store_ticket_save(const char *, const char *, time_t);
+int	 store_ticket_load(const char *, char *, size_t, time_t *);	/* 1, 0, -1 */
+int	 store_authorizer_save(const struct store_authorizer *);
+int	 store_authorizer_load(const char *, struct store_authorizer *);	/* by appid: 1, 0, -1 */
+int	 store_authorizer_foreach(const char *,
+	    int (*)(const struct store_authorizer *, void *), void *);
+	    /* 0 all visited, the callback's non-zero value, or -1 */
+int	 store_integrity_check(char **);	/* 0 "ok", or -1 and a cause */
+
+/* upstream.c: HTTP(S) to WeChat with libcurl multi on libevent (hiperfifo). */
+struct json_t;
+struct upstream_reply {
+	int		 ok;		/* 1: HTTP 200 and a JSON object body */
+	long		 http_status;	/* 0 if no HTTP answer */
+	const char	*error;		/* when !ok: a short reason, never a URL */
+	struct json_t	*json;		/* borrowed, valid during the callback */
+	double		 seconds;	/* how long the call took */
+};
+typedef void (*upstream_cb)(const struct upstream_reply *, void *);
+struct upstream_call;
+int	 upstream_init(struct event_base *);
+void	 upstream_configure(const struct config *);
+void	 upstream_shutdown(void);
+struct upstream_call	*upstream_request(const char *, const char *,
+	    const char *, const char *, size_t, upstream_cb, void *);
+void	 upstream_cancel(struct upstream_call *);
+size_t	 upstream_inflight(void);
+
+#endif

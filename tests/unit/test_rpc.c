@@ -1,0 +1,98 @@
+/* rpc_scan: frame boundaries and the refusal of headers that over-declare. */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "wxpushd.h"
+#include "tap.h"
+
+static enum rpc_scan
+scan_hex(const char *hex, size_t limit, size_t *objlen)
+{
+	unsigned char buf[256];
+	size_t n = 0;
+	unsigned int b;
+
+	while (hex[0] != '\0' && hex[1] != '\0' && n < sizeof buf) {
+		if (hex[0] == ' ') {
+			hex++;
+			continue;
+		}
+		sscanf(hex, "%2x", &b);
+		buf[n++] = (unsigned char)b;
+		hex += 2;
+	}
+	return (rpc_scan(buf, n, limit, objlen));
+}
+
+int
+main(void)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	size_t len = 0, i;
+	unsigned char *big;
+
+	/* [0, 1, "ping", []] */
+	is_int(scan_hex("94 00 01 a4 70 69 6e 67 90", 1024, &len), RPC_SCAN_OK,
+	    "a ping request is one complete object");
+	is_int(len, 9, "its length is 9 bytes");
+	is_int(scan_hex("94 00 01 a4 70 69", 1024, &len), RPC_SCAN_MORE,
+	    "a truncated request asks for more");
+	is_int(scan_hex("94 00 01 a4 70 69 6e 67 90 94 00", 1024, &len),
+	    RPC_SCAN_OK, "a request followed by the start of another");
+	is_int(len, 9, "only the first is counted");
+	is_int(scan_hex("dd ff ff ff ff", 65536, &len), RPC_SCAN_BAD,
+	    "array32 declaring 4 billion elements is refused at once");
+	is_int(scan_hex("df ff ff ff ff", 65536, &len), RPC_SCAN_BAD,
+	    "map32 declaring 4 billion pairs is refused at once");
+	is_int(scan_hex("db 00 01 00 00", 65536, &len), RPC_SCAN_BAD,
+	    "a str32 longer than the limit is refused before its bytes arrive");
+	is_int(scan_hex("dc 00 10", 8, &len), RPC_SCAN_BAD,
+	    "an array16 of 16 elements cannot fit in 8 bytes");
+	is_int(scan_hex("c1", 1024, &len), RPC_SCAN_BAD,
+	    "the never-used byte 0xc1 is refused");
+	is_int(scan_hex("91 91 91 91 91 91 91 91 91 91 91 91 91 91 91 91 91 91 00",
+	    1024, &len), RPC_SCAN_BAD, "nesting deeper than RPC_MAX_DEPTH is refused");
+	is_int(scan_hex("91 91 91 91 00", 1024, &len), RPC_SCAN_OK,
+	    "shallow nesting is fine");
+	is_int(scan_hex("d8 01 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00", 1024,
+	    &len), RPC_SCAN_OK, "fixext16 is 18 bytes");
+	is_int(len, 18, "fixext16 length");
+	is_int(scan_hex("c7 02 05 aa bb", 1024, &len), RPC_SCAN_OK, "ext8");
+	is_int(len, 5, "ext8 length");
+	is_int(scan_hex("cb 00 00 00 00 00 00 00", 1024, &len), RPC_SCAN_MORE,
+	    "a float64 missing a byte asks for more");
+	is_int(scan_hex("90", 1024, &len), RPC_SCAN_OK, "an empty array");
+	is_int(scan_hex("80", 1024, &len), RPC_SCAN_OK, "an empty map");
+
+	/* A real packed request with a map of strings, scanned whole and in every prefix. */
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_array(&pk, 4);
+	msgpack_pack_uint8(&pk, 0);
+	msgpack_pack_uint32(&pk, 4000000000u);
+	msgpack_pack_str_with_body(&pk, "send", 4);
+	msgpack_pack_array(&pk, 1);
+	msgpack_pack_map(&pk, 2);
+	msgpack_pack_str_with_body(&pk, "appid", 5);
+	msgpack_pack_str_with_body(&pk, "wx1234567890abcdef", 18);
+	msgpack_pack_str_with_body(&pk, "title", 5);
+	big = calloc(1, 300);
+	memset(big, 'x', 300);
+	msgpack_pack_str_with_body(&pk, big, 300);
+	is_int(rpc_scan((unsigned char *)sb.data, sb.size, 65536, &len), RPC_SCAN_OK,
+	    "a packed send request scans");
+	is_int(len, sb.size, "to its exact size");
+	for (i = 0; i < sb.size; i++) {
+		if (rpc_scan((unsigned char *)sb.data, i, 65536, &len) != RPC_SCAN_MORE)
+			break;
+	}
+	is_int(i, sb.size, "every proper prefix asks for more");
+	is_int(rpc_scan((unsigned char *)sb.data, sb.size, 100, &len), RPC_SCAN_BAD,
+	    "the same request over a 100-byte limit is refused");
+	free(big);
+	msgpack_sbuffer_destroy(&sb);
+	return (tap_done());
+}
