@@ -22,6 +22,12 @@ component_fetch(struct cred *c, int force)
 }
 
 void
+component_token_ready(struct cred *c)
+{
+	(void)c;
+}
+
+void
 component_revoked(struct cred *c)
 {
 	c->revoked = 1;

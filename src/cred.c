@@ -24,6 +24,7 @@
 #define CRED_FORCE_SPACING	30	/* ... and 30 s apart */
 #define CRED_SAME_TOKEN_WAIT	30	/* stable API returned our token again */
 #define CRED_MIN_LIFETIME	60	/* a stored token with less left is refetched */
+#define CRED_MIN_INTERVAL	5	/* never refresh a valid token more often */
 
 struct cred_list	 cred_all = TAILQ_HEAD_INITIALIZER(cred_all);
 static struct cred	**cred_table;
@@ -206,7 +207,10 @@ cred_schedule(struct cred *c)
 	/* Jitter spreads many credentials' refreshes; a fifth of the margin. */
 	jitter = arc4random_uniform((uint32_t)(margin / 5) + 1);
 	at = (long)(c->expires_at - now) - margin - jitter;
-	cred_arm(c, at < 1 ? 1 : at);
+	/* A token shorter-lived than the margin must not make a refresh loop. */
+	if (at < (long)(c->expires_at - now) / 4)
+		at = (long)(c->expires_at - now) / 4;
+	cred_arm(c, at < CRED_MIN_INTERVAL ? CRED_MIN_INTERVAL : at);
 }
 
 /* Save what a restart must not lose: the token, its expiry, today's calls. */
@@ -309,6 +313,8 @@ cred_got_token(struct cred *c, const char *token, int expires_in)
 		return;
 	} else
 		cred_schedule(c);
+	if (c->kind == CRED_COMPONENT)
+		component_token_ready(c);
 	cred_pump(c);
 }
 
@@ -468,7 +474,7 @@ cred_parse_token(const struct upstream_reply *r, const char *field,
 	e = json_object_get(r->json, "expires_in");
 	if (!json_is_string(t) || json_string_length(t) == 0 ||
 	    json_string_length(t) > WX_TOKEN_MAX || !json_is_integer(e) ||
-	    json_integer_value(e) < 60 || json_integer_value(e) > 7 * 86400) {
+	    json_integer_value(e) < 10 || json_integer_value(e) > 7 * 86400) {
 		*why = "malformed token reply";
 		return (-1);
 	}
@@ -553,8 +559,11 @@ cred_fetch_official(struct cred *c, int force)
 	    force ? ", force_refresh" : "");
 }
 
-/* Start an official account's credential: the stored token if still good. */
-static void
+/*
+ * Start a credential: the stored token if it is still good (a restart costs no
+ * token call), else a refresh now.
+ */
+void
 cred_start(struct cred *c)
 {
 	struct store_token st;

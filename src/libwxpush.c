@@ -40,6 +40,7 @@ struct wxpush {
 	int			 fd;		/* -1 once the connection is lost */
 	int			 timeout;	/* ms, <= 0 forever */
 	uint32_t		 msgid;
+	size_t			 reqlen;	/* bytes of the last request */
 	msgpack_unpacker	 unpacker;
 	int			 unpacker_ok;
 
@@ -472,7 +473,9 @@ wxpush_fill(struct wxpush *w, const struct timespec *deadline,
 			break;
 		if (n == 0) {
 			wxpush_fail(err, WXPUSH_ERR_CONNECT, "connect",
-			    "connection closed by wxpushd");
+			    "connection closed by wxpushd%s",
+			    w->reqlen > WXPUSH_REQUEST_HINT ? " (the request "
+			    "may exceed its max_request)" : "");
 			return (-1);
 		}
 		if (errno == EINTR)
@@ -687,6 +690,7 @@ wxpush_call(struct wxpush *w, const char *method,
 		return (wxpush_fail(err, WXPUSH_ERR_CONNECT, "connect",
 		    "out of memory"));
 	}
+	w->reqlen = sbuf.size;
 	r = wxpush_write(w, sbuf.data, sbuf.size, &deadline, err);
 	msgpack_sbuffer_destroy(&sbuf);
 	if (r != 0) {

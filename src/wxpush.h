@@ -79,8 +79,10 @@ void		 wxpush_set_timeout(struct wxpush *, int ms);
  * result may be NULL; otherwise it is (re)initialized, and on WXPUSH_OK and
  * WXPUSH_ERR_REFUSED holds the whole response [1, msgid, error, result]
  * (see wxpush_result()); the caller frees it with msgpack_unpacked_destroy().
- * err may be NULL. After WXPUSH_ERR_CONNECT the connection may be unusable:
- * further calls then fail with code "connect"; open a new one.
+ * err may be NULL. After WXPUSH_ERR_CONNECT with code "timeout" the
+ * connection stays usable (a late answer is skipped) but the daemon may still
+ * carry the request out; after "connect" or "protocol" it is closed and
+ * further calls fail with code "connect": open a new one.
  */
 int	 wxpush_call(struct wxpush *, const char *method,
 	    const msgpack_object *params_map, msgpack_unpacked *result,

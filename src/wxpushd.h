@@ -64,7 +64,7 @@ struct peer {
 	gid_t		 gid;
 	pid_t		 pid;
 	size_t		 ngroups;
-	gid_t		*groups;	/* supplementary groups, read at accept */
+	gid_t		*groups;	/* supplementary, sorted; read at accept */
 };
 int	 acl_rule_parse(const char *, struct acl_rule *, char **);
 int	 acl_allows(const struct acl *, const struct peer *);
@@ -250,6 +250,7 @@ TAILQ_HEAD(cred_list, cred);
 extern struct cred_list	cred_all;
 
 int	 cred_init(void);
+void	 cred_start(struct cred *);
 void	 cred_reconcile(struct config *);
 void	 cred_shutdown(void);
 struct cred	*cred_find(const char *);
@@ -293,6 +294,7 @@ extern uint64_t	send_stats[];
 void	 component_reconcile(struct config *);
 void	 component_fetch(struct cred *, int);
 void	 component_revoked(struct cred *);
+void	 component_token_ready(struct cred *);
 const char	*component_detail(const struct cred *);
 void	 component_event_method(struct request *, const msgpack_object *);
 void	 component_authorize_method(struct request *, const msgpack_object *);

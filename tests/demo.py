@@ -5,6 +5,7 @@ directory, sends a one-time subscription message with wxpush, shows what the
 mock received and `wxpush status`, then stops both."""
 
 import json
+import shlex
 import os
 import sys
 
@@ -17,7 +18,7 @@ import wxtest  # noqa: E402
 
 
 def run(d, *args):
-    print("$ wxpush " + " ".join(args))
+    print("$ wxpush " + shlex.join(args))
     r = d.wxpush(*args)
     sys.stdout.write(r.stdout)
     sys.stderr.write(r.stderr)

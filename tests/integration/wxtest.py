@@ -112,7 +112,7 @@ def wait_for(pred, timeout=10.0, step=0.02):
 class Mock:
     """wxpush-mock on a private port, driven through its control API."""
 
-    def __init__(self, accounts=None, args=(), cert=None, key=None):
+    def __init__(self, accounts=None, args=(), cert=None, key=None, cafile=None):
         self.dir = tmpdir()
         self.accounts = accounts if accounts is not None else {APPID: SECRET}
         portfile = os.path.join(self.dir, "port")
@@ -135,8 +135,7 @@ class Mock:
         self.ssl_ctx = None
         if cert:
             import ssl
-            self.ssl_ctx = ssl.create_default_context(cafile=cert)
-            self.ssl_ctx.check_hostname = False
+            self.ssl_ctx = ssl.create_default_context(cafile=cafile or cert)
 
     def logtext(self):
         self.log.flush()
