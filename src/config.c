@@ -58,7 +58,7 @@ struct config_int {
 #define CONFIG_INT(n, d, lo, hi) \
 	{ #n, d, lo, hi, offsetof(struct config, n), 0 }
 static const struct config_int config_ints[] = {
-	CONFIG_INT(refresh_margin, 300, 30, 3600),
+	CONFIG_INT(refresh_margin, 300, 10, 3600),
 	CONFIG_INT(upstream_timeout, 10, 1, 120),
 	CONFIG_INT(send_timeout, 30, 1, 600),
 	CONFIG_INT(max_inflight, 64, 1, 4096),
@@ -858,9 +858,13 @@ config_cb_redis(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 		return (0);
 	if (strncmp(value, "redis://", 8) == 0)
 		rest = value + 8;
-	else if (strncmp(value, "rediss://", 9) == 0)
-		rest = value + 9;
-	else {
+	else if (strncmp(value, "rediss://", 9) == 0) {
+		/* Debian 12's hiredis (0.14) has no TLS. */
+		config_error(cfg, "redis: \"" CONFIG_ECHO "\": rediss:// (TLS) "
+		    "is not supported by this build's hiredis; use redis:// on a "
+		    "private network or a TLS tunnel", config_echo(value));
+		return (0);
+	} else {
 		config_error(cfg, "redis: \"" CONFIG_ECHO "\": must start with "
 		    "redis:// or rediss://", config_echo(value));
 		return (0);
@@ -887,6 +891,32 @@ config_cb_redis(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	}
 	config_error(cfg, "redis: \"" CONFIG_ECHO "\": %s (expected "
 	    "redis://HOST:PORT/DB)", config_echo(value), cause);
+	return (0);
+}
+
+/* redis_password_file: Redis's AUTH password, read now, private like a secret. */
+static int
+config_cb_redis_password_file(cfg_t *cfg, cfg_opt_t *opt, const char *value,
+    void *result)
+{
+	struct config	*conf = config_p->conf;
+	char		*path, *cause;
+
+	(void)opt;
+	*(const char **)result = value;
+	if (value == NULL)
+		return (0);
+	if (*value == '\0') {
+		config_error(cfg, "redis_password_file: empty path");
+		return (0);
+	}
+	path = config_path(config_p, value);
+	freezero_str(conf->redis_password);
+	if ((conf->redis_password = config_read_secret(path, &cause)) == NULL) {
+		config_error(cfg, "redis_password_file: %s", cause);
+		free(cause);
+	}
+	free(path);
 	return (0);
 }
 
@@ -1352,6 +1382,8 @@ config_load(const char *path, int *nerrors)
 		CFG_STR_CB("metrics_listen", NULL, CFGF_NODEFAULT,
 		    config_cb_listen),
 		CFG_STR_CB("redis", NULL, CFGF_NODEFAULT, config_cb_redis),
+		CFG_STR_CB("redis_password_file", NULL, CFGF_NODEFAULT,
+		    config_cb_redis_password_file),
 		CFG_STR_CB("user", NULL, CFGF_NODEFAULT, config_cb_owner),
 		CFG_STR_CB("group", NULL, CFGF_NODEFAULT, config_cb_owner),
 		CFG_SEC("account", account_opts,
@@ -1453,6 +1485,7 @@ config_free(struct config *conf)
 	free(conf->callback_listen);
 	free(conf->metrics_listen);
 	free(conf->redis);
+	freezero_str(conf->redis_password);
 	free(conf->user);
 	free(conf->group);
 	free(conf);

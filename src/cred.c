@@ -175,12 +175,16 @@ cred_free(struct cred *c)
 void
 cred_remove(struct cred *c)
 {
+	struct send *s;
+
 	c->removed = 1;
 	if (c->call != NULL) {
 		upstream_cancel(c->call);
 		c->call = NULL;
 	}
-	cred_fail_queue(c, "the appid was removed from the configuration");
+	while ((s = TAILQ_FIRST(&c->queue)) != NULL)
+		send_fail_queued(s, "the appid was removed from the "
+		    "configuration");
 	event_active(c->timer, EV_TIMEOUT, 1);
 }
 
@@ -255,6 +259,9 @@ cred_refresh(struct cred *c, int force)
 {
 	if (c->call != NULL || c->revoked || c->removed)
 		return;
+	/* With Redis, one daemon refreshes for all: redis.c may take it. */
+	if (redis_refresh(c, force) == 0)
+		return;
 	evtimer_del(c->timer);
 	cred_count_call(c);
 	switch (c->kind) {
@@ -313,8 +320,45 @@ cred_got_token(struct cred *c, const char *token, int expires_in)
 		return;
 	} else
 		cred_schedule(c);
+	redis_token(c);		/* share it with the other daemons */
 	if (c->kind == CRED_COMPONENT)
 		component_token_ready(c);
+	cred_pump(c);
+}
+
+/*
+ * Another daemon's token for c, from Redis (redis.c), with its shared
+ * generation: used like one we fetched, without a call to WeChat.
+ */
+void
+cred_adopt(struct cred *c, const char *token, time_t expires_at, uint64_t rgen)
+{
+	time_t now = time(NULL);
+
+	c->redis_gen = rgen;
+	if (c->token != NULL && strcmp(c->token, token) == 0 && c->invalid) {
+		/* The very token WeChat refused: refresh past it. */
+		cred_arm(c, 0);
+		return;
+	}
+	if (c->token == NULL || strcmp(c->token, token) != 0) {
+		c->after_refusal = c->invalid;
+		freezero_str(c->token);
+		c->token = xstrdup(token);
+		c->gen++;
+		c->token_issued = now;
+		c->invalid = 0;
+	}
+	c->expires_at = expires_at;
+	c->refreshed_at = now;
+	c->failures = 0;
+	c->permanent = 0;
+	c->backoff = CRED_BACKOFF_MIN;
+	c->last_errcode = 0;
+	c->last_error[0] = '\0';
+	cred_persist(c);
+	if (c->call == NULL)
+		cred_schedule(c);
 	cred_pump(c);
 }
 
@@ -327,6 +371,7 @@ cred_fetch_failed(struct cred *c, long errcode, const char *why, int permanent)
 {
 	long wait;
 
+	redis_release(c);	/* another daemon may do better at once */
 	c->failures++;
 	c->last_errcode = errcode;
 	snprintf(c->last_error, sizeof c->last_error, "%s", why);
@@ -342,9 +387,13 @@ cred_fetch_failed(struct cred *c, long errcode, const char *why, int permanent)
 	if (cred_usable(c) && c->expires_at - time(NULL) < wait)
 		wait = c->expires_at - time(NULL) > 2 ?
 		    (long)(c->expires_at - time(NULL)) / 2 : 1;
-	log_warnx("%s: %s token refresh failed (%s%s%ld), retry in %ld s",
-	    c->appid, cred_kind_name(c->kind), why, errcode ? ", errcode " : "",
-	    errcode, wait);
+	if (errcode != 0)
+		log_warnx("%s: %s token refresh failed (%s, errcode %ld), retry "
+		    "in %ld s", c->appid, cred_kind_name(c->kind), why, errcode,
+		    wait);
+	else
+		log_warnx("%s: %s token refresh failed (%s), retry in %ld s",
+		    c->appid, cred_kind_name(c->kind), why, wait);
 	cred_arm(c, wait);
 	if (!cred_usable(c) && permanent)
 		cred_fail_queue(c, why);
@@ -452,8 +501,25 @@ cred_force_allowed(struct cred *c)
 	return (1);
 }
 
-/* Parse a token endpoint's answer: the token and its lifetime, or the errcode. */
+/*
+ * Whether a token from WeChat can go into a URL's query as it is: no NUL
+ * inside (it would be cut short), nothing that ends or splits the query.
+ */
 static int
+cred_token_ok(const char *s, size_t len)
+{
+	size_t	i;
+
+	for (i = 0; i < len; i++) {
+		if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f ||
+		    s[i] == '&' || s[i] == '#')
+			return (0);
+	}
+	return (1);
+}
+
+/* Parse a token endpoint's answer: the token and its lifetime, or the errcode. */
+int
 cred_parse_token(const struct upstream_reply *r, const char *field,
     const char **token, int *expires_in, long *errcode, const char **why)
 {
@@ -473,7 +539,9 @@ cred_parse_token(const struct upstream_reply *r, const char *field,
 	t = json_object_get(r->json, field);
 	e = json_object_get(r->json, "expires_in");
 	if (!json_is_string(t) || json_string_length(t) == 0 ||
-	    json_string_length(t) > WX_TOKEN_MAX || !json_is_integer(e) ||
+	    json_string_length(t) > WX_TOKEN_MAX ||
+	    !cred_token_ok(json_string_value(t), json_string_length(t)) ||
+	    !json_is_integer(e) ||
 	    json_integer_value(e) < 10 || json_integer_value(e) > 7 * 86400) {
 		*why = "malformed token reply";
 		return (-1);
@@ -489,6 +557,7 @@ cred_errcode_permanent(long errcode)
 {
 	switch (errcode) {
 	case 40001:	/* from a token endpoint: wrong AppSecret */
+	case 45009:	/* the daily quota: nothing until WeChat's midnight */
 	case 40002:
 	case 40013:
 	case 40125:
@@ -592,6 +661,32 @@ cred_start(struct cred *c)
 }
 
 /*
+ * A reload gave c new account settings. A usable token is kept whatever
+ * changed. Without one, a credential whose secret or token_api changed, or
+ * that waits out the long retry of an error an operator must fix (a wrong
+ * secret, the IP whitelist, the daily quota), tries again now: the reload may
+ * be the fix.
+ */
+static void
+cred_reconfigure(struct cred *c, struct account_conf *a)
+{
+	struct account_conf *old = c->account;
+	int changed;
+
+	changed = old == NULL || old->token_api != a->token_api ||
+	    old->secret == NULL || a->secret == NULL ||
+	    strcmp(old->secret, a->secret) != 0;
+	c->account = a;
+	if (changed)
+		log_info("%s: secret or token_api changed", c->appid);
+	if (cred_usable(c) || c->call != NULL || c->revoked ||
+	    (!changed && !c->permanent))
+		return;
+	c->backoff = CRED_BACKOFF_MIN;
+	cred_arm(c, 0);
+}
+
+/*
  * Bring the credentials in line with conf: new accounts start, changed ones take
  * the new settings, removed ones go once their sends finish.
  */
@@ -606,10 +701,11 @@ cred_reconcile(struct config *conf)
 			continue;
 		if ((a = config_find_account(conf, c->appid)) == NULL) {
 			log_info("%s: removed", c->appid);
+			c->account = NULL;	/* freed with the old configuration */
 			cred_remove(c);
 			continue;
 		}
-		c->account = a;
+		cred_reconfigure(c, a);
 	}
 	TAILQ_FOREACH(a, &conf->accounts, entry) {
 		if ((c = cred_find(a->appid)) != NULL && !c->removed)
@@ -633,7 +729,16 @@ void
 cred_shutdown(void)
 {
 	struct cred *c;
+	int batch;
 
+	/* Today's token calls, counted since the last refresh, are kept too. */
+	batch = store_batch_begin() == 0;
+	TAILQ_FOREACH(c, &cred_all, entry) {
+		if (!c->removed && (c->token != NULL || c->calls_today != 0))
+			cred_persist(c);
+	}
+	if (batch)
+		store_batch_end(1);
 	while ((c = TAILQ_FIRST(&cred_all)) != NULL) {
 		cred_fail_queue(c, "wxpushd is stopping");
 		cred_free(c);

@@ -312,6 +312,67 @@ rpc_reply_errorx(struct request *req, const char *code, int retryable,
 }
 
 /*
+ * Decode one complete frame into d, with its objects in zone: the envelope,
+ * the msgid, the method name and the params map. Returns -1 if the frame is not
+ * MessagePack-RPC at all, and the connection must close; a well-formed request
+ * with bad content returns 0 with d->bad_field and d->bad_message set, for an
+ * invalid_request reply. Touches nothing but zone and d.
+ */
+int
+rpc_decode(msgpack_zone *zone, const unsigned char *frame, size_t len,
+    struct rpc_decoded *d)
+{
+	msgpack_object		 o;
+	const msgpack_object	*a;
+	size_t			 off = 0;
+	uint64_t		 type;
+
+	memset(d, 0, sizeof *d);
+	if (msgpack_unpack((const char *)frame, len, &off, zone, &o) !=
+	    MSGPACK_UNPACK_SUCCESS || off != len)
+		return (-1);
+	if (o.type != MSGPACK_OBJECT_ARRAY || o.via.array.size < 3 ||
+	    o.via.array.ptr[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+		return (-1);
+	a = o.via.array.ptr;
+	type = a[0].via.u64;
+	if (type == 0 && o.via.array.size == 4)
+		d->notify = 0;
+	else if (type == 2 && o.via.array.size == 3)
+		d->notify = 1;
+	else
+		return (-1);
+	if (!d->notify && (a[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+	    a[1].via.u64 > UINT32_MAX))
+		return (-1);
+	d->msgid = d->notify ? 0 : (uint32_t)a[1].via.u64;
+
+	a = d->notify ? a + 1 : a + 2;	/* a[0] method, a[1] params */
+	if (a[0].type != MSGPACK_OBJECT_STR) {
+		d->bad_field = "method";
+		d->bad_message = "method must be a string";
+		return (0);
+	}
+	if (a[1].type == MSGPACK_OBJECT_ARRAY && a[1].via.array.size == 1 &&
+	    a[1].via.array.ptr[0].type == MSGPACK_OBJECT_MAP)
+		d->params = &a[1].via.array.ptr[0];
+	else if (a[1].type == MSGPACK_OBJECT_ARRAY && a[1].via.array.size == 0)
+		d->params = NULL;
+	else if (a[1].type == MSGPACK_OBJECT_ARRAY && a[1].via.array.size == 1 &&
+	    a[1].via.array.ptr[0].type == MSGPACK_OBJECT_NIL)
+		d->params = NULL;
+	else {
+		d->bad_field = "params";
+		d->bad_message = "params must be an array holding one map";
+		return (0);
+	}
+	/* msgpack-c gives an empty string a NULL pointer. */
+	d->method = a[0].via.str.size != 0 ? a[0].via.str.ptr : "";
+	d->methodlen = a[0].via.str.size;
+	return (0);
+}
+
+/*
  * Decode and dispatch one complete frame from client c. Returns -1 if the frame is
  * not MessagePack-RPC at all, and the connection must close; a well-formed request
  * with bad content gets an error reply instead.
@@ -319,81 +380,44 @@ rpc_reply_errorx(struct request *req, const char *code, int retryable,
 int
 rpc_input(struct client *c, const unsigned char *frame, size_t len)
 {
-	msgpack_object		 o, *a;
-	const msgpack_object	*params = NULL;
+	struct rpc_decoded	 d;
 	const struct method	*m;
 	struct request		*req;
-	size_t			 off = 0;
-	uint64_t		 type;
-	int			 notify;
 
 	if (rpc_zone == NULL)
 		rpc_zone = msgpack_zone_new(8192);
-	if (msgpack_unpack((const char *)frame, len, &off, rpc_zone, &o) !=
-	    MSGPACK_UNPACK_SUCCESS || off != len) {
+	if (rpc_decode(rpc_zone, frame, len, &d) == -1) {
 		msgpack_zone_clear(rpc_zone);
 		return (-1);
 	}
-	if (o.type != MSGPACK_OBJECT_ARRAY || o.via.array.size < 3 ||
-	    o.via.array.ptr[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
-		goto bad;
-	a = o.via.array.ptr;
-	type = a[0].via.u64;
-	if (type == 0 && o.via.array.size == 4)
-		notify = 0;
-	else if (type == 2 && o.via.array.size == 3)
-		notify = 1;
-	else
-		goto bad;
-	if (!notify && (a[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
-	    a[1].via.u64 > UINT32_MAX))
-		goto bad;
 
 	rpc_requests++;
 	req = xcalloc(1, sizeof *req);
 	req->client = c;
-	req->notify = notify;
-	req->msgid = notify ? 0 : (uint32_t)a[1].via.u64;
+	req->notify = d.notify;
+	req->msgid = d.msgid;
 	TAILQ_INSERT_TAIL(&c->requests, req, entry);
 	c->nrequests++;
 
-	a = notify ? a + 1 : a + 2;	/* a[0] method, a[1] params */
-	if (a[0].type != MSGPACK_OBJECT_STR) {
-		rpc_reply_errorx(req, "invalid_request", 0, "method",
-		    "method must be a string");
+	if (d.bad_field != NULL) {
+		rpc_reply_errorx(req, "invalid_request", 0, d.bad_field, "%s",
+		    d.bad_message);
 		goto done;
 	}
-	if (a[1].type == MSGPACK_OBJECT_ARRAY && a[1].via.array.size == 1 &&
-	    a[1].via.array.ptr[0].type == MSGPACK_OBJECT_MAP)
-		params = &a[1].via.array.ptr[0];
-	else if (a[1].type == MSGPACK_OBJECT_ARRAY && a[1].via.array.size == 0)
-		params = NULL;
-	else if (a[1].type == MSGPACK_OBJECT_ARRAY && a[1].via.array.size == 1 &&
-	    a[1].via.array.ptr[0].type == MSGPACK_OBJECT_NIL)
-		params = NULL;
-	else {
-		rpc_reply_errorx(req, "invalid_request", 0, "params",
-		    "params must be an array holding one map");
-		goto done;
-	}
-	if ((m = method_find(a[0].via.str.ptr, a[0].via.str.size)) == NULL) {
-		if (rpc_printable(a[0].via.str.ptr, a[0].via.str.size, 64))
+	if ((m = method_find(d.method, d.methodlen)) == NULL) {
+		if (rpc_printable(d.method, d.methodlen, 64))
 			rpc_reply_errorx(req, "unknown_method", 0, NULL,
-			    "no method '%.*s'", (int)a[0].via.str.size,
-			    a[0].via.str.ptr);
+			    "no method '%.*s'", (int)d.methodlen, d.method);
 		else
 			rpc_reply_errorx(req, "unknown_method", 0, NULL,
 			    "no such method");
 		goto done;
 	}
 	req->method = m;
-	m->fn(req, params);
+	m->fn(req, d.params);
 done:
 	msgpack_zone_clear(rpc_zone);
 	return (0);
-bad:
-	msgpack_zone_clear(rpc_zone);
-	return (-1);
 }
 
 /* Free the decoding zone at exit (keeps leak checkers quiet). */

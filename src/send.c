@@ -17,12 +17,12 @@
 #define SEND_RETRY_BASE_MS	250
 #define SEND_MIN_LEFT_MS	500	/* do not start an attempt with less left */
 
-enum send_outcome { SEND_OK, SEND_INVALID, SEND_UNKNOWN_APPID, SEND_FORBIDDEN,
-	SEND_BUSY, SEND_UNAVAILABLE, SEND_TIMEOUT, SEND_REVOKED, SEND_WECHAT,
-	SEND_INTERNAL, SEND_NOUTCOMES };
+/* enum send_outcome is in wxpushd.h: metrics.c counts by it too. */
 uint64_t			 send_stats[SEND_NOUTCOMES];
 static const struct timeval	*send_timeout_tv;
 static int			 send_timeout_secs;
+/* Every send not answered yet, so a stop can answer them all. */
+static TAILQ_HEAD(, send)	 send_all = TAILQ_HEAD_INITIALIZER(send_all);
 
 static void	send_upstream_cb(const struct upstream_reply *, void *);
 
@@ -66,6 +66,7 @@ send_free(struct send *s)
 		event_free(s->deadline);
 	if (s->retry != NULL)
 		event_free(s->retry);
+	TAILQ_REMOVE(&send_all, s, all);
 	message_free(&s->msg);
 	free(s);
 }
@@ -79,6 +80,9 @@ send_fail(struct send *s, enum send_outcome o, const struct rpc_error *e)
 	send_stats[o]++;
 	if (c != NULL)
 		c->sends_failed++;
+	metrics_count_send(c, o, e->errcode, &s->started);
+	if (s->idem != NULL)
+		idem_finish_error(s->idem, e);
 	rpc_reply_error(s->req, e);
 	send_free(s);
 	if (c != NULL)
@@ -108,6 +112,21 @@ send_fail_unavailable(struct send *s, const char *why)
 	send_failx(s, SEND_UNAVAILABLE, "unavailable", 1, msg);
 }
 
+/* Answer a queued send that will not go out (a stop, a removed appid). */
+void
+send_fail_queued(struct send *s, const char *why)
+{
+	send_failx(s, SEND_UNAVAILABLE, "unavailable", 1, why);
+}
+
+/* Answer a send for an authorizer that revoked the platform. */
+void
+send_fail_revoked(struct send *s)
+{
+	send_failx(s, SEND_REVOKED, "revoked", 0, "the merchant revoked the "
+	    "platform's authorization");
+}
+
 /* Copy WeChat's errmsg, bounded, cut on a UTF-8 character boundary. */
 static void
 send_errmsg(const json_t *j, char *buf, size_t len)
@@ -125,6 +144,23 @@ send_errmsg(const json_t *j, char *buf, size_t len)
 	}
 	memcpy(buf, m, n);
 	buf[n] = '\0';
+}
+
+/*
+ * Read WeChat's answer to a send: *errcode (0 if absent) and its errmsg into
+ * buf. -1 if errcode is there but not an integer: then nobody knows whether
+ * the message went out.
+ */
+int
+send_reply_parse(const json_t *j, long *errcode, char *buf, size_t len)
+{
+	const json_t *ec = json_object_get(j, "errcode");
+
+	*errcode = json_is_integer(ec) ? (long)json_integer_value(ec) : 0;
+	send_errmsg(j, buf, len);
+	if (ec != NULL && !json_is_integer(ec))
+		return (-1);
+	return (0);
 }
 
 /* Answer with WeChat's own refusal. */
@@ -160,6 +196,9 @@ send_succeed(struct send *s)
 
 	send_stats[SEND_OK]++;
 	c->sends_ok++;
+	metrics_count_send(c, SEND_OK, 0, &s->started);
+	if (s->idem != NULL)
+		idem_finish_ok(s->idem, s->attempts);
 	pk = rpc_reply_begin(s->req, 3);
 	rpc_pack_kv_int(pk, "errcode", 0);
 	rpc_pack_kv_str(pk, "errmsg", "ok");
@@ -199,14 +238,22 @@ void
 send_start(struct send *s)
 {
 	struct cred *c = s->cred;
+	struct rpc_error e;
 	char query[sizeof "access_token=" + WX_TOKEN_MAX];
 
 	if (send_left_ms(s) < SEND_MIN_LEFT_MS) {
 		/* Not send_fail: we may be inside cred_pump's loop. */
 		send_stats[SEND_UNAVAILABLE]++;
 		c->sends_failed++;
-		rpc_reply_errorx(s->req, "unavailable", 1, NULL, "send_timeout "
-		    "passed while the send waited for an upstream slot");
+		metrics_count_send(c, SEND_UNAVAILABLE, 0, &s->started);
+		memset(&e, 0, sizeof e);
+		e.code = "unavailable";
+		e.retryable = 1;
+		e.message = "send_timeout passed while the send waited for an "
+		    "upstream slot";
+		if (s->idem != NULL)
+			idem_finish_error(s->idem, &e);
+		rpc_reply_error(s->req, &e);
 		send_free(s);
 		return;
 	}
@@ -233,6 +280,9 @@ send_submit(struct send *s)
 	s->queued = 1;
 	TAILQ_INSERT_TAIL(&c->queue, s, entry);
 	c->nqueue++;
+	/* An authorizer may have put its refresh off: not with a send waiting. */
+	if (c->kind == CRED_AUTHORIZER && !cred_usable(c))
+		component_wanted(c);
 }
 
 static void
@@ -242,6 +292,13 @@ send_retry_cb(evutil_socket_t fd, short events, void *arg)
 
 	(void)fd;
 	(void)events;
+	/* No new attempt once stopping or removed: nothing went out yet. */
+	if (wx_stopping || s->cred->removed) {
+		send_failx(s, SEND_UNAVAILABLE, "unavailable", 1, wx_stopping ?
+		    "wxpushd is stopping" : "the appid was removed from the "
+		    "configuration");
+		return;
+	}
 	send_requeue(s);
 	cred_pump(s->cred);
 }
@@ -280,6 +337,11 @@ send_token_refused(struct send *s, long errcode, const char *errmsg)
 	}
 	s->auth_retried = 1;
 	cred_token_failed(c, s->gen, errcode);
+	if (wx_stopping) {
+		send_failx(s, SEND_UNAVAILABLE, "unavailable", 1,
+		    "wxpushd is stopping");
+		return;
+	}
 	if ((cred_usable(c) && c->gen != s->gen) || c->call != NULL) {
 		/* A newer token is here, or on its way: wait in line for it. */
 		send_requeue(s);
@@ -304,7 +366,6 @@ send_upstream_cb(const struct upstream_reply *r, void *arg)
 {
 	struct send *s = arg;
 	struct cred *c = s->cred;
-	json_t *ec;
 	long errcode;
 	char errmsg[256], msg[192];
 
@@ -326,9 +387,7 @@ send_upstream_cb(const struct upstream_reply *r, void *arg)
 		send_failx(s, SEND_TIMEOUT, "timeout", 0, msg);
 		return;
 	}
-	ec = json_object_get(r->json, "errcode");
-	errcode = json_is_integer(ec) ? (long)json_integer_value(ec) : 0;
-	if (ec != NULL && !json_is_integer(ec)) {
+	if (send_reply_parse(r->json, &errcode, errmsg, sizeof errmsg) == -1) {
 		send_failx(s, SEND_TIMEOUT, "timeout", 0, "WeChat's answer has "
 		    "no readable errcode; the message may or may not have been "
 		    "delivered");
@@ -338,7 +397,6 @@ send_upstream_cb(const struct upstream_reply *r, void *arg)
 		send_succeed(s);
 		return;
 	}
-	send_errmsg(r->json, errmsg, sizeof errmsg);
 	switch (errcode) {
 	case 40001:
 	case 40014:
@@ -409,6 +467,25 @@ send_deadline_cb(evutil_socket_t fd, short events, void *arg)
 	    "the appid's upstream slots stayed full until send_timeout");
 }
 
+/*
+ * Answer every send not answered yet, at a stop: `timeout` if WeChat was
+ * answering it (it may have been delivered), else `unavailable` with why.
+ */
+void
+send_abort(const char *why)
+{
+	struct send *s;
+
+	while ((s = TAILQ_FIRST(&send_all)) != NULL) {
+		if (s->call != NULL)
+			send_failx(s, SEND_TIMEOUT, "timeout", 0, "wxpushd "
+			    "stopped while WeChat was answering; the message "
+			    "may or may not have been delivered");
+		else
+			send_failx(s, SEND_UNAVAILABLE, "unavailable", 1, why);
+	}
+}
+
 /* Whether the peer of req may send as credential c. */
 static int
 send_allowed(const struct cred *c, const struct request *req)
@@ -435,16 +512,19 @@ send_method(struct request *req, const msgpack_object *params)
 	s->req = req;
 	if (message_parse(params, &s->msg, &e) == -1) {
 		send_stats[SEND_INVALID]++;
+		metrics_count_send(NULL, SEND_INVALID, 0, NULL);
 		rpc_reply_error(req, &e);
 		free(s);
 		return;
 	}
+	TAILQ_INSERT_TAIL(&send_all, s, all);
 	c = cred_find(s->msg.appid);
 	if (c == NULL || c->removed || c->kind == CRED_COMPONENT) {
 		send_failx(s, SEND_UNKNOWN_APPID, "unknown_appid", 0,
 		    "the appid is not configured here");
 		return;
 	}
+	s->cred = c;	/* counted per appid from here on */
 	if (!send_allowed(c, req)) {
 		log_info("%s: send refused to uid %u", c->appid,
 		    req->client ? (unsigned)req->client->peer.uid : 0);
@@ -452,7 +532,11 @@ send_method(struct request *req, const msgpack_object *params)
 		    "this user may not send as this appid");
 		return;
 	}
-	s->cred = c;
+	/* A repeated idempotency_key: answered with the first outcome. */
+	if (idem_begin(req, &s->msg, &s->idem) != IDEM_NEW) {
+		send_free(s);
+		return;
+	}
 	if (c->revoked) {
 		send_failx(s, SEND_REVOKED, "revoked", 0, "the merchant revoked "
 		    "the platform's authorization");
@@ -468,6 +552,7 @@ send_method(struct request *req, const msgpack_object *params)
 		return;
 	}
 	req->data = s;
+	event_base_gettimeofday_cached(wx_base, &s->started);
 	s->deadline = evtimer_new(wx_base, send_deadline_cb, s);
 	evtimer_add(s->deadline, send_timeout_tv);
 	send_submit(s);

@@ -13,17 +13,23 @@
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "wxpushd.h"
 
-/* A client's output past this stops reading its requests until it drains. */
-#define SERVER_OUTPUT_HIGH	(256 * 1024)
-#define SERVER_OUTPUT_LOW	(64 * 1024)
+/*
+ * A client's output past this stops reading its requests until it drains;
+ * with the input bound below, what a client that never reads costs.
+ */
+#define SERVER_OUTPUT_HIGH	(64 * 1024)
+#define SERVER_OUTPUT_LOW	(16 * 1024)
 /* Requests in flight per connection before reading pauses. */
 #define SERVER_CLIENT_INFLIGHT	4096
 /* Requests handled per read event, so one busy client cannot starve others. */
 #define SERVER_QUOTA		256
+/* Input buffered beyond one max_request frame before reading stops. */
+#define SERVER_INPUT_SLACK	(16 * 1024)
 
 struct server_uid {
 	uid_t	uid;
@@ -50,6 +56,50 @@ size_t
 server_nclients(void)
 {
 	return (server_n);
+}
+
+/* The path of the socket this daemon created, or NULL (systemd's, or none). */
+const char *
+server_socket_path(void)
+{
+	return (server_path);
+}
+
+/* Forget a uid that has no connection left, so the table stays small. */
+static void
+server_uid_release(struct server_uid *u)
+{
+	if (u->n != 0)
+		return;
+	*u = server_uids[--server_nuids];
+}
+
+/*
+ * Log a refused connection at most once a second per reason, so that a peer
+ * hammering the socket cannot fill the log.
+ */
+static void
+server_log_refused(uid_t uid, int per_uid)
+{
+	static time_t	last[2];
+	static unsigned	skipped[2];
+	const char	*why = per_uid ? "max_clients_per_uid reached" :
+			    "max_clients reached";
+	time_t		now = time(NULL);
+
+	if (now == last[per_uid]) {
+		skipped[per_uid]++;
+		return;
+	}
+	last[per_uid] = now;
+	if (skipped[per_uid] != 0)
+		log_warnx("refusing connection from uid %u: %s (%u more "
+		    "refused since the last message)", (unsigned)uid, why,
+		    skipped[per_uid]);
+	else
+		log_warnx("refusing connection from uid %u: %s", (unsigned)uid,
+		    why);
+	skipped[per_uid] = 0;
 }
 
 /* The connection count of uid, created at zero on first use. */
@@ -135,6 +185,11 @@ server_listen(void)
 		return (-1);
 	}
 	snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
+	/* Socket activation: systemd owns that socket; it is never unlinked. */
+	if ((server_fd = systemd_listen_fd(path)) != -1) {
+		log_info("using the socket passed by systemd");
+		goto listening;
+	}
 	if (server_mkdir(path) == -1 || server_unlink_stale(path, &sun) == -1)
 		return (-1);
 	server_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -158,7 +213,8 @@ server_listen(void)
 		log_warn("listen %s", path);
 		goto fail;
 	}
-	server_path = xstrdup(path);
+	server_path = xstrdup(path);	/* ours: unlinked at exit */
+listening:
 	server_ev = event_new(wx_base, server_fd, EV_READ | EV_PERSIST,
 	    server_accept_cb, NULL);
 	server_pause_ev = evtimer_new(wx_base, server_accept_cb, NULL);
@@ -270,6 +326,7 @@ server_client_free(struct client *c)
 	server_n--;
 	u = server_uid_find(c->peer.uid);
 	u->n--;
+	server_uid_release(u);
 	if (c->bev != NULL)
 		bufferevent_free(c->bev);
 	if (c->more != NULL)
@@ -474,10 +531,9 @@ server_accept_cb(evutil_socket_t lfd, short events, void *arg)
 		u = server_uid_find(c->peer.uid);
 		if (server_n >= (size_t)wx_conf->max_clients ||
 		    u->n >= wx_conf->max_clients_per_uid) {
-			log_warnx("refusing connection from uid %u: %s",
-			    (unsigned)c->peer.uid, server_n >= (size_t)
-			    wx_conf->max_clients ? "max_clients reached" :
-			    "max_clients_per_uid reached");
+			server_log_refused(c->peer.uid, server_n <
+			    (size_t)wx_conf->max_clients);
+			server_uid_release(u);
 			peer_free(&c->peer);
 			close(fd);
 			free(c);
@@ -492,6 +548,13 @@ server_accept_cb(evutil_socket_t lfd, short events, void *arg)
 		bufferevent_setcb(c->bev, server_client_read_cb,
 		    server_client_write_cb, server_client_event_cb, c);
 		bufferevent_setwatermark(c->bev, EV_WRITE, SERVER_OUTPUT_LOW, 0);
+		/*
+		 * Bound the input too: a flood of small frames (notifications
+		 * have no answer to push back with) must not pile up faster
+		 * than the per-event quota parses it.
+		 */
+		bufferevent_setwatermark(c->bev, EV_READ, 0,
+		    wx_conf->max_request + SERVER_INPUT_SLACK);
 		if (wx_conf->idle_timeout > 0) {
 			tv.tv_sec = wx_conf->idle_timeout;
 			tv.tv_usec = 0;

@@ -1,4 +1,7 @@
-/* Durable state in SQLite (WAL): tokens, verify tickets, authorizer refresh tokens. */
+/*
+ * Durable state in SQLite (WAL): tokens, verify tickets, authorizer refresh
+ * tokens, idempotency keys.
+ */
 #include "config.h"
 
 #include <sys/types.h>
@@ -34,6 +37,9 @@ enum store_query {
 	STORE_AUTH_LOAD,
 	STORE_AUTH_LIST,
 	STORE_INTEGRITY,
+	STORE_IDEM_PUT,
+	STORE_IDEM_LOAD,
+	STORE_IDEM_EXPIRE,
 	STORE_NQUERIES
 };
 
@@ -71,6 +77,17 @@ static const char *store_sql[STORE_NQUERIES] = {
 	    " ORDER BY appid LIMIT ?3",
 	[STORE_INTEGRITY] =
 	    "PRAGMA integrity_check",
+	[STORE_IDEM_PUT] =
+	    "INSERT OR REPLACE INTO idempotency (uid, appid, key, created,"
+	    " digest, code, attempts, errcode, errmsg, message, retryable,"
+	    " retry_after) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,"
+	    " ?11, ?12)",
+	[STORE_IDEM_LOAD] =
+	    "SELECT uid, appid, key, created, digest, code, attempts, errcode,"
+	    " errmsg, message, retryable, retry_after FROM idempotency"
+	    " WHERE created > ?1 ORDER BY created",
+	[STORE_IDEM_EXPIRE] =
+	    "DELETE FROM idempotency WHERE created <= ?1",
 };
 
 /*
@@ -99,6 +116,23 @@ static const char *store_migrations[] = {
 	" updated_at INTEGER NOT NULL);"
 	"CREATE INDEX authorizers_component"
 	" ON authorizers (component_appid, appid);",
+	/* 2: idempotency keys (idem.c). */
+	"CREATE TABLE IF NOT EXISTS idempotency ("
+	" uid INTEGER NOT NULL,"
+	" appid TEXT NOT NULL,"
+	" key TEXT NOT NULL,"
+	" created INTEGER NOT NULL,"
+	" digest BLOB NOT NULL,"
+	" code TEXT NOT NULL,"
+	" attempts INTEGER NOT NULL,"
+	" errcode INTEGER NOT NULL,"
+	" errmsg TEXT NOT NULL,"
+	" message TEXT NOT NULL,"
+	" retryable INTEGER NOT NULL,"
+	" retry_after INTEGER NOT NULL,"
+	" PRIMARY KEY (uid, appid, key)) WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS idempotency_created"
+	" ON idempotency (created);",
 };
 
 /* Stored names of enum cred_kind, so reordering the enum cannot remap rows. */
@@ -992,4 +1026,194 @@ store_integrity_check(char **cause)
 	}
 	free(first);
 	return (-1);
+}
+
+/*
+ * Begin a batch of writes in one transaction (idempotency keys written behind
+ * the sends, the state saved at a stop). Its commit does not wait for fsync
+ * (synchronous NORMAL in WAL mode): a crash of the daemon loses nothing
+ * committed, a crash of the machine may lose the last batches. Single saves
+ * (a new token) keep synchronous FULL. 0 or -1 (logged).
+ */
+int
+store_batch_begin(void)
+{
+	char	*errmsg = NULL;
+
+	if (!store_ready("starting", "a batch"))
+		return (-1);
+	if (sqlite3_exec(store_db, "PRAGMA synchronous = NORMAL; BEGIN", NULL,
+	    NULL, &errmsg) != SQLITE_OK) {
+		log_warnx("store: starting a batch: %s",
+		    errmsg != NULL ? errmsg : sqlite3_errmsg(store_db));
+		sqlite3_free(errmsg);
+		sqlite3_exec(store_db, "PRAGMA synchronous = FULL", NULL, NULL,
+		    NULL);
+		return (-1);
+	}
+	return (0);
+}
+
+/* End a batch: commit if ok and the commit works, else roll back; 0 or -1. */
+int
+store_batch_end(int ok)
+{
+	int	 rc = -1;
+
+	if (store_db == NULL)
+		return (-1);
+	if (ok) {
+		if (sqlite3_exec(store_db, "COMMIT", NULL, NULL, NULL) ==
+		    SQLITE_OK)
+			rc = 0;
+		else
+			log_warnx("store: committing a batch: %s",
+			    sqlite3_errmsg(store_db));
+	}
+	if (rc != 0)
+		sqlite3_exec(store_db, "ROLLBACK", NULL, NULL, NULL);
+	if (sqlite3_exec(store_db, "PRAGMA synchronous = FULL", NULL, NULL,
+	    NULL) != SQLITE_OK)
+		log_warnx("store: restoring synchronous: %s",
+		    sqlite3_errmsg(store_db));
+	return (rc);
+}
+
+/* Save one idempotency key and its outcome, inside a batch; 0 or -1. */
+int
+store_idem_put(const struct store_idem *si)
+{
+	sqlite3_stmt	*stmt;
+
+	if (!store_appid_ok(si->appid) ||
+	    !store_str_ok(si->key, sizeof si->key - 1) ||
+	    !store_str_ok(si->code, sizeof si->code - 1) ||
+	    strnlen(si->errmsg, sizeof si->errmsg) == sizeof si->errmsg ||
+	    strnlen(si->message, sizeof si->message) == sizeof si->message) {
+		log_warnx("store: saving an idempotency key: bad row");
+		return (-1);
+	}
+	if (!store_ready("saving idempotency key for", si->appid))
+		return (-1);
+	stmt = store_stmts[STORE_IDEM_PUT];
+	if (sqlite3_bind_int64(stmt, 1, si->uid) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 2, si->appid, -1, SQLITE_STATIC) !=
+	    SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 3, si->key, -1, SQLITE_STATIC) !=
+	    SQLITE_OK ||
+	    sqlite3_bind_int64(stmt, 4, si->created) != SQLITE_OK ||
+	    sqlite3_bind_blob(stmt, 5, si->digest, sizeof si->digest,
+	    SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 6, si->code, -1, SQLITE_STATIC) !=
+	    SQLITE_OK ||
+	    sqlite3_bind_int(stmt, 7, si->attempts) != SQLITE_OK ||
+	    sqlite3_bind_int64(stmt, 8, si->errcode) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 9, si->errmsg, -1, SQLITE_STATIC) !=
+	    SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 10, si->message, -1, SQLITE_STATIC) !=
+	    SQLITE_OK ||
+	    sqlite3_bind_int(stmt, 11, si->retryable != 0) != SQLITE_OK ||
+	    sqlite3_bind_int(stmt, 12, si->retry_after) != SQLITE_OK) {
+		log_warnx("store: saving idempotency key for %s: %s",
+		    si->appid, sqlite3_errmsg(store_db));
+		store_done(stmt);
+		return (-1);
+	}
+	return (store_step_done(stmt, "idempotency key", si->appid));
+}
+
+/* Forget idempotency keys created at or before before; 0 or -1 (logged). */
+int
+store_idem_expire(time_t before)
+{
+	sqlite3_stmt	*stmt;
+
+	if (!store_ready("expiring", "idempotency keys"))
+		return (-1);
+	stmt = store_stmts[STORE_IDEM_EXPIRE];
+	if (sqlite3_bind_int64(stmt, 1, before) != SQLITE_OK) {
+		store_done(stmt);
+		return (-1);
+	}
+	return (store_step_done(stmt, "expired idempotency keys", "all"));
+}
+
+/* Decode a row of STORE_IDEM_LOAD into si; 0 or -1. */
+static int
+store_idem_row(sqlite3_stmt *stmt, struct store_idem *si)
+{
+	sqlite3_int64	 v;
+	const void	*blob;
+
+	memset(si, 0, sizeof *si);
+	if (sqlite3_column_type(stmt, 0) != SQLITE_INTEGER)
+		return (-1);
+	v = sqlite3_column_int64(stmt, 0);
+	if (v < 0 || v > UINT32_MAX)
+		return (-1);
+	si->uid = (uint32_t)v;
+	if (store_column_text(stmt, 1, si->appid, sizeof si->appid) != 0 ||
+	    si->appid[0] == '\0' ||
+	    store_column_text(stmt, 2, si->key, sizeof si->key) != 0 ||
+	    si->key[0] == '\0' ||
+	    store_column_time(stmt, 3, &si->created) != 0 ||
+	    sqlite3_column_type(stmt, 4) != SQLITE_BLOB ||
+	    sqlite3_column_bytes(stmt, 4) != (int)sizeof si->digest ||
+	    (blob = sqlite3_column_blob(stmt, 4)) == NULL ||
+	    store_column_text(stmt, 5, si->code, sizeof si->code) != 0 ||
+	    store_column_int(stmt, 6, 0, INT_MAX, &si->attempts) != 0 ||
+	    sqlite3_column_type(stmt, 7) != SQLITE_INTEGER ||
+	    store_column_text(stmt, 8, si->errmsg, sizeof si->errmsg) != 0 ||
+	    store_column_text(stmt, 9, si->message, sizeof si->message) != 0 ||
+	    store_column_int(stmt, 10, 0, 1, &si->retryable) != 0 ||
+	    store_column_int(stmt, 11, 0, INT_MAX, &si->retry_after) != 0)
+		return (-1);
+	memcpy(si->digest, blob, sizeof si->digest);
+	v = sqlite3_column_int64(stmt, 7);
+	if (v < LONG_MIN || v > LONG_MAX)
+		return (-1);
+	si->errcode = (long)v;
+	return (0);
+}
+
+/*
+ * Call cb for every idempotency key created after since, oldest first, until
+ * it returns non-zero; cb must not use the store. A corrupt row is logged and
+ * skipped. 0 when all were visited, cb's value if it stopped, -1 on error.
+ */
+int
+store_idem_foreach(time_t since, int (*cb)(const struct store_idem *, void *),
+    void *arg)
+{
+	sqlite3_stmt		*stmt;
+	struct store_idem	*si;
+	int			 rc, ret = 0, bad = 0;
+
+	if (!store_ready("loading", "idempotency keys"))
+		return (-1);
+	stmt = store_stmts[STORE_IDEM_LOAD];
+	if (sqlite3_bind_int64(stmt, 1, since) != SQLITE_OK) {
+		store_done(stmt);
+		return (-1);
+	}
+	si = xmalloc(sizeof *si);
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		if (store_idem_row(stmt, si) != 0) {
+			bad++;
+			continue;
+		}
+		if ((ret = cb(si, arg)) != 0)
+			break;
+	}
+	if (ret == 0 && rc != SQLITE_DONE) {
+		log_warnx("store: loading idempotency keys: %s",
+		    sqlite3_errmsg(store_db));
+		ret = -1;
+	}
+	if (bad != 0)
+		log_warnx("store: %d corrupt idempotency key row%s skipped", bad,
+		    bad == 1 ? "" : "s");
+	store_done(stmt);
+	free(si);
+	return (ret);
 }

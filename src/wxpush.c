@@ -48,6 +48,9 @@ static const struct {
 	  "  send --appid A --body FILE   (a WeChat request body as JSON, - for stdin)\n" },
 	{ "authorize", "  authorize --component-appid C --code CODE\n" },
 	{ "call", "  call METHOD [JSON]           (any method, JSON params object or -)\n" },
+	{ "consent-url",
+	  "  consent-url --appid A --scene S --template-id T --redirect-url URL\n"
+	  "       [--reserved R]        (the user's consent page; no daemon needed)\n" },
 };
 
 /* Print the usage of the current command, or of all commands. */
@@ -949,6 +952,7 @@ enum {
 	OPT_APPID = 256, OPT_TOUSER, OPT_TEMPLATE_ID, OPT_SCENE, OPT_TITLE,
 	OPT_CONTENT, OPT_COLOR, OPT_URL, OPT_MP_APPID, OPT_MP_PAGEPATH,
 	OPT_IDEMPOTENCY_KEY, OPT_BODY, OPT_COMPONENT_APPID, OPT_CODE,
+	OPT_REDIRECT_URL, OPT_RESERVED,
 	OPT_LAST
 };
 static const struct option wxpush_cmd_longopts[] = {
@@ -967,6 +971,8 @@ static const struct option wxpush_cmd_longopts[] = {
 	{ "body", required_argument, NULL, OPT_BODY },
 	{ "component-appid", required_argument, NULL, OPT_COMPONENT_APPID },
 	{ "code", required_argument, NULL, OPT_CODE },
+	{ "redirect-url", required_argument, NULL, OPT_REDIRECT_URL },
+	{ "reserved", required_argument, NULL, OPT_RESERVED },
 	{ NULL, 0, NULL, 0 }
 };
 
@@ -1090,6 +1096,119 @@ wxpush_cmd_send(const char **opts)
 	return (WXPUSH_OK);
 }
 
+/* Whether s is 1..max bytes, each a letter or digit, or in extra. */
+static int
+wxpush_charset(const char *s, size_t max, const char *extra)
+{
+	size_t	i;
+
+	for (i = 0; s[i] != '\0'; i++) {
+		if (i >= max)
+			return (0);
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+		    (s[i] >= '0' && s[i] <= '9') || strchr(extra, s[i]) != NULL))
+			return (0);
+	}
+	return (i > 0);
+}
+
+/*
+ * Append name=value to the query in buf, value percent-encoded: everything
+ * but RFC 3986's unreserved characters (ALPHA DIGIT - . _ ~) becomes %XX.
+ */
+static void
+wxpush_query_add(char *buf, size_t len, const char *name, const char *value)
+{
+	static const char	 hex[] = "0123456789ABCDEF";
+	const unsigned char	*p;
+	size_t			 n = strlen(buf);
+
+	n += snprintf(buf + n, len - n, "%s%s=", strchr(buf, '?') != NULL ?
+	    "&" : "?", name);
+	for (p = (const unsigned char *)value; *p != '\0' && n + 4 < len; p++) {
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		    (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' ||
+		    *p == '_' || *p == '~')
+			buf[n++] = (char)*p;
+		else {
+			buf[n++] = '%';
+			buf[n++] = hex[*p >> 4];
+			buf[n++] = hex[*p & 0xf];
+		}
+	}
+	buf[n] = '\0';
+}
+
+/*
+ * consent-url: print the page where a user consents to one subscription
+ * message (wechat-api.md section 5). Everything is checked here, since
+ * WeChat would only show the user an error.
+ */
+static int
+wxpush_cmd_consent_url(const char **opts)
+{
+	/* The longest URL: every value at its limit, each byte encoded. */
+	char		 url[256 + 3 * (64 + 128 + 1024 + 128)];
+	const char	*appid, *scene, *tid, *redirect, *reserved, *p, *host;
+	char		 num[24];
+	long		 v = 0;
+	size_t		 i;
+	json_t		*j;
+
+	appid = wxpush_need(opts, OPT_APPID);
+	scene = wxpush_need(opts, OPT_SCENE);
+	tid = wxpush_need(opts, OPT_TEMPLATE_ID);
+	redirect = wxpush_need(opts, OPT_REDIRECT_URL);
+	reserved = opts[OPT_RESERVED - OPT_APPID];
+	if (!wxpush_charset(appid, 64, "_-"))
+		wxpush_bad_input("--appid must be 1 to 64 letters, digits, _ "
+		    "or -");
+	for (i = 0; scene[i] >= '0' && scene[i] <= '9'; i++)
+		;
+	if (i == 0 || i > 5 || scene[i] != '\0' ||
+	    (v = strtol(scene, NULL, 10)) > 10000)
+		wxpush_bad_input("--scene must be an integer from 0 to 10000");
+	snprintf(num, sizeof num, "%ld", v);
+	if (!wxpush_charset(tid, 128, "_-"))
+		wxpush_bad_input("--template-id must be 1 to 128 letters, "
+		    "digits, _ or -");
+	if (strncmp(redirect, "https://", 8) == 0)
+		host = redirect + 8;
+	else if (strncmp(redirect, "http://", 7) == 0)
+		host = redirect + 7;
+	else
+		host = NULL;
+	if (host == NULL || *host == '\0' || *host == '/' ||
+	    strlen(redirect) > 1024)
+		wxpush_bad_input("--redirect-url must be an http:// or https:// "
+		    "URL with a host, at most 1024 bytes");
+	for (p = redirect; *p != '\0'; p++) {
+		if ((unsigned char)*p <= 0x20 || *p == 0x7f)
+			wxpush_bad_input("--redirect-url must not hold spaces or "
+			    "control characters");
+	}
+	if (reserved != NULL && !wxpush_charset(reserved, 128, ""))
+		wxpush_bad_input("--reserved must be 1 to 128 letters or digits");
+
+	snprintf(url, sizeof url, "https://mp.weixin.qq.com/mp/subscribemsg");
+	wxpush_query_add(url, sizeof url, "action", "get_confirm");
+	wxpush_query_add(url, sizeof url, "appid", appid);
+	wxpush_query_add(url, sizeof url, "scene", num);
+	wxpush_query_add(url, sizeof url, "template_id", tid);
+	wxpush_query_add(url, sizeof url, "redirect_url", redirect);
+	if (reserved != NULL)
+		wxpush_query_add(url, sizeof url, "reserved", reserved);
+	i = strlen(url);
+	snprintf(url + i, sizeof url - i, "#wechat_redirect");
+	if (wxpush_json) {
+		if ((j = json_pack("{s:s}", "url", url)) == NULL)
+			wxpush_nomem();
+		wxpush_print_json(j);
+	} else
+		printf("%s\n", url);
+	return (WXPUSH_OK);
+}
+
 /* Refuse positional arguments after a command that takes none. */
 static void
 wxpush_no_args(int argc, char **argv, int first)
@@ -1115,6 +1234,8 @@ main(int argc, char **argv)
 	    OPT_BODY, 0 };
 	static const int authorize_opts[] = { OPT_COMPONENT_APPID, OPT_CODE,
 	    0 };
+	static const int consent_opts[] = { OPT_APPID, OPT_SCENE,
+	    OPT_TEMPLATE_ID, OPT_REDIRECT_URL, OPT_RESERVED, 0 };
 	const char	*opts[OPT_LAST - OPT_APPID];
 	json_t		*p;
 	int		 c, first;
@@ -1168,6 +1289,11 @@ main(int argc, char **argv)
 		wxpush_call_json("authorize", p, 'a');
 		json_decref(p);
 		return (WXPUSH_OK);
+	}
+	if (strcmp(argv[0], "consent-url") == 0) {
+		first = wxpush_parse(argc, argv, consent_opts, opts);
+		wxpush_no_args(argc, argv, first);
+		return (wxpush_cmd_consent_url(opts));
 	}
 	if (strcmp(argv[0], "call") == 0) {
 		first = wxpush_parse(argc, argv, none, opts);

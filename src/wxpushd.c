@@ -4,6 +4,8 @@
  */
 #include "config.h"
 
+#include <sys/stat.h>
+
 #include <errno.h>
 #include <getopt.h>
 #include <grp.h>
@@ -41,13 +43,29 @@ wxpushd_drained(void)
 	event_base_loopbreak(wx_base);
 }
 
+/*
+ * drain_timeout passed: answer the sends still in flight (`timeout`: WeChat
+ * may have them) and give the answers a second to reach their clients;
+ * server_drain ends the loop as soon as they are written.
+ */
 static void
 wxpushd_drain_timeout(evutil_socket_t fd, short events, void *arg)
 {
+	static int	 answered;
+	struct timeval	 tv = { 1, 0 };
+
 	(void)fd;
 	(void)events;
 	(void)arg;
-	log_warnx("drain_timeout passed with sends in flight; stopping");
+	if (!answered) {
+		answered = 1;
+		log_warnx("drain_timeout passed with requests in flight; "
+		    "answering them and stopping");
+		send_abort("wxpushd is stopping");
+		evtimer_add(wxpushd_drain_timer, &tv);
+		return;
+	}
+	log_warnx("answers not written out within a second; stopping");
 	event_base_loopbreak(wx_base);
 }
 
@@ -67,11 +85,12 @@ wxpushd_sigterm(evutil_socket_t sig, short events, void *arg)
 		return;
 	}
 	log_info("%s: stopping", strsignal((int)sig));
+	systemd_stopping();
 	wx_stopping = 1;
 	/* Queued sends will not get a token in time: answer them now. */
 	TAILQ_FOREACH(c, &cred_all, entry) {
 		while ((s = TAILQ_FIRST(&c->queue)) != NULL)
-			send_fail_unavailable(s, "wxpushd is stopping");
+			send_fail_queued(s, "wxpushd is stopping");
 	}
 	tv.tv_sec = wx_conf->drain_timeout;
 	tv.tv_usec = 0;
@@ -99,6 +118,7 @@ wxpushd_sighup(evutil_socket_t sig, short events, void *arg)
 	if (strcmp(conf->socket, wx_conf->socket) != 0 ||
 	    strcmp(conf->state_dir, wx_conf->state_dir) != 0)
 		log_warnx("socket and state_dir changes take effect at restart");
+	systemd_reloading();
 	old = wx_conf;
 	/* Keep the running socket and store where they are. */
 	free(conf->socket);
@@ -111,33 +131,91 @@ wxpushd_sighup(evutil_socket_t sig, short events, void *arg)
 	upstream_configure(conf);
 	send_init();
 	cred_reconcile(conf);
+	callback_reload();
+	metrics_reload();
 	config_free(old);
 	log_info("configuration reloaded");
+	systemd_ready();
 }
 
-/* Drop root for the configured user and group, after binding the socket. */
+/*
+ * Make state_dir ready for uid before dropping root: created 0700 and given to
+ * uid:gid if missing. An existing one that belongs to someone else is refused
+ * with the fix, rather than chowned behind the operator's back (a mistyped
+ * state_dir must not hand a system directory to the daemon's user).
+ */
+static void
+wxpushd_state_dir(uid_t uid, gid_t gid, const char *name)
+{
+	const char	*dir = wx_conf->state_dir;
+	struct stat	 st;
+
+	if (mkdir(dir, 0700) == 0) {
+		if (chown(dir, uid, gid) == -1 || chmod(dir, 0700) == -1)
+			fatal("state_dir %s", dir);
+		log_info("created %s for %s", dir, name);
+		return;
+	}
+	if (errno != EEXIST)
+		fatal("state_dir %s", dir);
+	if (stat(dir, &st) == -1)
+		fatal("state_dir %s", dir);
+	if (!S_ISDIR(st.st_mode))
+		fatalx("state_dir %s: not a directory", dir);
+	if (st.st_uid != uid)
+		fatalx("state_dir %s belongs to uid %u, not to %s (uid %u): "
+		    "run chown -R %s %s", dir, (unsigned)st.st_uid, name,
+		    (unsigned)uid, name, dir);
+}
+
+/*
+ * Drop root for the configured user and group, after binding the socket. The
+ * socket it created is given to them, so that socket_mode means "the daemon's
+ * user and group", and state_dir is prepared for them. Started as someone else already
+ * (systemd User=), the daemon only checks that it is the configured user.
+ */
 static void
 wxpushd_drop_privileges(void)
 {
-	struct passwd *pw = NULL;
-	struct group *gr;
-	gid_t gid;
+	struct passwd	*pw = NULL;
+	struct group	*gr;
+	char		 name[64];
+	uid_t		 uid;
+	gid_t		 gid;
 
 	if (wx_conf->user == NULL && wx_conf->group == NULL)
 		return;
 	if (wx_conf->user != NULL && (pw = getpwnam(wx_conf->user)) == NULL)
 		fatalx("unknown user %s", wx_conf->user);
-	gid = pw != NULL ? pw->pw_gid : getgid();
+	uid = pw != NULL ? pw->pw_uid : geteuid();
+	gid = pw != NULL ? pw->pw_gid : getegid();
+	snprintf(name, sizeof name, "%s", pw != NULL ? pw->pw_name : "root");
 	if (wx_conf->group != NULL) {
 		if ((gr = getgrnam(wx_conf->group)) == NULL)
 			fatalx("unknown group %s", wx_conf->group);
 		gid = gr->gr_gid;
 	}
+	if (geteuid() != 0) {
+		if (uid != geteuid() || gid != getegid())
+			fatalx("user/group: running as uid %u gid %u, and only "
+			    "root can become uid %u gid %u",
+			    (unsigned)geteuid(), (unsigned)getegid(),
+			    (unsigned)uid, (unsigned)gid);
+		return;
+	}
+	/* A socket passed by systemd keeps the owner its .socket unit gave it. */
+	if (server_socket_path() != NULL &&
+	    lchown(server_socket_path(), uid, gid) == -1)
+		fatal("chown %s", server_socket_path());
+	wxpushd_state_dir(uid, gid, name);
+	/* No supplementary group of root's survives. */
 	if (setgroups(1, &gid) == -1 || setresgid(gid, gid, gid) == -1)
 		fatal("dropping group privileges");
-	if (pw != NULL && setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) == -1)
+	if (uid != 0 && setresuid(uid, uid, uid) == -1)
 		fatal("dropping user privileges");
-	log_info("running as %s:%u", pw != NULL ? pw->pw_name : "-",
+	if (uid != 0 && (setuid(0) != -1 || seteuid(0) != -1))
+		fatalx("could become root again after dropping privileges");
+	log_info("running as %s (uid %u, gid %u)", name, (unsigned)uid,
 	    (unsigned)gid);
 }
 
@@ -192,11 +270,17 @@ main(int argc, char **argv)
 	upstream_configure(wx_conf);
 	if (server_listen() == -1)
 		fatalx("cannot listen on %s", wx_conf->socket);
+	if (callback_start() == -1)
+		fatalx("cannot listen on %s", wx_conf->callback_listen);
+	if (metrics_start() == -1)
+		fatalx("cannot listen on %s", wx_conf->metrics_listen);
 	wxpushd_drop_privileges();
 	/* After dropping privileges, so the state belongs to the daemon's user. */
 	if (store_open(wx_conf->state_dir, &cause) == -1)
 		fatalx("%s", cause);
 	send_init();
+	idem_init();
+	redis_init(wx_conf);	/* before the credentials, which may wait for it */
 	cred_init();
 
 	ev_term = evsignal_new(wx_base, SIGTERM, wxpushd_sigterm, NULL);
@@ -206,10 +290,20 @@ main(int argc, char **argv)
 	evsignal_add(ev_int, NULL);
 	evsignal_add(ev_hup, NULL);
 	log_info("wxpushd %s started", PACKAGE_VERSION);
+	systemd_ready();
 
 	event_base_dispatch(wx_base);
 
+	/* Anything still unanswered (a second signal) is answered now. */
+	wx_stopping = 1;
+	send_abort("wxpushd is stopping");
+	idem_shutdown();
 	server_close();
+	component_shutdown();
+	callback_stop();
+	metrics_stop();
+	systemd_shutdown();
+	redis_shutdown();
 	cred_shutdown();
 	upstream_shutdown();
 	store_close();

@@ -68,6 +68,7 @@ struct peer {
 };
 int	 acl_rule_parse(const char *, struct acl_rule *, char **);
 int	 acl_allows(const struct acl *, const struct peer *);
+int	 acl_cred_allows(const struct cred *, const struct peer *);
 void	 acl_free(struct acl *);
 int	 peer_load(int, struct peer *);
 void	 peer_free(struct peer *);
@@ -119,6 +120,7 @@ struct config {
 	char		*callback_listen;
 	char		*metrics_listen;
 	char		*redis;
+	char		*redis_password;	/* from redis_password_file; wiped on free */
 	char		*user;
 	char		*group;
 	struct account_list	accounts;
@@ -148,6 +150,7 @@ void	 server_close(void);
 void	 server_stop_accepting(void);
 void	 server_client_request_done(struct client *);
 size_t	 server_nclients(void);
+const char	*server_socket_path(void);
 void	 server_drain(void (*)(void));
 
 /* rpc.c: MessagePack-RPC framing, decoding and replies. */
@@ -174,6 +177,18 @@ struct request {
 	TAILQ_ENTRY(request)	 entry;
 	void			*data;		/* the method's state */
 };
+/* One request frame as rpc_decode finds it; pointers into its zone. */
+struct rpc_decoded {
+	int			 notify;	/* a notification: no reply */
+	uint32_t		 msgid;		/* 0 for a notification */
+	const char		*method;	/* not NUL-terminated */
+	size_t			 methodlen;
+	const msgpack_object	*params;	/* a map, or NULL if none */
+	const char		*bad_field;	/* invalid_request: "method", "params" */
+	const char		*bad_message;	/* or both NULL */
+};
+int	 rpc_decode(msgpack_zone *, const unsigned char *, size_t,
+	    struct rpc_decoded *);
 int	 rpc_input(struct client *, const unsigned char *, size_t);
 msgpack_packer	*rpc_reply_begin(struct request *, size_t);
 void	 rpc_reply_end(struct request *);
@@ -200,6 +215,13 @@ struct message {
 /* 0: msg filled; -1: err filled (static strings, until the next call), msg zeroed. */
 int	 message_parse(const msgpack_object *, struct message *, struct rpc_error *);
 void	 message_free(struct message *);
+
+/* send.c's outcomes of a send (the error codes, and ok), counted per credential. */
+enum send_outcome { SEND_OK, SEND_INVALID, SEND_UNKNOWN_APPID, SEND_FORBIDDEN,
+	SEND_BUSY, SEND_UNAVAILABLE, SEND_TIMEOUT, SEND_REVOKED, SEND_WECHAT,
+	SEND_INTERNAL, SEND_NOUTCOMES };
+#define METRICS_NERRCODES	21	/* metrics.c's known send errcodes, and other */
+#define METRICS_NBUCKETS	13	/* send latency histogram buckets, +Inf apart */
 
 /* cred.c: one credential per appid, with its token, refresh timer and send queue. */
 enum cred_state { CRED_VALID, CRED_REFRESHING, CRED_EXPIRED, CRED_FAILED,
@@ -239,10 +261,17 @@ struct cred {
 	int			 calls_day, calls_today;
 	uint64_t		 refreshes;
 	uint64_t		 sends_ok, sends_failed;
+	uint64_t		 sends[SEND_NOUTCOMES];	/* answered, by outcome */
+	uint64_t		 sends_errcode[METRICS_NERRCODES];	/* wechat ones */
 
 	struct send_queue	 queue;		/* sends waiting for a token or a slot */
 	int			 nqueue;
 	int			 inflight;	/* sends upstream now */
+	int			 cflags;	/* component.c: an authorizer's state */
+	uint64_t		 parent_gen;	/* the component token its refresh used */
+	uint64_t		 redis_gen;	/* redis.c: shared generation of token */
+	uint64_t		 redis_lease;	/* redis.c: generation leased to us, 0 none */
+	int			 redis_busy;	/* redis.c: a lease request in flight */
 	struct cred		*hnext;		/* hash chain */
 	TAILQ_ENTRY(cred)	 entry;
 };
@@ -258,15 +287,26 @@ struct cred	*cred_add(const char *, enum cred_kind);
 void	 cred_remove(struct cred *);
 int	 cred_usable(const struct cred *);
 void	 cred_token_failed(struct cred *, uint64_t, long);
+void	 cred_adopt(struct cred *, const char *, time_t, uint64_t);
 void	 cred_refresh(struct cred *, int);
 void	 cred_got_token(struct cred *, const char *, int);
 void	 cred_fetch_failed(struct cred *, long, const char *, int);
 void	 cred_pump(struct cred *);
 void	 cred_token_reply(struct cred *, const struct upstream_reply *,
 	    const char *);
+int	 cred_parse_token(const struct upstream_reply *, const char *,
+	    const char **, int *, long *, const char **);
 const char	*cred_state_name(const struct cred *);
 const char	*cred_kind_name(enum cred_kind);
 int	 cred_today(void);
+
+/* redis.c: sharing tokens between daemons through Redis (hiredis async). */
+void	 redis_init(const struct config *);
+void	 redis_shutdown(void);
+int	 redis_refresh(struct cred *, int);	/* 0: redis.c handles it */
+void	 redis_token(struct cred *);
+void	 redis_release(struct cred *);
+const char	*redis_mode(void);
 
 /* send.c: the send method, from request to WeChat's answer. */
 struct send {
@@ -281,23 +321,59 @@ struct send {
 	struct upstream_call	*call;
 	struct event		*deadline;
 	struct event		*retry;
+	struct timeval		 started;	/* accepted at; for the histogram */
 	TAILQ_ENTRY(send)	 entry;
+	struct idem		*idem;		/* idempotency key entry, or NULL */
+	TAILQ_ENTRY(send)	 all;		/* every send not yet answered */
 };
 void	 send_method(struct request *, const msgpack_object *);
 void	 send_start(struct send *);
 void	 send_fail_unavailable(struct send *, const char *);
+struct json_t;
+int	 send_reply_parse(const struct json_t *, long *, char *, size_t);
+void	 send_fail_revoked(struct send *);
+void	 send_abort(const char *);
+void	 send_fail_queued(struct send *, const char *);
 void	 send_init(void);
 const char	*send_outcome_name(int);
 extern uint64_t	send_stats[];
 
 /* component.c: third-party platforms, their tickets and authorizers. */
+struct callback_event;
+/* An event or authorization is done: e NULL on success, else why not. */
+typedef void (*component_done_cb)(void *, const struct rpc_error *,
+	    const char *, const char *);
 void	 component_reconcile(struct config *);
 void	 component_fetch(struct cred *, int);
 void	 component_revoked(struct cred *);
 void	 component_token_ready(struct cred *);
+void	 component_wanted(struct cred *);
+void	 component_shutdown(void);
 const char	*component_detail(const struct cred *);
+int64_t	 component_ticket_age(const struct cred *);
+void	 component_event_handle(struct component_conf *,
+	    const struct callback_event *, component_done_cb, void *);
 void	 component_event_method(struct request *, const msgpack_object *);
 void	 component_authorize_method(struct request *, const msgpack_object *);
+
+/* callback.c: opening component events, and the HTTP endpoint for them. */
+#define CALLBACK_BODY_MAX	65536	/* bytes in an event body */
+#define CALLBACK_INFO_TYPE_MAX	63
+struct callback_event {
+	char		 info_type[CALLBACK_INFO_TYPE_MAX + 1];
+	char		 authorizer_appid[WX_APPID_MAX + 1];	/* "" if none */
+	char		*secret;	/* the ticket or authorization code; wiped */
+	size_t		 secretlen;
+};
+int	 callback_appid_ok(const char *, size_t);
+int	 callback_outer_appid(const char *, size_t, char *, size_t, char **);
+int	 callback_event_open(const struct component_conf *, const char *,
+	    const char *, const char *, const char *, size_t,
+	    struct callback_event *, const char **, char **);
+void	 callback_event_clear(struct callback_event *);
+int	 callback_start(void);
+void	 callback_reload(void);
+void	 callback_stop(void);
 
 /* method.c: the dispatch table. */
 struct method {
@@ -335,6 +411,40 @@ int	 store_authorizer_foreach(const char *,
 	    int (*)(const struct store_authorizer *, void *), void *);
 	    /* 0 all visited, the callback's non-zero value, or -1 */
 int	 store_integrity_check(char **);	/* 0 "ok", or -1 and a cause */
+#define IDEM_KEY_MAX		128	/* message.c: 1..128 bytes */
+#define IDEM_DIGEST_LEN		32	/* SHA-256 of the WeChat body */
+struct store_idem {
+	uint32_t	 uid;
+	char		 appid[WX_APPID_MAX + 1];
+	char		 key[IDEM_KEY_MAX + 1];
+	time_t		 created;
+	unsigned char	 digest[IDEM_DIGEST_LEN];
+	char		 code[16];	/* "ok", "wechat" or "timeout" */
+	int		 attempts;
+	long		 errcode;
+	char		 errmsg[256];
+	char		 message[256];
+	int		 retryable;
+	int		 retry_after;
+};
+int	 store_batch_begin(void);
+int	 store_idem_put(const struct store_idem *);
+int	 store_batch_end(int);
+int	 store_idem_expire(time_t);
+int	 store_idem_foreach(time_t,
+	    int (*)(const struct store_idem *, void *), void *);
+
+/* idem.c: idempotency keys, in memory, written behind to the store. */
+struct idem;
+enum idem_begin { IDEM_NEW, IDEM_ANSWERED, IDEM_WAITING };
+int	 idem_init(void);
+void	 idem_shutdown(void);
+void	 idem_flush(void);
+enum idem_begin	 idem_begin(struct request *, const struct message *,
+	    struct idem **);
+void	 idem_finish_ok(struct idem *, int);
+void	 idem_finish_error(struct idem *, const struct rpc_error *);
+size_t	 idem_count(void);
 
 /* upstream.c: HTTP(S) to WeChat with libcurl multi on libevent (hiperfifo). */
 struct json_t;
@@ -354,5 +464,29 @@ struct upstream_call	*upstream_request(const char *, const char *,
 	    const char *, const char *, size_t, upstream_cb, void *);
 void	 upstream_cancel(struct upstream_call *);
 size_t	 upstream_inflight(void);
+
+/* metrics.c: counters for monitoring, and the Prometheus endpoint. */
+struct metrics_histogram {
+	uint64_t	 buckets[METRICS_NBUCKETS];	/* not cumulative */
+	uint64_t	 count;
+	uint64_t	 sum_us;
+};
+extern struct metrics_histogram	metrics_send_duration;
+extern uint64_t	metrics_sends_nocred[SEND_NOUTCOMES];
+extern uint64_t	metrics_sends_errcode[METRICS_NERRCODES];
+void	 metrics_count_send(struct cred *, int, long, const struct timeval *);
+int	 metrics_errcode_index(long);
+const char	*metrics_errcode_name(int);
+const char	*metrics_bucket_name(int);
+int	 metrics_start(void);
+void	 metrics_reload(void);
+void	 metrics_stop(void);
+
+/* systemd.c: notifications, watchdog and socket activation (libsystemd). */
+int	 systemd_listen_fd(const char *);
+void	 systemd_ready(void);
+void	 systemd_reloading(void);
+void	 systemd_stopping(void);
+void	 systemd_shutdown(void);
 
 #endif

@@ -36,10 +36,10 @@ struct mock_code {
 struct mock_emit {
 	TAILQ_ENTRY(mock_emit)	 entry;
 	struct evhttp_connection *conn;
-	struct evhttp_request	*ctl;		/* control call waiting, or NULL */
-	json_t			*answer;	/* its answer, completed at the end */
+	struct evhttp_request	*ctl;		/* control call, or NULL */
+	json_t			*answer;	/* its answer so far */
 	struct event		*finish_ev;
-	char			*where;		/* host:port, for logs */
+	char			*where;		/* host:port */
 	int			 done;
 	int			 status;
 	const char		*error;
@@ -47,8 +47,9 @@ struct mock_emit {
 	size_t			 replylen;
 };
 
-static struct mock_hash		*mock_codes;	/* value -> mock_code */
-static TAILQ_HEAD(, mock_code)	 mock_code_fifo =	/* oldest first */
+/* Codes by value, and in expiry order. */
+static struct mock_hash		*mock_codes;
+static TAILQ_HEAD(, mock_code)	 mock_code_fifo =
     TAILQ_HEAD_INITIALIZER(mock_code_fifo);
 static TAILQ_HEAD(, mock_emit)	 mock_emits =
     TAILQ_HEAD_INITIALIZER(mock_emits);
@@ -116,7 +117,8 @@ mock_component_url_check(const char *url, char **cause)
 	    host != NULL && *host != '\0';
 	evhttp_uri_free(uri);
 	if (!ok) {
-		*cause = xstrdup("the event URL must be http://HOST[:PORT]/...");
+		*cause = xstrdup("the event URL must be "
+		    "http://HOST[:PORT]/...");
 		return (-1);
 	}
 	return (0);
@@ -188,6 +190,7 @@ mock_ticket_new(struct mock_account *comp, time_t now)
 	mock_random_b64url(t->value + sizeof MOCK_TICKET_PREFIX - 1,
 	    MOCK_TICKET_BYTES);
 	t->issued = now;
+	mock_issued_add("component_verify_ticket", comp->appid, t->value, now);
 	return (t->value);
 }
 
@@ -235,6 +238,7 @@ mock_code_new(struct mock_account *auth, time_t now)
 	} while (mock_hash_find(mock_codes, c->value) != NULL);
 	c->auth = auth;
 	c->expires_at = now + MOCK_CODE_LIFE;
+	mock_issued_add("authorization_code", auth->appid, c->value, now);
 	mock_hash_insert(mock_codes, c->value, c);
 	TAILQ_INSERT_TAIL(&mock_code_fifo, c, entry);
 	return (c);
@@ -247,6 +251,8 @@ mock_authorizer_new_refresh(struct mock_account *a)
 	memcpy(a->refresh_token, MOCK_LIT(MOCK_REFRESH_PREFIX));
 	mock_random_b64url(a->refresh_token + sizeof MOCK_REFRESH_PREFIX - 1,
 	    MOCK_REFRESH_BYTES);
+	mock_issued_add("authorizer_refresh_token", a->appid, a->refresh_token,
+	    time(NULL));
 }
 
 /* Append an authorizer to its platform's list. */
@@ -302,7 +308,8 @@ mock_authorizer_authorize(struct mock_account *comp, const char *aid,
 		return (NULL);
 	}
 	if (a == NULL) {
-		if ((a = mock_account_new(aid, MOCK_AUTHORIZER, NULL)) == NULL) {
+		a = mock_account_new(aid, MOCK_AUTHORIZER, NULL);
+		if (a == NULL) {
 			*status = 503;
 			*cause = "too many authorizers";
 			return (NULL);
@@ -330,7 +337,10 @@ mock_authorizer_revoke(struct mock_account *a)
 	}
 }
 
-/* The component a call's token belongs to, and its body; NULL after answering. */
+/*
+ * The component a call's token belongs to, and the call's body; NULL after
+ * answering.
+ */
 static struct mock_account *
 mock_component_caller(struct mock_call *call, json_t **bodyp)
 {
@@ -602,6 +612,7 @@ mock_xml_authorized(struct mock_account *comp, const char *type,
 
 	memcpy(pre, MOCK_LIT(MOCK_PREAUTH_PREFIX));
 	mock_random_b64url(pre + sizeof MOCK_PREAUTH_PREFIX - 1, 32);
+	mock_issued_add("pre_auth_code", comp->appid, pre, now);
 	xasprintf(&xml, "<xml><AppId><![CDATA[%s]]></AppId>"
 	    "<CreateTime>%lld</CreateTime>"
 	    "<InfoType><![CDATA[%s]]></InfoType>"
@@ -643,7 +654,7 @@ mock_emit_free(struct mock_emit *e)
 	free(e);
 }
 
-/* The receiver's reply as a JSON string, bytes past ASCII made '?' if not UTF-8. */
+/* The receiver's reply as a JSON string (non-ASCII as '?' if not UTF-8). */
 static json_t *
 mock_emit_reply_json(struct mock_emit *e)
 {
@@ -679,7 +690,8 @@ mock_emit_finish(evutil_socket_t fd, short events, void *arg)
 	if (e->ctl != NULL) {
 		json_object_set_new(e->answer, "http_status",
 		    json_integer(e->status));
-		json_object_set_new(e->answer, "reply", mock_emit_reply_json(e));
+		json_object_set_new(e->answer, "reply",
+		    mock_emit_reply_json(e));
 		if (e->error != NULL)
 			json_object_set_new(e->answer, "error",
 			    json_string(e->error));
@@ -734,8 +746,9 @@ mock_emit_done(struct evhttp_request *req, void *arg)
 	if (e->done)
 		return;
 	e->done = 1;
-	if (req != NULL && (e->status = evhttp_request_get_response_code(req)) !=
-	    0) {
+	if (req != NULL)
+		e->status = evhttp_request_get_response_code(req);
+	if (e->status != 0) {
 		in = evhttp_request_get_input_buffer(req);
 		len = evbuffer_get_length(in);
 		if (len > MOCK_EMIT_REPLY_MAX)
@@ -766,6 +779,7 @@ mock_emit_start(struct mock_account *comp, const char *url, const char *xml,
 	const char *host, *path, *query;
 	char ts[32], nonce[16], sig[WXCRYPT_SIG_LEN + 1];
 	char msig[WXCRYPT_SIG_LEN + 1], *enc = NULL, *target, *hosthdr;
+	char *chost;
 	uint64_t r;
 	int port;
 
@@ -802,18 +816,21 @@ mock_emit_start(struct mock_account *comp, const char *url, const char *xml,
 	    "&encrypt_type=aes&msg_signature=%s", path,
 	    query != NULL ? query : "", query != NULL && *query != '\0' ?
 	    "&" : "", sig, ts, nonce, msig);
-	if (strchr(host, ':') != NULL)
-		xasprintf(&hosthdr, "[%s]:%d", host, port);
+	/* An IPv6 host keeps its brackets in the URL, not for connecting. */
+	xasprintf(&hosthdr, "%s:%d", host, port);
+	if (host[0] == '[' && strlen(host) > 2)
+		chost = xstrndup(host + 1, strlen(host) - 2);
 	else
-		xasprintf(&hosthdr, "%s:%d", host, port);
+		chost = xstrdup(host);
 
 	e = xcalloc(1, sizeof *e);
 	e->ctl = ctl;
 	e->answer = json_incref(answer);
 	e->where = hosthdr;
 	e->finish_ev = evtimer_new(mock_base, mock_emit_finish, e);
-	e->conn = evhttp_connection_base_new(mock_base, NULL, host,
+	e->conn = evhttp_connection_base_new(mock_base, NULL, chost,
 	    (unsigned short)port);
+	free(chost);
 	if (e->finish_ev == NULL || e->conn == NULL)
 		fatalx("cannot create an HTTP client connection");
 	evhttp_connection_set_timeout(e->conn, MOCK_EMIT_TIMEOUT);
@@ -967,7 +984,8 @@ mock_component_ctl_event(struct evhttp_request *req, json_t *body)
 		}
 		if ((c = mock_code_new(a, now)) == NULL) {
 			json_decref(answer);
-			mock_ctl_error(req, 503, "too many authorization codes");
+			mock_ctl_error(req, 503, "too many authorization "
+			    "codes");
 			return;
 		}
 		json_object_set_new(answer, "authorizer_appid",

@@ -33,7 +33,7 @@ enum mock_fault_kind {
 struct mock_fault {
 	TAILQ_ENTRY(mock_fault)	 entry;
 	enum mock_fault_kind	 kind;
-	u_int			 count;		/* calls it still applies to */
+	u_int			 count;		/* calls left */
 	int			 errcode;
 	char			*errmsg;
 	int			 status;
@@ -48,6 +48,20 @@ struct mock_delayed {
 	struct mock_call	 call;
 	struct event		*ev;
 };
+
+/* A credential the mock handed out, for GET /mock/tokens. */
+struct mock_issued {
+	TAILQ_ENTRY(mock_issued) entry;
+	const char		*kind;		/* a static string */
+	char			 appid[MOCK_APPID_MAX + 1];
+	char			*value;
+	time_t			 issued_at;
+};
+
+static TAILQ_HEAD(, mock_issued) mock_issued =
+    TAILQ_HEAD_INITIALIZER(mock_issued);
+static size_t			 mock_nissued;
+static uint64_t			 mock_issued_dropped;
 
 static struct mock_faults	 mock_faults[MOCK_EP_COUNT];
 static u_int			 mock_nfaults[MOCK_EP_COUNT];
@@ -169,7 +183,7 @@ mock_fault_status(struct evhttp_request *req, int status)
 	mock_reply(req, status, "text/html", body, (size_t)n);
 }
 
-/* Answer {"errcode":0,"errmsg":"ok","padding":"xxx..."} of exactly size bytes. */
+/* Answer {"errcode":0,"errmsg":"ok","padding":"xx..."}, exactly size bytes. */
 static void
 mock_fault_oversize(struct evhttp_request *req, size_t size)
 {
@@ -312,7 +326,10 @@ mock_fault_shutdown(void)
 	mock_fault_clear();
 }
 
-/* An integer member within [min, max]: 1 if present and valid, 0 if absent, -1 if bad. */
+/*
+ * An integer member within [min, max]: 1 if present and valid, 0 if absent,
+ * -1 otherwise.
+ */
 static int
 mock_ctl_int(json_t *o, const char *key, long long min, long long max,
     long long *v)
@@ -381,7 +398,8 @@ mock_ctl_fault(struct evhttp_request *req, json_t *body)
 		break;
 	case MOCK_FAULT_STATUS:
 		if (mock_ctl_int(body, "http_status", 200, 599, &v) < 0) {
-			mock_ctl_error(req, 400, "http_status must be 200..599");
+			mock_ctl_error(req, 400, "http_status must be "
+			    "200..599");
 			return;
 		}
 		break;
@@ -396,7 +414,8 @@ mock_ctl_fault(struct evhttp_request *req, json_t *body)
 	case MOCK_FAULT_DROP:
 	case MOCK_FAULT_BROKEN:
 		if (!json_is_true(j)) {
-			mock_ctl_error(req, 400, "%s must be true", kinds[kind]);
+			mock_ctl_error(req, 400, "%s must be true",
+			    kinds[kind]);
 			return;
 		}
 		break;
@@ -501,6 +520,66 @@ mock_ctl_sends(struct evhttp_request *req, json_t *body)
 	mock_ctl_reply(req, 200, mock_send_list(evhttp_find_header(&query,
 	    "appid")));
 	evhttp_clear_headers(&query);
+}
+
+/*
+ * Remember a credential handed out (kind is a static string such as
+ * "access_token"), so tests can look for it where it must never appear. The
+ * oldest are forgotten past MOCK_MAX_ISSUED, and counted.
+ */
+void
+mock_issued_add(const char *kind, const char *appid, const char *value,
+    time_t now)
+{
+	struct mock_issued *i;
+
+	if (mock_nissued >= MOCK_MAX_ISSUED) {
+		i = TAILQ_FIRST(&mock_issued);
+		TAILQ_REMOVE(&mock_issued, i, entry);
+		free(i->value);
+		free(i);
+		mock_nissued--;
+		mock_issued_dropped++;
+	}
+	i = xcalloc(1, sizeof *i);
+	i->kind = kind;
+	snprintf(i->appid, sizeof i->appid, "%s", appid);
+	i->value = xstrdup(value);
+	i->issued_at = now;
+	TAILQ_INSERT_TAIL(&mock_issued, i, entry);
+	mock_nissued++;
+}
+
+/* Forget every credential handed out, at exit. */
+void
+mock_issued_shutdown(void)
+{
+	struct mock_issued *i;
+
+	while ((i = TAILQ_FIRST(&mock_issued)) != NULL) {
+		TAILQ_REMOVE(&mock_issued, i, entry);
+		free(i->value);
+		free(i);
+	}
+	mock_nissued = 0;
+}
+
+/* GET /mock/tokens: every credential handed out so far, oldest first. */
+static void
+mock_ctl_tokens(struct evhttp_request *req, json_t *body)
+{
+	struct mock_issued *i;
+	json_t *list;
+
+	(void)body;
+	list = json_array();
+	TAILQ_FOREACH(i, &mock_issued, entry) {
+		json_array_append_new(list, json_pack("{s:s,s:s,s:s,s:I}",
+		    "kind", i->kind, "appid", i->appid, "value", i->value,
+		    "issued_at", (json_int_t)i->issued_at));
+	}
+	mock_ctl_reply(req, 200, json_pack("{s:o,s:I}", "tokens", list,
+	    "dropped", (json_int_t)mock_issued_dropped));
 }
 
 /* The account named by the body's appid; NULL after answering. */
@@ -613,8 +692,8 @@ mock_ctl_config(struct evhttp_request *req, json_t *body)
 		if ((url = mock_json_str(body, "event_url")) == NULL ||
 		    (*url != '\0' && mock_component_url_check(url,
 		    &cause) != 0)) {
-			mock_ctl_error(req, 400, "event_url: %s", cause != NULL ?
-			    cause : "not a string");
+			mock_ctl_error(req, 400, "event_url: %s",
+			    cause != NULL ? cause : "not a string");
 			free(cause);
 			return;
 		}
@@ -678,6 +757,7 @@ static const struct {
 } mock_ctl_table[] = {
 	{ "/mock/stats", EVHTTP_REQ_GET, mock_ctl_stats },
 	{ "/mock/sends", EVHTTP_REQ_GET, mock_ctl_sends },
+	{ "/mock/tokens", EVHTTP_REQ_GET, mock_ctl_tokens },
 	{ "/mock/config", EVHTTP_REQ_GET, mock_ctl_config_get },
 	{ "/mock/config", EVHTTP_REQ_POST, mock_ctl_config },
 	{ "/mock/fault", EVHTTP_REQ_POST, mock_ctl_fault },
@@ -722,8 +802,8 @@ mock_control(struct evhttp_request *req, const char *path)
 			    len, 0, &error);
 			if (body == NULL || !json_is_object(body)) {
 				json_decref(body);
-				mock_ctl_error(req, 400, "the body must be a JSON "
-				    "object");
+				mock_ctl_error(req, 400, "the body must be a "
+				    "JSON object");
 				return;
 			}
 		}

@@ -156,6 +156,7 @@ mock_hash_remove(struct mock_hash *h, const char *key)
 	return (NULL);
 }
 
+/* How many entries the table holds. */
 size_t
 mock_hash_count(struct mock_hash *h)
 {

@@ -67,8 +67,10 @@ mock_send_clear(void)
 {
 	size_t i;
 
-	for (i = 0; i < mock_sends_n; i++)
-		json_decref(mock_sends[(mock_sends_first + i) % MOCK_SENDS].body);
+	for (i = 0; i < mock_sends_n; i++) {
+		json_decref(mock_sends[(mock_sends_first + i) %
+		    MOCK_SENDS].body);
+	}
 	mock_sends_first = mock_sends_n = 0;
 }
 

@@ -15,8 +15,9 @@
 #include "xmalloc.h"
 #include "mock.h"
 
-static struct mock_hash	*mock_accounts;		/* appid -> mock_account */
-static struct mock_hash	*mock_tokens;		/* value -> mock_token */
+/* Accounts by appid, tokens by value. */
+static struct mock_hash	*mock_accounts;
+static struct mock_hash	*mock_tokens;
 static size_t		 mock_naccounts[3];	/* by kind */
 
 /* Create the empty tables. */
@@ -75,12 +76,13 @@ mock_account_count(enum mock_kind kind)
 	return (mock_naccounts[kind]);
 }
 
-/* Wrap a foreach callback taking an account. */
+/* A foreach callback taking an account, and its argument. */
 struct mock_account_iter {
 	void	(*cb)(struct mock_account *, void *);
 	void	 *arg;
 };
 
+/* Unwrap the value for an account callback. */
 static void
 mock_account_foreach_cb(void *value, void *arg)
 {
@@ -230,6 +232,9 @@ mock_token_issue(struct mock_account *a, enum mock_slot slot,
 	mock_hash_insert(mock_tokens, t->value, t);
 	a->tokens[slot][0] = t;
 	mock_stats.tokens_issued++;
+	mock_issued_add(a->kind == MOCK_OFFICIAL ? "access_token" :
+	    a->kind == MOCK_COMPONENT ? "component_access_token" :
+	    "authorizer_access_token", a->appid, t->value, now);
 	*tp = t;
 	return (0);
 }
@@ -305,6 +310,7 @@ mock_token_count_all(struct mock_account *a)
 	return (n);
 }
 
+/* Forget one account's force_refresh quota. */
 static void
 mock_token_reset_quota_cb(struct mock_account *a, void *arg)
 {

@@ -46,6 +46,7 @@
 #define MOCK_MAX_EMITS		1024	/* event POSTs in flight */
 #define MOCK_MAX_FAULTS		1000	/* fault entries queued per path */
 #define MOCK_MAX_DELAYED	100000	/* calls held by delay_ms faults */
+#define MOCK_MAX_ISSUED		100000	/* credentials kept for /mock/tokens */
 
 /* WeChat's rules. */
 #define MOCK_SENDS		10000	/* accepted sends kept for /mock/sends */
@@ -268,5 +269,8 @@ void		 mock_fault_shutdown(void);
 void		 mock_ctl_reply(struct evhttp_request *, int, json_t *);
 void		 mock_ctl_error(struct evhttp_request *, int, const char *, ...)
 		     __attribute__((format(printf, 3, 4)));
+void		 mock_issued_add(const char *, const char *, const char *,
+		     time_t);
+void		 mock_issued_shutdown(void);
 
 #endif

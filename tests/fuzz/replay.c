@@ -16,6 +16,8 @@
 #include <string.h>
 
 int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
+/* Optional, as with libFuzzer: called once before the first input. */
+int	LLVMFuzzerInitialize(int *, char ***) __attribute__((weak));
 
 static int
 replay_file(const char *path, int n)
@@ -76,6 +78,8 @@ main(int argc, char **argv)
 	char dir[4096], *prog;
 	int i, n = 0, failed = 0;
 
+	if (LLVMFuzzerInitialize != NULL)
+		LLVMFuzzerInitialize(&argc, &argv);
 	if (argc > 1) {
 		for (i = 1; i < argc; i++)
 			failed += replay_dir(argv[i], &n);

@@ -24,6 +24,13 @@ MOCK = os.path.join(BUILDDIR, "src", "wxpush-mock")
 APPID = "wx1234567890abcdef"
 SECRET = "s3cr3t-appsecret-0123456789abcdef"
 
+# A third-party platform: appid, AppSecret, message-check token, EncodingAESKey.
+COMPONENT = "wxcomponent0000001"
+COMPONENT_SECRET = "component-secret-0123456789abcdef"
+COMPONENT_TOKEN = "callbackToken01"
+COMPONENT_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+COMPONENTS = {COMPONENT: (COMPONENT_SECRET, COMPONENT_TOKEN, COMPONENT_KEY)}
+
 
 class Tap:
     """TAP producer: ok() per check, done() prints the plan and exits."""
@@ -99,6 +106,15 @@ def tmpdir():
     return d
 
 
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 def wait_for(pred, timeout=10.0, step=0.02):
     end = time.time() + timeout
     while time.time() < end:
@@ -112,13 +128,19 @@ def wait_for(pred, timeout=10.0, step=0.02):
 class Mock:
     """wxpush-mock on a private port, driven through its control API."""
 
-    def __init__(self, accounts=None, args=(), cert=None, key=None, cafile=None):
+    def __init__(self, accounts=None, args=(), cert=None, key=None, cafile=None,
+                 components=None, event_url=None):
         self.dir = tmpdir()
         self.accounts = accounts if accounts is not None else {APPID: SECRET}
         portfile = os.path.join(self.dir, "port")
         cmd = [MOCK, "-l", "127.0.0.1:0", "--port-file", portfile]
         for a, s in self.accounts.items():
             cmd += ["--account", "%s:%s" % (a, s)]
+        # components: {appid: (secret, token, encoding_aes_key)}
+        for a, (s, t, k) in (components or {}).items():
+            cmd += ["--component", "%s:%s:%s:%s" % (a, s, t, k)]
+        if event_url:
+            cmd += ["--event-url", event_url]
         if cert:
             cmd += ["--cert", cert, "--key", key]
         cmd += list(args)
@@ -164,6 +186,10 @@ class Mock:
         q = "?appid=" + appid if appid else ""
         return self._req("GET", "/mock/sends" + q)["sends"]
 
+    def tokens(self):
+        """Every credential the mock has issued: {"tokens": [...], "dropped": n}."""
+        return self._req("GET", "/mock/tokens")
+
     def fault(self, path, count, **kw):
         body = {"path": path, "count": count}
         body.update(kw)
@@ -184,6 +210,20 @@ class Mock:
     def post(self, path, body):
         return self._req("POST", path, body)
 
+    def component_event(self, info_type, authorizer=None, component=COMPONENT, **kw):
+        """Have the mock POST an encrypted event to the event URL; its answer."""
+        body = {"component_appid": component, "info_type": info_type}
+        if authorizer:
+            body["authorizer_appid"] = authorizer
+        body.update(kw)
+        return self._req("POST", "/mock/component/event", body)
+
+    def component_code(self, authorizer, component=COMPONENT):
+        """An authorization code for authorizer, without an event."""
+        return self._req("POST", "/mock/component/code",
+                         {"component_appid": component,
+                          "authorizer_appid": authorizer})["authorization_code"]
+
     def stop(self):
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -197,8 +237,14 @@ class Daemon:
     """The real wxpushd with a generated configuration in a private directory."""
 
     def __init__(self, mock=None, accounts=None, extra="", account_extra="",
-                 debug=True, start=True, api_base=None, conf=None):
+                 debug=True, start=True, api_base=None, conf=None,
+                 components=None, callback=False):
         self.dir = tmpdir()
+        # components: {appid: (secret, token, aes_key[, previous_aes_key])}
+        self.components = components or {}
+        self.callback_port = free_port() if callback else None
+        self.callback_url = ("http://127.0.0.1:%d/wechat/event" % self.callback_port
+                             if callback else None)
         self.sock = os.path.join(self.dir, "run", "wxpushd.sock")
         self.state = os.path.join(self.dir, "state")
         self.conf = os.path.join(self.dir, "wxpushd.conf")
@@ -223,6 +269,8 @@ class Daemon:
             text = self.default_conf()
         with open(self.conf, "w") as f:
             f.write(text)
+        if self.components:
+            os.chmod(self.conf, 0o600)   # it holds the tokens and AES keys
 
     def default_conf(self, accounts=None, extra=None, account_extra=None):
         accounts = self.accounts if accounts is None else accounts
@@ -244,6 +292,17 @@ class Daemon:
             os.chmod(sf, 0o600)
             lines.append('account "%s" {\n    secret_file = "%s"\n    %s\n}'
                          % (appid, sf, account_extra))
+        if self.callback_port:
+            lines.append('callback_listen = "127.0.0.1:%d"' % self.callback_port)
+        for appid, c in self.components.items():
+            sf = os.path.join(self.dir, appid + ".secret")
+            with open(sf, "w") as f:
+                f.write(c[0] + "\n")
+            os.chmod(sf, 0o600)
+            lines.append('component "%s" {\n    secret_file = "%s"\n    token = "%s"\n'
+                         '    aes_key = "%s"\n%s}'
+                         % (appid, sf, c[1], c[2],
+                            '    previous_aes_key = "%s"\n' % c[3] if len(c) > 3 else ""))
         return "\n".join(lines) + "\n"
 
     def start(self, wait=True):
@@ -385,3 +444,38 @@ def message(appid=APPID, **kw):
     }
     m.update(kw)
     return {k: v for k, v in m.items() if v is not None}
+
+
+def wx_encrypt(encoding_aes_key, appid, xml, random16=None):
+    """WXBizMsgCrypt (wechat-api.md section 4) in Python, for building events.
+    Needs the cryptography module."""
+    import base64
+    import struct
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    key = base64.b64decode(encoding_aes_key + "=")
+    if isinstance(xml, str):
+        xml = xml.encode()
+    plain = (random16 or os.urandom(16)) + struct.pack(">I", len(xml)) + xml + \
+        appid.encode()
+    pad = 32 - len(plain) % 32
+    plain += bytes([pad]) * pad
+    enc = Cipher(algorithms.AES(key), modes.CBC(key[:16])).encryptor()
+    return base64.b64encode(enc.update(plain) + enc.finalize()).decode()
+
+
+def wx_signature(token, timestamp, nonce, encrypt):
+    import hashlib
+    return hashlib.sha1("".join(sorted([token, timestamp, nonce, encrypt])).encode()).hexdigest()
+
+
+def wx_event(xml, component=COMPONENT, key=COMPONENT_KEY, token=COMPONENT_TOKEN,
+             outer_appid=None, encrypt_appid=None):
+    """An encrypted, signed event: (body, {msg_signature, timestamp, nonce})."""
+    enc = wx_encrypt(key, encrypt_appid or component, xml)
+    ts = str(int(time.time()))
+    nonce = str(int.from_bytes(os.urandom(4), "big"))
+    body = ("<xml><AppId><![CDATA[%s]]></AppId><Encrypt><![CDATA[%s]]></Encrypt></xml>"
+            % (outer_appid or component, enc))
+    return body, {"msg_signature": wx_signature(token, ts, nonce, enc),
+                  "timestamp": ts, "nonce": nonce}

@@ -347,10 +347,10 @@ test_errors(void)
 	one_error("string for an integer", "\nrefresh_margin = \"abc\"\n", 2,
 	    "refresh_margin");
 	one_error("list for an integer", "max_inflight = { 1 }\n", 1, NULL);
-	one_error("refresh_margin low", "refresh_margin = 29\n", 1,
+	one_error("refresh_margin low", "refresh_margin = 9\n", 1,
 	    "out of range");
 	one_error("refresh_margin high", "refresh_margin = 3601\n", 1,
-	    "30..3600");
+	    "10..3600");
 	one_error("upstream_timeout 0", "upstream_timeout = 0\n", 1,
 	    "upstream_timeout");
 	one_error("max_request low", "\n\nmax_request = 1023\n", 3,

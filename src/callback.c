@@ -1,0 +1,741 @@
+/*
+ * Component events as WeChat POSTs them: opening an event (the signature, the
+ * decryption, the outer and inner XML) for both ways in, and the optional HTTP
+ * endpoint on callback_listen. What an event does is component.c's business.
+ */
+#include "config.h"
+
+#include <sys/types.h>
+#include <sys/queue.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <expat.h>
+
+#include "wxpushd.h"
+#include "wxcrypt.h"
+
+#define CALLBACK_HEADERS_MAX	8192	/* bytes of request line and headers */
+#define CALLBACK_TIMEOUT	10	/* seconds to read a request or write a reply */
+#define CALLBACK_PARAM_MAX	64	/* msg_signature, timestamp, nonce */
+#define CALLBACK_XML_ELEMENTS	64	/* elements in one document */
+#define CALLBACK_XML_DEPTH	8
+#define CALLBACK_XML_FIELDS	8	/* fields read from one document */
+#define CALLBACK_TIME_MAX	20	/* digits of CreateTime */
+
+/* An element read from the children of <xml>, and its longest text. */
+struct callback_field {
+	const char	*name;
+	size_t		 max;
+};
+
+enum { OUTER_APPID, OUTER_ENCRYPT, OUTER_N };
+static const struct callback_field callback_outer[OUTER_N] = {
+	[OUTER_APPID] = { "AppId", WX_APPID_MAX },
+	[OUTER_ENCRYPT] = { "Encrypt", CALLBACK_BODY_MAX },
+};
+
+enum { INNER_APPID, INNER_TIME, INNER_TYPE, INNER_TICKET, INNER_AUTHORIZER,
+	INNER_CODE, INNER_N };
+static const struct callback_field callback_inner[INNER_N] = {
+	[INNER_APPID] = { "AppId", WX_APPID_MAX },
+	[INNER_TIME] = { "CreateTime", CALLBACK_TIME_MAX },
+	[INNER_TYPE] = { "InfoType", CALLBACK_INFO_TYPE_MAX },
+	[INNER_TICKET] = { "ComponentVerifyTicket", WX_TOKEN_MAX },
+	[INNER_AUTHORIZER] = { "AuthorizerAppid", WX_APPID_MAX },
+	[INNER_CODE] = { "AuthorizationCode", WX_TOKEN_MAX },
+};
+
+/* One parse: the fields found and why it stopped, if it did. */
+struct callback_xml {
+	XML_Parser			 parser;
+	const struct callback_field	*fields;
+	size_t				 nfields;
+	char				*value[CALLBACK_XML_FIELDS];	/* NULL: absent */
+	size_t				 len[CALLBACK_XML_FIELDS];
+	int				 cur;	/* field being read, or -1 */
+	int				 depth;
+	int				 nelements;
+	char				 error[128];
+};
+
+static struct evhttp			*callback_http;
+static struct evhttp_bound_socket	*callback_sock;
+static char				*callback_addr;	/* what callback_sock is bound to */
+
+/* Stop the parse with a reason of our own. */
+static void
+callback_xml_stop(struct callback_xml *x, const char *why)
+{
+	if (x->error[0] == '\0')
+		snprintf(x->error, sizeof x->error, "%s", why);
+	XML_StopParser(x->parser, XML_FALSE);
+}
+
+/* An element opens: count it, check depth and root, maybe read a field. */
+static void XMLCALL
+callback_xml_start(void *arg, const XML_Char *name, const XML_Char **attrs)
+{
+	struct callback_xml *x = arg;
+	char why[96];
+	size_t i;
+
+	(void)attrs;
+	x->cur = -1;
+	if (++x->nelements > CALLBACK_XML_ELEMENTS) {
+		callback_xml_stop(x, "too many elements");
+		return;
+	}
+	if (++x->depth > CALLBACK_XML_DEPTH) {
+		callback_xml_stop(x, "elements nested too deep");
+		return;
+	}
+	if (x->depth == 1 && strcmp(name, "xml") != 0) {
+		callback_xml_stop(x, "the root element is not <xml>");
+		return;
+	}
+	if (x->depth != 2)
+		return;
+	for (i = 0; i < x->nfields; i++) {
+		if (strcmp(name, x->fields[i].name) == 0)
+			break;
+	}
+	if (i == x->nfields)
+		return;		/* WeChat may add elements: ignore them */
+	if (x->value[i] != NULL) {
+		snprintf(why, sizeof why, "<%s> appears twice",
+		    x->fields[i].name);
+		callback_xml_stop(x, why);
+		return;
+	}
+	x->value[i] = xmalloc(x->fields[i].max + 1);
+	x->value[i][0] = '\0';
+	x->len[i] = 0;
+	x->cur = (int)i;
+}
+
+/* An element closes. */
+static void XMLCALL
+callback_xml_end(void *arg, const XML_Char *name)
+{
+	struct callback_xml *x = arg;
+
+	(void)name;
+	x->cur = -1;
+	x->depth--;
+}
+
+/* Text of a field we read (CDATA arrives here too), bounded. */
+static void XMLCALL
+callback_xml_text(void *arg, const XML_Char *s, int len)
+{
+	struct callback_xml *x = arg;
+	const struct callback_field *f;
+	char why[96];
+
+	if (x->cur < 0 || x->depth != 2 || len <= 0)
+		return;
+	f = &x->fields[x->cur];
+	if ((size_t)len > f->max - x->len[x->cur]) {
+		snprintf(why, sizeof why, "<%s> is longer than %zu bytes",
+		    f->name, f->max);
+		callback_xml_stop(x, why);
+		return;
+	}
+	memcpy(x->value[x->cur] + x->len[x->cur], s, len);
+	x->len[x->cur] += len;
+	x->value[x->cur][x->len[x->cur]] = '\0';
+}
+
+/* A DOCTYPE could declare entities (billion laughs, external): refuse it. */
+static void XMLCALL
+callback_xml_doctype(void *arg, const XML_Char *name, const XML_Char *sysid,
+    const XML_Char *pubid, int has_internal_subset)
+{
+	(void)name;
+	(void)sysid;
+	(void)pubid;
+	(void)has_internal_subset;
+	callback_xml_stop(arg, "a DOCTYPE is not allowed");
+}
+
+/* Never reached without a DOCTYPE; refused anyway. */
+static void XMLCALL
+callback_xml_entity(void *arg, const XML_Char *name, int is_parameter_entity,
+    const XML_Char *value, int value_length, const XML_Char *base,
+    const XML_Char *sysid, const XML_Char *pubid, const XML_Char *notation)
+{
+	(void)name;
+	(void)is_parameter_entity;
+	(void)value;
+	(void)value_length;
+	(void)base;
+	(void)sysid;
+	(void)pubid;
+	(void)notation;
+	callback_xml_stop(arg, "an entity declaration is not allowed");
+}
+
+/* Forget what a parse found, wiping it: it may hold a ticket or a code. */
+static void
+callback_xml_free(struct callback_xml *x)
+{
+	size_t i;
+
+	for (i = 0; i < x->nfields; i++) {
+		if (x->value[i] != NULL)
+			freezero(x->value[i], x->fields[i].max + 1);
+		x->value[i] = NULL;
+	}
+}
+
+/*
+ * Parse doc as <xml> with the given fields as its children. 0, or -1 with the
+ * reason in x->error; either way the caller frees x with callback_xml_free.
+ */
+static int
+callback_xml_parse(struct callback_xml *x, const struct callback_field *fields,
+    size_t nfields, const char *doc, size_t len)
+{
+	enum XML_Error code;
+	int ret = 0;
+
+	memset(x, 0, sizeof *x);
+	x->fields = fields;
+	x->nfields = nfields;
+	x->cur = -1;
+	if (len > CALLBACK_BODY_MAX) {
+		snprintf(x->error, sizeof x->error, "longer than %d bytes",
+		    CALLBACK_BODY_MAX);
+		return (-1);
+	}
+	if ((x->parser = XML_ParserCreate(NULL)) == NULL)
+		fatalx("XML_ParserCreate");
+	XML_SetUserData(x->parser, x);
+	XML_SetElementHandler(x->parser, callback_xml_start, callback_xml_end);
+	XML_SetCharacterDataHandler(x->parser, callback_xml_text);
+	XML_SetStartDoctypeDeclHandler(x->parser, callback_xml_doctype);
+	XML_SetEntityDeclHandler(x->parser, callback_xml_entity);
+	XML_SetParamEntityParsing(x->parser, XML_PARAM_ENTITY_PARSING_NEVER);
+	if (XML_Parse(x->parser, doc, (int)len, 1) != XML_STATUS_OK) {
+		if (x->error[0] == '\0') {
+			code = XML_GetErrorCode(x->parser);
+			snprintf(x->error, sizeof x->error, "not well-formed "
+			    "XML (%s at line %lu, column %lu)",
+			    XML_ErrorString(code), (unsigned long)
+			    XML_GetCurrentLineNumber(x->parser), (unsigned long)
+			    XML_GetCurrentColumnNumber(x->parser));
+		}
+		ret = -1;
+	}
+	XML_ParserFree(x->parser);
+	x->parser = NULL;
+	return (ret);
+}
+
+/* Whether s is an appid: 1..64 of A-Z a-z 0-9 _ -. */
+int
+callback_appid_ok(const char *s, size_t len)
+{
+	size_t i;
+
+	if (len == 0 || len > WX_APPID_MAX)
+		return (0);
+	for (i = 0; i < len; i++) {
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' &&
+		    s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9') ||
+		    s[i] == '_' || s[i] == '-'))
+			return (0);
+	}
+	return (1);
+}
+
+/* Whether s is 1..max bytes of printable ASCII without spaces. */
+static int
+callback_word_ok(const char *s, size_t len, size_t max)
+{
+	size_t i;
+
+	if (len == 0 || len > max)
+		return (0);
+	for (i = 0; i < len; i++) {
+		if (s[i] <= 0x20 || s[i] > 0x7e)
+			return (0);
+	}
+	return (1);
+}
+
+/*
+ * The AppId of an event body's outer <xml>, to find its component: 0, or -1
+ * and a cause.
+ */
+int
+callback_outer_appid(const char *body, size_t len, char *appid, size_t size,
+    char **cause)
+{
+	struct callback_xml x;
+	int ret = -1;
+
+	*cause = NULL;
+	if (len == 0) {
+		*cause = xstrdup("the body is empty");
+		return (-1);
+	}
+	if (callback_xml_parse(&x, callback_outer, OUTER_N, body, len) != 0)
+		xasprintf(cause, "the body: %s", x.error);
+	else if (x.value[OUTER_APPID] == NULL)
+		*cause = xstrdup("the body has no <AppId>");
+	else if (!callback_appid_ok(x.value[OUTER_APPID], x.len[OUTER_APPID]) ||
+	    x.len[OUTER_APPID] >= size)
+		*cause = xstrdup("the body's <AppId> is not an appid");
+	else {
+		memcpy(appid, x.value[OUTER_APPID], x.len[OUTER_APPID] + 1);
+		ret = 0;
+	}
+	callback_xml_free(&x);
+	return (ret);
+}
+
+/* Decrypt with the current key, then the previous one; 0 or -1 and a cause. */
+static int
+callback_decrypt(const struct component_conf *cc, const char *enc, size_t len,
+    char **plain, size_t *plainlen, char **cause)
+{
+	const char *why = NULL, *why2 = NULL;
+
+	if (wxcrypt_decrypt(cc->aes_key, enc, len, cc->appid, plain, plainlen,
+	    &why) == 0)
+		return (0);
+	if (!cc->has_previous_key) {
+		xasprintf(cause, "<Encrypt> does not decrypt with aes_key (%s)",
+		    why);
+		return (-1);
+	}
+	if (wxcrypt_decrypt(cc->previous_aes_key, enc, len, cc->appid, plain,
+	    plainlen, &why2) == 0) {
+		log_debug("%s: event decrypted with previous_aes_key",
+		    cc->appid);
+		return (0);
+	}
+	xasprintf(cause, "<Encrypt> does not decrypt with aes_key (%s) nor "
+	    "previous_aes_key (%s)", why, why2);
+	return (-1);
+}
+
+/* Check the decrypted event's fields and keep what the event needs. */
+static int
+callback_event_fields(const struct component_conf *cc, struct callback_xml *x,
+    struct callback_event *ev, char **cause)
+{
+	const char *type = x->value[INNER_TYPE], *aid, *secret = NULL;
+	size_t i, secretlen = 0;
+	int need_authorizer = 0;
+
+	if (x->value[INNER_APPID] == NULL || x->len[INNER_APPID] == 0) {
+		*cause = xstrdup("the decrypted event has no <AppId>");
+		return (-1);
+	}
+	if (strcmp(x->value[INNER_APPID], cc->appid) != 0) {
+		*cause = xstrdup("the decrypted event's <AppId> is not this "
+		    "component");
+		return (-1);
+	}
+	if (type == NULL || x->len[INNER_TYPE] == 0) {
+		*cause = xstrdup("the decrypted event has no <InfoType>");
+		return (-1);
+	}
+	for (i = 0; i < x->len[INNER_TYPE]; i++) {
+		if (!((type[i] >= 'a' && type[i] <= 'z') || (type[i] >= 'A' &&
+		    type[i] <= 'Z') || (type[i] >= '0' && type[i] <= '9') ||
+		    type[i] == '_'))
+			break;
+	}
+	if (i != x->len[INNER_TYPE]) {
+		*cause = xstrdup("the decrypted event's <InfoType> is not a "
+		    "word");
+		return (-1);
+	}
+	if (x->value[INNER_TIME] != NULL &&
+	    strspn(x->value[INNER_TIME], "0123456789") != x->len[INNER_TIME]) {
+		*cause = xstrdup("the decrypted event's <CreateTime> is not a "
+		    "number");
+		return (-1);
+	}
+	memcpy(ev->info_type, type, x->len[INNER_TYPE] + 1);
+
+	if (strcmp(type, "component_verify_ticket") == 0) {
+		secret = x->value[INNER_TICKET];
+		secretlen = x->len[INNER_TICKET];
+		if (secret == NULL || !callback_word_ok(secret, secretlen,
+		    WX_TOKEN_MAX)) {
+			*cause = xstrdup("the decrypted event has no valid "
+			    "<ComponentVerifyTicket>");
+			return (-1);
+		}
+	} else if (strcmp(type, "authorized") == 0 ||
+	    strcmp(type, "updateauthorized") == 0) {
+		need_authorizer = 1;
+		secret = x->value[INNER_CODE];
+		secretlen = x->len[INNER_CODE];
+		if (secret == NULL || !callback_word_ok(secret, secretlen,
+		    WX_TOKEN_MAX)) {
+			*cause = xstrdup("the decrypted event has no valid "
+			    "<AuthorizationCode>");
+			return (-1);
+		}
+	} else if (strcmp(type, "unauthorized") == 0)
+		need_authorizer = 1;
+
+	aid = x->value[INNER_AUTHORIZER];
+	if (aid != NULL && x->len[INNER_AUTHORIZER] != 0) {
+		if (!callback_appid_ok(aid, x->len[INNER_AUTHORIZER])) {
+			*cause = xstrdup("the decrypted event's "
+			    "<AuthorizerAppid> is not an appid");
+			return (-1);
+		}
+		memcpy(ev->authorizer_appid, aid, x->len[INNER_AUTHORIZER] + 1);
+	} else if (need_authorizer) {
+		*cause = xstrdup("the decrypted event has no "
+		    "<AuthorizerAppid>");
+		return (-1);
+	}
+	if (secret != NULL) {
+		ev->secret = xmemdup(secret, secretlen + 1);
+		ev->secretlen = secretlen;
+	}
+	return (0);
+}
+
+/*
+ * Open an event for component cc: check msg_signature over <Encrypt> first
+ * (in constant time, before any decryption, so that the decryption's causes
+ * are no padding oracle), then decrypt and parse. 0 and ev filled (clear it
+ * with callback_event_clear), or -1, *field ("msg_signature" or "body") and
+ * an allocated *cause that holds no secret.
+ */
+int
+callback_event_open(const struct component_conf *cc, const char *sig,
+    const char *timestamp, const char *nonce, const char *body, size_t len,
+    struct callback_event *ev, const char **field, char **cause)
+{
+	struct callback_xml outer, inner;
+	char *plain = NULL;
+	size_t plainlen = 0;
+	int ret = -1;
+
+	memset(ev, 0, sizeof *ev);
+	memset(&inner, 0, sizeof inner);
+	*field = "body";
+	*cause = NULL;
+	if (len == 0) {
+		*cause = xstrdup("the body is empty");
+		return (-1);
+	}
+	if (callback_xml_parse(&outer, callback_outer, OUTER_N, body,
+	    len) != 0) {
+		xasprintf(cause, "the body: %s", outer.error);
+		goto out;
+	}
+	if (outer.value[OUTER_ENCRYPT] == NULL ||
+	    outer.len[OUTER_ENCRYPT] == 0) {
+		*cause = xstrdup("the body has no <Encrypt>");
+		goto out;
+	}
+	if (!wxcrypt_signature_ok(cc->token, timestamp, nonce,
+	    outer.value[OUTER_ENCRYPT], sig)) {
+		*field = "msg_signature";
+		*cause = xstrdup("msg_signature does not match the body (wrong "
+		    "token, or a forged or altered event)");
+		goto out;
+	}
+	if (outer.value[OUTER_APPID] != NULL &&
+	    strcmp(outer.value[OUTER_APPID], cc->appid) != 0) {
+		*cause = xstrdup("the body's <AppId> is not this component");
+		goto out;
+	}
+	if (callback_decrypt(cc, outer.value[OUTER_ENCRYPT],
+	    outer.len[OUTER_ENCRYPT], &plain, &plainlen, cause) != 0)
+		goto out;
+	if (callback_xml_parse(&inner, callback_inner, INNER_N, plain,
+	    plainlen) != 0) {
+		xasprintf(cause, "the decrypted event: %s", inner.error);
+		goto out;
+	}
+	if (callback_event_fields(cc, &inner, ev, cause) != 0)
+		goto out;
+	ret = 0;
+
+out:
+	if (plain != NULL)
+		freezero(plain, plainlen + 1);
+	callback_xml_free(&inner);
+	callback_xml_free(&outer);
+	if (ret != 0)
+		callback_event_clear(ev);
+	return (ret);
+}
+
+/* Wipe and free what an opened event holds. */
+void
+callback_event_clear(struct callback_event *ev)
+{
+	if (ev->secret != NULL)
+		freezero(ev->secret, ev->secretlen + 1);
+	memset(ev, 0, sizeof *ev);
+}
+
+/* Answer an HTTP request with a short plain-text body. */
+static void
+callback_reply(struct evhttp_request *req, int status, const char *reason,
+    const char *text)
+{
+	struct evbuffer *buf;
+
+	if ((buf = evbuffer_new()) == NULL)
+		fatalx("evbuffer_new");
+	evbuffer_add(buf, text, strlen(text));
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Content-Type", "text/plain; charset=utf-8");
+	evhttp_send_reply(req, status, reason, buf);
+	evbuffer_free(buf);
+}
+
+/* An event has been acted on (or refused): tell WeChat. */
+static void
+callback_done(void *arg, const struct rpc_error *e, const char *info_type,
+    const char *authorizer_appid)
+{
+	struct evhttp_request *req = arg;
+	char *text;
+	int status;
+	const char *reason;
+
+	(void)info_type;
+	(void)authorizer_appid;
+	if (e == NULL) {
+		callback_reply(req, 200, "OK", "success");
+		return;
+	}
+	if (strcmp(e->code, "invalid_request") == 0 ||
+	    strcmp(e->code, "unknown_appid") == 0) {
+		status = 400;
+		reason = "Bad Request";
+	} else if (strcmp(e->code, "unavailable") == 0) {
+		status = 503;
+		reason = "Service Unavailable";
+	} else if (strcmp(e->code, "wechat") == 0) {
+		status = 502;
+		reason = "Bad Gateway";
+	} else {
+		status = 500;
+		reason = "Internal Server Error";
+	}
+	xasprintf(&text, "%s: %s\n", e->code, e->message);
+	callback_reply(req, status, reason, text);
+	free(text);
+}
+
+/* Refuse a request before it reaches component.c. */
+static void
+callback_refuse(struct evhttp_request *req, const char *appid,
+    const char *why)
+{
+	char *text;
+
+	log_warnx("callback: %s%sevent refused: %s", appid != NULL ? appid : "",
+	    appid != NULL ? ": " : "", why);
+	xasprintf(&text, "invalid_request: %s\n", why);
+	callback_reply(req, 400, "Bad Request", text);
+	free(text);
+}
+
+/* A query parameter of at most CALLBACK_PARAM_MAX printable characters. */
+static const char *
+callback_param(struct evkeyvalq *q, const char *name)
+{
+	const char *v;
+
+	if ((v = evhttp_find_header(q, name)) == NULL ||
+	    !callback_word_ok(v, strlen(v), CALLBACK_PARAM_MAX))
+		return (NULL);
+	return (v);
+}
+
+/* POST ?msg_signature=&timestamp=&nonce= with an event body, on any path. */
+static void
+callback_request(struct evhttp_request *req, void *arg)
+{
+	struct component_conf *cc;
+	struct callback_event ev;
+	struct evkeyvalq q;
+	struct evbuffer *in;
+	const struct evhttp_uri *uri;
+	const char *query, *sig, *ts, *nonce, *et, *field;
+	char appid[WX_APPID_MAX + 1], *body, *cause = NULL, *why;
+	size_t len;
+
+	(void)arg;
+	TAILQ_INIT(&q);
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+		    "Allow", "POST");
+		callback_reply(req, 405, "Method Not Allowed",
+		    "invalid_request: POST only\n");
+		return;
+	}
+	uri = evhttp_request_get_evhttp_uri(req);
+	query = uri != NULL ? evhttp_uri_get_query(uri) : NULL;
+	if (query == NULL || evhttp_parse_query_str(query, &q) != 0) {
+		callback_refuse(req, NULL, "no query string, or a malformed "
+		    "one");
+		goto out;
+	}
+	sig = callback_param(&q, "msg_signature");
+	ts = callback_param(&q, "timestamp");
+	nonce = callback_param(&q, "nonce");
+	if (sig == NULL || ts == NULL || nonce == NULL) {
+		callback_refuse(req, NULL, "msg_signature, timestamp and "
+		    "nonce must be in the query string (1 to 64 printable "
+		    "characters)");
+		goto out;
+	}
+	if ((et = evhttp_find_header(&q, "encrypt_type")) != NULL &&
+	    strcmp(et, "aes") != 0) {
+		callback_refuse(req, NULL, "encrypt_type must be aes");
+		goto out;
+	}
+	in = evhttp_request_get_input_buffer(req);
+	len = evbuffer_get_length(in);
+	if (len > CALLBACK_BODY_MAX) {
+		callback_refuse(req, NULL, "the body is too long");
+		goto out;
+	}
+	body = len != 0 ? (char *)evbuffer_pullup(in, -1) : NULL;
+	if (callback_outer_appid(body, len, appid, sizeof appid, &cause) != 0) {
+		callback_refuse(req, NULL, cause);
+		goto out;
+	}
+	if ((cc = config_find_component(wx_conf, appid)) == NULL) {
+		callback_refuse(req, appid, "the body's <AppId> is not a "
+		    "configured component");
+		goto out;
+	}
+	if (callback_event_open(cc, sig, ts, nonce, body, len, &ev, &field,
+	    &cause) != 0) {
+		xasprintf(&why, "%s: %s", field, cause);
+		callback_refuse(req, appid, why);
+		free(why);
+		goto out;
+	}
+	component_event_handle(cc, &ev, callback_done, req);
+	callback_event_clear(&ev);
+out:
+	free(cause);
+	evhttp_clear_headers(&q);
+}
+
+/* Bind the endpoint to addr (HOST:PORT, [V6]:PORT); NULL on failure. */
+static struct evhttp_bound_socket *
+callback_bind(const char *addr)
+{
+	struct evhttp_bound_socket *sock;
+	char *host, *colon;
+	long port;
+
+	host = xstrdup(addr);
+	if ((colon = strrchr(host, ':')) == NULL) {
+		free(host);
+		return (NULL);
+	}
+	*colon = '\0';
+	port = strtol(colon + 1, NULL, 10);
+	if (host[0] == '[' && colon > host && colon[-1] == ']') {
+		colon[-1] = '\0';
+		memmove(host, host + 1, strlen(host + 1) + 1);
+	}
+	sock = NULL;
+	if (port > 0 && port <= 65535)
+		sock = evhttp_bind_socket_with_handle(callback_http, host,
+		    (ev_uint16_t)port);
+	free(host);
+	return (sock);
+}
+
+/* Start the HTTP endpoint if callback_listen is set; 0 or -1. */
+int
+callback_start(void)
+{
+	if (wx_conf->callback_listen == NULL)
+		return (0);
+	if (callback_http == NULL) {
+		if ((callback_http = evhttp_new(wx_base)) == NULL)
+			fatalx("evhttp_new");
+		evhttp_set_max_body_size(callback_http, CALLBACK_BODY_MAX);
+		evhttp_set_max_headers_size(callback_http,
+		    CALLBACK_HEADERS_MAX);
+		evhttp_set_timeout(callback_http, CALLBACK_TIMEOUT);
+		evhttp_set_allowed_methods(callback_http, EVHTTP_REQ_GET |
+		    EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT);
+		evhttp_set_gencb(callback_http, callback_request, NULL);
+	}
+	if ((callback_sock = callback_bind(wx_conf->callback_listen)) == NULL)
+		return (-1);
+	callback_addr = xstrdup(wx_conf->callback_listen);
+	log_info("callback: listening on %s", callback_addr);
+	return (0);
+}
+
+/* After a reload: move the endpoint if callback_listen changed. */
+void
+callback_reload(void)
+{
+	struct evhttp_bound_socket *sock;
+	const char *want = wx_conf->callback_listen;
+
+	if ((want == NULL && callback_addr == NULL) || (want != NULL &&
+	    callback_addr != NULL && strcmp(want, callback_addr) == 0))
+		return;
+	if (want == NULL) {
+		evhttp_del_accept_socket(callback_http, callback_sock);
+		callback_sock = NULL;
+		log_info("callback: stopped listening on %s", callback_addr);
+		free(callback_addr);
+		callback_addr = NULL;
+		return;
+	}
+	if (callback_http == NULL) {
+		if (callback_start() == -1)
+			log_warn("callback: cannot listen on %s", want);
+		return;
+	}
+	/* Bind the new address first: on failure the old one stays. */
+	if ((sock = callback_bind(want)) == NULL) {
+		log_warn("callback: cannot listen on %s; %s%s", want,
+		    callback_addr != NULL ? "still on " : "not listening",
+		    callback_addr != NULL ? callback_addr : "");
+		return;
+	}
+	if (callback_sock != NULL)
+		evhttp_del_accept_socket(callback_http, callback_sock);
+	callback_sock = sock;
+	free(callback_addr);
+	callback_addr = xstrdup(want);
+	log_info("callback: listening on %s", callback_addr);
+}
+
+/* At exit, after component_shutdown has answered every pending event. */
+void
+callback_stop(void)
+{
+	if (callback_http != NULL)
+		evhttp_free(callback_http);
+	callback_http = NULL;
+	callback_sock = NULL;
+	free(callback_addr);
+	callback_addr = NULL;
+}

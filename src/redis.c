@@ -1,0 +1,828 @@
+/*
+ * Sharing official-account access tokens between daemons through Redis, with
+ * hiredis's async API on our libevent loop: the loop never waits for Redis.
+ *
+ * Keys (in the configured database), for each appid:
+ *   wxpushd:token:APPID  "GEN:EXPIRES_AT:TOKEN", expiring with the token
+ *   wxpushd:gen:APPID    the last generation handed out (INCR)
+ *   wxpushd:lease:APPID  the owner refreshing now (SET NX PX)
+ * and the channel wxpushd:tokens:DB, on which an appid is published when its
+ * token changes. A daemon refreshes only with the lease; the token it gets is
+ * written only if its generation is newer than the stored one (fencing), so a
+ * daemon that stalled past its lease cannot replace a newer token. When Redis
+ * cannot be reached, each daemon refreshes on its own (cred.c as without
+ * Redis) and reconciles when Redis returns: the token issued last wins.
+ * SQLite stays the durable copy: Redis restarted empty loses nothing.
+ */
+#include "config.h"
+
+#include <sys/types.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic ignored "-Wmissing-prototypes"
+#pragma GCC diagnostic ignored "-Wshadow"
+#include <hiredis/adapters/libevent.h>
+#pragma GCC diagnostic pop
+
+#include "wxpushd.h"
+
+#define REDIS_RETRY		2	/* seconds between connection attempts */
+#define REDIS_CONNECT_TIMEOUT	3	/* a connection not up by then is down */
+#define REDIS_REPLY_TIMEOUT	3	/* no answer to a command: Redis is down */
+#define REDIS_PING		2	/* seconds between PINGs when idle */
+#define REDIS_POLL_MS		1000	/* waiting for another daemon's token */
+#define REDIS_START_WAIT_MS	200	/* a credential waiting for the connection */
+#define REDIS_MIN_LEFT		5	/* a shared token with less left is not taken */
+#define REDIS_LEASE_EXTRA	2	/* lease: upstream_timeout plus this, seconds */
+
+enum redis_state { RSTATE_OFF, RSTATE_CONNECTING, RSTATE_CONNECTED,
+	RSTATE_DOWN };
+enum redis_opkind { REDIS_OP_ACQUIRE, REDIS_OP_PUBLISH, REDIS_OP_RECONCILE,
+	REDIS_OP_GET, REDIS_OP_RELEASE, REDIS_OP_SETUP, REDIS_OP_PING };
+
+/* One command in flight; names its credential by appid, which may go away. */
+struct redis_op {
+	enum redis_opkind	 kind;
+	char			 appid[WX_APPID_MAX + 1];
+	int			 force;
+};
+
+static enum redis_state	 redis_state = RSTATE_OFF;
+static redisAsyncContext	*redis_cmd;	/* commands */
+static redisAsyncContext	*redis_sub;	/* the subscription */
+static struct event	*redis_tick;
+static char		*redis_host;
+static int		 redis_port, redis_db;
+static char		*redis_password;
+static char		 redis_owner[128];
+static char		 redis_channel[64];
+static time_t		 redis_attempt;	/* when the last connection started */
+static time_t		 redis_progress;	/* last reply, or first unanswered send */
+static int		 redis_pending;	/* commands unanswered */
+static int		 redis_closing;
+
+static void	redis_connect(void);
+static void	redis_down(const char *);
+
+/*
+ * Take the lease or a newer token. KEYS: token, lease, gen; ARGV: our
+ * generation, the least expiry worth taking, owner, lease ms. The generation
+ * handed out is above both ours and the stored one, even after Redis lost
+ * the gen key.
+ */
+static const char redis_lua_acquire[] =
+    "local v = redis.call('GET', KEYS[1]) "
+    "local sg = 0 "
+    "if v then "
+    "  local g, e = string.match(v, '^(%d+):(%d+):') "
+    "  sg = tonumber(g) or 0 "
+    "  if sg > tonumber(ARGV[1]) and (tonumber(e) or 0) > tonumber(ARGV[2]) "
+    "  then return {'token', v} end "
+    "end "
+    "if not redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[4]) then "
+    "  return {'wait', ''} end "
+    "local n = redis.call('INCR', KEYS[3]) "
+    "local m = math.max(n, tonumber(ARGV[1]) + 1, sg + 1) "
+    "if m ~= n then redis.call('SET', KEYS[3], m) end "
+    "return {'lease', tostring(m)}";
+
+/*
+ * Store a token fetched under the lease, unless a newer generation is there
+ * (fencing); drop our lease either way. KEYS: token, lease, gen; ARGV: gen,
+ * expires_at, token, owner, channel, appid, now.
+ */
+static const char redis_lua_publish[] =
+    "if redis.call('GET', KEYS[2]) == ARGV[4] then "
+    "  redis.call('DEL', KEYS[2]) end "
+    "local v = redis.call('GET', KEYS[1]) "
+    "if v then "
+    "  local g = tonumber(string.match(v, '^(%d+):')) or 0 "
+    "  if g >= tonumber(ARGV[1]) then return {'stale', v} end "
+    "end "
+    "if tonumber(ARGV[2]) > tonumber(ARGV[7]) then "
+    "  redis.call('SET', KEYS[1], ARGV[1] .. ':' .. ARGV[2] .. ':' .. ARGV[3], "
+    "      'EXAT', ARGV[2]) end "
+    "if (tonumber(redis.call('GET', KEYS[3])) or 0) < tonumber(ARGV[1]) then "
+    "  redis.call('SET', KEYS[3], ARGV[1]) end "
+    "redis.call('PUBLISH', ARGV[5], ARGV[6]) "
+    "return {'ok', ARGV[1]}";
+
+/*
+ * A token got without the lease (Redis was down, or restarted empty): the one
+ * issued last, by expiry, wins. KEYS: token, gen; ARGV: our gen, expires_at,
+ * token, channel, appid, now.
+ */
+static const char redis_lua_reconcile[] =
+    "local v = redis.call('GET', KEYS[1]) "
+    "local sg = 0 "
+    "if v then "
+    "  local g, e = string.match(v, '^(%d+):(%d+):') "
+    "  sg = tonumber(g) or 0 "
+    "  if (tonumber(e) or 0) >= tonumber(ARGV[2]) then "
+    "    return {'newer', v} end "
+    "end "
+    "local n = redis.call('INCR', KEYS[2]) "
+    "local m = math.max(n, tonumber(ARGV[1]) + 1, sg + 1) "
+    "if m ~= n then redis.call('SET', KEYS[2], m) end "
+    "if tonumber(ARGV[2]) > tonumber(ARGV[6]) then "
+    "  redis.call('SET', KEYS[1], m .. ':' .. ARGV[2] .. ':' .. ARGV[3], "
+    "      'EXAT', ARGV[2]) end "
+    "redis.call('PUBLISH', ARGV[4], ARGV[5]) "
+    "return {'written', tostring(m)}";
+
+/* Drop the lease if it is still ours. KEYS: lease; ARGV: owner. */
+static const char redis_lua_release[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+    "  return redis.call('DEL', KEYS[1]) end return 0";
+
+/* What status says: off, connected or unreachable. */
+const char *
+redis_mode(void)
+{
+	switch (redis_state) {
+	case RSTATE_OFF:
+		return ("off");
+	case RSTATE_CONNECTED:
+		return ("connected");
+	default:
+		return ("unreachable");
+	}
+}
+
+/* Whether Redis shares c's token: official accounts only, for now. */
+static int
+redis_shared(const struct cred *c)
+{
+	return (redis_state != RSTATE_OFF && c->kind == CRED_OFFICIAL &&
+	    !c->removed);
+}
+
+/* Arm c's timer (its refresh, here a poll) in ms milliseconds. */
+static void
+redis_arm(struct cred *c, long ms)
+{
+	struct timeval tv;
+
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	evtimer_add(c->timer, &tv);
+}
+
+/* Parse a stored "GEN:EXPIRES_AT:TOKEN"; 0, or -1 if it is not one. */
+static int
+redis_parse(const char *v, size_t len, uint64_t *gen, time_t *expires_at,
+    char *token, size_t tokenlen)
+{
+	const char *p = v, *end = v + len;
+	unsigned long long n[2];
+	size_t i, tl;
+	int k;
+
+	for (k = 0; k < 2; k++) {
+		n[k] = 0;
+		if (p == end || *p < '0' || *p > '9')
+			return (-1);
+		for (i = 0; p < end && *p >= '0' && *p <= '9'; p++, i++) {
+			if (i >= 19)
+				return (-1);
+			n[k] = n[k] * 10 + (unsigned long long)(*p - '0');
+		}
+		if (p == end || *p++ != ':')
+			return (-1);
+	}
+	tl = (size_t)(end - p);
+	if (tl == 0 || tl > WX_TOKEN_MAX || tl >= tokenlen)
+		return (-1);
+	/* Bound what goes into a URL query, as cred.c does with WeChat's. */
+	for (i = 0; i < tl; i++) {
+		if ((unsigned char)p[i] <= 0x20 || (unsigned char)p[i] >= 0x7f ||
+		    p[i] == '&' || p[i] == '#')
+			return (-1);
+	}
+	memcpy(token, p, tl);
+	token[tl] = '\0';
+	*gen = n[0];
+	*expires_at = (time_t)n[1];
+	return (0);
+}
+
+/* A stored token value for c: taken if newer than ours and not about to lapse. */
+static void
+redis_take(struct cred *c, const char *v, size_t len, int any)
+{
+	char token[WX_TOKEN_MAX + 1];
+	uint64_t gen;
+	time_t expires_at;
+
+	if (redis_parse(v, len, &gen, &expires_at, token, sizeof token) != 0) {
+		log_warnx("%s: malformed token in Redis; ignored", c->appid);
+		return;
+	}
+	if ((any || gen > c->redis_gen) &&
+	    expires_at > time(NULL) + REDIS_MIN_LEFT) {
+		log_info("%s: using the token from Redis (generation %llu), "
+		    "expires in %lld s", c->appid, (unsigned long long)gen,
+		    (long long)(expires_at - time(NULL)));
+		cred_adopt(c, token, expires_at, gen);
+	}
+	OPENSSL_cleanse(token, sizeof token);
+}
+
+/* The credential a reply is for, if it still exists and is shared. */
+static struct cred *
+redis_op_cred(const struct redis_op *op)
+{
+	struct cred *c;
+
+	if (redis_closing || op->appid[0] == '\0' ||
+	    (c = cred_find(op->appid)) == NULL || !redis_shared(c))
+		return (NULL);
+	return (c);
+}
+
+/* The two strings of a script's {what, value} answer, or -1. */
+static int
+redis_pair(const redisReply *r, const redisReply **what,
+    const redisReply **val)
+{
+	if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+	    r->element[0]->type != REDIS_REPLY_STRING ||
+	    r->element[1]->type != REDIS_REPLY_STRING)
+		return (-1);
+	*what = r->element[0];
+	*val = r->element[1];
+	return (0);
+}
+
+/* Whether a reply string is s. */
+static int
+redis_is(const redisReply *r, const char *s)
+{
+	return (r->len == strlen(s) && memcmp(r->str, s, r->len) == 0);
+}
+
+/* The answer to the lease request: a newer token, the lease, or wait. */
+static void
+redis_acquire_done(struct cred *c, const struct redis_op *op,
+    const redisReply *r)
+{
+	const redisReply *what, *val;
+	unsigned long long gen;
+
+	c->redis_busy = 0;
+	if (redis_pair(r, &what, &val) != 0) {
+		/* Redis failed us: try again soon, locally if it is down. */
+		redis_arm(c, cred_usable(c) ? REDIS_POLL_MS : REDIS_START_WAIT_MS);
+		return;
+	}
+	if (redis_is(what, "token")) {
+		redis_take(c, val->str, val->len, 0);
+		if (c->invalid || !cred_usable(c))
+			redis_arm(c, REDIS_POLL_MS);
+	} else if (redis_is(what, "lease")) {
+		gen = strtoull(val->str, NULL, 10);
+		if (gen == 0)
+			return;
+		c->redis_lease = gen;
+		log_debug("%s: lease taken, generation %llu", c->appid, gen);
+		cred_refresh(c, op->force);
+		if (c->call == NULL && c->redis_lease != 0)
+			redis_release(c);
+	} else {
+		/* Another daemon refreshes: keep our token, look again soon. */
+		log_debug("%s: another daemon holds the lease", c->appid);
+		redis_arm(c, REDIS_POLL_MS);
+	}
+}
+
+/* Every command's answer. */
+static void
+redis_reply_cb(redisAsyncContext *ac, void *reply, void *arg)
+{
+	struct redis_op *op = arg;
+	const redisReply *r = reply, *what, *val;
+	struct cred *c;
+
+	(void)ac;
+	if (redis_pending > 0)
+		redis_pending--;
+	if (r != NULL)
+		redis_progress = time(NULL);
+	if (r != NULL && r->type == REDIS_REPLY_ERROR)
+		log_warnx("redis: %.*s", r->len > 200 ? 200 : (int)r->len,
+		    r->str);
+	if (op->kind == REDIS_OP_SETUP) {
+		/* SELECT's answer: the connection is usable (AUTH came first). */
+		if (r != NULL && r->type == REDIS_REPLY_STATUS &&
+		    redis_state == RSTATE_CONNECTING && !redis_closing) {
+			redis_state = RSTATE_CONNECTED;
+			log_info("redis: connected to %s:%d/%d", redis_host,
+			    redis_port, redis_db);
+			TAILQ_FOREACH(c, &cred_all, entry) {
+				if (!redis_shared(c))
+					continue;
+				if (c->token != NULL && !c->invalid &&
+				    c->call == NULL)
+					redis_token(c);	/* reconcile */
+				else if (c->call == NULL)
+					redis_arm(c, 0);
+			}
+		} else if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+			if (!redis_closing)
+				redis_down("the connection could not be set up");
+		}
+		free(op);
+		return;
+	}
+	if ((c = redis_op_cred(op)) == NULL) {
+		free(op);
+		return;
+	}
+	switch (op->kind) {
+	case REDIS_OP_ACQUIRE:
+		redis_acquire_done(c, op, r);
+		break;
+	case REDIS_OP_PUBLISH:
+	case REDIS_OP_RECONCILE:
+		if (redis_pair(r, &what, &val) != 0)
+			break;
+		if (redis_is(what, "ok") || redis_is(what, "written")) {
+			c->redis_gen = strtoull(val->str, NULL, 10);
+			log_debug("%s: token shared, generation %llu", c->appid,
+			    (unsigned long long)c->redis_gen);
+		} else {
+			/* Fenced off, or Redis has a later token: take it. */
+			log_info("%s: Redis holds a newer token", c->appid);
+			redis_take(c, val->str, val->len, 1);
+		}
+		break;
+	case REDIS_OP_GET:
+		if (r != NULL && r->type == REDIS_REPLY_STRING)
+			redis_take(c, r->str, r->len, 0);
+		break;
+	default:
+		break;
+	}
+	free(op);
+}
+
+/* Send a command; arg is an op to free in the callback. 0 or -1. */
+static int
+redis_command(struct redis_op *op, int argc, const char **argv)
+{
+	size_t lens[16];
+	int i;
+
+	if (redis_cmd == NULL || argc > 16) {
+		free(op);
+		return (-1);
+	}
+	for (i = 0; i < argc; i++)
+		lens[i] = strlen(argv[i]);
+	if (redisAsyncCommandArgv(redis_cmd, redis_reply_cb, op, argc, argv,
+	    lens) != REDIS_OK) {
+		free(op);
+		return (-1);
+	}
+	if (redis_pending++ == 0)
+		redis_progress = time(NULL);
+	return (0);
+}
+
+/* A new op for c (or for no credential). */
+static struct redis_op *
+redis_op_new(enum redis_opkind kind, const struct cred *c)
+{
+	struct redis_op *op;
+
+	op = xcalloc(1, sizeof *op);
+	op->kind = kind;
+	if (c != NULL)
+		snprintf(op->appid, sizeof op->appid, "%s", c->appid);
+	return (op);
+}
+
+/* The three key names of an appid. */
+static void
+redis_keys(const char *appid, char tok[], char lease[], char gen[], size_t len)
+{
+	snprintf(tok, len, "wxpushd:token:%s", appid);
+	snprintf(lease, len, "wxpushd:lease:%s", appid);
+	snprintf(gen, len, "wxpushd:gen:%s", appid);
+}
+
+/*
+ * Before c refreshes: 0 if redis.c takes it from here (the lease, or another
+ * daemon's token, or waiting for one), -1 to refresh now as without Redis.
+ */
+int
+redis_refresh(struct cred *c, int force)
+{
+	struct redis_op *op;
+	char tok[128], lease[128], gen[128], rgen[24], minexp[24], ms[24];
+	const char *argv[10];
+
+	if (!redis_shared(c) || c->redis_lease != 0)
+		return (-1);	/* not shared, or we hold the lease: fetch */
+	if (redis_state == RSTATE_CONNECTING &&
+	    time(NULL) - redis_attempt <= REDIS_CONNECT_TIMEOUT) {
+		/* At start: the token in Redis may spare a call. */
+		redis_arm(c, REDIS_START_WAIT_MS);
+		return (0);
+	}
+	if (redis_state != RSTATE_CONNECTED)
+		return (-1);	/* local mode */
+	if (c->redis_busy)
+		return (0);
+	redis_keys(c->appid, tok, lease, gen, sizeof tok);
+	snprintf(rgen, sizeof rgen, "%llu", (unsigned long long)c->redis_gen);
+	snprintf(minexp, sizeof minexp, "%lld",
+	    (long long)time(NULL) + REDIS_MIN_LEFT);
+	snprintf(ms, sizeof ms, "%d",
+	    (wx_conf->upstream_timeout + REDIS_LEASE_EXTRA) * 1000);
+	argv[0] = "EVAL";
+	argv[1] = redis_lua_acquire;
+	argv[2] = "3";
+	argv[3] = tok;
+	argv[4] = lease;
+	argv[5] = gen;
+	argv[6] = rgen;
+	argv[7] = minexp;
+	argv[8] = redis_owner;
+	argv[9] = ms;
+	op = redis_op_new(REDIS_OP_ACQUIRE, c);
+	op->force = force;
+	if (redis_command(op, 10, argv) != 0)
+		return (-1);
+	c->redis_busy = 1;
+	return (0);
+}
+
+/*
+ * c has a new token: store it under our lease's generation, or, got without
+ * the lease, reconcile it with what Redis has.
+ */
+void
+redis_token(struct cred *c)
+{
+	char tok[128], lease[128], gen[128], g[24], exp[24], now[24];
+	const char *argv[13];
+	struct redis_op *op;
+	int n;
+
+	if (!redis_shared(c) || redis_state != RSTATE_CONNECTED ||
+	    c->token == NULL) {
+		c->redis_lease = 0;
+		return;
+	}
+	redis_keys(c->appid, tok, lease, gen, sizeof tok);
+	snprintf(exp, sizeof exp, "%lld", (long long)c->expires_at);
+	snprintf(now, sizeof now, "%lld", (long long)time(NULL));
+	argv[0] = "EVAL";
+	if (c->redis_lease != 0) {
+		snprintf(g, sizeof g, "%llu",
+		    (unsigned long long)c->redis_lease);
+		argv[1] = redis_lua_publish;
+		argv[2] = "3";
+		argv[3] = tok;
+		argv[4] = lease;
+		argv[5] = gen;
+		argv[6] = g;
+		argv[7] = exp;
+		argv[8] = c->token;
+		argv[9] = redis_owner;
+		argv[10] = redis_channel;
+		argv[11] = c->appid;
+		argv[12] = now;
+		n = 13;
+		op = redis_op_new(REDIS_OP_PUBLISH, c);
+		c->redis_lease = 0;
+	} else {
+		snprintf(g, sizeof g, "%llu",
+		    (unsigned long long)c->redis_gen);
+		argv[1] = redis_lua_reconcile;
+		argv[2] = "2";
+		argv[3] = tok;
+		argv[4] = gen;
+		argv[5] = g;
+		argv[6] = exp;
+		argv[7] = c->token;
+		argv[8] = redis_channel;
+		argv[9] = c->appid;
+		argv[10] = now;
+		n = 11;
+		op = redis_op_new(REDIS_OP_RECONCILE, c);
+	}
+	if (redis_command(op, n, argv) != 0)
+		log_warnx("%s: could not share the token", c->appid);
+}
+
+/* c's refresh failed: let another daemon try at once. */
+void
+redis_release(struct cred *c)
+{
+	char tok[128], lease[128], gen[128];
+	const char *argv[5];
+
+	if (c->redis_lease == 0)
+		return;
+	c->redis_lease = 0;
+	if (redis_state != RSTATE_CONNECTED)
+		return;
+	redis_keys(c->appid, tok, lease, gen, sizeof tok);
+	argv[0] = "EVAL";
+	argv[1] = redis_lua_release;
+	argv[2] = "1";
+	argv[3] = lease;
+	argv[4] = redis_owner;
+	redis_command(redis_op_new(REDIS_OP_RELEASE, NULL), 5, argv);
+}
+
+/* A message on our channel: an appid whose token changed; read it. */
+static void
+redis_sub_cb(redisAsyncContext *ac, void *reply, void *arg)
+{
+	const redisReply *r = reply, *a;
+	char appid[WX_APPID_MAX + 1], tok[128], lease[128], gen[128];
+	const char *argv[2];
+	struct cred *c;
+
+	(void)ac;
+	(void)arg;
+	if (r == NULL || redis_closing || r->type != REDIS_REPLY_ARRAY ||
+	    r->elements != 3 || r->element[0]->type != REDIS_REPLY_STRING ||
+	    !redis_is(r->element[0], "message"))
+		return;
+	a = r->element[2];
+	if (a->type != REDIS_REPLY_STRING || a->len == 0 ||
+	    a->len > WX_APPID_MAX)
+		return;
+	memcpy(appid, a->str, a->len);
+	appid[a->len] = '\0';
+	if ((c = cred_find(appid)) == NULL || !redis_shared(c) ||
+	    redis_state != RSTATE_CONNECTED)
+		return;
+	redis_keys(appid, tok, lease, gen, sizeof tok);
+	argv[0] = "GET";
+	argv[1] = tok;
+	redis_command(redis_op_new(REDIS_OP_GET, c), 2, argv);
+}
+
+/* A connection is closed (hiredis frees it after this). */
+static void
+redis_disconnect_cb(const redisAsyncContext *ac, int status)
+{
+	(void)status;
+	if (ac == redis_cmd)
+		redis_cmd = NULL;
+	if (ac == redis_sub)
+		redis_sub = NULL;
+	if (!redis_closing)
+		redis_down("connection lost");
+}
+
+/* A connection attempt ended; failure frees the context. */
+static void
+redis_connect_cb(const redisAsyncContext *ac, int status)
+{
+	if (status == REDIS_OK)
+		return;		/* SELECT's answer says we are up */
+	if (ac == redis_cmd)
+		redis_cmd = NULL;
+	if (ac == redis_sub)
+		redis_sub = NULL;
+	if (!redis_closing)
+		redis_down(ac->errstr[0] != '\0' ? ac->errstr :
+		    "cannot connect");
+}
+
+/* Close both connections (none of hiredis's callbacks may be running). */
+static void
+redis_close(void)
+{
+	redisAsyncContext *ac;
+	int closing = redis_closing;
+
+	/* hiredis answers the pending commands with NULL: ignore them. */
+	redis_closing = 1;
+	if ((ac = redis_cmd) != NULL) {
+		redis_cmd = NULL;
+		redisAsyncFree(ac);
+	}
+	if ((ac = redis_sub) != NULL) {
+		redis_sub = NULL;
+		redisAsyncFree(ac);
+	}
+	redis_pending = 0;
+	redis_closing = closing;
+}
+
+/*
+ * Redis is gone: serve with the tokens we have, refresh locally. The
+ * connections are freed by the next attempt, outside hiredis's callbacks.
+ */
+static void
+redis_down(const char *why)
+{
+	struct cred *c;
+
+	if (redis_state == RSTATE_CONNECTED)
+		log_warnx("redis: %s; each credential refreshes on its own "
+		    "until Redis returns", why);
+	else if (redis_state == RSTATE_CONNECTING)
+		log_warnx("redis: %s:%d: %s", redis_host, redis_port, why);
+	redis_state = RSTATE_DOWN;
+	TAILQ_FOREACH(c, &cred_all, entry) {
+		if (!redis_shared(c))
+			continue;
+		c->redis_busy = 0;
+		c->redis_lease = 0;
+		/* A credential waiting for another daemon must not wait on. */
+		if (c->call == NULL && (!cred_usable(c) || c->invalid))
+			redis_arm(c, 0);
+	}
+}
+
+/* Open one connection, AUTH queued first; NULL on failure. */
+static redisAsyncContext *
+redis_open(void)
+{
+	redisAsyncContext *ac;
+	const char *argv[2];
+	size_t lens[2];
+
+	ac = redisAsyncConnect(redis_host, redis_port);
+	if (ac == NULL)
+		return (NULL);
+	if (ac->err) {
+		log_warnx("redis: %s:%d: %s", redis_host, redis_port,
+		    ac->errstr);
+		redisAsyncFree(ac);
+		return (NULL);
+	}
+	redisLibeventAttach(ac, wx_base);
+	redisAsyncSetConnectCallback(ac, redis_connect_cb);
+	redisAsyncSetDisconnectCallback(ac, redis_disconnect_cb);
+	if (redis_password != NULL) {
+		argv[0] = "AUTH";
+		argv[1] = redis_password;
+		lens[0] = 4;
+		lens[1] = strlen(redis_password);
+		redisAsyncCommandArgv(ac, NULL, NULL, 2, argv, lens);
+	}
+	return (ac);
+}
+
+/* Start both connections; SELECT's answer makes us connected. */
+static void
+redis_connect(void)
+{
+	char db[16];
+	const char *argv[2];
+
+	redis_close();
+	redis_attempt = time(NULL);
+	redis_state = RSTATE_CONNECTING;
+	if ((redis_cmd = redis_open()) == NULL ||
+	    (redis_sub = redis_open()) == NULL) {
+		redis_close();
+		redis_state = RSTATE_DOWN;
+		return;
+	}
+	snprintf(db, sizeof db, "%d", redis_db);
+	argv[0] = "SELECT";
+	argv[1] = db;
+	redis_command(redis_op_new(REDIS_OP_SETUP, NULL), 2, argv);
+	redisAsyncCommand(redis_sub, redis_sub_cb, NULL, "SUBSCRIBE %s",
+	    redis_channel);
+}
+
+/* Every second: reconnect, time out a silent Redis, PING when idle. */
+static void
+redis_tick_cb(evutil_socket_t fd, short events, void *arg)
+{
+	time_t now = time(NULL);
+	const char *argv[1];
+
+	(void)fd;
+	(void)events;
+	(void)arg;
+	switch (redis_state) {
+	case RSTATE_DOWN:
+		if (now - redis_attempt >= REDIS_RETRY)
+			redis_connect();
+		break;
+	case RSTATE_CONNECTING:
+		if (now - redis_attempt > REDIS_CONNECT_TIMEOUT) {
+			redis_down("connection timed out");
+			redis_close();
+		}
+		break;
+	case RSTATE_CONNECTED:
+		if (redis_cmd == NULL || redis_sub == NULL) {
+			redis_down("connection lost");
+			redis_close();
+		} else if (redis_pending > 0 &&
+		    now - redis_progress > REDIS_REPLY_TIMEOUT) {
+			redis_down("no answer");
+			redis_close();
+		} else if (redis_pending == 0 &&
+		    now - redis_progress >= REDIS_PING) {
+			argv[0] = "PING";
+			redis_command(redis_op_new(REDIS_OP_PING, NULL), 1,
+			    argv);
+		}
+		break;
+	case RSTATE_OFF:
+		break;
+	}
+}
+
+/* Split redis://HOST[:PORT][/DB] (config.c checked it). */
+static int
+redis_parse_url(const char *url)
+{
+	const char *rest, *slash, *colon, *end;
+	size_t hl;
+
+	if (strncmp(url, "redis://", 8) != 0)
+		return (-1);
+	rest = url + 8;
+	slash = strchr(rest, '/');
+	end = slash != NULL ? slash : rest + strlen(rest);
+	redis_port = 6379;
+	redis_db = slash != NULL && slash[1] != '\0' ? atoi(slash + 1) : 0;
+	if (*rest == '[') {
+		/* [v6]:port */
+		if ((colon = memchr(rest, ']', (size_t)(end - rest))) == NULL)
+			return (-1);
+		hl = (size_t)(colon - rest - 1);
+		redis_host = xmalloc(hl + 1);
+		memcpy(redis_host, rest + 1, hl);
+		redis_host[hl] = '\0';
+		if (colon + 1 < end && colon[1] == ':')
+			redis_port = atoi(colon + 2);
+		return (0);
+	}
+	colon = memchr(rest, ':', (size_t)(end - rest));
+	hl = (size_t)((colon != NULL ? colon : end) - rest);
+	redis_host = xmalloc(hl + 1);
+	memcpy(redis_host, rest, hl);
+	redis_host[hl] = '\0';
+	if (colon != NULL)
+		redis_port = atoi(colon + 1);
+	return (0);
+}
+
+/* Start sharing if conf names a Redis; later reloads do not change it. */
+void
+redis_init(const struct config *conf)
+{
+	struct timeval tv = { 1, 0 };
+	char host[64];
+
+	if (conf->redis == NULL)
+		return;
+	if (redis_parse_url(conf->redis) != 0)
+		fatalx("redis: bad URL");
+	if (conf->redis_password != NULL)
+		redis_password = xstrdup(conf->redis_password);
+	if (gethostname(host, sizeof host) != 0)
+		snprintf(host, sizeof host, "unknown");
+	host[sizeof host - 1] = '\0';
+	snprintf(redis_owner, sizeof redis_owner, "%s:%ld:%08x", host,
+	    (long)getpid(), arc4random());
+	snprintf(redis_channel, sizeof redis_channel, "wxpushd:tokens:%d",
+	    redis_db);
+	redis_tick = event_new(wx_base, -1, EV_PERSIST, redis_tick_cb, NULL);
+	evtimer_add(redis_tick, &tv);
+	redis_connect();
+}
+
+/* Close the connections at exit. */
+void
+redis_shutdown(void)
+{
+	if (redis_state == RSTATE_OFF)
+		return;
+	redis_closing = 1;
+	redis_close();
+	if (redis_tick != NULL)
+		event_free(redis_tick);
+	redis_tick = NULL;
+	free(redis_host);
+	freezero_str(redis_password);
+	redis_password = NULL;
+	redis_state = RSTATE_OFF;
+}

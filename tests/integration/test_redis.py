@@ -1,0 +1,172 @@
+"""Several daemons sharing one appid's tokens through a real redis-server: one
+token call per rotation under load, the lease holder killed mid-refresh, Redis
+restarted empty, and Redis down for longer than a token's life."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from wxtest import APPID, Daemon, Mock, Tap, free_port, message, tmpdir, wait_for
+
+REDIS = shutil.which("redis-server")
+REDIS_CLI = shutil.which("redis-cli")
+if REDIS is None or REDIS_CLI is None:
+    print("1..0 # SKIP redis-server is not installed (apt-get install redis-server)")
+    sys.exit(0)
+
+t = Tap(timeout=200)
+PORT = free_port()
+TOKEN_KEY = "wxpushd:token:" + APPID
+
+
+class Redis:
+    """redis-server on a private port, no persistence, as a child process."""
+
+    def __init__(self):
+        self.dir = tmpdir()
+        self.proc = None
+
+    def start(self):
+        self.log = open(os.path.join(self.dir, "redis.log"), "a")
+        self.proc = subprocess.Popen(
+            [REDIS, "--port", str(PORT), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--daemonize", "no", "--dir", self.dir],
+            stdout=self.log, stderr=self.log)
+        if not wait_for(lambda: self.cli("PING") == "PONG", 10, 0.05):
+            raise RuntimeError("redis-server did not start")
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait()
+
+    def cli(self, *args):
+        r = subprocess.run([REDIS_CLI, "-p", str(PORT)] + list(args),
+                           capture_output=True, text=True, timeout=5)
+        return r.stdout.strip() if r.returncode == 0 else None
+
+
+def shared_gen(r):
+    v = r.cli("GET", TOKEN_KEY)
+    return int(v.split(":")[0]) if v else 0
+
+
+def send_load(d, seconds, results, rate=15):
+    ok, errors = 0, []
+    c = d.client()
+    end = time.time() + seconds
+    while time.time() < end:
+        err, _ = c.call("send", message(), timeout=15)
+        if err is None:
+            ok += 1
+        else:
+            errors.append(err)
+        time.sleep(1.0 / rate)
+    c.close()
+    results.append((ok, errors))
+
+
+def load(daemons, seconds):
+    results = []
+    ths = [threading.Thread(target=send_load, args=(d, seconds, results)) for d in daemons]
+    for th in ths:
+        th.start()
+    for th in ths:
+        th.join()
+    ok = sum(r[0] for r in results)
+    errors = [e for r in results for e in r[1]]
+    return ok, errors
+
+
+def modes(daemons):
+    return [d.status()["redis"] for d in daemons]
+
+
+redis = Redis()
+redis.start()
+# Tokens live 40 s and are refreshed 10 s after they are issued (refresh_margin 30).
+mock = Mock(args=["--expires-in", "40"])
+extra = 'refresh_margin = 30\nredis = "redis://127.0.0.1:%d/0"' % PORT
+daemons = [Daemon(mock=mock, extra=extra) for _ in range(3)]
+
+t.ok(wait_for(lambda: modes(daemons) == ["connected"] * 3, 10, 0.1),
+     "status: three daemons connected to Redis", modes(daemons))
+t.ok(wait_for(lambda: all(d.cred()["state"] == "valid" for d in daemons), 10, 0.1),
+     "all three have a token")
+t.eq(mock.token_calls(), 1, "one token call for three daemons at start")
+off = Daemon(mock=Mock())
+t.eq(off.status()["redis"], "off", "status: redis off without the redis key")
+off.stop()
+
+# 1. Load across rotations: one token call per rotation, no failed send.
+calls0 = mock.token_calls()
+t0 = time.time()
+ok, errors = load(daemons, 25)
+calls = mock.token_calls() - calls0
+rotations = (time.time() - t0) / 10.0
+t.ok(ok > 500 and not errors, "%d sends by three daemons over 25 s of rotation, none failed"
+     % ok, errors[:3])
+t.ok(1 <= calls <= int(rotations) + 2,
+     "%d token calls for %.1f rotations of three daemons" % (calls, rotations))
+keys = (redis.cli("KEYS", "wxpushd:*") or "").split()
+t.ok(TOKEN_KEY in keys and "wxpushd:gen:" + APPID in keys, "the token is in Redis", keys)
+
+# 2. The lease holder killed with SIGKILL mid-refresh: another takes over.
+mock.fault("/cgi-bin/stable_token", 1, delay_ms=20000)
+holder = None
+end = time.time() + 15
+while holder is None and time.time() < end:
+    for d in daemons:
+        if d.cred()["state"] == "refreshing":
+            holder = d
+            break
+    time.sleep(0.05)
+t.ok(holder is not None, "a daemon is refreshing with the lease")
+gen0 = shared_gen(redis)
+killed_at = time.time()
+if holder is not None:
+    holder.stop(signal.SIGKILL)
+rest = [d for d in daemons if d is not holder]
+t.ok(wait_for(lambda: shared_gen(redis) > gen0, 10, 0.1),
+     "another daemon refreshed within the lease (%.1f s after the kill)"
+     % (time.time() - killed_at))
+t.ok(all(d.call("send", message())[0] is None for d in rest), "the others keep sending")
+if holder is not None:
+    holder.start()
+t.ok(wait_for(lambda: holder is None or holder.cred()["state"] == "valid", 10, 0.1),
+     "the killed daemon restarts with the shared token")
+
+# 3. Redis restarted empty: nothing lost, the daemons repopulate it.
+redis.kill()
+t.ok(wait_for(lambda: "unreachable" in modes(daemons), 5, 0.1), "Redis killed: unreachable")
+redis.start()
+t.eq(redis.cli("EXISTS", TOKEN_KEY), "0", "Redis restarted empty")
+t.ok(wait_for(lambda: modes(daemons) == ["connected"] * 3, 10, 0.1),
+     "the daemons reconnect", modes(daemons))
+t.ok(wait_for(lambda: redis.cli("EXISTS", TOKEN_KEY) == "1", 5, 0.1),
+     "they put the token back in Redis")
+t.ok(all(d.call("send", message())[0] is None for d in daemons), "sends still work")
+
+# 4. Redis down for longer than a token's life: each keeps sending on its own.
+redis.kill()
+t.ok(wait_for(lambda: modes(daemons) == ["unreachable"] * 3, 5, 0.1),
+     "status: unreachable", modes(daemons))
+calls0 = mock.token_calls()
+ok, errors = load(daemons, 45, )
+t.ok(ok > 800 and not errors, "%d sends over 45 s without Redis, none failed" % ok, errors[:3])
+t.ok(mock.token_calls() - calls0 >= 3, "each daemon refreshed on its own (%d token calls)"
+     % (mock.token_calls() - calls0))
+t.ok(all(d.cred()["state"] == "valid" for d in daemons), "all still valid")
+redis.start()
+t.ok(wait_for(lambda: modes(daemons) == ["connected"] * 3, 10, 0.1),
+     "Redis back: status connected", modes(daemons))
+t.ok(wait_for(lambda: redis.cli("EXISTS", TOKEN_KEY) == "1", 5, 0.1),
+     "the token is in Redis again")
+
+for d in daemons:
+    t.eq(d.stop(), 0, "daemon stops cleanly")
+redis.kill()
+t.done()
