@@ -25,6 +25,11 @@
 #define COMPONENT_SPREAD_RATE	100	/* ... at about this many per second */
 #define COMPONENT_QUERIES_MAX	256	/* api_query_auth calls in flight */
 #define COMPONENT_ERRMSG_MAX	200
+#define COMPONENT_REDIRECT_MAX	1024	/* bytes of a preauth redirect_uri */
+#define COMPONENT_PREAUTH_LIFE	86400	/* longest expires_in believed */
+/* The longest authorization page URL: every value at its limit, encoded. */
+#define COMPONENT_URL_MAX	(192 + 3 * (2 * WX_APPID_MAX + WX_TOKEN_MAX + \
+				    COMPONENT_REDIRECT_MAX))
 
 #define COMPONENT_NITEMS(a)	(sizeof (a) / sizeof (a)[0])
 
@@ -36,6 +41,7 @@
 #define COMPONENT_REAUTH	0x10	/* 61023 and no other refresh token */
 
 struct component_query;
+struct component_preauth;
 
 /* What a platform has besides its credential. */
 struct component {
@@ -46,6 +52,7 @@ struct component {
 	time_t			 ticket_at;
 	uint64_t		 ticket_seq;	/* bumped with every ticket */
 	uint64_t		 ticket_used;	/* ticket_seq of the one in c->call */
+	time_t			 ticket_bad_at;	/* received_at of one WeChat refused */
 	time_t			 push_at;	/* last api_start_push_ticket, 0 never */
 	struct upstream_call	*push_call;
 
@@ -69,7 +76,17 @@ struct component_query {
 	char			 expected[WX_APPID_MAX + 1];	/* the event's, or "" */
 	component_done_cb	 done;
 	void			*arg;
+	struct component_preauth *preauth;	/* api_create_preauthcode */
 	TAILQ_ENTRY(component_query) entry;
+};
+
+/* What the authorization page of a preauth call is built from. */
+struct component_preauth {
+	struct request		*req;
+	char			 redirect_uri[COMPONENT_REDIRECT_MAX + 1];
+	char			 biz_appid[WX_APPID_MAX + 1];	/* "" if none */
+	int			 auth_type;	/* 1..3, 0 if none */
+	int			 mobile;
 };
 
 /* Loading a component's stored authorizers. */
@@ -295,14 +312,61 @@ component_ticket_set(struct component *comp, const char *ticket)
 	if (store_ticket_save(comp->appid, ticket, now) == -1)
 		log_warnx("%s: could not store the verify ticket; using it "
 		    "anyway", comp->appid);
+	redis_ticket_put(comp->appid, ticket, now);	/* for the other hosts */
 	if (c->call == NULL && (!cred_usable(c) || c->failures > 0))
 		cred_refresh(c, 0);
+}
+
+/*
+ * A ticket another host received, from Redis (redis.c): kept like one pushed
+ * to us if it is later than ours and not one WeChat refused.
+ */
+void
+component_ticket_shared(const char *appid, const char *ticket, time_t at)
+{
+	struct component *comp;
+	struct cred *c;
+	time_t now = time(NULL);
+
+	if ((comp = component_find(appid)) == NULL ||
+	    !component_token_ok(ticket) || at < comp->ticket_at ||
+	    strcmp(ticket, comp->ticket) == 0 || at <= comp->ticket_bad_at ||
+	    now - at >= COMPONENT_TICKET_LIFE)
+		return;
+	if (at > now)
+		at = now;	/* another host's clock is ahead */
+	c = comp->cred;
+	snprintf(comp->ticket, sizeof comp->ticket, "%s", ticket);
+	comp->ticket_at = at;
+	comp->ticket_seq++;
+	if (store_ticket_save(comp->appid, ticket, at) == -1)
+		log_warnx("%s: could not store the verify ticket; using it "
+		    "anyway", comp->appid);
+	log_info("%s: verify ticket from another host (through Redis)",
+	    comp->appid);
+	if (c->call == NULL && (!cred_usable(c) || c->failures > 0))
+		cred_refresh(c, 0);
+}
+
+/* Redis is (back) up: share our valid ticket, or look for one. */
+void
+component_ticket_sync(struct cred *c)
+{
+	struct component *comp;
+
+	if ((comp = component_by_cred(c)) == NULL)
+		return;
+	if (component_ticket_valid(comp))
+		redis_ticket_put(comp->appid, comp->ticket, comp->ticket_at);
+	else
+		redis_ticket_get(comp->appid);
 }
 
 /* WeChat refused the ticket: forget it, also in the store (as too old). */
 static void
 component_ticket_forget(struct component *comp)
 {
+	comp->ticket_bad_at = comp->ticket_at;	/* not again from Redis */
 	if (comp->ticket[0] != '\0' &&
 	    store_ticket_save(comp->appid, comp->ticket, 0) == -1)
 		log_warnx("%s: could not mark the stored ticket invalid",
@@ -348,6 +412,7 @@ component_fetch_component(struct cred *c)
 	}
 	if (!component_ticket_valid(comp)) {
 		component_uncount(c);
+		redis_ticket_get(comp->appid);	/* another host may have one */
 		component_push(comp);
 		cred_fetch_failed(c, 0, "no valid component_verify_ticket; "
 		    "push requested", 0);
@@ -823,6 +888,7 @@ component_query_free(struct component_query *q)
 	q->comp->nqueries--;
 	if (q->call != NULL)
 		upstream_cancel(q->call);
+	free(q->preauth);
 	free(q);
 }
 
@@ -888,10 +954,12 @@ out:
 	component_query_free(q);
 }
 
-/* Exchange an authorization code for an authorizer's tokens. */
-static void
-component_query_start(struct component *comp, const char *code,
-    const char *info_type, const char *expected, component_done_cb done,
+/*
+ * A call that needs the component's token, kept so that a removal or a stop
+ * answers it; NULL after answering if there is no token or too many calls.
+ */
+static struct component_query *
+component_query_new(struct component *comp, component_done_cb done,
     void *arg)
 {
 	struct cred *p = comp->cred;
@@ -901,22 +969,36 @@ component_query_start(struct component *comp, const char *code,
 		component_answer(done, arg, "unavailable", 1, 0, NULL,
 		    "%s has no component_access_token yet%s%s", comp->appid,
 		    p->last_error[0] != '\0' ? ": " : "", p->last_error);
-		return;
+		return (NULL);
 	}
 	if (comp->nqueries >= COMPONENT_QUERIES_MAX) {
 		component_answer(done, arg, "busy", 1, 0, NULL,
 		    "too many authorizations in progress");
-		return;
+		return (NULL);
 	}
 	q = xcalloc(1, sizeof *q);
 	q->comp = comp;
 	q->gen = p->gen;
-	snprintf(q->info_type, sizeof q->info_type, "%s", info_type);
-	snprintf(q->expected, sizeof q->expected, "%s", expected);
 	q->done = done;
 	q->arg = arg;
 	TAILQ_INSERT_TAIL(&comp->queries, q, entry);
 	comp->nqueries++;
+	return (q);
+}
+
+/* Exchange an authorization code for an authorizer's tokens. */
+static void
+component_query_start(struct component *comp, const char *code,
+    const char *info_type, const char *expected, component_done_cb done,
+    void *arg)
+{
+	struct cred *p = comp->cred;
+	struct component_query *q;
+
+	if ((q = component_query_new(comp, done, arg)) == NULL)
+		return;
+	snprintf(q->info_type, sizeof q->info_type, "%s", info_type);
+	snprintf(q->expected, sizeof q->expected, "%s", expected);
 	q->call = component_post_token(p, "/cgi-bin/component/api_query_auth",
 	    json_pack("{s:s, s:s}", "component_appid", comp->appid,
 	    "authorization_code", code), component_query_cb, q);
@@ -1178,13 +1260,22 @@ component_ticket_age(const struct cred *c)
 	return ((int64_t)(time(NULL) - comp->ticket_at));
 }
 
-/* A method's string params: each required, nothing else allowed. */
+/* A param's type; strings unless said otherwise. */
+#define COMPONENT_PARAM_STR	0
+#define COMPONENT_PARAM_INT	1	/* an integer from 1 to max */
+#define COMPONENT_PARAM_BOOL	2
+
+/* A method's params: each required unless optional, nothing else allowed. */
 struct component_param {
 	const char	*name;
 	size_t		 max;
 	int		 bin;		/* MessagePack bin accepted too */
 	const char	*ptr;		/* out */
 	size_t		 len;
+	int		 type;
+	int		 optional;
+	int		 set;		/* out: present */
+	int64_t		 num;		/* out: an int or a bool */
 };
 
 /* Check params against p[0..n); 0, or -1 after answering invalid_request. */
@@ -1225,6 +1316,28 @@ component_params(struct request *req, const msgpack_object *params,
 			return (-1);
 		}
 		v = &kv->val;
+		p[j].set = 1;
+		if (p[j].type == COMPONENT_PARAM_INT) {
+			if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+			    v->via.u64 < 1 || v->via.u64 > p[j].max) {
+				rpc_reply_errorx(req, "invalid_request", 0,
+				    p[j].name, "%s must be an integer from 1 "
+				    "to %zu", p[j].name, p[j].max);
+				return (-1);
+			}
+			p[j].num = (int64_t)v->via.u64;
+			continue;
+		}
+		if (p[j].type == COMPONENT_PARAM_BOOL) {
+			if (v->type != MSGPACK_OBJECT_BOOLEAN) {
+				rpc_reply_errorx(req, "invalid_request", 0,
+				    p[j].name, "%s must be true or false",
+				    p[j].name);
+				return (-1);
+			}
+			p[j].num = v->via.boolean;
+			continue;
+		}
 		if ((v->type != MSGPACK_OBJECT_STR && !(p[j].bin &&
 		    v->type == MSGPACK_OBJECT_BIN)) || v->via.str.size == 0 ||
 		    v->via.str.size > p[j].max) {
@@ -1237,7 +1350,7 @@ component_params(struct request *req, const msgpack_object *params,
 		p[j].len = v->via.str.size;
 	}
 	for (j = 0; j < n; j++) {
-		if (p[j].ptr == NULL) {
+		if (!p[j].set && !p[j].optional) {
 			rpc_reply_errorx(req, "invalid_request", 0, p[j].name,
 			    "%s is missing", p[j].name);
 			return (-1);
@@ -1325,11 +1438,11 @@ void
 component_event_method(struct request *req, const msgpack_object *params)
 {
 	struct component_param p[] = {
-		{ "component_appid", WX_APPID_MAX, 0, NULL, 0 },
-		{ "msg_signature", 64, 0, NULL, 0 },
-		{ "timestamp", 64, 0, NULL, 0 },
-		{ "nonce", 64, 0, NULL, 0 },
-		{ "body", CALLBACK_BODY_MAX, 1, NULL, 0 },
+		{ "component_appid", WX_APPID_MAX, 0, NULL, 0, 0, 0, 0, 0 },
+		{ "msg_signature", 64, 0, NULL, 0, 0, 0, 0, 0 },
+		{ "timestamp", 64, 0, NULL, 0, 0, 0, 0, 0 },
+		{ "nonce", 64, 0, NULL, 0, 0, 0, 0, 0 },
+		{ "body", CALLBACK_BODY_MAX, 1, NULL, 0, 0, 0, 0, 0 },
 	};
 	struct component_conf *cc;
 	struct callback_event ev;
@@ -1384,8 +1497,8 @@ void
 component_authorize_method(struct request *req, const msgpack_object *params)
 {
 	struct component_param p[] = {
-		{ "component_appid", WX_APPID_MAX, 0, NULL, 0 },
-		{ "authorization_code", WX_TOKEN_MAX, 0, NULL, 0 },
+		{ "component_appid", WX_APPID_MAX, 0, NULL, 0, 0, 0, 0, 0 },
+		{ "authorization_code", WX_TOKEN_MAX, 0, NULL, 0, 0, 0, 0, 0 },
 	};
 	struct component_conf *cc;
 	char code[WX_TOKEN_MAX + 1];
@@ -1403,4 +1516,196 @@ component_authorize_method(struct request *req, const msgpack_object *params)
 	component_query_start(component_find(cc->appid), code, "authorize", "",
 	    component_authorize_done, req);
 	explicit_bzero(code, sizeof code);
+}
+
+/*
+ * Append name=value to the URL in buf, value percent-encoded: everything but
+ * RFC 3986's unreserved characters (ALPHA DIGIT - . _ ~) becomes %XX.
+ */
+static void
+component_url_add(char *buf, size_t len, const char *name, const char *value)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	const unsigned char *v;
+	size_t n = strlen(buf);
+
+	n += snprintf(buf + n, len - n, "%s%s=", strchr(buf, '?') != NULL ?
+	    "&" : "?", name);
+	for (v = (const unsigned char *)value; *v != '\0' && n + 4 < len; v++) {
+		if ((*v >= 'a' && *v <= 'z') || (*v >= 'A' && *v <= 'Z') ||
+		    (*v >= '0' && *v <= '9') || *v == '-' || *v == '.' ||
+		    *v == '_' || *v == '~')
+			buf[n++] = (char)*v;
+		else {
+			buf[n++] = '%';
+			buf[n++] = hex[*v >> 4];
+			buf[n++] = hex[*v & 0xf];
+		}
+	}
+	buf[n] = '\0';
+}
+
+/* The authorization page for a pre_auth_code, desktop or mobile, in buf. */
+static void
+component_preauth_url(const struct component *comp,
+    const struct component_preauth *pa, const char *code, char *buf,
+    size_t len)
+{
+	char num[16];
+	size_t n;
+	int auth_type = pa->auth_type;
+
+	if (pa->mobile) {
+		snprintf(buf, len, "https://open.weixin.qq.com/wxaopen/safe/"
+		    "bindcomponent?action=bindcomponent&no_scan=1");
+		if (auth_type == 0)
+			auth_type = 3;	/* the mobile page wants one: both */
+	} else
+		snprintf(buf, len, "https://mp.weixin.qq.com/cgi-bin/"
+		    "componentloginpage");
+	component_url_add(buf, len, "component_appid", comp->appid);
+	component_url_add(buf, len, "pre_auth_code", code);
+	component_url_add(buf, len, "redirect_uri", pa->redirect_uri);
+	if (auth_type != 0) {
+		snprintf(num, sizeof num, "%d", auth_type);
+		component_url_add(buf, len, "auth_type", num);
+	}
+	if (pa->biz_appid[0] != '\0')
+		component_url_add(buf, len, "biz_appid", pa->biz_appid);
+	n = strlen(buf);
+	if (pa->mobile)
+		snprintf(buf + n, len - n, "#wechat_redirect");
+}
+
+/* api_create_preauthcode's answer: the code and its page, or the error. */
+static void
+component_preauth_cb(const struct upstream_reply *r, void *arg)
+{
+	struct component_query *q = arg;
+	struct component *comp = q->comp;
+	struct request *req = q->preauth->req;
+	msgpack_packer *pk;
+	json_t *e;
+	const char *code;
+	char errmsg[COMPONENT_ERRMSG_MAX + 1], url[COMPONENT_URL_MAX];
+	long errcode = component_errcode(r);
+
+	q->call = NULL;
+	if (!r->ok) {
+		component_answer(q->done, q->arg, "unavailable", 1, 0, NULL,
+		    "WeChat is unreachable (%s)", r->error);
+		goto out;
+	}
+	if (errcode == 40001 || errcode == 40014 || errcode == 42001) {
+		cred_token_failed(comp->cred, q->gen, errcode);
+		component_answer(q->done, q->arg, "unavailable", 1, 0, NULL,
+		    "the component_access_token was refused (errcode %ld); it "
+		    "is being refreshed, try again", errcode);
+		goto out;
+	}
+	if (errcode != 0) {
+		component_errmsg(r, errmsg, sizeof errmsg);
+		log_info("%s: api_create_preauthcode refused (errcode %ld)",
+		    comp->appid, errcode);
+		component_answer(q->done, q->arg, "wechat", errcode == -1,
+		    errcode, errmsg, "WeChat refused api_create_preauthcode");
+		goto out;
+	}
+	code = json_string_value(json_object_get(r->json, "pre_auth_code"));
+	e = json_object_get(r->json, "expires_in");
+	if (!component_token_ok(code) || !json_is_integer(e) ||
+	    json_integer_value(e) < 1 ||
+	    json_integer_value(e) > COMPONENT_PREAUTH_LIFE) {
+		component_answer(q->done, q->arg, "unavailable", 1, 0, NULL,
+		    "malformed api_create_preauthcode reply");
+		goto out;
+	}
+	component_preauth_url(comp, q->preauth, code, url, sizeof url);
+	log_debug("%s: pre_auth_code issued", comp->appid);
+	pk = rpc_reply_begin(req, 3);
+	rpc_pack_kv_str(pk, "pre_auth_code", code);
+	rpc_pack_kv_int(pk, "expires_in", json_integer_value(e));
+	rpc_pack_kv_str(pk, "url", url);
+	rpc_reply_end(req);
+	explicit_bzero(url, sizeof url);
+out:
+	component_query_free(q);
+}
+
+/* Whether s is an http or https URL with a host, without spaces or controls. */
+static int
+component_redirect_ok(const char *s, size_t len)
+{
+	size_t i, n;
+
+	if (len > 8 && strncmp(s, "https://", 8) == 0)
+		n = 8;
+	else if (len > 7 && strncmp(s, "http://", 7) == 0)
+		n = 7;
+	else
+		return (0);
+	if (s[n] == '/' || s[n] == '?' || s[n] == '#')
+		return (0);
+	for (i = 0; i < len; i++) {
+		if ((unsigned char)s[i] <= 0x20 || s[i] == 0x7f)
+			return (0);
+	}
+	return (1);
+}
+
+/*
+ * preauth {component_appid, redirect_uri, auth_type?, biz_appid?, mobile?}:
+ * api_create_preauthcode, answered with the code and the authorization page
+ * to send the merchant to.
+ */
+void
+component_preauth_method(struct request *req, const msgpack_object *params)
+{
+	struct component_param p[] = {
+		{ "component_appid", WX_APPID_MAX, 0, NULL, 0, 0, 0, 0, 0 },
+		{ "redirect_uri", COMPONENT_REDIRECT_MAX, 0, NULL, 0, 0, 0, 0,
+		    0 },
+		{ "auth_type", 3, 0, NULL, 0, COMPONENT_PARAM_INT, 1, 0, 0 },
+		{ "biz_appid", WX_APPID_MAX, 0, NULL, 0, 0, 1, 0, 0 },
+		{ "mobile", 0, 0, NULL, 0, COMPONENT_PARAM_BOOL, 1, 0, 0 },
+	};
+	struct component_conf *cc;
+	struct component *comp;
+	struct component_preauth *pa;
+	struct component_query *q;
+
+	if (component_params(req, params, p, COMPONENT_NITEMS(p)) != 0)
+		return;
+	if ((cc = component_method_find(req, &p[0], "preauth")) == NULL)
+		return;
+	if (!component_redirect_ok(p[1].ptr, p[1].len)) {
+		rpc_reply_errorx(req, "invalid_request", 0, "redirect_uri",
+		    "redirect_uri must be an http:// or https:// URL with a "
+		    "host, without spaces or control characters");
+		return;
+	}
+	if (p[3].set && !callback_appid_ok(p[3].ptr, p[3].len)) {
+		rpc_reply_errorx(req, "invalid_request", 0, "biz_appid",
+		    "biz_appid must be 1 to %d of A-Z a-z 0-9 _ -",
+		    WX_APPID_MAX);
+		return;
+	}
+	pa = xcalloc(1, sizeof *pa);
+	pa->req = req;
+	memcpy(pa->redirect_uri, p[1].ptr, p[1].len);
+	if (p[3].set)
+		memcpy(pa->biz_appid, p[3].ptr, p[3].len);
+	pa->auth_type = p[2].set ? (int)p[2].num : 0;
+	pa->mobile = p[4].set && p[4].num;
+
+	comp = component_find(cc->appid);
+	if ((q = component_query_new(comp, component_authorize_done,
+	    req)) == NULL) {
+		free(pa);
+		return;
+	}
+	q->preauth = pa;
+	q->call = component_post_token(comp->cred, "/cgi-bin/component/"
+	    "api_create_preauthcode", json_pack("{s:s}", "component_appid",
+	    comp->appid), component_preauth_cb, q);
 }

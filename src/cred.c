@@ -292,8 +292,9 @@ cred_got_token(struct cred *c, const char *token, int expires_in)
 	c->last_errcode = 0;
 	c->last_error[0] = '\0';
 	if (!same) {
-		/* Whether this token replaces one WeChat refused (for the breaker). */
-		c->after_refusal = c->invalid;
+		/* Whether a refusal asked for this token (for the breaker). */
+		c->after_refusal = c->refusal_refresh;
+		c->refusal_refresh = 0;
 		freezero_str(c->token);
 		c->token = xstrdup(token);
 		c->gen++;
@@ -342,7 +343,8 @@ cred_adopt(struct cred *c, const char *token, time_t expires_at, uint64_t rgen)
 		return;
 	}
 	if (c->token == NULL || strcmp(c->token, token) != 0) {
-		c->after_refusal = c->invalid;
+		c->after_refusal = c->refusal_refresh;
+		c->refusal_refresh = 0;
 		freezero_str(c->token);
 		c->token = xstrdup(token);
 		c->gen++;
@@ -461,6 +463,16 @@ cred_token_failed(struct cred *c, uint64_t gen, long errcode)
 
 	if (gen != c->gen || c->invalid || now < c->breaker_until)
 		return;		/* handled already: the send retries or fails */
+	if (c->call != NULL) {
+		/*
+		 * A refresh is in flight: the classic API kills the old token
+		 * when it issues the new one, so this refusal is most likely our
+		 * own doing. Stop using the token and wait for the new one; it
+		 * says nothing about fresh tokens being refused.
+		 */
+		c->invalid = 1;
+		return;
+	}
 	if (c->after_refusal && now - c->token_issued < CRED_BREAKER_WINDOW) {
 		c->breaker_until = now + c->breaker_backoff;
 		log_warnx("%s: a token fetched %lld s ago was refused (errcode "
@@ -477,6 +489,7 @@ cred_token_failed(struct cred *c, uint64_t gen, long errcode)
 	log_info("%s: token refused (errcode %ld), refreshing", c->appid,
 	    errcode);
 	c->invalid = 1;
+	c->refusal_refresh = 1;
 	cred_refresh(c, 0);
 }
 

@@ -20,6 +20,7 @@ static const struct method methods[] = {
 	{ "stats", method_stats },
 	{ "component_event", component_event_method },
 	{ "authorize", component_authorize_method },
+	{ "preauth", component_preauth_method },
 };
 
 const struct method *

@@ -13,6 +13,8 @@
  * cannot be reached, each daemon refreshes on its own (cred.c as without
  * Redis) and reconciles when Redis returns: the token issued last wins.
  * SQLite stays the durable copy: Redis restarted empty loses nothing.
+ * Components' verify tickets are shared too (wxpushd:ticket:APPID,
+ * "RECEIVED_AT:TICKET", the latest wins; "ticket:APPID" on the channel).
  */
 #include "config.h"
 
@@ -45,11 +47,13 @@
 #define REDIS_START_WAIT_MS	200	/* a credential waiting for the connection */
 #define REDIS_MIN_LEFT		5	/* a shared token with less left is not taken */
 #define REDIS_LEASE_EXTRA	2	/* lease: upstream_timeout plus this, seconds */
+#define REDIS_TICKET_PREFIX	"ticket:"	/* on the channel: a component's ticket */
 
 enum redis_state { RSTATE_OFF, RSTATE_CONNECTING, RSTATE_CONNECTED,
 	RSTATE_DOWN };
 enum redis_opkind { REDIS_OP_ACQUIRE, REDIS_OP_PUBLISH, REDIS_OP_RECONCILE,
-	REDIS_OP_GET, REDIS_OP_RELEASE, REDIS_OP_SETUP, REDIS_OP_PING };
+	REDIS_OP_GET, REDIS_OP_RELEASE, REDIS_OP_SETUP, REDIS_OP_PING,
+	REDIS_OP_TICKET };
 
 /* One command in flight; names its credential by appid, which may go away. */
 struct redis_op {
@@ -71,9 +75,12 @@ static time_t		 redis_attempt;	/* when the last connection started */
 static time_t		 redis_progress;	/* last reply, or first unanswered send */
 static int		 redis_pending;	/* commands unanswered */
 static int		 redis_closing;
+static int		 redis_warned;	/* the outage is logged */
 
 static void	redis_connect(void);
 static void	redis_down(const char *);
+static int	redis_command(struct redis_op *, int, const char **);
+static struct redis_op	*redis_op_new(enum redis_opkind, const struct cred *);
 
 /*
  * Take the lease or a newer token. KEYS: token, lease, gen; ARGV: our
@@ -111,8 +118,8 @@ static const char redis_lua_publish[] =
     "  if g >= tonumber(ARGV[1]) then return {'stale', v} end "
     "end "
     "if tonumber(ARGV[2]) > tonumber(ARGV[7]) then "
-    "  redis.call('SET', KEYS[1], ARGV[1] .. ':' .. ARGV[2] .. ':' .. ARGV[3], "
-    "      'EXAT', ARGV[2]) end "
+    "  redis.call('SET', KEYS[1], ARGV[1] .. ':' .. ARGV[2] .. ':' .. ARGV[3]) "
+    "  redis.call('EXPIREAT', KEYS[1], ARGV[2]) end "
     "if (tonumber(redis.call('GET', KEYS[3])) or 0) < tonumber(ARGV[1]) then "
     "  redis.call('SET', KEYS[3], ARGV[1]) end "
     "redis.call('PUBLISH', ARGV[5], ARGV[6]) "
@@ -136,10 +143,29 @@ static const char redis_lua_reconcile[] =
     "local m = math.max(n, tonumber(ARGV[1]) + 1, sg + 1) "
     "if m ~= n then redis.call('SET', KEYS[2], m) end "
     "if tonumber(ARGV[2]) > tonumber(ARGV[6]) then "
-    "  redis.call('SET', KEYS[1], m .. ':' .. ARGV[2] .. ':' .. ARGV[3], "
-    "      'EXAT', ARGV[2]) end "
+    "  redis.call('SET', KEYS[1], m .. ':' .. ARGV[2] .. ':' .. ARGV[3]) "
+    "  redis.call('EXPIREAT', KEYS[1], ARGV[2]) end "
     "redis.call('PUBLISH', ARGV[4], ARGV[5]) "
     "return {'written', tostring(m)}";
+
+/*
+ * A component's verify ticket: stored unless the stored one was received later
+ * (in the same second, the last written wins), kept 12 hours; answers the
+ * latest. KEYS: ticket; ARGV: received_at, ticket,
+ * channel, message.
+ */
+static const char redis_lua_ticket[] =
+    "local v = redis.call('GET', KEYS[1]) "
+    "if v then "
+    "  local at = tonumber(string.match(v, '^(%d+):')) or 0 "
+    "  if at > tonumber(ARGV[1]) or v == ARGV[1] .. ':' .. ARGV[2] then "
+    "    return v end "
+    "end "
+    "local nv = ARGV[1] .. ':' .. ARGV[2] "
+    "redis.call('SET', KEYS[1], nv) "
+    "redis.call('EXPIREAT', KEYS[1], tonumber(ARGV[1]) + 43200) "
+    "redis.call('PUBLISH', ARGV[3], ARGV[4]) "
+    "return nv";
 
 /* Drop the lease if it is still ours. KEYS: lease; ARGV: owner. */
 static const char redis_lua_release[] =
@@ -234,6 +260,7 @@ redis_take(struct cred *c, const char *v, size_t len, int any)
 		log_info("%s: using the token from Redis (generation %llu), "
 		    "expires in %lld s", c->appid, (unsigned long long)gen,
 		    (long long)(expires_at - time(NULL)));
+		c->redis_busy = 0;	/* no longer waiting */
 		cred_adopt(c, token, expires_at, gen);
 	}
 	OPENSSL_cleanse(token, sizeof token);
@@ -281,15 +308,25 @@ redis_acquire_done(struct cred *c, const struct redis_op *op,
 	unsigned long long gen;
 
 	c->redis_busy = 0;
-	if (redis_pair(r, &what, &val) != 0) {
-		/* Redis failed us: try again soon, locally if it is down. */
+	if (r != NULL && redis_pair(r, &what, &val) != 0) {
+		/* Redis is up but refuses (a read-only replica, out of memory...). */
+		log_warnx("%s: Redis cannot lease the refresh: refreshing on our "
+		    "own", c->appid);
+		c->redis_busy = 3;
+		redis_arm(c, 0);
+		return;
+	}
+	if (r == NULL) {
+		/* No answer: try again soon, locally if Redis is down. */
 		redis_arm(c, cred_usable(c) ? REDIS_POLL_MS : REDIS_START_WAIT_MS);
 		return;
 	}
 	if (redis_is(what, "token")) {
 		redis_take(c, val->str, val->len, 0);
-		if (c->invalid || !cred_usable(c))
+		if (c->invalid || !cred_usable(c)) {
+			c->redis_busy = 2;
 			redis_arm(c, REDIS_POLL_MS);
+		}
 	} else if (redis_is(what, "lease")) {
 		gen = strtoull(val->str, NULL, 10);
 		if (gen == 0)
@@ -302,8 +339,75 @@ redis_acquire_done(struct cred *c, const struct redis_op *op,
 	} else {
 		/* Another daemon refreshes: keep our token, look again soon. */
 		log_debug("%s: another daemon holds the lease", c->appid);
+		c->redis_busy = 2;
 		redis_arm(c, REDIS_POLL_MS);
 	}
+}
+
+/* A stored "RECEIVED_AT:TICKET" for a component: hand it to component.c. */
+static void
+redis_ticket_reply(const char *appid, const char *v, size_t len)
+{
+	char ticket[WX_TOKEN_MAX + 1];
+	unsigned long long at = 0;
+	size_t i = 0, tl;
+
+	while (i < len && i < 19 && v[i] >= '0' && v[i] <= '9')
+		at = at * 10 + (unsigned long long)(v[i++] - '0');
+	if (i == 0 || i >= len || v[i] != ':')
+		return;
+	tl = len - i - 1;
+	if (tl == 0 || tl > WX_TOKEN_MAX)
+		return;
+	memcpy(ticket, v + i + 1, tl);
+	ticket[tl] = '\0';
+	if (strlen(ticket) == tl)	/* no NUL inside */
+		component_ticket_shared(appid, ticket, (time_t)at);
+	OPENSSL_cleanse(ticket, sizeof ticket);
+}
+
+/* Share a component's verify ticket received at at; the latest one wins. */
+void
+redis_ticket_put(const char *appid, const char *ticket, time_t at)
+{
+	char key[128], ats[24], msg[sizeof REDIS_TICKET_PREFIX + WX_APPID_MAX];
+	const char *argv[8];
+	struct redis_op *op;
+
+	if (redis_state != RSTATE_CONNECTED)
+		return;
+	snprintf(key, sizeof key, "wxpushd:ticket:%s", appid);
+	snprintf(ats, sizeof ats, "%lld", (long long)at);
+	snprintf(msg, sizeof msg, REDIS_TICKET_PREFIX "%s", appid);
+	argv[0] = "EVAL";
+	argv[1] = redis_lua_ticket;
+	argv[2] = "1";
+	argv[3] = key;
+	argv[4] = ats;
+	argv[5] = ticket;
+	argv[6] = redis_channel;
+	argv[7] = msg;
+	op = redis_op_new(REDIS_OP_TICKET, NULL);
+	snprintf(op->appid, sizeof op->appid, "%s", appid);
+	redis_command(op, 8, argv);
+}
+
+/* Read a component's shared verify ticket, if any. */
+void
+redis_ticket_get(const char *appid)
+{
+	char key[128];
+	const char *argv[2];
+	struct redis_op *op;
+
+	if (redis_state != RSTATE_CONNECTED)
+		return;
+	snprintf(key, sizeof key, "wxpushd:ticket:%s", appid);
+	argv[0] = "GET";
+	argv[1] = key;
+	op = redis_op_new(REDIS_OP_TICKET, NULL);
+	snprintf(op->appid, sizeof op->appid, "%s", appid);
+	redis_command(op, 2, argv);
 }
 
 /* Every command's answer. */
@@ -319,7 +423,8 @@ redis_reply_cb(redisAsyncContext *ac, void *reply, void *arg)
 		redis_pending--;
 	if (r != NULL)
 		redis_progress = time(NULL);
-	if (r != NULL && r->type == REDIS_REPLY_ERROR)
+	if (r != NULL && r->type == REDIS_REPLY_ERROR &&
+	    (op->kind != REDIS_OP_SETUP || !redis_warned))
 		log_warnx("redis: %.*s", r->len > 200 ? 200 : (int)r->len,
 		    r->str);
 	if (op->kind == REDIS_OP_SETUP) {
@@ -327,9 +432,12 @@ redis_reply_cb(redisAsyncContext *ac, void *reply, void *arg)
 		if (r != NULL && r->type == REDIS_REPLY_STATUS &&
 		    redis_state == RSTATE_CONNECTING && !redis_closing) {
 			redis_state = RSTATE_CONNECTED;
+			redis_warned = 0;
 			log_info("redis: connected to %s:%d/%d", redis_host,
 			    redis_port, redis_db);
 			TAILQ_FOREACH(c, &cred_all, entry) {
+				if (c->kind == CRED_COMPONENT && !c->removed)
+					component_ticket_sync(c);
 				if (!redis_shared(c))
 					continue;
 				if (c->token != NULL && !c->invalid &&
@@ -345,10 +453,20 @@ redis_reply_cb(redisAsyncContext *ac, void *reply, void *arg)
 		free(op);
 		return;
 	}
+	if (op->kind == REDIS_OP_TICKET) {
+		if (!redis_closing && redis_state == RSTATE_CONNECTED &&
+		    r != NULL && r->type == REDIS_REPLY_STRING)
+			redis_ticket_reply(op->appid, r->str, r->len);
+		free(op);
+		return;
+	}
 	if ((c = redis_op_cred(op)) == NULL) {
 		free(op);
 		return;
 	}
+	/* A late answer on a connection we gave up on counts for nothing. */
+	if (redis_state != RSTATE_CONNECTED)
+		r = NULL;
 	switch (op->kind) {
 	case REDIS_OP_ACQUIRE:
 		redis_acquire_done(c, op, r);
@@ -435,6 +553,10 @@ redis_refresh(struct cred *c, int force)
 
 	if (!redis_shared(c) || c->redis_lease != 0)
 		return (-1);	/* not shared, or we hold the lease: fetch */
+	if (c->redis_busy == 3) {
+		c->redis_busy = 0;	/* Redis refused the lease: this once, alone */
+		return (-1);
+	}
 	if (redis_state == RSTATE_CONNECTING &&
 	    time(NULL) - redis_attempt <= REDIS_CONNECT_TIMEOUT) {
 		/* At start: the token in Redis may spare a call. */
@@ -443,8 +565,8 @@ redis_refresh(struct cred *c, int force)
 	}
 	if (redis_state != RSTATE_CONNECTED)
 		return (-1);	/* local mode */
-	if (c->redis_busy)
-		return (0);
+	if (c->redis_busy == 1)
+		return (0);	/* asked already */
 	redis_keys(c->appid, tok, lease, gen, sizeof tok);
 	snprintf(rgen, sizeof rgen, "%llu", (unsigned long long)c->redis_gen);
 	snprintf(minexp, sizeof minexp, "%lld",
@@ -557,6 +679,7 @@ redis_sub_cb(redisAsyncContext *ac, void *reply, void *arg)
 	char appid[WX_APPID_MAX + 1], tok[128], lease[128], gen[128];
 	const char *argv[2];
 	struct cred *c;
+	size_t plen;
 
 	(void)ac;
 	(void)arg;
@@ -565,6 +688,17 @@ redis_sub_cb(redisAsyncContext *ac, void *reply, void *arg)
 	    !redis_is(r->element[0], "message"))
 		return;
 	a = r->element[2];
+	plen = sizeof REDIS_TICKET_PREFIX - 1;
+	if (a->type == REDIS_REPLY_STRING && a->len > plen &&
+	    a->len - plen <= WX_APPID_MAX &&
+	    memcmp(a->str, REDIS_TICKET_PREFIX, plen) == 0) {
+		/* A component's new verify ticket. */
+		memcpy(appid, a->str + plen, a->len - plen);
+		appid[a->len - plen] = '\0';
+		if (redis_state == RSTATE_CONNECTED)
+			redis_ticket_get(appid);
+		return;
+	}
 	if (a->type != REDIS_REPLY_STRING || a->len == 0 ||
 	    a->len > WX_APPID_MAX)
 		return;
@@ -640,8 +774,10 @@ redis_down(const char *why)
 	if (redis_state == RSTATE_CONNECTED)
 		log_warnx("redis: %s; each credential refreshes on its own "
 		    "until Redis returns", why);
-	else if (redis_state == RSTATE_CONNECTING)
-		log_warnx("redis: %s:%d: %s", redis_host, redis_port, why);
+	else if (redis_state == RSTATE_CONNECTING && !redis_warned)
+		log_warnx("redis: %s:%d: %s; retrying every %d s", redis_host,
+		    redis_port, why, REDIS_RETRY);
+	redis_warned = 1;	/* once per outage */
 	redis_state = RSTATE_DOWN;
 	TAILQ_FOREACH(c, &cred_all, entry) {
 		if (!redis_shared(c))
@@ -666,8 +802,10 @@ redis_open(void)
 	if (ac == NULL)
 		return (NULL);
 	if (ac->err) {
-		log_warnx("redis: %s:%d: %s", redis_host, redis_port,
-		    ac->errstr);
+		if (!redis_warned)
+			log_warnx("redis: %s:%d: %s", redis_host, redis_port,
+			    ac->errstr);
+		redis_warned = 1;
 		redisAsyncFree(ac);
 		return (NULL);
 	}

@@ -342,8 +342,10 @@ send_token_refused(struct send *s, long errcode, const char *errmsg)
 		    "wxpushd is stopping");
 		return;
 	}
-	if ((cred_usable(c) && c->gen != s->gen) || c->call != NULL) {
-		/* A newer token is here, or on its way: wait in line for it. */
+	if ((cred_usable(c) && c->gen != s->gen) || c->call != NULL ||
+	    c->redis_busy != 0) {
+		/* A newer token is here, or on its way (perhaps from another
+		 * daemon through Redis): wait in line for it. */
 		send_requeue(s);
 		cred_pump(c);
 		return;

@@ -59,6 +59,9 @@ struct upstream_call {
 	char			 path[96];	/* for the debug log only */
 	struct timespec		 start;
 
+	unsigned int		 conf_gen;	/* configuration its handle has */
+	int			 post;		/* method its handle is set for */
+
 	const char		*early_error;	/* failed before the transfer */
 	CURLcode		 result;
 	char			 errbuf[CURL_ERROR_SIZE];
@@ -70,6 +73,7 @@ TAILQ_HEAD(upstream_calls, upstream_call);
 /* One per socket curl watches; freed on CURL_POLL_REMOVE. */
 struct upstream_sock {
 	struct event		 ev;
+	short			 kind;		/* the events ev watches */
 	LIST_ENTRY(upstream_sock) entry;
 };
 
@@ -87,6 +91,8 @@ static char			*upstream_api_base;
 static char			*upstream_ca_file;
 static long			 upstream_timeout_ms = 10000;
 static long			 upstream_connect_ms = 5000;
+/* Bumped by upstream_configure: handles set for an older one are reset. */
+static unsigned int		 upstream_conf_gen = 1;
 
 static struct upstream_calls	 upstream_active = TAILQ_HEAD_INITIALIZER(upstream_active);
 static struct upstream_calls	 upstream_done = TAILQ_HEAD_INITIALIZER(upstream_done);
@@ -259,8 +265,11 @@ upstream_socket_cb(__attribute__((unused)) CURL *easy, curl_socket_t s,
 		us = xcalloc(1, sizeof *us);
 		LIST_INSERT_HEAD(&upstream_socks, us, entry);
 		curl_multi_assign(upstream_multi, s, us);
-	} else
+	} else if (us->kind == kind)
+		return (0);	/* already watched so: no epoll_ctl */
+	else
 		event_del(&us->ev);
+	us->kind = kind;
 	event_assign(&us->ev, upstream_base, s, kind, upstream_event_cb, NULL);
 	event_add(&us->ev, NULL);
 	return (0);
@@ -512,6 +521,10 @@ upstream_configure(const struct config *conf)
 	upstream_timeout_ms = ms;
 	upstream_connect_ms = ms < UPSTREAM_CONNECT_MAX ? ms :
 	    UPSTREAM_CONNECT_MAX;
+
+	/* Recycled handles take the new settings at their next call. */
+	if (++upstream_conf_gen == 0)
+		upstream_conf_gen = 1;
 }
 
 #define UPSTREAM_SETOPT(o, v) do {					\
@@ -551,7 +564,10 @@ upstream_call_setopt_once(struct upstream_call *call)
 
 /*
  * The options of this call: URL, configuration (which a reload may change)
- * and method. A recycled handle keeps its connection, DNS and TLS state.
+ * and method. A recycled handle keeps its connection, DNS and TLS state, and
+ * its options: the configuration is set again only when it has changed since
+ * (libcurl copies the CA strings each time), the headers only when the method
+ * has. A failed setopt leaves the handle marked to be set again in full.
  */
 static int
 upstream_call_setopt(struct upstream_call *call, int post)
@@ -561,19 +577,24 @@ upstream_call_setopt(struct upstream_call *call, int post)
 	int		 bad = 0;
 
 	UPSTREAM_SETOPT(CURLOPT_URL, call->url.data);
-	UPSTREAM_SETOPT(CURLOPT_TIMEOUT_MS, upstream_timeout_ms);
-	UPSTREAM_SETOPT(CURLOPT_CONNECTTIMEOUT_MS, upstream_connect_ms);
 
-	/* With a ca_file only it is trusted; without, the system's CAs. */
-	if (upstream_ca_file != NULL) {
-		cainfo = upstream_ca_file;
-		capath = NULL;
-	} else {
-		cainfo = upstream_default_cainfo;
-		capath = upstream_default_capath;
+	if (call->conf_gen != upstream_conf_gen) {
+		UPSTREAM_SETOPT(CURLOPT_TIMEOUT_MS, upstream_timeout_ms);
+		UPSTREAM_SETOPT(CURLOPT_CONNECTTIMEOUT_MS,
+		    upstream_connect_ms);
+
+		/* With a ca_file only it is trusted; without, the system's. */
+		if (upstream_ca_file != NULL) {
+			cainfo = upstream_ca_file;
+			capath = NULL;
+		} else {
+			cainfo = upstream_default_cainfo;
+			capath = upstream_default_capath;
+		}
+		UPSTREAM_SETOPT(CURLOPT_CAINFO, cainfo);
+		UPSTREAM_SETOPT(CURLOPT_CAPATH, capath);
+		call->conf_gen = bad ? 0 : upstream_conf_gen;
 	}
-	UPSTREAM_SETOPT(CURLOPT_CAINFO, cainfo);
-	UPSTREAM_SETOPT(CURLOPT_CAPATH, capath);
 
 	if (post) {
 		/* Our own copy, wiped when the call ends: no copy inside curl. */
@@ -581,13 +602,18 @@ upstream_call_setopt(struct upstream_call *call, int post)
 		    (curl_off_t)call->body.len);
 		UPSTREAM_SETOPT(CURLOPT_POSTFIELDS,
 		    call->body.data != NULL ? call->body.data : "");
-		UPSTREAM_SETOPT(CURLOPT_HTTPHEADER, upstream_post_headers);
-	} else {
+		if (call->post != 1) {
+			UPSTREAM_SETOPT(CURLOPT_HTTPHEADER,
+			    upstream_post_headers);
+			call->post = bad ? -1 : 1;
+		}
+	} else if (call->post != 0) {
 		/* POSTFIELDS switches to POST, so clear it before HTTPGET. */
 		UPSTREAM_SETOPT(CURLOPT_POSTFIELDS, (char *)NULL);
 		UPSTREAM_SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)-1);
 		UPSTREAM_SETOPT(CURLOPT_HTTPGET, 1L);
 		UPSTREAM_SETOPT(CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
+		call->post = bad ? -1 : 0;
 	}
 	return (bad ? -1 : 0);
 }
@@ -606,6 +632,8 @@ upstream_call_get(void)
 		call = xcalloc(1, sizeof *call);
 		if ((call->easy = curl_easy_init()) == NULL)
 			fatalx("%s: curl_easy_init failed", __func__);
+		call->conf_gen = 0;	/* options not set yet */
+		call->post = -1;
 		if (upstream_call_setopt_once(call) != 0)
 			fatalx("%s: curl_easy_setopt failed", __func__);
 	}

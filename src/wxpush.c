@@ -47,6 +47,9 @@ static const struct {
 	  "       [--miniprogram-appid X --miniprogram-pagepath P] [--idempotency-key K]\n"
 	  "  send --appid A --body FILE   (a WeChat request body as JSON, - for stdin)\n" },
 	{ "authorize", "  authorize --component-appid C --code CODE\n" },
+	{ "preauth",
+	  "  preauth --component-appid C --redirect-uri URL [--auth-type 1|2|3]\n"
+	  "       [--biz-appid A] [--mobile]   (the merchant's authorization page)\n" },
 	{ "call", "  call METHOD [JSON]           (any method, JSON params object or -)\n" },
 	{ "consent-url",
 	  "  consent-url --appid A --scene S --template-id T --redirect-url URL\n"
@@ -878,6 +881,11 @@ wxpush_call_json(const char *method, json_t *params, int how)
 		v = wxpush_get(r, "authorizer_appid");
 		wxpush_fmt_value(buf, sizeof buf, v);
 		printf("%s\n", buf);
+	} else if (how == 'p') {
+		/* The whole URL, which is longer than a cell. */
+		v = wxpush_get(r, "url");
+		if (v != NULL && v->type == MSGPACK_OBJECT_STR)
+			printf("%.*s\n", (int)v->via.str.size, v->via.str.ptr);
 	}
 	msgpack_unpacked_destroy(&res);
 	return (WXPUSH_OK);
@@ -952,7 +960,8 @@ enum {
 	OPT_APPID = 256, OPT_TOUSER, OPT_TEMPLATE_ID, OPT_SCENE, OPT_TITLE,
 	OPT_CONTENT, OPT_COLOR, OPT_URL, OPT_MP_APPID, OPT_MP_PAGEPATH,
 	OPT_IDEMPOTENCY_KEY, OPT_BODY, OPT_COMPONENT_APPID, OPT_CODE,
-	OPT_REDIRECT_URL, OPT_RESERVED,
+	OPT_REDIRECT_URL, OPT_RESERVED, OPT_REDIRECT_URI, OPT_AUTH_TYPE,
+	OPT_BIZ_APPID, OPT_MOBILE,
 	OPT_LAST
 };
 static const struct option wxpush_cmd_longopts[] = {
@@ -973,6 +982,10 @@ static const struct option wxpush_cmd_longopts[] = {
 	{ "code", required_argument, NULL, OPT_CODE },
 	{ "redirect-url", required_argument, NULL, OPT_REDIRECT_URL },
 	{ "reserved", required_argument, NULL, OPT_RESERVED },
+	{ "redirect-uri", required_argument, NULL, OPT_REDIRECT_URI },
+	{ "auth-type", required_argument, NULL, OPT_AUTH_TYPE },
+	{ "biz-appid", required_argument, NULL, OPT_BIZ_APPID },
+	{ "mobile", no_argument, NULL, OPT_MOBILE },
 	{ NULL, 0, NULL, 0 }
 };
 
@@ -1018,7 +1031,7 @@ wxpush_parse(int argc, char **argv, const int *allowed, const char **opts)
 		if (opts[c - OPT_APPID] != NULL)
 			wxpush_usage("option --%s given twice",
 			    wxpush_optname(c));
-		opts[c - OPT_APPID] = optarg;
+		opts[c - OPT_APPID] = optarg != NULL ? optarg : "";	/* a flag */
 	}
 	return (optind);
 }
@@ -1209,6 +1222,42 @@ wxpush_cmd_consent_url(const char **opts)
 	return (WXPUSH_OK);
 }
 
+/*
+ * preauth: a pre_auth_code from the daemon (which holds the platform's token)
+ * and the page where the merchant authorizes the platform. The daemon checks
+ * the values; only the shape of --auth-type is checked here.
+ */
+static int
+wxpush_cmd_preauth(const char **opts)
+{
+	const char	*at = opts[OPT_AUTH_TYPE - OPT_APPID], *biz;
+	json_t		*p;
+	size_t		 i;
+
+	if ((p = json_object()) == NULL)
+		wxpush_nomem();
+	wxpush_json_set(p, "component_appid",
+	    wxpush_need(opts, OPT_COMPONENT_APPID));
+	wxpush_json_set(p, "redirect_uri", wxpush_need(opts, OPT_REDIRECT_URI));
+	if (at != NULL) {
+		for (i = 0; at[i] >= '0' && at[i] <= '9'; i++)
+			;
+		if (i == 0 || i > 9 || at[i] != '\0')
+			wxpush_bad_input("--auth-type must be 1, 2 or 3");
+		if (json_object_set_new(p, "auth_type",
+		    json_integer(strtol(at, NULL, 10))) != 0)
+			wxpush_nomem();
+	}
+	if ((biz = opts[OPT_BIZ_APPID - OPT_APPID]) != NULL)
+		wxpush_json_set(p, "biz_appid", biz);
+	if (opts[OPT_MOBILE - OPT_APPID] != NULL &&
+	    json_object_set_new(p, "mobile", json_true()) != 0)
+		wxpush_nomem();
+	wxpush_call_json("preauth", p, 'p');
+	json_decref(p);
+	return (WXPUSH_OK);
+}
+
 /* Refuse positional arguments after a command that takes none. */
 static void
 wxpush_no_args(int argc, char **argv, int first)
@@ -1234,6 +1283,8 @@ main(int argc, char **argv)
 	    OPT_BODY, 0 };
 	static const int authorize_opts[] = { OPT_COMPONENT_APPID, OPT_CODE,
 	    0 };
+	static const int preauth_opts[] = { OPT_COMPONENT_APPID,
+	    OPT_REDIRECT_URI, OPT_AUTH_TYPE, OPT_BIZ_APPID, OPT_MOBILE, 0 };
 	static const int consent_opts[] = { OPT_APPID, OPT_SCENE,
 	    OPT_TEMPLATE_ID, OPT_REDIRECT_URL, OPT_RESERVED, 0 };
 	const char	*opts[OPT_LAST - OPT_APPID];
@@ -1289,6 +1340,11 @@ main(int argc, char **argv)
 		wxpush_call_json("authorize", p, 'a');
 		json_decref(p);
 		return (WXPUSH_OK);
+	}
+	if (strcmp(argv[0], "preauth") == 0) {
+		first = wxpush_parse(argc, argv, preauth_opts, opts);
+		wxpush_no_args(argc, argv, first);
+		return (wxpush_cmd_preauth(opts));
 	}
 	if (strcmp(argv[0], "consent-url") == 0) {
 		first = wxpush_parse(argc, argv, consent_opts, opts);

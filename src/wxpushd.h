@@ -243,7 +243,8 @@ struct cred {
 	time_t			 refreshed_at;
 	time_t			 token_issued;	/* when we got this token */
 	int			 invalid;	/* the current token was refused */
-	int			 after_refusal;	/* it replaced a refused token */
+	int			 after_refusal;	/* a refusal asked for this token */
+	int			 refusal_refresh; /* the refresh in flight is for one */
 	int			 revoked;
 	int			 removed;	/* gone from the configuration */
 
@@ -271,7 +272,7 @@ struct cred {
 	uint64_t		 parent_gen;	/* the component token its refresh used */
 	uint64_t		 redis_gen;	/* redis.c: shared generation of token */
 	uint64_t		 redis_lease;	/* redis.c: generation leased to us, 0 none */
-	int			 redis_busy;	/* redis.c: a lease request in flight */
+	int			 redis_busy;	/* redis.c: 1 asking, 2 waiting, 3 go alone */
 	struct cred		*hnext;		/* hash chain */
 	TAILQ_ENTRY(cred)	 entry;
 };
@@ -307,6 +308,8 @@ int	 redis_refresh(struct cred *, int);	/* 0: redis.c handles it */
 void	 redis_token(struct cred *);
 void	 redis_release(struct cred *);
 const char	*redis_mode(void);
+void	 redis_ticket_put(const char *, const char *, time_t);
+void	 redis_ticket_get(const char *);
 
 /* send.c: the send method, from request to WeChat's answer. */
 struct send {
@@ -349,12 +352,15 @@ void	 component_revoked(struct cred *);
 void	 component_token_ready(struct cred *);
 void	 component_wanted(struct cred *);
 void	 component_shutdown(void);
+void	 component_ticket_shared(const char *, const char *, time_t);
+void	 component_ticket_sync(struct cred *);
 const char	*component_detail(const struct cred *);
 int64_t	 component_ticket_age(const struct cred *);
 void	 component_event_handle(struct component_conf *,
 	    const struct callback_event *, component_done_cb, void *);
 void	 component_event_method(struct request *, const msgpack_object *);
 void	 component_authorize_method(struct request *, const msgpack_object *);
+void	 component_preauth_method(struct request *, const msgpack_object *);
 
 /* callback.c: opening component events, and the HTTP endpoint for them. */
 #define CALLBACK_BODY_MAX	65536	/* bytes in an event body */

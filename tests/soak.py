@@ -18,9 +18,10 @@ What is checked:
 - repeats of a keyed message get the same answer as the first;
 - token calls stay proportionate to the token lifetime;
 - the daemon's RSS: the mean over the last quarter of the run exceeds the
-  mean over the first quarter by no more than max(2 MiB, 5%) plus 512 bytes
-  per idempotency key the run created (the daemon holds keys for 24 h by
-  design). Skipped under AddressSanitizer, whose allocator grows by design.
+  mean over the first quarter by no more than max(2 MiB, 5%) plus 400 bytes
+  for each idempotency key created between the two (the daemon holds keys for
+  24 h by design; one takes about 350 bytes). Skipped under AddressSanitizer,
+  whose allocator grows by design.
 """
 
 import os
@@ -39,7 +40,8 @@ APPID2 = "wx00000000000000b2"
 SECRET2 = "another-secret-0123456789"
 TOKEN_LIFE = 30
 SEND_TIMEOUT = 8
-KEY_BYTES = 512             # memory allowed per idempotency key held
+KEY_BYTES = 400             # memory allowed per idempotency key held (about 350 used)
+INVALIDATE_EVERY = 90       # s between invalidations of one appid: never trip the breaker
 RETRYABLE = {"unavailable", "busy"}
 
 
@@ -97,7 +99,7 @@ def sender(run, d, conn_no, per_conn_rate):
             mid = run.new_id()
             appid = APPID if rng.random() < 0.6 else APPID2
             key = None
-            if rng.random() < 0.5:
+            if rng.random() < 0.3:
                 key = mid.replace(" ", "-")
                 with run.lock:
                     run.keyed.add(mid)
@@ -141,20 +143,34 @@ def sender(run, d, conn_no, per_conn_rate):
 def faults(run, mock):
     """A random fault now and then, on the token endpoints and the send endpoint."""
     rng = random.Random(run.rng.random())
+    invalidated = {}
     token_faults = [dict(errcode=-1), dict(http_status=503), dict(drop=True),
                     dict(delay_ms=500), dict(broken_body=True), dict(errcode=45011)]
     send_faults = [dict(errcode=-1), dict(http_status=502), dict(errcode=45011),
                    dict(delay_ms=300), dict(drop=True), dict(broken_body=True)]
     while not run.stop.wait(rng.uniform(1.0, 4.0)):
         try:
+            # A fault waits in the mock until a call comes; the token endpoints
+            # are called every 20 s or so: never queue a second one there.
+            pending = mock.stats()["faults_pending"]
             r = rng.random()
             if r < 0.35:
                 path = rng.choice(["/cgi-bin/stable_token", "/cgi-bin/token"])
+                if pending.get(path, 0) != 0:
+                    continue
                 mock.fault(path, rng.randint(1, 2), **rng.choice(token_faults))
             elif r < 0.9:
+                if pending.get(SUBSCRIBE, 0) != 0:
+                    continue
                 mock.fault(SUBSCRIBE, rng.randint(1, 3), **rng.choice(send_faults))
             else:
-                mock.invalidate(rng.choice([APPID, APPID2]))
+                # Another system taking the token. Twice within a minute of
+                # a refresh trips wxpushd's breaker (by design): not here.
+                appid = rng.choice([APPID, APPID2])
+                if time.time() - invalidated.get(appid, 0) < INVALIDATE_EVERY:
+                    continue
+                invalidated[appid] = time.time()
+                mock.invalidate(appid)
             run.faults += 1
         except OSError as e:
             run.problems.append("fault injection: %r" % e)
@@ -278,7 +294,8 @@ def main(seconds=1800, rate=None):
         q = len(run.rss) // 4
         first = sum(k for _, k in run.rss[:q]) / q
         last = sum(k for _, k in run.rss[-q:]) / q
-        allowed = max(2048, first * 0.05) + len(run.keyed) * KEY_BYTES / 1024
+        # Between the two quarters' middles, three quarters of the keys came.
+        allowed = max(2048, first * 0.05) + 0.75 * len(run.keyed) * KEY_BYTES / 1024
         t.ok(last - first <= allowed, "memory is flat: RSS %.0f kB in the first quarter, %.0f "
              "kB in the last (allowed growth %.0f kB for %d keys)"
              % (first, last, allowed, len(run.keyed)),

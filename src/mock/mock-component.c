@@ -603,6 +603,15 @@ mock_xml_ticket(struct mock_account *comp, const char *ticket, time_t now)
 	return (xml);
 }
 
+/* A new pre_auth_code of comp in pre (MOCK_CRED_MAX bytes), recorded. */
+static void
+mock_preauth_new(struct mock_account *comp, time_t now, char *pre)
+{
+	memcpy(pre, MOCK_LIT(MOCK_PREAUTH_PREFIX));
+	mock_random_b64url(pre + sizeof MOCK_PREAUTH_PREFIX - 1, 32);
+	mock_issued_add("pre_auth_code", comp->appid, pre, now);
+}
+
 /* The decrypted XML of an authorized or updateauthorized event. */
 static char *
 mock_xml_authorized(struct mock_account *comp, const char *type,
@@ -610,9 +619,7 @@ mock_xml_authorized(struct mock_account *comp, const char *type,
 {
 	char pre[MOCK_CRED_MAX], *xml;
 
-	memcpy(pre, MOCK_LIT(MOCK_PREAUTH_PREFIX));
-	mock_random_b64url(pre + sizeof MOCK_PREAUTH_PREFIX - 1, 32);
-	mock_issued_add("pre_auth_code", comp->appid, pre, now);
+	mock_preauth_new(comp, now, pre);
 	xasprintf(&xml, "<xml><AppId><![CDATA[%s]]></AppId>"
 	    "<CreateTime>%lld</CreateTime>"
 	    "<InfoType><![CDATA[%s]]></InfoType>"
@@ -884,6 +891,25 @@ mock_component_start_push(struct mock_call *call)
 	}
 	mock_reply_ok(call);
 out:
+	json_decref(body);
+}
+
+/*
+ * POST /cgi-bin/component/api_create_preauthcode: a code for the authorization
+ * page. Any number may be outstanding; the mock does not check them later.
+ */
+void
+mock_component_preauthcode(struct mock_call *call)
+{
+	struct mock_account *comp;
+	char pre[MOCK_CRED_MAX];
+	json_t *body;
+
+	if ((comp = mock_component_caller(call, &body)) == NULL)
+		return;
+	mock_preauth_new(comp, call->now, pre);
+	mock_reply_json(call, json_pack("{s:s,s:i}", "pre_auth_code", pre,
+	    "expires_in", MOCK_PREAUTH_LIFE));
 	json_decref(body);
 }
 

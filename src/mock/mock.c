@@ -67,6 +67,9 @@ const struct mock_endpoint mock_endpoints[MOCK_EP_COUNT] = {
 	[MOCK_EP_START_PUSH_TICKET] = {
 	    "/cgi-bin/component/api_start_push_ticket", EVHTTP_REQ_POST,
 	    mock_component_start_push },
+	[MOCK_EP_PREAUTHCODE] = {
+	    "/cgi-bin/component/api_create_preauthcode", EVHTTP_REQ_POST,
+	    mock_component_preauthcode },
 };
 
 static int		 mock_debug;

@@ -53,6 +53,7 @@
 #define MOCK_TICKETS		64	/* verify tickets remembered per component */
 #define MOCK_TICKET_LIFE	(12 * 3600)
 #define MOCK_CODE_LIFE		600
+#define MOCK_PREAUTH_LIFE	1800	/* api_create_preauthcode's expires_in */
 #define MOCK_FORCE_PER_DAY	20
 #define MOCK_FORCE_INTERVAL	30
 #define MOCK_LIST_MAX		500
@@ -81,6 +82,7 @@ enum mock_ep {
 	MOCK_EP_AUTHORIZER_TOKEN,
 	MOCK_EP_AUTHORIZER_LIST,
 	MOCK_EP_START_PUSH_TICKET,
+	MOCK_EP_PREAUTHCODE,
 	MOCK_EP_COUNT
 };
 
@@ -258,6 +260,7 @@ void		 mock_component_query_auth(struct mock_call *);
 void		 mock_component_authorizer_token(struct mock_call *);
 void		 mock_component_authorizer_list(struct mock_call *);
 void		 mock_component_start_push(struct mock_call *);
+void		 mock_component_preauthcode(struct mock_call *);
 void		 mock_component_ctl_event(struct evhttp_request *, json_t *);
 void		 mock_component_ctl_code(struct evhttp_request *, json_t *);
 

@@ -3,6 +3,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,13 +28,97 @@ fuzz_message_line(const char *s)
 	return (1);
 }
 
-/* Parse params; a body must read back as JSON and dump to the same bytes. */
+/* The value of key in map o, or NULL. */
+static const msgpack_object *
+fuzz_message_get(const msgpack_object *o, const char *key)
+{
+	uint32_t	i;
+	size_t		len = strlen(key);
+
+	if (o == NULL || o->type != MSGPACK_OBJECT_MAP)
+		return (NULL);
+	for (i = 0; i < o->via.map.size; i++) {
+		if (o->via.map.ptr[i].key.type == MSGPACK_OBJECT_STR &&
+		    o->via.map.ptr[i].key.via.str.size == len &&
+		    memcmp(o->via.map.ptr[i].key.via.str.ptr, key, len) == 0)
+			return (&o->via.map.ptr[i].val);
+	}
+	return (NULL);
+}
+
+/* Set obj.key to the string o, if o is not NULL. */
+static void
+fuzz_message_set(json_t *obj, const char *key, const msgpack_object *o)
+{
+	json_t	*v;
+
+	if (o == NULL)
+		return;
+	if (o->type != MSGPACK_OBJECT_STR ||
+	    (v = json_stringn(o->via.str.ptr, o->via.str.size)) == NULL ||
+	    json_object_set_new(obj, key, v) != 0)
+		abort();
+}
+
+/*
+ * The body as the old message.c built it, a jansson tree, from accepted
+ * params: the reference the direct writer must match.
+ */
+static json_t *
+fuzz_message_reference(const msgpack_object *params)
+{
+	const msgpack_object	*o, *mp, *content;
+	json_t			*root, *obj, *data;
+	char			 scene[32];
+	uint64_t		 v = 0;
+	uint32_t		 i;
+
+	if ((root = json_object()) == NULL)
+		abort();
+	fuzz_message_set(root, "touser", fuzz_message_get(params, "touser"));
+	fuzz_message_set(root, "template_id",
+	    fuzz_message_get(params, "template_id"));
+	fuzz_message_set(root, "url", fuzz_message_get(params, "url"));
+	if ((mp = fuzz_message_get(params, "miniprogram")) != NULL) {
+		if ((obj = json_object()) == NULL ||
+		    json_object_set_new(root, "miniprogram", obj) != 0)
+			abort();
+		fuzz_message_set(obj, "appid", fuzz_message_get(mp, "appid"));
+		fuzz_message_set(obj, "pagepath",
+		    fuzz_message_get(mp, "pagepath"));
+	}
+	o = fuzz_message_get(params, "scene");
+	if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+		v = o->via.u64;
+	else {
+		for (i = 0; i < o->via.str.size; i++)
+			v = v * 10 + (uint64_t)(o->via.str.ptr[i] - '0');
+	}
+	snprintf(scene, sizeof scene, "%llu", (unsigned long long)v);
+	if (json_object_set_new(root, "scene", json_string(scene)) != 0)
+		abort();
+	fuzz_message_set(root, "title", fuzz_message_get(params, "title"));
+	content = fuzz_message_get(fuzz_message_get(params, "data"), "content");
+	if ((data = json_object()) == NULL ||
+	    json_object_set_new(root, "data", data) != 0 ||
+	    (obj = json_object()) == NULL ||
+	    json_object_set_new(data, "content", obj) != 0)
+		abort();
+	fuzz_message_set(obj, "value", fuzz_message_get(content, "value"));
+	fuzz_message_set(obj, "color", fuzz_message_get(content, "color"));
+	return (root);
+}
+
+/*
+ * Parse params; a body must read back as JSON, equal the jansson-built
+ * reference as a value and as bytes, and dump to the same bytes.
+ */
 static void
 fuzz_message_one(const msgpack_object *params)
 {
 	struct message		 msg;
 	struct rpc_error	 err;
-	json_t			*j;
+	json_t			*j, *ref;
 	char			*again;
 
 	memset(&err, 0, sizeof err);
@@ -60,6 +145,14 @@ fuzz_message_one(const msgpack_object *params)
 	if (again == NULL || strcmp(again, msg.json) != 0)
 		abort();
 	free(again);
+	ref = fuzz_message_reference(params);
+	if (!json_equal(j, ref))
+		abort();
+	again = json_dumps(ref, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	if (again == NULL || strcmp(again, msg.json) != 0)
+		abort();
+	free(again);
+	json_decref(ref);
 	json_decref(j);
 	message_free(&msg);
 	if (msg.json != NULL || msg.idempotency_key != NULL)

@@ -389,7 +389,10 @@ t.eq(n_auth, N, "all %d authorizers are loaded" % N)
 # A sanitizer build starts and runs several times slower: judge the real one.
 with open(d2.proc.args[0], "rb") as f:
     limit = 4.0 if b"__asan_init" in f.read() else 1.0
-t.ok(loaded < limit, "and answer status %.2f s after the daemon was started" % loaded)
+# Wall clock from outside includes process start and this script's polling on
+# a machine the parallel test suite keeps busy: only a loose bound here; the
+# daemon's own measurement below, and docs/platform.md, hold the real figure.
+t.ok(loaded < 10 * limit, "and answer status %.2f s after the daemon was started" % loaded)
 ms = [int(line.split(" loaded in ")[1].split()[0]) for line in d2.logtext().splitlines()
       if " loaded in " in line]
 t.ok(ms and ms[-1] < 1000 * limit, "the daemon loaded them in %s ms" % (ms[-1] if ms else "?"))

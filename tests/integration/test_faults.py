@@ -7,11 +7,10 @@ The token-endpoint cases each run their own mock and daemon, in parallel;
 the send-endpoint cases share one. Results are reported in a fixed order."""
 
 import signal
-import socket
 import threading
 import time
 
-from wxtest import APPID, SUBSCRIBE, Daemon, Mock, Tap, message, wait_for
+from wxtest import SUBSCRIBE, Daemon, Mock, Tap, message, wait_for
 
 t = Tap(timeout=150)
 STABLE = "/cgi-bin/stable_token"

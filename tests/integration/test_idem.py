@@ -8,10 +8,9 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 
-from wxtest import APPID, SECRET, SUBSCRIBE, Daemon, Mock, Tap, message, wait_for
+from wxtest import APPID, SECRET, SUBSCRIBE, Daemon, Mock, Tap, message
 
 t = Tap(timeout=120)
 APPID2 = "wx00000000000000b2"

@@ -403,6 +403,17 @@ test_errors(void)
 	    "database");
 	one_error("redis password", "redis = \"redis://:pw@127.0.0.1\"\n", 1,
 	    "password");
+	/* Debian 12's hiredis has no TLS: refused rather than sent in clear. */
+	one_error("rediss", "redis = \"rediss://cache.local\"\n", 1, "TLS");
+	one_error("redis_password_file empty", "redis_password_file = \"\"\n",
+	    1, "empty");
+	one_error("redis_password_file mode",
+	    "redis_password_file = \"open.secret\"\n", 1, "chmod");
+	conf = loads("redis_password_file", "redis = \"redis://10.0.0.5/1\"\n"
+	    "redis_password_file = \"ok.secret\"\n");
+	if (conf != NULL)
+		is_str(conf->redis_password, SECRET, "the Redis password is read");
+	config_free(conf);
 	one_error("unknown user", "user = \"nosuchuser-wx\"\n", 1, "no such");
 	one_error("unknown group", "group = \"nosuchgroup-wx\"\n", 1,
 	    "no such");
@@ -542,8 +553,6 @@ test_accepted(void)
 	config_free(conf);
 	conf = loads("https anywhere",
 	    "api_base = \"https://10.1.1.1:8443\"\n");
-	config_free(conf);
-	conf = loads("rediss without db", "redis = \"rediss://cache.local\"\n");
 	config_free(conf);
 	conf = loads("log_level warn", "log_level = \"warn\"\n");
 	if (conf != NULL)
