@@ -39,6 +39,9 @@
 #define COMPONENT_LISTED	0x04	/* 61023: in api_get_authorizer_list's hands */
 #define COMPONENT_LATE		0x08	/* ... joined after the walk had started */
 #define COMPONENT_REAUTH	0x10	/* 61023 and no other refresh token */
+#define COMPONENT_RTWAIT	0x20	/* 61023: asking Redis for a newer one */
+#define COMPONENT_RTNEW		0x40	/* refresh token replaced mid-refresh */
+#define COMPONENT_RTWAIT_SECS	5	/* Redis silent that long: walk the list */
 
 struct component_query;
 struct component_preauth;
@@ -97,6 +100,8 @@ struct component_load {
 
 static void	component_list_start(struct component *);
 static void	component_list_page(struct component *);
+static void	component_list_join(struct component *, struct cred *);
+static void	component_revoke(struct cred *, int);
 
 /* The running component of an appid, or NULL. */
 static struct component *
@@ -122,6 +127,17 @@ component_by_cred(const struct cred *c)
 			return (comp);
 	}
 	return (NULL);
+}
+
+/* Run c's refresh (here: give up waiting for Redis) in secs seconds. */
+static void
+component_arm(struct cred *c, long secs)
+{
+	struct timeval tv;
+
+	tv.tv_sec = secs;
+	tv.tv_usec = 0;
+	evtimer_add(c->timer, &tv);
 }
 
 /* cred_refresh counted a token call that was not made after all. */
@@ -201,10 +217,10 @@ component_answer(component_done_cb done, void *arg, const char *code,
 	done(arg, &e, NULL, NULL);
 }
 
-/* Commit an authorizer's refresh token and revoked flag; 0 or -1. */
+/* Commit an authorizer's refresh token and revoked flag, as of at; 0 or -1. */
 static int
 component_save(const char *component_appid, const char *appid,
-    const char *refresh_token, int revoked)
+    const char *refresh_token, int revoked, time_t at)
 {
 	struct store_authorizer sa;
 	int r;
@@ -218,10 +234,28 @@ component_save(const char *component_appid, const char *appid,
 	memcpy(sa.appid, appid, strlen(appid));
 	memcpy(sa.refresh_token, refresh_token, strlen(refresh_token));
 	sa.revoked = revoked;
-	sa.updated_at = time(NULL);
+	sa.updated_at = at;
 	r = store_authorizer_save(&sa);
 	explicit_bzero(&sa, sizeof sa);
 	return (r);
+}
+
+/*
+ * Commit an authorizer's refresh token and revoked flag, then (only once it is
+ * committed) share them with the other hosts through Redis; 0 or -1.
+ */
+static int
+component_commit(const char *component_appid, const char *appid,
+    const char *refresh_token, int revoked)
+{
+	time_t now = time(NULL);
+
+	if (component_save(component_appid, appid, refresh_token, revoked,
+	    now) != 0)
+		return (-1);
+	redis_authorizer_put(component_appid, appid, refresh_token, revoked,
+	    now);
+	return (0);
 }
 
 /* POST a JSON body to a component endpoint; query may be NULL. */
@@ -487,7 +521,7 @@ component_list_item(struct component *comp, json_t *item)
 	    strcmp(rt, a->refresh_token) == 0)
 		return;
 	a->cflags &= ~(COMPONENT_LISTED | COMPONENT_LATE);
-	if (component_save(comp->appid, a->appid, rt, 0) != 0) {
+	if (component_commit(comp->appid, a->appid, rt, 0) != 0) {
 		cred_fetch_failed(a, 61023, "could not store the refresh token "
 		    "found with api_get_authorizer_list", 0);
 		return;
@@ -618,7 +652,9 @@ component_authorizer_cb(const struct upstream_reply *r, void *arg)
 	struct component *comp;
 	const char *rt;
 	long errcode = component_errcode(r);
+	int rtnew = c->cflags & COMPONENT_RTNEW;
 
+	c->cflags &= ~COMPONENT_RTNEW;
 	if (!r->ok) {
 		cred_token_reply(c, r, "authorizer_access_token");
 		return;
@@ -638,14 +674,30 @@ component_authorizer_cb(const struct upstream_reply *r, void *arg)
 		return;
 	case 61023:
 		c->call = NULL;
-		if ((comp = component_by_cred(p)) == NULL)
+		redis_release(c);
+		if (rtnew) {
+			/* Refused the one we replaced meanwhile: try the new. */
+			log_info("%s: the old refresh token was refused; "
+			    "retrying with the newer one", c->appid);
+			cred_refresh(c, 0);
+		} else if ((comp = component_by_cred(p)) == NULL)
 			cred_fetch_failed(c, errcode, "refresh token invalid",
 			    0);
-		else
+		else if (redis_authorizer_get(c->appid) == 0) {
+			/* Another host may have rotated it: Redis first. */
+			c->cflags |= COMPONENT_RTWAIT;
+			c->last_errcode = 61023;
+			snprintf(c->last_error, sizeof c->last_error, "refresh "
+			    "token refused (61023); checking Redis");
+			log_warnx("%s: refresh token refused (61023); checking "
+			    "Redis for a newer one", c->appid);
+			component_arm(c, COMPONENT_RTWAIT_SECS);
+		} else
 			component_list_join(comp, c);
 		return;
 	case 61003:
 		c->call = NULL;
+		redis_release(c);
 		c->last_errcode = errcode;
 		snprintf(c->last_error, sizeof c->last_error, "the merchant "
 		    "revoked the authorization (61003)");
@@ -664,7 +716,7 @@ component_authorizer_cb(const struct upstream_reply *r, void *arg)
 		log_warnx("%s: api_authorizer_token gave no usable refresh "
 		    "token; keeping ours", c->appid);
 	else if (strcmp(rt, c->refresh_token) != 0) {
-		if (component_save(p->appid, c->appid, rt, 0) != 0) {
+		if (component_commit(p->appid, c->appid, rt, 0) != 0) {
 			cred_fetch_failed(c, 0, "could not store the new "
 			    "refresh token, so its access token is not used",
 			    0);
@@ -683,8 +735,19 @@ static void
 component_fetch_authorizer(struct cred *c)
 {
 	struct cred *p = c->parent;
+	struct component *comp;
 
 	c->cflags &= ~COMPONENT_STAGGERED;
+	if (p != NULL && (c->cflags & COMPONENT_RTWAIT)) {
+		/* Redis did not answer in time: WeChat's list, then. */
+		component_uncount(c);
+		c->cflags &= ~COMPONENT_RTWAIT;
+		if ((comp = component_by_cred(p)) != NULL)
+			component_list_join(comp, c);
+		else
+			cred_fetch_failed(c, 61023, "refresh token invalid", 0);
+		return;
+	}
 	if (p == NULL || (c->cflags & (COMPONENT_LISTED | COMPONENT_REAUTH))) {
 		/* The walk retries it, or only a new authorization helps. */
 		component_uncount(c);
@@ -804,15 +867,23 @@ component_wanted(struct cred *c)
 void
 component_revoked(struct cred *c)
 {
+	component_revoke(c, 1);
+}
+
+/* Revoke c; commit and share that unless it came from Redis (committed). */
+static void
+component_revoke(struct cred *c, int share)
+{
 	struct send *s;
 
 	if (c->kind != CRED_AUTHORIZER || c->revoked)
 		return;
 	c->revoked = 1;
 	c->cflags = 0;
+	redis_release(c);
 	if (c->removed || c->parent == NULL)
 		return;
-	if (component_save(c->parent->appid, c->appid,
+	if (share && component_commit(c->parent->appid, c->appid,
 	    c->refresh_token != NULL ? c->refresh_token : "", 1) != 0)
 		log_warnx("%s: could not store the revocation", c->appid);
 	if (c->call != NULL) {
@@ -836,6 +907,7 @@ component_install(struct component *comp, const char *appid,
     const char **code, char *msg, size_t msglen)
 {
 	struct cred *a;
+	time_t now = time(NULL);
 
 	a = cred_find(appid);
 	if (a != NULL && !a->removed && (a->kind != CRED_AUTHORIZER ||
@@ -846,7 +918,7 @@ component_install(struct component *comp, const char *appid,
 		    "another component" : "an account or component");
 		return (-1);
 	}
-	if (component_save(comp->appid, appid, refresh_token, 0) != 0) {
+	if (component_save(comp->appid, appid, refresh_token, 0, now) != 0) {
 		*code = "internal";
 		snprintf(msg, msglen, "could not store the refresh token of "
 		    "%s; its tokens are not used", appid);
@@ -877,7 +949,139 @@ component_install(struct component *comp, const char *appid,
 	a->calls_today++;
 	log_info("%s: authorized %s", appid, comp->appid);
 	cred_got_token(a, token, expires_in);
+	/* Shared after its token, so another host finds both in Redis. */
+	redis_authorizer_put(comp->appid, appid, refresh_token, 0, now);
 	return (0);
+}
+
+/*
+ * What Redis holds for an authorizer (another host committed it), or NULL
+ * component if nothing usable: taken, and committed here too, if it is at
+ * least as recent as our stored one; ours goes back to Redis if it is newer.
+ * An authorizer waiting on 61023 retries with a newer refresh token, or else
+ * walks api_get_authorizer_list.
+ */
+void
+component_authorizer_shared(const char *appid, const char *component,
+    const char *rt, int revoked, time_t at)
+{
+	struct store_authorizer sa;
+	struct component *comp = NULL;
+	struct cred *a;
+	int wait = 0, found = 0;
+
+	memset(&sa, 0, sizeof sa);
+	a = cred_find(appid);
+	if (a != NULL && a->removed)
+		a = NULL;
+	if (a != NULL && a->kind == CRED_AUTHORIZER &&
+	    (a->cflags & COMPONENT_RTWAIT)) {
+		wait = 1;
+		a->cflags &= ~COMPONENT_RTWAIT;
+		evtimer_del(a->timer);	/* the fallback */
+	}
+	if (component == NULL || (comp = component_find(component)) == NULL)
+		goto unchanged;
+	if (revoked ? rt[0] != '\0' && !component_token_ok(rt) :
+	    !component_token_ok(rt))
+		goto unchanged;
+	if (a != NULL && (a->kind != CRED_AUTHORIZER || a->parent != comp->cred))
+		goto unchanged;
+	switch (store_authorizer_load(appid, &sa)) {
+	case -1:
+		goto unchanged;
+	case 1:
+		found = 1;
+		break;
+	}
+	if (found && (strcmp(sa.component_appid, component) != 0 ||
+	    (strcmp(sa.refresh_token, rt) == 0 &&
+	    (sa.revoked != 0) == (revoked != 0))))
+		goto unchanged;
+	if (found && sa.updated_at > at) {
+		/* Ours is newer (Redis lost it, or a host was behind). */
+		if (sa.revoked || sa.refresh_token[0] != '\0')
+			redis_authorizer_put(component, appid, sa.refresh_token,
+			    sa.revoked, sa.updated_at);
+		goto unchanged;
+	}
+	if (found && a == NULL && !revoked)
+		goto unchanged;	/* stored but not running here (a conflict) */
+	if (component_save(component, appid, rt, revoked, at) != 0) {
+		log_warnx("%s: could not store the refresh token from Redis",
+		    appid);
+		goto unchanged;
+	}
+	explicit_bzero(&sa, sizeof sa);
+	if (a == NULL) {
+		/* Authorized (or revoked) on another host. */
+		a = cred_add(appid, CRED_AUTHORIZER);
+		a->parent = comp->cred;
+		a->component = comp->conf;
+		a->refresh_token = xstrdup(rt);
+		a->revoked = revoked;
+		log_info("%s: %s %s on another host (through Redis)", appid,
+		    revoked ? "revoked" : "authorized", comp->appid);
+		if (!revoked)
+			cred_start(a);
+		return;
+	}
+	freezero_str(a->refresh_token);
+	a->refresh_token = xstrdup(rt);
+	if (revoked) {
+		component_revoke(a, 0);
+		return;
+	}
+	log_info("%s: %s refresh token from another host (through Redis)",
+	    appid, a->revoked ? "re-authorized, with a" : "newer");
+	if (a->call != NULL) {
+		a->cflags |= COMPONENT_RTNEW;	/* a 61023 then retries */
+		return;
+	}
+	if (wait || a->revoked || a->permanent ||
+	    (a->cflags & (COMPONENT_LISTED | COMPONENT_REAUTH))) {
+		a->revoked = 0;
+		a->permanent = 0;
+		a->cflags &= ~(COMPONENT_LISTED | COMPONENT_LATE |
+		    COMPONENT_REAUTH);
+		cred_refresh(a, 0);
+	}
+	return;
+unchanged:
+	explicit_bzero(&sa, sizeof sa);
+	if (!wait)
+		return;
+	if (comp == NULL || comp->cred != a->parent)
+		comp = a->parent != NULL ? component_by_cred(a->parent) : NULL;
+	if (comp != NULL)
+		component_list_join(comp, a);
+	else
+		cred_fetch_failed(a, 61023, "refresh token invalid", 0);
+}
+
+/* Redis is (back) up: share an authorizer's stored refresh token. */
+void
+component_authorizer_sync(struct cred *c)
+{
+	struct store_authorizer sa;
+	struct component *comp;
+
+	if (c->kind != CRED_AUTHORIZER || c->parent == NULL ||
+	    (comp = component_by_cred(c->parent)) == NULL)
+		return;
+	if (store_authorizer_load(c->appid, &sa) == 1 &&
+	    strcmp(sa.component_appid, comp->appid) == 0 &&
+	    (sa.revoked || sa.refresh_token[0] != '\0'))
+		redis_authorizer_put(comp->appid, c->appid, sa.refresh_token,
+		    sa.revoked, sa.updated_at);
+	explicit_bzero(&sa, sizeof sa);
+}
+
+/* c took another host's token from Redis: no staggered refresh due. */
+void
+component_adopted(struct cred *c)
+{
+	c->cflags &= ~(COMPONENT_WAITING | COMPONENT_STAGGERED);
 }
 
 /* Forget an api_query_auth, cancelling it if still in flight. */

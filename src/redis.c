@@ -15,6 +15,11 @@
  * SQLite stays the durable copy: Redis restarted empty loses nothing.
  * Components' verify tickets are shared too (wxpushd:ticket:APPID,
  * "RECEIVED_AT:TICKET", the latest wins; "ticket:APPID" on the channel).
+ * Authorizers' access tokens go through the same lease and fencing as
+ * official accounts'; their refresh tokens and revocations are shared in
+ * wxpushd:authorizer:APPID, "UPDATED_AT:REVOKED:COMPONENT_APPID:REFRESH_TOKEN"
+ * (the latest wins; "authorizer:APPID" on the channel), written after the
+ * SQLite commit, and handed to the lease holder with its lease.
  */
 #include "config.h"
 
@@ -48,12 +53,13 @@
 #define REDIS_MIN_LEFT		5	/* a shared token with less left is not taken */
 #define REDIS_LEASE_EXTRA	2	/* lease: upstream_timeout plus this, seconds */
 #define REDIS_TICKET_PREFIX	"ticket:"	/* on the channel: a component's ticket */
+#define REDIS_AUTH_PREFIX	"authorizer:"	/* on the channel: an authorizer's */
 
 enum redis_state { RSTATE_OFF, RSTATE_CONNECTING, RSTATE_CONNECTED,
 	RSTATE_DOWN };
 enum redis_opkind { REDIS_OP_ACQUIRE, REDIS_OP_PUBLISH, REDIS_OP_RECONCILE,
 	REDIS_OP_GET, REDIS_OP_RELEASE, REDIS_OP_SETUP, REDIS_OP_PING,
-	REDIS_OP_TICKET };
+	REDIS_OP_TICKET, REDIS_OP_AUTHORIZER };
 
 /* One command in flight; names its credential by appid, which may go away. */
 struct redis_op {
@@ -81,12 +87,14 @@ static void	redis_connect(void);
 static void	redis_down(const char *);
 static int	redis_command(struct redis_op *, int, const char **);
 static struct redis_op	*redis_op_new(enum redis_opkind, const struct cred *);
+static void	redis_authorizer_reply(const char *, const char *, size_t);
 
 /*
- * Take the lease or a newer token. KEYS: token, lease, gen; ARGV: our
- * generation, the least expiry worth taking, owner, lease ms. The generation
- * handed out is above both ours and the stored one, even after Redis lost
- * the gen key.
+ * Take the lease or a newer token. KEYS: token, lease, gen, and for an
+ * authorizer its shared refresh token; ARGV: our generation, the least expiry
+ * worth taking, owner, lease ms. The generation handed out is above both ours
+ * and the stored one, even after Redis lost the gen key. An authorizer's lease
+ * comes with the latest refresh token, so that the holder refreshes with it.
  */
 static const char redis_lua_acquire[] =
     "local v = redis.call('GET', KEYS[1]) "
@@ -102,6 +110,8 @@ static const char redis_lua_acquire[] =
     "local n = redis.call('INCR', KEYS[3]) "
     "local m = math.max(n, tonumber(ARGV[1]) + 1, sg + 1) "
     "if m ~= n then redis.call('SET', KEYS[3], m) end "
+    "if KEYS[4] then "
+    "  return {'lease', tostring(m), redis.call('GET', KEYS[4]) or ''} end "
     "return {'lease', tostring(m)}";
 
 /*
@@ -167,6 +177,21 @@ static const char redis_lua_ticket[] =
     "redis.call('PUBLISH', ARGV[3], ARGV[4]) "
     "return nv";
 
+/*
+ * An authorizer's refresh token and revoked flag: stored unless the stored one
+ * was updated later (in the same second, the last written wins); answers the
+ * latest. KEYS: authorizer; ARGV: updated_at, value, channel, message.
+ */
+static const char redis_lua_authorizer[] =
+    "local v = redis.call('GET', KEYS[1]) "
+    "if v then "
+    "  local at = tonumber(string.match(v, '^(%d+):')) or 0 "
+    "  if at > tonumber(ARGV[1]) or v == ARGV[2] then return v end "
+    "end "
+    "redis.call('SET', KEYS[1], ARGV[2]) "
+    "redis.call('PUBLISH', ARGV[3], ARGV[4]) "
+    "return ARGV[2]";
+
 /* Drop the lease if it is still ours. KEYS: lease; ARGV: owner. */
 static const char redis_lua_release[] =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then "
@@ -186,12 +211,12 @@ redis_mode(void)
 	}
 }
 
-/* Whether Redis shares c's token: official accounts only, for now. */
+/* Whether Redis shares c's token: official accounts' and authorizers'. */
 static int
 redis_shared(const struct cred *c)
 {
-	return (redis_state != RSTATE_OFF && c->kind == CRED_OFFICIAL &&
-	    !c->removed);
+	return (redis_state != RSTATE_OFF && (c->kind == CRED_OFFICIAL ||
+	    (c->kind == CRED_AUTHORIZER && !c->revoked)) && !c->removed);
 }
 
 /* Arm c's timer (its refresh, here a poll) in ms milliseconds. */
@@ -262,6 +287,8 @@ redis_take(struct cred *c, const char *v, size_t len, int any)
 		    (long long)(expires_at - time(NULL)));
 		c->redis_busy = 0;	/* no longer waiting */
 		cred_adopt(c, token, expires_at, gen);
+		if (c->kind == CRED_AUTHORIZER)
+			component_adopted(c);
 	}
 	OPENSSL_cleanse(token, sizeof token);
 }
@@ -278,12 +305,13 @@ redis_op_cred(const struct redis_op *op)
 	return (c);
 }
 
-/* The two strings of a script's {what, value} answer, or -1. */
+/* The first two strings of a script's {what, value[, more]} answer, or -1. */
 static int
 redis_pair(const redisReply *r, const redisReply **what,
     const redisReply **val)
 {
-	if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+	if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
+	    r->elements > 3 ||
 	    r->element[0]->type != REDIS_REPLY_STRING ||
 	    r->element[1]->type != REDIS_REPLY_STRING)
 		return (-1);
@@ -333,6 +361,11 @@ redis_acquire_done(struct cred *c, const struct redis_op *op,
 			return;
 		c->redis_lease = gen;
 		log_debug("%s: lease taken, generation %llu", c->appid, gen);
+		/* An authorizer refreshes with the latest shared refresh token. */
+		if (c->kind == CRED_AUTHORIZER && r->elements == 3 &&
+		    r->element[2]->type == REDIS_REPLY_STRING)
+			redis_authorizer_reply(c->appid, r->element[2]->str,
+			    r->element[2]->len);
 		cred_refresh(c, op->force);
 		if (c->call == NULL && c->redis_lease != 0)
 			redis_release(c);
@@ -410,6 +443,93 @@ redis_ticket_get(const char *appid)
 	redis_command(op, 2, argv);
 }
 
+/*
+ * A stored "UPDATED_AT:REVOKED:COMPONENT_APPID:REFRESH_TOKEN" for an
+ * authorizer: hand it to component.c, which checks it; none (or not one) is
+ * said with a NULL component.
+ */
+static void
+redis_authorizer_reply(const char *appid, const char *v, size_t len)
+{
+	char buf[32 + WX_APPID_MAX + WX_TOKEN_MAX], *p, *comp, *rt, *end;
+	unsigned long long at;
+	int revoked;
+
+	if (len == 0 || len >= sizeof buf || memchr(v, '\0', len) != NULL)
+		goto none;
+	memcpy(buf, v, len);
+	buf[len] = '\0';
+	errno = 0;
+	at = strtoull(buf, &end, 10);
+	if (errno != 0 || end == buf || end - buf > 19 || *end != ':' ||
+	    (end[1] != '0' && end[1] != '1') || end[2] != ':')
+		goto none;
+	revoked = end[1] == '1';
+	comp = end + 3;
+	if ((p = strchr(comp, ':')) == NULL)
+		goto none;
+	*p = '\0';
+	rt = p + 1;
+	component_authorizer_shared(appid, comp, rt, revoked, (time_t)at);
+	explicit_bzero(buf, sizeof buf);
+	return;
+none:
+	explicit_bzero(buf, sizeof buf);
+	component_authorizer_shared(appid, NULL, NULL, 0, 0);
+}
+
+/*
+ * Share an authorizer's refresh token and revoked flag, committed to SQLite at
+ * at; the latest one wins, and Redis's answer is handed back to component.c.
+ */
+void
+redis_authorizer_put(const char *component, const char *appid,
+    const char *refresh_token, int revoked, time_t at)
+{
+	char key[128], ats[24], *val;
+	char msg[sizeof REDIS_AUTH_PREFIX + WX_APPID_MAX];
+	const char *argv[8];
+	struct redis_op *op;
+
+	if (redis_state != RSTATE_CONNECTED)
+		return;
+	snprintf(key, sizeof key, "wxpushd:authorizer:%s", appid);
+	snprintf(ats, sizeof ats, "%lld", (long long)at);
+	snprintf(msg, sizeof msg, REDIS_AUTH_PREFIX "%s", appid);
+	xasprintf(&val, "%lld:%d:%s:%s", (long long)at, revoked ? 1 : 0,
+	    component, refresh_token);
+	argv[0] = "EVAL";
+	argv[1] = redis_lua_authorizer;
+	argv[2] = "1";
+	argv[3] = key;
+	argv[4] = ats;
+	argv[5] = val;
+	argv[6] = redis_channel;
+	argv[7] = msg;
+	op = redis_op_new(REDIS_OP_AUTHORIZER, NULL);
+	snprintf(op->appid, sizeof op->appid, "%s", appid);
+	redis_command(op, 8, argv);
+	freezero_str(val);
+}
+
+/* Read an authorizer's shared refresh token: 0 if asked (answered later). */
+int
+redis_authorizer_get(const char *appid)
+{
+	char key[128];
+	const char *argv[2];
+	struct redis_op *op;
+
+	if (redis_state != RSTATE_CONNECTED)
+		return (-1);
+	snprintf(key, sizeof key, "wxpushd:authorizer:%s", appid);
+	argv[0] = "GET";
+	argv[1] = key;
+	op = redis_op_new(REDIS_OP_AUTHORIZER, NULL);
+	snprintf(op->appid, sizeof op->appid, "%s", appid);
+	return (redis_command(op, 2, argv));
+}
+
 /* Every command's answer. */
 static void
 redis_reply_cb(redisAsyncContext *ac, void *reply, void *arg)
@@ -438,6 +558,8 @@ redis_reply_cb(redisAsyncContext *ac, void *reply, void *arg)
 			TAILQ_FOREACH(c, &cred_all, entry) {
 				if (c->kind == CRED_COMPONENT && !c->removed)
 					component_ticket_sync(c);
+				if (c->kind == CRED_AUTHORIZER && !c->removed)
+					component_authorizer_sync(c);
 				if (!redis_shared(c))
 					continue;
 				if (c->token != NULL && !c->invalid &&
@@ -449,6 +571,20 @@ redis_reply_cb(redisAsyncContext *ac, void *reply, void *arg)
 		} else if (r == NULL || r->type == REDIS_REPLY_ERROR) {
 			if (!redis_closing)
 				redis_down("the connection could not be set up");
+		}
+		free(op);
+		return;
+	}
+	if (op->kind == REDIS_OP_AUTHORIZER) {
+		/* Redis's latest, or none (also without an answer: 61023 waits). */
+		if (!redis_closing) {
+			if (redis_state == RSTATE_CONNECTED && r != NULL &&
+			    r->type == REDIS_REPLY_STRING)
+				redis_authorizer_reply(op->appid, r->str,
+				    r->len);
+			else
+				component_authorizer_shared(op->appid, NULL,
+				    NULL, 0, 0);
 		}
 		free(op);
 		return;
@@ -549,7 +685,9 @@ redis_refresh(struct cred *c, int force)
 {
 	struct redis_op *op;
 	char tok[128], lease[128], gen[128], rgen[24], minexp[24], ms[24];
-	const char *argv[10];
+	char auth[128];
+	const char *argv[11];
+	int n;
 
 	if (!redis_shared(c) || c->redis_lease != 0)
 		return (-1);	/* not shared, or we hold the lease: fetch */
@@ -573,19 +711,24 @@ redis_refresh(struct cred *c, int force)
 	    (long long)time(NULL) + REDIS_MIN_LEFT);
 	snprintf(ms, sizeof ms, "%d",
 	    (wx_conf->upstream_timeout + REDIS_LEASE_EXTRA) * 1000);
-	argv[0] = "EVAL";
-	argv[1] = redis_lua_acquire;
-	argv[2] = "3";
-	argv[3] = tok;
-	argv[4] = lease;
-	argv[5] = gen;
-	argv[6] = rgen;
-	argv[7] = minexp;
-	argv[8] = redis_owner;
-	argv[9] = ms;
+	n = 0;
+	argv[n++] = "EVAL";
+	argv[n++] = redis_lua_acquire;
+	argv[n++] = c->kind == CRED_AUTHORIZER ? "4" : "3";
+	argv[n++] = tok;
+	argv[n++] = lease;
+	argv[n++] = gen;
+	if (c->kind == CRED_AUTHORIZER) {
+		snprintf(auth, sizeof auth, "wxpushd:authorizer:%s", c->appid);
+		argv[n++] = auth;
+	}
+	argv[n++] = rgen;
+	argv[n++] = minexp;
+	argv[n++] = redis_owner;
+	argv[n++] = ms;
 	op = redis_op_new(REDIS_OP_ACQUIRE, c);
 	op->force = force;
-	if (redis_command(op, 10, argv) != 0)
+	if (redis_command(op, n, argv) != 0)
 		return (-1);
 	c->redis_busy = 1;
 	return (0);
@@ -697,6 +840,17 @@ redis_sub_cb(redisAsyncContext *ac, void *reply, void *arg)
 		appid[a->len - plen] = '\0';
 		if (redis_state == RSTATE_CONNECTED)
 			redis_ticket_get(appid);
+		return;
+	}
+	plen = sizeof REDIS_AUTH_PREFIX - 1;
+	if (a->type == REDIS_REPLY_STRING && a->len > plen &&
+	    a->len - plen <= WX_APPID_MAX &&
+	    memcmp(a->str, REDIS_AUTH_PREFIX, plen) == 0) {
+		/* An authorizer's new refresh token, or its revocation. */
+		memcpy(appid, a->str + plen, a->len - plen);
+		appid[a->len - plen] = '\0';
+		if (memchr(appid, '\0', a->len - plen) == NULL)
+			redis_authorizer_get(appid);
 		return;
 	}
 	if (a->type != REDIS_REPLY_STRING || a->len == 0 ||

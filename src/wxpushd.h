@@ -310,6 +310,9 @@ void	 redis_release(struct cred *);
 const char	*redis_mode(void);
 void	 redis_ticket_put(const char *, const char *, time_t);
 void	 redis_ticket_get(const char *);
+void	 redis_authorizer_put(const char *, const char *, const char *, int,
+	    time_t);
+int	 redis_authorizer_get(const char *);	/* 0: answer comes later */
 
 /* send.c: the send method, from request to WeChat's answer. */
 struct send {
@@ -354,6 +357,10 @@ void	 component_wanted(struct cred *);
 void	 component_shutdown(void);
 void	 component_ticket_shared(const char *, const char *, time_t);
 void	 component_ticket_sync(struct cred *);
+void	 component_authorizer_shared(const char *, const char *, const char *,
+	    int, time_t);
+void	 component_authorizer_sync(struct cred *);
+void	 component_adopted(struct cred *);
 const char	*component_detail(const struct cred *);
 int64_t	 component_ticket_age(const struct cred *);
 void	 component_event_handle(struct component_conf *,
