@@ -1434,6 +1434,9 @@ component_detail(const struct cred *c)
 		if (c->cflags & COMPONENT_LISTED)
 			return ("refresh token refused (61023): checking "
 			    "api_get_authorizer_list");
+		if (c->cflags & COMPONENT_RTWAIT)
+			return ("refresh token refused (61023): checking "
+			    "Redis");
 		if ((c->cflags & COMPONENT_WAITING) && !cred_usable(c))
 			return ("waiting for the component_access_token");
 		return ("");

@@ -1,5 +1,5 @@
 /*
- * Sharing official-account access tokens between daemons through Redis, with
+ * Sharing access tokens between daemons through Redis, with
  * hiredis's async API on our libevent loop: the loop never waits for Redis.
  *
  * Keys (in the configured database), for each appid:
@@ -565,8 +565,9 @@ redis_reply_cb(redisAsyncContext *ac, void *reply, void *arg)
 				if (c->token != NULL && !c->invalid &&
 				    c->call == NULL)
 					redis_token(c);	/* reconcile */
-				else if (c->call == NULL)
-					redis_arm(c, 0);
+				else if (c->call == NULL &&
+				    (c->kind != CRED_AUTHORIZER || c->redis_busy))
+					redis_arm(c, 0);	/* authorizers: spread */
 			}
 		} else if (r == NULL || r->type == REDIS_REPLY_ERROR) {
 			if (!redis_closing)
@@ -924,6 +925,7 @@ static void
 redis_down(const char *why)
 {
 	struct cred *c;
+	int waiting;
 
 	if (redis_state == RSTATE_CONNECTED)
 		log_warnx("redis: %s; each credential refreshes on its own "
@@ -936,10 +938,15 @@ redis_down(const char *why)
 	TAILQ_FOREACH(c, &cred_all, entry) {
 		if (!redis_shared(c))
 			continue;
+		waiting = c->redis_busy != 0;
 		c->redis_busy = 0;
 		c->redis_lease = 0;
-		/* A credential waiting for another daemon must not wait on. */
-		if (c->call == NULL && (!cred_usable(c) || c->invalid))
+		/*
+		 * A credential waiting for another daemon must not wait on
+		 * (authorizers that were not keep component.c's spreading).
+		 */
+		if (c->call == NULL && (!cred_usable(c) || c->invalid) &&
+		    (c->kind != CRED_AUTHORIZER || waiting))
 			redis_arm(c, 0);
 	}
 }

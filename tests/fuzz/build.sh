@@ -25,7 +25,7 @@ cc=${FUZZ_CC:-clang}
 cflags=${FUZZ_CFLAGS:--g -O1}
 pkgconfig=${PKG_CONFIG:-pkg-config}
 modules="libevent libevent_openssl libcurl openssl msgpack jansson libconfuse
-    sqlite3 expat"
+    sqlite3 expat hiredis"
 grep -q '^#define HAVE_SYSTEMD 1' "$builddir/config.h" &&
     modules="$modules libsystemd"
 sanitize="address,undefined"
