@@ -64,9 +64,7 @@ struct callback_xml {
 	char				 error[128];
 };
 
-static struct evhttp			*callback_http;
-static struct evhttp_bound_socket	*callback_sock;
-static char				*callback_addr;	/* what callback_sock is bound to */
+static struct httpd			 callback_httpd = { "callback", NULL, NULL, NULL };
 
 /* Stop the parse with a reason of our own. */
 static void
@@ -639,103 +637,41 @@ out:
 	evhttp_clear_headers(&q);
 }
 
-/* Bind the endpoint to addr (HOST:PORT, [V6]:PORT); NULL on failure. */
-static struct evhttp_bound_socket *
-callback_bind(const char *addr)
-{
-	struct evhttp_bound_socket *sock;
-	char *host, *colon;
-	long port;
-
-	host = xstrdup(addr);
-	if ((colon = strrchr(host, ':')) == NULL) {
-		free(host);
-		return (NULL);
-	}
-	*colon = '\0';
-	port = strtol(colon + 1, NULL, 10);
-	if (host[0] == '[' && colon > host && colon[-1] == ']') {
-		colon[-1] = '\0';
-		memmove(host, host + 1, strlen(host + 1) + 1);
-	}
-	sock = NULL;
-	if (port > 0 && port <= 65535)
-		sock = evhttp_bind_socket_with_handle(callback_http, host,
-		    (ev_uint16_t)port);
-	free(host);
-	return (sock);
-}
-
 /* Start the HTTP endpoint if callback_listen is set; 0 or -1. */
 int
 callback_start(void)
 {
+	struct evhttp *http;
+
 	if (wx_conf->callback_listen == NULL)
 		return (0);
-	if (callback_http == NULL) {
-		if ((callback_http = evhttp_new(wx_base)) == NULL)
+	if (callback_httpd.http == NULL) {
+		if ((http = evhttp_new(wx_base)) == NULL)
 			fatalx("evhttp_new");
-		evhttp_set_max_body_size(callback_http, CALLBACK_BODY_MAX);
-		evhttp_set_max_headers_size(callback_http,
-		    CALLBACK_HEADERS_MAX);
-		evhttp_set_timeout(callback_http, CALLBACK_TIMEOUT);
-		evhttp_set_allowed_methods(callback_http, EVHTTP_REQ_GET |
+		evhttp_set_max_body_size(http, CALLBACK_BODY_MAX);
+		evhttp_set_max_headers_size(http, CALLBACK_HEADERS_MAX);
+		evhttp_set_timeout(http, CALLBACK_TIMEOUT);
+		evhttp_set_allowed_methods(http, EVHTTP_REQ_GET |
 		    EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT);
-		evhttp_set_gencb(callback_http, callback_request, NULL);
+		evhttp_set_gencb(http, callback_request, NULL);
+		callback_httpd.http = http;
 	}
-	if ((callback_sock = callback_bind(wx_conf->callback_listen)) == NULL)
-		return (-1);
-	callback_addr = xstrdup(wx_conf->callback_listen);
-	log_info("callback: listening on %s", callback_addr);
-	return (0);
+	return (httpd_listen(&callback_httpd, wx_conf->callback_listen));
 }
 
 /* After a reload: move the endpoint if callback_listen changed. */
 void
 callback_reload(void)
 {
-	struct evhttp_bound_socket *sock;
-	const char *want = wx_conf->callback_listen;
-
-	if ((want == NULL && callback_addr == NULL) || (want != NULL &&
-	    callback_addr != NULL && strcmp(want, callback_addr) == 0))
-		return;
-	if (want == NULL) {
-		evhttp_del_accept_socket(callback_http, callback_sock);
-		callback_sock = NULL;
-		log_info("callback: stopped listening on %s", callback_addr);
-		free(callback_addr);
-		callback_addr = NULL;
-		return;
-	}
-	if (callback_http == NULL) {
-		if (callback_start() == -1)
-			log_warn("callback: cannot listen on %s", want);
-		return;
-	}
-	/* Bind the new address first: on failure the old one stays. */
-	if ((sock = callback_bind(want)) == NULL) {
-		log_warn("callback: cannot listen on %s; %s%s", want,
-		    callback_addr != NULL ? "still on " : "not listening",
-		    callback_addr != NULL ? callback_addr : "");
-		return;
-	}
-	if (callback_sock != NULL)
-		evhttp_del_accept_socket(callback_http, callback_sock);
-	callback_sock = sock;
-	free(callback_addr);
-	callback_addr = xstrdup(want);
-	log_info("callback: listening on %s", callback_addr);
+	if (callback_httpd.http == NULL)
+		callback_start();
+	else
+		httpd_reload(&callback_httpd, wx_conf->callback_listen);
 }
 
 /* At exit, after component_shutdown has answered every pending event. */
 void
 callback_stop(void)
 {
-	if (callback_http != NULL)
-		evhttp_free(callback_http);
-	callback_http = NULL;
-	callback_sock = NULL;
-	free(callback_addr);
-	callback_addr = NULL;
+	httpd_close(&callback_httpd);
 }

@@ -42,9 +42,7 @@ struct metrics_histogram	 metrics_send_duration;
 uint64_t			 metrics_sends_nocred[SEND_NOUTCOMES];
 uint64_t			 metrics_sends_errcode[METRICS_NERRCODES];
 
-static struct evhttp			*metrics_http;
-static struct evhttp_bound_socket	*metrics_sock;
-static char				*metrics_addr;
+static struct httpd			 metrics_httpd = { "metrics", NULL, NULL, NULL };
 
 /* The index of errcode in the errcode table; the last one is "other". */
 int
@@ -378,102 +376,42 @@ metrics_notfound(struct evhttp_request *req, void *arg)
 	evhttp_send_error(req, 404, "Not Found");
 }
 
-/* Bind addr (HOST:PORT, [V6]:PORT); NULL on failure. */
-static struct evhttp_bound_socket *
-metrics_bind(const char *addr)
-{
-	struct evhttp_bound_socket	*sock = NULL;
-	char				*host, *colon;
-	long				 port;
-
-	host = xstrdup(addr);
-	if ((colon = strrchr(host, ':')) == NULL) {
-		free(host);
-		return (NULL);
-	}
-	*colon = '\0';
-	port = strtol(colon + 1, NULL, 10);
-	if (host[0] == '[' && colon > host && colon[-1] == ']') {
-		colon[-1] = '\0';
-		memmove(host, host + 1, strlen(host + 1) + 1);
-	}
-	if (port > 0 && port <= 65535)
-		sock = evhttp_bind_socket_with_handle(metrics_http, host,
-		    (ev_uint16_t)port);
-	free(host);
-	return (sock);
-}
-
 /* Start the endpoint if metrics_listen is set; 0, or -1 (logged). */
 int
 metrics_start(void)
 {
+	struct evhttp *http;
+
 	if (wx_conf->metrics_listen == NULL)
 		return (0);
-	if (metrics_http == NULL) {
-		if ((metrics_http = evhttp_new(wx_base)) == NULL)
+	if (metrics_httpd.http == NULL) {
+		if ((http = evhttp_new(wx_base)) == NULL)
 			fatalx("evhttp_new");
-		evhttp_set_max_headers_size(metrics_http, METRICS_HEADERS_MAX);
-		evhttp_set_max_body_size(metrics_http, 0);
-		evhttp_set_timeout(metrics_http, METRICS_TIMEOUT);
-		evhttp_set_allowed_methods(metrics_http, EVHTTP_REQ_GET |
+		evhttp_set_max_headers_size(http, METRICS_HEADERS_MAX);
+		evhttp_set_max_body_size(http, 0);
+		evhttp_set_timeout(http, METRICS_TIMEOUT);
+		evhttp_set_allowed_methods(http, EVHTTP_REQ_GET |
 		    EVHTTP_REQ_HEAD | EVHTTP_REQ_POST);
-		evhttp_set_cb(metrics_http, "/metrics", metrics_request, NULL);
-		evhttp_set_gencb(metrics_http, metrics_notfound, NULL);
+		evhttp_set_cb(http, "/metrics", metrics_request, NULL);
+		evhttp_set_gencb(http, metrics_notfound, NULL);
+		metrics_httpd.http = http;
 	}
-	if ((metrics_sock = metrics_bind(wx_conf->metrics_listen)) == NULL) {
-		log_warn("metrics: cannot listen on %s",
-		    wx_conf->metrics_listen);
-		return (-1);
-	}
-	metrics_addr = xstrdup(wx_conf->metrics_listen);
-	log_info("metrics: listening on %s", metrics_addr);
-	return (0);
+	return (httpd_listen(&metrics_httpd, wx_conf->metrics_listen));
 }
 
 /* After a reload: move the endpoint if metrics_listen changed. */
 void
 metrics_reload(void)
 {
-	struct evhttp_bound_socket	*sock;
-	const char			*want = wx_conf->metrics_listen;
-
-	if ((want == NULL && metrics_addr == NULL) || (want != NULL &&
-	    metrics_addr != NULL && strcmp(want, metrics_addr) == 0))
-		return;
-	if (want == NULL) {
-		evhttp_del_accept_socket(metrics_http, metrics_sock);
-		metrics_sock = NULL;
-		log_info("metrics: stopped listening on %s", metrics_addr);
-		free(metrics_addr);
-		metrics_addr = NULL;
-		return;
-	}
-	if (metrics_http == NULL || metrics_addr == NULL) {
+	if (metrics_httpd.http == NULL)
 		metrics_start();
-		return;
-	}
-	/* Bind the new address first: on failure the old one stays. */
-	if ((sock = metrics_bind(want)) == NULL) {
-		log_warn("metrics: cannot listen on %s; still on %s", want,
-		    metrics_addr);
-		return;
-	}
-	evhttp_del_accept_socket(metrics_http, metrics_sock);
-	metrics_sock = sock;
-	free(metrics_addr);
-	metrics_addr = xstrdup(want);
-	log_info("metrics: listening on %s", metrics_addr);
+	else
+		httpd_reload(&metrics_httpd, wx_conf->metrics_listen);
 }
 
 /* At exit. */
 void
 metrics_stop(void)
 {
-	if (metrics_http != NULL)
-		evhttp_free(metrics_http);
-	metrics_http = NULL;
-	metrics_sock = NULL;
-	free(metrics_addr);
-	metrics_addr = NULL;
+	httpd_close(&metrics_httpd);
 }

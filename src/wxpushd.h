@@ -344,6 +344,19 @@ void	 send_init(void);
 const char	*send_outcome_name(int);
 extern uint64_t	send_stats[];
 
+/* httpd.c: an evhttp endpoint on a configured HOST:PORT, movable on reload. */
+struct evhttp;
+struct evhttp_bound_socket;
+struct httpd {
+	const char			*name;	/* for the log: "callback", "metrics" */
+	struct evhttp			*http;	/* set up by the owner */
+	struct evhttp_bound_socket	*sock;
+	char				*addr;	/* what sock is bound to */
+};
+int	 httpd_listen(struct httpd *, const char *);
+void	 httpd_reload(struct httpd *, const char *);
+void	 httpd_close(struct httpd *);
+
 /* component.c: third-party platforms, their tickets and authorizers. */
 struct callback_event;
 /* An event or authorization is done: e NULL on success, else why not. */
