@@ -20,6 +20,7 @@
 #include <openssl/crypto.h>
 
 #include "log.h"
+#include "rpc-scan.h"
 #include "xmalloc.h"
 
 #define WXPUSHD_PROTOCOL	1	/* bump when docs/protocol.md changes incompatibly */
@@ -154,10 +155,6 @@ const char	*server_socket_path(void);
 void	 server_drain(void (*)(void));
 
 /* rpc.c: MessagePack-RPC framing, decoding and replies. */
-#define RPC_MAX_DEPTH	16
-
-enum rpc_scan { RPC_SCAN_OK, RPC_SCAN_MORE, RPC_SCAN_BAD };
-enum rpc_scan	rpc_scan(const unsigned char *, size_t, size_t, size_t *);
 
 struct rpc_error {
 	const char	*code;

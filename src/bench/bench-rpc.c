@@ -22,12 +22,12 @@
 
 #include "log.h"
 #include "xmalloc.h"
+#include "rpc-scan.h"
 #include "bench.h"
 
 #define BENCH_RPC_SLOT_BITS	12	/* msgid: sequence << 12 | slot */
 #define BENCH_RPC_SLOT_MASK	((1u << BENCH_RPC_SLOT_BITS) - 1)
 #define BENCH_RPC_MAX_FRAME	(1024 * 1024)	/* bytes in one answer */
-#define BENCH_RPC_SCAN_DEPTH	16
 
 struct bench_conn {
 	int			 id;
@@ -103,104 +103,6 @@ bench_rpc_template(void)
 	bench_rpc_req = xmemdup(sb.data, sb.size);
 	bench_rpc_reqlen = sb.size;
 	msgpack_sbuffer_destroy(&sb);
-}
-
-/* Big-endian integer of n bytes. */
-static uint64_t
-bench_rpc_be(const unsigned char *p, size_t n)
-{
-	uint64_t	v = 0;
-	size_t		i;
-
-	for (i = 0; i < n; i++)
-		v = (v << 8) | p[i];
-	return (v);
-}
-
-/*
- * Find the end of the first MessagePack object in p[0..len). Declared lengths
- * and element counts are checked against the bytes present before msgpack-c
- * sees the frame, so it never allocates for a count it cannot fill. Returns 1
- * with *objlen, 0 if incomplete, -1 if it can never be valid.
- */
-static int
-bench_rpc_scan(const unsigned char *p, size_t len, size_t *objlen)
-{
-	uint64_t	left[BENCH_RPC_SCAN_DEPTH + 1], n;
-	size_t		pos = 0, hdr, extra;
-	int		depth = 0, container;
-	unsigned char	b;
-
-	left[0] = 1;
-	while (depth >= 0) {
-		if (left[depth] == 0) {
-			depth--;
-			continue;
-		}
-		left[depth]--;
-		if (pos >= len)
-			return (len >= BENCH_RPC_MAX_FRAME ? -1 : 0);
-		b = p[pos++];
-		hdr = extra = 0;
-		n = 0;
-		container = 0;
-		if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3)
-			continue;
-		if (b >= 0x80 && b <= 0x8f) {
-			n = 2 * (uint64_t)(b & 0x0f);
-			container = 1;
-		} else if (b >= 0x90 && b <= 0x9f) {
-			n = b & 0x0f;
-			container = 1;
-		} else if (b >= 0xa0 && b <= 0xbf)
-			n = b & 0x1f;
-		else {
-			switch (b) {
-			case 0xc4: case 0xd9: hdr = 1; break;
-			case 0xc5: case 0xda: hdr = 2; break;
-			case 0xc6: case 0xdb: hdr = 4; break;
-			case 0xc7: hdr = 1; extra = 1; break;
-			case 0xc8: hdr = 2; extra = 1; break;
-			case 0xc9: hdr = 4; extra = 1; break;
-			case 0xcc: case 0xd0: extra = 1; break;
-			case 0xcd: case 0xd1: extra = 2; break;
-			case 0xca: case 0xce: case 0xd2: extra = 4; break;
-			case 0xcb: case 0xcf: case 0xd3: extra = 8; break;
-			case 0xd4: extra = 2; break;
-			case 0xd5: extra = 3; break;
-			case 0xd6: extra = 5; break;
-			case 0xd7: extra = 9; break;
-			case 0xd8: extra = 17; break;
-			case 0xdc: hdr = 2; container = 1; break;
-			case 0xdd: hdr = 4; container = 1; break;
-			case 0xde: hdr = 2; container = 2; break;
-			case 0xdf: hdr = 4; container = 2; break;
-			default:
-				return (-1);
-			}
-			if (hdr != 0) {
-				if (len - pos < hdr)
-					return (0);
-				n = bench_rpc_be(p + pos, hdr);
-				pos += hdr;
-				if (container == 2)
-					n *= 2;
-			}
-		}
-		if (n > BENCH_RPC_MAX_FRAME || pos + n > BENCH_RPC_MAX_FRAME)
-			return (-1);
-		if (container) {
-			if (depth == BENCH_RPC_SCAN_DEPTH)
-				return (-1);
-			left[++depth] = n;
-			continue;
-		}
-		if (len - pos < n + extra)
-			return (0);
-		pos += n + extra;
-	}
-	*objlen = pos;
-	return (1);
 }
 
 /* Write one request on slot of c. */
@@ -323,7 +225,7 @@ bench_rpc_read_cb(struct bufferevent *bev, void *arg)
 	struct evbuffer		*in = bufferevent_get_input(bev);
 	const unsigned char	*p;
 	size_t			 len, off = 0, objlen;
-	int			 rc;
+	enum rpc_scan		 rc;
 
 	if ((len = evbuffer_get_length(in)) == 0)
 		return;
@@ -332,9 +234,10 @@ bench_rpc_read_cb(struct bufferevent *bev, void *arg)
 		return;
 	}
 	while (off < len) {
-		if ((rc = bench_rpc_scan(p + off, len - off, &objlen)) == 0)
+		rc = rpc_scan(p + off, len - off, BENCH_RPC_MAX_FRAME, &objlen);
+		if (rc == RPC_SCAN_MORE)
 			break;
-		if (rc == -1) {
+		if (rc == RPC_SCAN_BAD) {
 			bench_rpc_fail(c, "not MessagePack or too large");
 			return;
 		}
