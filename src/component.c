@@ -160,27 +160,6 @@ component_errcode(const struct upstream_reply *r)
 	return (json_is_integer(ec) ? (long)json_integer_value(ec) : 0);
 }
 
-/* WeChat's errmsg, bounded and cut on a UTF-8 character boundary. */
-static void
-component_errmsg(const struct upstream_reply *r, char *buf, size_t len)
-{
-	const char *m = NULL;
-	size_t n;
-
-	if (r->ok)
-		m = json_string_value(json_object_get(r->json, "errmsg"));
-	if (m == NULL)
-		m = "";
-	n = strlen(m);
-	if (n >= len) {
-		n = len - 1;
-		while (n > 0 && ((unsigned char)m[n] & 0xc0) == 0x80)
-			n--;
-	}
-	memcpy(buf, m, n);
-	buf[n] = '\0';
-}
-
 /* Whether s can be a token, ticket or code: 1..512 printable, no spaces. */
 static int
 component_token_ok(const char *s)
@@ -1097,6 +1076,41 @@ component_query_free(struct component_query *q)
 }
 
 /* api_query_auth's answer: keep the authorizer, then say done. */
+/*
+ * What every query on the component's behalf does with a failure: WeChat
+ * unreachable, the component token refused (compare-and-refresh it), or
+ * another refusal. -1 once q has been answered; 0 for a success to read.
+ */
+static int
+component_query_refused(struct component_query *q,
+    const struct upstream_reply *r, long errcode, const char *api,
+    const char *refusal)
+{
+	char errmsg[COMPONENT_ERRMSG_MAX + 1];
+
+	if (!r->ok) {
+		component_answer(q->done, q->arg, "unavailable", 1, 0, NULL,
+		    "WeChat is unreachable (%s)", r->error);
+		return (-1);
+	}
+	if (errcode == 40001 || errcode == 40014 || errcode == 42001) {
+		cred_token_failed(q->comp->cred, q->gen, errcode);
+		component_answer(q->done, q->arg, "unavailable", 1, 0, NULL,
+		    "the component_access_token was refused (errcode %ld); it "
+		    "is being refreshed, try again", errcode);
+		return (-1);
+	}
+	if (errcode != 0) {
+		upstream_errmsg(r->json, errmsg, sizeof errmsg);
+		log_info("%s: %s refused (errcode %ld)", q->comp->appid, api,
+		    errcode);
+		component_answer(q->done, q->arg, "wechat", errcode == -1,
+		    errcode, errmsg, "%s", refusal);
+		return (-1);
+	}
+	return (0);
+}
+
 static void
 component_query_cb(const struct upstream_reply *r, void *arg)
 {
@@ -1104,32 +1118,14 @@ component_query_cb(const struct upstream_reply *r, void *arg)
 	struct component *comp = q->comp;
 	json_t *ai, *e;
 	const char *appid, *token, *rt, *code;
-	char errmsg[COMPONENT_ERRMSG_MAX + 1], msg[160];
+	char msg[160];
 	long errcode = component_errcode(r);
 
 	q->call = NULL;
-	if (!r->ok) {
-		component_answer(q->done, q->arg, "unavailable", 1, 0, NULL,
-		    "WeChat is unreachable (%s)", r->error);
+	if (component_query_refused(q, r, errcode, "api_query_auth",
+	    errcode == 61010 ? "the authorization code is expired, used or "
+	    "invalid (61010)" : "WeChat refused api_query_auth") == -1)
 		goto out;
-	}
-	if (errcode == 40001 || errcode == 40014 || errcode == 42001) {
-		cred_token_failed(comp->cred, q->gen, errcode);
-		component_answer(q->done, q->arg, "unavailable", 1, 0, NULL,
-		    "the component_access_token was refused (errcode %ld); it "
-		    "is being refreshed, try again", errcode);
-		goto out;
-	}
-	if (errcode != 0) {
-		component_errmsg(r, errmsg, sizeof errmsg);
-		log_info("%s: api_query_auth refused (errcode %ld)",
-		    comp->appid, errcode);
-		component_answer(q->done, q->arg, "wechat", errcode == -1,
-		    errcode, errmsg, "%s", errcode == 61010 ? "the "
-		    "authorization code is expired, used or invalid (61010)" :
-		    "WeChat refused api_query_auth");
-		goto out;
-	}
 	ai = json_object_get(r->json, "authorization_info");
 	appid = json_string_value(json_object_get(ai, "authorizer_appid"));
 	token = json_string_value(json_object_get(ai,
@@ -1794,30 +1790,13 @@ component_preauth_cb(const struct upstream_reply *r, void *arg)
 	msgpack_packer *pk;
 	json_t *e;
 	const char *code;
-	char errmsg[COMPONENT_ERRMSG_MAX + 1], url[COMPONENT_URL_MAX];
+	char url[COMPONENT_URL_MAX];
 	long errcode = component_errcode(r);
 
 	q->call = NULL;
-	if (!r->ok) {
-		component_answer(q->done, q->arg, "unavailable", 1, 0, NULL,
-		    "WeChat is unreachable (%s)", r->error);
+	if (component_query_refused(q, r, errcode, "api_create_preauthcode",
+	    "WeChat refused api_create_preauthcode") == -1)
 		goto out;
-	}
-	if (errcode == 40001 || errcode == 40014 || errcode == 42001) {
-		cred_token_failed(comp->cred, q->gen, errcode);
-		component_answer(q->done, q->arg, "unavailable", 1, 0, NULL,
-		    "the component_access_token was refused (errcode %ld); it "
-		    "is being refreshed, try again", errcode);
-		goto out;
-	}
-	if (errcode != 0) {
-		component_errmsg(r, errmsg, sizeof errmsg);
-		log_info("%s: api_create_preauthcode refused (errcode %ld)",
-		    comp->appid, errcode);
-		component_answer(q->done, q->arg, "wechat", errcode == -1,
-		    errcode, errmsg, "WeChat refused api_create_preauthcode");
-		goto out;
-	}
 	code = json_string_value(json_object_get(r->json, "pre_auth_code"));
 	e = json_object_get(r->json, "expires_in");
 	if (!component_token_ok(code) || !json_is_integer(e) ||

@@ -127,25 +127,6 @@ send_fail_revoked(struct send *s)
 	    "platform's authorization");
 }
 
-/* Copy WeChat's errmsg, bounded, cut on a UTF-8 character boundary. */
-static void
-send_errmsg(const json_t *j, char *buf, size_t len)
-{
-	const char *m = json_string_value(json_object_get(j, "errmsg"));
-	size_t n;
-
-	if (m == NULL)
-		m = "";
-	n = strlen(m);
-	if (n >= len) {
-		n = len - 1;
-		while (n > 0 && ((unsigned char)m[n] & 0xc0) == 0x80)
-			n--;
-	}
-	memcpy(buf, m, n);
-	buf[n] = '\0';
-}
-
 /*
  * Read WeChat's answer to a send: *errcode (0 if absent) and its errmsg into
  * buf. -1 if errcode is there but not an integer: then nobody knows whether
@@ -157,7 +138,7 @@ send_reply_parse(const json_t *j, long *errcode, char *buf, size_t len)
 	const json_t *ec = json_object_get(j, "errcode");
 
 	*errcode = json_is_integer(ec) ? (long)json_integer_value(ec) : 0;
-	send_errmsg(j, buf, len);
+	upstream_errmsg(j, buf, len);
 	if (ec != NULL && !json_is_integer(ec))
 		return (-1);
 	return (0);

@@ -487,6 +487,7 @@ struct upstream_call	*upstream_request(const char *, const char *,
 	    const char *, const char *, size_t, upstream_cb, void *);
 void	 upstream_cancel(struct upstream_call *);
 size_t	 upstream_inflight(void);
+void	 upstream_errmsg(const struct json_t *, char *, size_t);
 
 /* metrics.c: counters for monitoring, and the Prometheus endpoint. */
 struct metrics_histogram {
