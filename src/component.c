@@ -312,22 +312,30 @@ component_push(struct component *comp)
 	    comp->conf->secret), component_push_cb, comp);
 }
 
-/* A ticket arrived: keep it, and get a token with it if we need one. */
+/* Keep ticket (received at at), durably, and get a token with it if needed. */
+static void
+component_ticket_keep(struct component *comp, const char *ticket, time_t at)
+{
+	struct cred *c = comp->cred;
+
+	snprintf(comp->ticket, sizeof comp->ticket, "%s", ticket);
+	comp->ticket_at = at;
+	comp->ticket_seq++;
+	if (store_ticket_save(comp->appid, ticket, at) == -1)
+		log_warnx("%s: could not store the verify ticket; using it "
+		    "anyway", comp->appid);
+	if (c->call == NULL && (!cred_usable(c) || c->failures > 0))
+		cred_refresh(c, 0);
+}
+
+/* A ticket was pushed to us: keep it, and share it with the other hosts. */
 static void
 component_ticket_set(struct component *comp, const char *ticket)
 {
-	struct cred *c = comp->cred;
 	time_t now = time(NULL);
 
-	snprintf(comp->ticket, sizeof comp->ticket, "%s", ticket);
-	comp->ticket_at = now;
-	comp->ticket_seq++;
-	if (store_ticket_save(comp->appid, ticket, now) == -1)
-		log_warnx("%s: could not store the verify ticket; using it "
-		    "anyway", comp->appid);
-	redis_ticket_put(comp->appid, ticket, now);	/* for the other hosts */
-	if (c->call == NULL && (!cred_usable(c) || c->failures > 0))
-		cred_refresh(c, 0);
+	component_ticket_keep(comp, ticket, now);
+	redis_ticket_put(comp->appid, ticket, now);
 }
 
 /*
@@ -338,7 +346,6 @@ void
 component_ticket_shared(const char *appid, const char *ticket, time_t at)
 {
 	struct component *comp;
-	struct cred *c;
 	time_t now = time(NULL);
 
 	if ((comp = component_find(appid)) == NULL ||
@@ -348,17 +355,9 @@ component_ticket_shared(const char *appid, const char *ticket, time_t at)
 		return;
 	if (at > now)
 		at = now;	/* another host's clock is ahead */
-	c = comp->cred;
-	snprintf(comp->ticket, sizeof comp->ticket, "%s", ticket);
-	comp->ticket_at = at;
-	comp->ticket_seq++;
-	if (store_ticket_save(comp->appid, ticket, at) == -1)
-		log_warnx("%s: could not store the verify ticket; using it "
-		    "anyway", comp->appid);
 	log_info("%s: verify ticket from another host (through Redis)",
 	    comp->appid);
-	if (c->call == NULL && (!cred_usable(c) || c->failures > 0))
-		cred_refresh(c, 0);
+	component_ticket_keep(comp, ticket, at);
 }
 
 /* Redis is (back) up: share our valid ticket, or look for one. */
