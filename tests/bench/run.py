@@ -70,7 +70,7 @@ os.environ["WX_BUILDDIR"] = os.path.abspath(ARGS.builddir)
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 import wxtest  # noqa: E402  (reads WX_BUILDDIR at import)
 
-BENCH = os.path.join(wxtest.BUILDDIR, "src", "wxpush-bench")
+BENCH = os.path.join(wxtest.BUILDDIR, "src", "bench", "wxpush-bench")
 
 
 def say(msg=""):

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Build every fuzz target (tests/fuzz/fuzz_*.c) for libFuzzer with ASan and
-# UBSan, compiling the daemon's sources from src/ directly; `make fuzz` calls
+# UBSan, compiling the daemon's sources from src/common and src/wxpushd directly; `make fuzz` calls
 # it. See docs/fuzzing.md.
 #
 # usage: build.sh SRCDIR BUILDDIR SOURCE...
@@ -40,7 +40,7 @@ dep_libs=${FUZZ_DEP_LIBS-$($pkgconfig --libs $modules)}
 cppflags=${FUZZ_CPPFLAGS:-"-DWX_SYSCONFDIR=\"/usr/local/etc\"
     -DWX_LOCALSTATEDIR=\"/usr/local/var\" -DWX_RUNSTATEDIR=\"/run\""}
 common="$cflags -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-    -I$builddir -I$srcdir/src $cppflags $dep_cflags"
+    -I$builddir -I$srcdir/src/common -I$srcdir/src/wxpushd $cppflags $dep_cflags"
 
 mkdir -p "$out/obj"
 objs=

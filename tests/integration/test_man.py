@@ -22,7 +22,7 @@ for src in sorted(glob.glob(os.path.join(mandir, "*"))):
         pages[name] = src
 for want in ("wxpushd.8", "wxpushd.conf.5", "wxpush.1", "wxpush-mock.1"):
     t.ok(want in pages and os.path.exists(pages[want]), "%s is there" % want)
-if os.path.exists(os.path.join(BUILDDIR, "src", "wxpush-bench")):
+if os.path.exists(os.path.join(BUILDDIR, "src", "bench", "wxpush-bench")):
     t.ok("wxpush-bench.1" in pages, "wxpush-bench.1 is there, as wxpush-bench is")
 
 text = {}
@@ -68,7 +68,7 @@ for opt in sorted(set(re.findall(r"--([a-z][a-z-]+)", mock_usage))):
 for flag in re.findall(r"\[-([a-zA-Z]+)\]", mock_usage)[0]:
     t.ok(".It Fl %s" % flag in text.get("wxpush-mock.1", ""), "wxpush-mock.1 documents -%s" % flag)
 
-bench = os.path.join(BUILDDIR, "src", "wxpush-bench")
+bench = os.path.join(BUILDDIR, "src", "bench", "wxpush-bench")
 if os.path.exists(bench):
     bench_usage = subprocess.run([bench, "--help"], capture_output=True, text=True).stdout
     for opt in sorted(set(re.findall(r"--([a-z][a-z-]+)", bench_usage))):

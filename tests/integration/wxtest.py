@@ -17,9 +17,9 @@ import msgpack
 
 BUILDDIR = os.environ.get("WX_BUILDDIR", os.getcwd())
 SRCDIR = os.environ.get("WX_SRCDIR", os.getcwd())
-WXPUSHD = os.path.join(BUILDDIR, "src", "wxpushd")
-WXPUSH = os.path.join(BUILDDIR, "src", "wxpush")
-MOCK = os.path.join(BUILDDIR, "src", "wxpush-mock")
+WXPUSHD = os.path.join(BUILDDIR, "src", "wxpushd", "wxpushd")
+WXPUSH = os.path.join(BUILDDIR, "src", "wxpush", "wxpush")
+MOCK = os.path.join(BUILDDIR, "src", "mock", "wxpush-mock")
 
 APPID = "wx1234567890abcdef"
 SECRET = "s3cr3t-appsecret-0123456789abcdef"
