@@ -186,17 +186,6 @@ acl_allows(const struct acl *acl, const struct peer *peer)
 	return (0);
 }
 
-/* Whether peer may use credential c: its account's or platform's allow list. */
-int
-acl_cred_allows(const struct cred *c, const struct peer *peer)
-{
-	if (c->kind == CRED_OFFICIAL)
-		return (c->account != NULL && acl_allows(&c->account->allow,
-		    peer));
-	return (c->component != NULL && acl_allows(&c->component->allow,
-	    peer));
-}
-
 /* Free the rules of an allow list and make it empty (not set). */
 void
 acl_free(struct acl *acl)

@@ -236,38 +236,6 @@ callback_xml_parse(struct callback_xml *x, const struct callback_field *fields,
 	return (ret);
 }
 
-/* Whether s is an appid: 1..64 of A-Z a-z 0-9 _ -. */
-int
-callback_appid_ok(const char *s, size_t len)
-{
-	size_t i;
-
-	if (len == 0 || len > WX_APPID_MAX)
-		return (0);
-	for (i = 0; i < len; i++) {
-		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' &&
-		    s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9') ||
-		    s[i] == '_' || s[i] == '-'))
-			return (0);
-	}
-	return (1);
-}
-
-/* Whether s is 1..max bytes of printable ASCII without spaces. */
-static int
-callback_word_ok(const char *s, size_t len, size_t max)
-{
-	size_t i;
-
-	if (len == 0 || len > max)
-		return (0);
-	for (i = 0; i < len; i++) {
-		if (s[i] <= 0x20 || s[i] > 0x7e)
-			return (0);
-	}
-	return (1);
-}
-
 /*
  * The AppId of an event body's outer <xml>, to find its component: 0, or -1
  * and a cause.
@@ -288,7 +256,7 @@ callback_outer_appid(const char *body, size_t len, char *appid, size_t size,
 		xasprintf(cause, "the body: %s", x.error);
 	else if (x.value[OUTER_APPID] == NULL)
 		*cause = xstrdup("the body has no <AppId>");
-	else if (!callback_appid_ok(x.value[OUTER_APPID], x.len[OUTER_APPID]) ||
+	else if (!valid_appid(x.value[OUTER_APPID], x.len[OUTER_APPID]) ||
 	    x.len[OUTER_APPID] >= size)
 		*cause = xstrdup("the body's <AppId> is not an appid");
 	else {
@@ -369,7 +337,7 @@ callback_event_fields(const struct component_conf *cc, struct callback_xml *x,
 	if (strcmp(type, "component_verify_ticket") == 0) {
 		secret = x->value[INNER_TICKET];
 		secretlen = x->len[INNER_TICKET];
-		if (secret == NULL || !callback_word_ok(secret, secretlen,
+		if (secret == NULL || !valid_word(secret, secretlen,
 		    WX_TOKEN_MAX)) {
 			*cause = xstrdup("the decrypted event has no valid "
 			    "<ComponentVerifyTicket>");
@@ -380,7 +348,7 @@ callback_event_fields(const struct component_conf *cc, struct callback_xml *x,
 		need_authorizer = 1;
 		secret = x->value[INNER_CODE];
 		secretlen = x->len[INNER_CODE];
-		if (secret == NULL || !callback_word_ok(secret, secretlen,
+		if (secret == NULL || !valid_word(secret, secretlen,
 		    WX_TOKEN_MAX)) {
 			*cause = xstrdup("the decrypted event has no valid "
 			    "<AuthorizationCode>");
@@ -391,7 +359,7 @@ callback_event_fields(const struct component_conf *cc, struct callback_xml *x,
 
 	aid = x->value[INNER_AUTHORIZER];
 	if (aid != NULL && x->len[INNER_AUTHORIZER] != 0) {
-		if (!callback_appid_ok(aid, x->len[INNER_AUTHORIZER])) {
+		if (!valid_appid(aid, x->len[INNER_AUTHORIZER])) {
 			*cause = xstrdup("the decrypted event's "
 			    "<AuthorizerAppid> is not an appid");
 			return (-1);
@@ -559,7 +527,7 @@ callback_param(struct evkeyvalq *q, const char *name)
 	const char *v;
 
 	if ((v = evhttp_find_header(q, name)) == NULL ||
-	    !callback_word_ok(v, strlen(v), CALLBACK_PARAM_MAX))
+	    !valid_word(v, strlen(v), CALLBACK_PARAM_MAX))
 		return (NULL);
 	return (v);
 }

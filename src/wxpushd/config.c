@@ -434,23 +434,6 @@ config_echo(const char *s)
 	return (config_printable(s, CONFIG_URL_MAX) ? s : "(not printable)");
 }
 
-/* Whether s is a valid appid: 1..WX_APPID_MAX of [A-Za-z0-9_-]. */
-static int
-config_appid_ok(const char *s)
-{
-	size_t	i;
-
-	for (i = 0; s[i] != '\0'; i++) {
-		if (i >= WX_APPID_MAX)
-			return (0);
-		if (!((s[i] >= 'a' && s[i] <= 'z') ||
-		    (s[i] >= 'A' && s[i] <= 'Z') ||
-		    (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '-'))
-			return (0);
-	}
-	return (i > 0);
-}
-
 /*
  * Check "host[:port]" in s[0..len): host is a name, a dotted IPv4 address or
  * a bracketed IPv6 one. Sets *loopback. Returns 0, or -1 and a static *cause.
@@ -1136,7 +1119,7 @@ config_cb_section(cfg_t *cfg, cfg_opt_t *opt)
 	kind = s->acc != NULL ? "account" : "component";
 	appid = s->acc != NULL ? s->acc->appid : s->comp->appid;
 
-	if (!config_appid_ok(appid)) {
+	if (!valid_appid_str(appid)) {
 		if (config_printable(appid, WX_APPID_MAX * 2)) {
 			config_error_at(p, s->line, "%s \"" CONFIG_ECHO "\": "
 			    "an appid is 1 to %d letters, digits, '_' or '-'",

@@ -1,8 +1,16 @@
 /*
- * Credentials: one state machine per appid. Each keeps its token fresh in the
- * background, backs off on failure without dropping a still-valid token, refreshes
- * a refused token only once however many sends saw it fail (compare-and-refresh),
- * and trips a breaker instead of looping through the daily token quota.
+ * Credentials: one state machine per appid, and the only file that writes a
+ * credential's state. Each keeps its token fresh in the background, backs off
+ * on failure without dropping a still-valid token, refreshes a refused token
+ * only once however many sends saw it fail (compare-and-refresh), and trips a
+ * breaker instead of looping through the daily token quota.
+ *
+ * What differs between an official account, a component and an authorizer
+ * is its token source (struct cred_source: official.c, component.c,
+ * authorizer.c); how hosts share tokens is a share backend (struct
+ * cred_share: redis.c, or none). The layer above (send.c) hears of a
+ * credential through the listener it registered. cred.c calls none of them
+ * by name.
  */
 #include "config.h"
 
@@ -26,20 +34,73 @@
 #define CRED_MIN_LIFETIME	60	/* a stored token with less left is refetched */
 #define CRED_MIN_INTERVAL	5	/* never refresh a valid token more often */
 
-struct cred_list	 cred_all = TAILQ_HEAD_INITIALIZER(cred_all);
-static struct cred	**cred_table;
-static size_t		 cred_tsize, cred_n;
+struct cred {
+	char			 appid[WX_APPID_MAX + 1];
+	enum cred_kind		 kind;
+	const struct cred_source *src;
+	void			*data;		/* the source's */
+	void			*user;		/* the listener's (send.c) */
+	void			*share;		/* the share backend's */
 
-static void	cred_timer_cb(evutil_socket_t, short, void *);
-static void	cred_fetch_official(struct cred *, int);
-static void	cred_fail_queue(struct cred *, const char *);
+	char			*token;		/* NULL if none; wiped on free */
+	uint64_t		 gen;		/* bumped with every new token */
+	time_t			 expires_at;
+	time_t			 refreshed_at;
+	time_t			 token_issued;	/* when we got this token */
+	int			 invalid;	/* the current token was refused */
+	int			 after_refusal;	/* a refusal asked for this token */
+	int			 refusal_refresh; /* the refresh in flight is for one */
+	int			 revoked;
+	int			 removed;	/* gone from the configuration */
+	int			 refs;		/* holders besides the list */
+
+	struct upstream_call	*call;		/* refresh in flight */
+	struct event		*refresh;	/* the next refresh or retry */
+	struct event		*reap;		/* frees a removed credential */
+	int			 backoff;	/* seconds, doubled on failure */
+	int			 failures;	/* consecutive failed refreshes */
+	int			 permanent;	/* last failure needs an operator */
+	long			 last_errcode;
+	char			 last_error[96];
+	time_t			 breaker_until;	/* no token-failure refreshes before */
+	int			 breaker_backoff;
+	int			 force_day, force_count;	/* stable force_refresh */
+	time_t			 force_last;
+	int			 calls_day, calls_today;
+	uint64_t		 refreshes;
+
+	struct cred		*hnext;		/* hash chain */
+	TAILQ_ENTRY(cred)	 entry;
+};
+static TAILQ_HEAD(, cred)	 cred_all = TAILQ_HEAD_INITIALIZER(cred_all);
+static struct cred		**cred_table;
+static size_t			 cred_tsize, cred_n;
+static cred_listener		 cred_listen;
+static const struct cred_share	*cred_sharing;
+
+static void	cred_refresh_cb(evutil_socket_t, short, void *);
+static void	cred_reap_cb(evutil_socket_t, short, void *);
 static int	cred_force_allowed(struct cred *);
 
-/* WeChat's quota day is Beijing's (UTC+8) day. */
-int
-cred_today(void)
+/* The layer above: told of new tokens, failures, revocations, removals. */
+void
+cred_set_listener(cred_listener fn)
 {
-	return ((int)((time(NULL) + 8 * 3600) / 86400));
+	cred_listen = fn;
+}
+
+/* The share backend (redis.c registers itself); NULL for none. */
+void
+cred_set_share(const struct cred_share *share)
+{
+	cred_sharing = share;
+}
+
+static void
+cred_tell(struct cred *c, enum cred_event ev, const char *why)
+{
+	if (cred_listen != NULL)
+		cred_listen(c, ev, why);
 }
 
 const char *
@@ -56,12 +117,166 @@ cred_kind_name(enum cred_kind k)
 	return ("unknown");
 }
 
+/* Readers: what other files may know of a credential. */
+const char *
+cred_appid(const struct cred *c)
+{
+	return (c->appid);
+}
+
+enum cred_kind
+cred_kind(const struct cred *c)
+{
+	return (c->kind);
+}
+
+const struct cred_source *
+cred_source(const struct cred *c)
+{
+	return (c->src);
+}
+
+void *
+cred_data(const struct cred *c)
+{
+	return (c->data);
+}
+
+void *
+cred_user(const struct cred *c)
+{
+	return (c->user);
+}
+
+void *
+cred_share_data(const struct cred *c)
+{
+	return (c->share);
+}
+
+int
+cred_removed(const struct cred *c)
+{
+	return (c->removed);
+}
+
+int
+cred_revoked(const struct cred *c)
+{
+	return (c->revoked);
+}
+
+int
+cred_permanent(const struct cred *c)
+{
+	return (c->permanent);
+}
+
+int
+cred_refreshing(const struct cred *c)
+{
+	return (c->call != NULL);
+}
+
+int
+cred_invalid(const struct cred *c)
+{
+	return (c->invalid);
+}
+
+int
+cred_has_token(const struct cred *c)
+{
+	return (c->token != NULL);
+}
+
+/* The token, for the query of a call made with it; NULL if none. */
+const char *
+cred_token(const struct cred *c)
+{
+	return (c->token);
+}
+
+uint64_t
+cred_gen(const struct cred *c)
+{
+	return (c->gen);
+}
+
+time_t
+cred_expires_at(const struct cred *c)
+{
+	return (c->expires_at);
+}
+
+time_t
+cred_refreshed_at(const struct cred *c)
+{
+	return (c->refreshed_at);
+}
+
+/* Seconds the token has left, 0 if none. */
+int
+cred_expires_in(const struct cred *c)
+{
+	time_t now = clock_now();
+
+	return (c->token != NULL && c->expires_at > now ?
+	    (int)(c->expires_at - now) : 0);
+}
+
+int
+cred_failures(const struct cred *c)
+{
+	return (c->failures);
+}
+
+long
+cred_last_errcode(const struct cred *c)
+{
+	return (c->last_errcode);
+}
+
+const char *
+cred_last_error(const struct cred *c)
+{
+	return (c->last_error);
+}
+
+/* Token calls made today (WeChat's quota day). */
+int
+cred_calls_today(const struct cred *c)
+{
+	return (c->calls_day == clock_today() ? c->calls_today : 0);
+}
+
+uint64_t
+cred_refreshes(const struct cred *c)
+{
+	return (c->refreshes);
+}
+
 /* Whether c has a token that can be sent with now. */
 int
 cred_usable(const struct cred *c)
 {
 	return (c->token != NULL && !c->invalid && !c->revoked &&
-	    c->expires_at > time(NULL));
+	    c->expires_at > clock_now());
+}
+
+/* Whether the share backend shares c's token with other hosts. */
+int
+cred_shared(const struct cred *c)
+{
+	return (c->src->shared && !c->revoked && !c->removed);
+}
+
+/* Whether a newer token is on its way: a refresh, or another host's. */
+int
+cred_awaiting(const struct cred *c)
+{
+	return (c->call != NULL || (cred_sharing != NULL &&
+	    cred_sharing->busy(c)));
 }
 
 const char *
@@ -73,9 +288,28 @@ cred_state_name(const struct cred *c)
 		return ("refreshing");
 	if (cred_usable(c))
 		return ("valid");
-	if (c->permanent || time(NULL) < c->breaker_until)
+	if (c->permanent || clock_now() < c->breaker_until)
 		return ("failed");
 	return ("expired");
+}
+
+/* Whether peer may use c: its account's or platform's allow list. */
+int
+cred_allows(const struct cred *c, const struct peer *peer)
+{
+	const struct acl *acl;
+
+	if (c->removed || c->src->acl == NULL ||
+	    (acl = c->src->acl(c->data)) == NULL)
+		return (0);
+	return (acl_allows(acl, peer));
+}
+
+/* When the next refresh (or retry) is due: 1 and *tv, or 0 if none is armed. */
+int
+cred_refresh_due(const struct cred *c, struct timeval *tv)
+{
+	return (event_pending(c->refresh, EV_TIMEOUT, tv) != 0);
 }
 
 static uint32_t
@@ -121,9 +355,23 @@ cred_find(const char *appid)
 	return (NULL);
 }
 
-/* Create the credential for appid; the caller sets its configuration links. */
+/* Every credential, removed ones included, in the order they were added. */
 struct cred *
-cred_add(const char *appid, enum cred_kind kind)
+cred_first(void)
+{
+	return (TAILQ_FIRST(&cred_all));
+}
+
+struct cred *
+cred_next(const struct cred *c)
+{
+	return (TAILQ_NEXT(c, entry));
+}
+
+/* Create the credential for appid, with its token source and its data. */
+struct cred *
+cred_add(const char *appid, enum cred_kind kind, const struct cred_source *src,
+    void *data)
 {
 	struct cred *c;
 	size_t b;
@@ -133,17 +381,37 @@ cred_add(const char *appid, enum cred_kind kind)
 	c = xcalloc(1, sizeof *c);
 	snprintf(c->appid, sizeof c->appid, "%s", appid);
 	c->kind = kind;
+	c->src = src;
+	c->data = data;
 	c->backoff = CRED_BACKOFF_MIN;
 	c->breaker_backoff = CRED_BREAKER_MIN;
-	c->calls_day = cred_today();
-	TAILQ_INIT(&c->queue);
-	c->timer = evtimer_new(wx_base, cred_timer_cb, c);
+	c->calls_day = clock_today();
+	c->refresh = evtimer_new(wx_base, cred_refresh_cb, c);
+	c->reap = evtimer_new(wx_base, cred_reap_cb, c);
 	b = cred_hash(appid) & (cred_tsize - 1);
 	c->hnext = cred_table[b];
 	cred_table[b] = c;
 	cred_n++;
 	TAILQ_INSERT_TAIL(&cred_all, c, entry);
 	return (c);
+}
+
+void
+cred_set_user(struct cred *c, void *user)
+{
+	c->user = user;
+}
+
+void
+cred_set_share_data(struct cred *c, void *share)
+{
+	c->share = share;
+}
+
+void
+cred_set_data(struct cred *c, void *data)
+{
+	c->data = data;
 }
 
 static void
@@ -162,33 +430,61 @@ cred_free(struct cred *c)
 	TAILQ_REMOVE(&cred_all, c, entry);
 	if (c->call != NULL)
 		upstream_cancel(c->call);
-	event_free(c->timer);
+	if (cred_sharing != NULL)
+		cred_sharing->forget(c);
+	event_free(c->refresh);
+	event_free(c->reap);
 	freezero_str(c->token);
-	freezero_str(c->refresh_token);
 	free(c);
 }
 
+/* Keep c from being freed while a caller (send.c) holds it. */
+void
+cred_hold(struct cred *c)
+{
+	c->refs++;
+}
+
+/* Let go of c; a removed credential nobody holds is freed soon. */
+void
+cred_release(struct cred *c)
+{
+	if (--c->refs == 0 && c->removed)
+		event_active(c->reap, EV_TIMEOUT, 1);
+}
+
+static void
+cred_reap_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct cred *c = arg;
+
+	(void)fd;
+	(void)events;
+	if (c->removed && c->refs == 0)
+		cred_free(c);
+}
+
 /*
- * Drop c once nothing uses it: removed from the configuration, its sends
- * finished. The free is deferred to c's timer so no caller holds a dangling c.
+ * c left the configuration: no more refreshes, its waiting sends are told,
+ * and it is freed once nobody holds it (deferred, so no caller's c dangles).
  */
 void
 cred_remove(struct cred *c)
 {
-	struct send *s;
-
 	c->removed = 1;
 	if (c->call != NULL) {
 		upstream_cancel(c->call);
 		c->call = NULL;
 	}
-	while ((s = TAILQ_FIRST(&c->queue)) != NULL)
-		send_fail_queued(s, "the appid was removed from the "
-		    "configuration");
-	event_active(c->timer, EV_TIMEOUT, 1);
+	evtimer_del(c->refresh);
+	c->data = NULL;
+	cred_tell(c, CRED_EV_REMOVED, "the appid was removed from the "
+	    "configuration");
+	if (c->refs == 0)
+		event_active(c->reap, EV_TIMEOUT, 1);
 }
 
-/* Arm the timer to fire in secs seconds (at least now). */
+/* Arm the refresh to fire in secs seconds (at least now). */
 static void
 cred_arm(struct cred *c, long secs)
 {
@@ -198,14 +494,14 @@ cred_arm(struct cred *c, long secs)
 		secs = 0;
 	tv.tv_sec = secs;
 	tv.tv_usec = arc4random_uniform(1000000);
-	evtimer_add(c->timer, &tv);
+	evtimer_add(c->refresh, &tv);
 }
 
 /* Schedule the proactive refresh of a valid token, with jitter. */
 static void
 cred_schedule(struct cred *c)
 {
-	time_t now = time(NULL);
+	time_t now = clock_now();
 	long margin = wx_conf->refresh_margin, jitter, at;
 
 	/* Jitter spreads many credentials' refreshes; a fifth of the margin. */
@@ -241,13 +537,21 @@ cred_persist(struct cred *c)
 static void
 cred_count_call(struct cred *c)
 {
-	int today = cred_today();
+	int today = clock_today();
 
 	if (c->calls_day != today) {
 		c->calls_day = today;
 		c->calls_today = 0;
 	}
 	c->calls_today++;
+}
+
+/* A token call counted but not made after all. */
+void
+cred_uncount(struct cred *c)
+{
+	if (c->calls_day == clock_today() && c->calls_today > 0)
+		c->calls_today--;
 }
 
 /*
@@ -257,22 +561,67 @@ cred_count_call(struct cred *c)
 void
 cred_refresh(struct cred *c, int force)
 {
+	struct upstream_call *call = NULL;
+
 	if (c->call != NULL || c->revoked || c->removed)
 		return;
-	/* With Redis, one daemon refreshes for all: redis.c may take it. */
-	if (redis_refresh(c, force) == 0)
+	/* With a share backend, one daemon refreshes for all. */
+	if (c->src->shared && cred_sharing != NULL &&
+	    cred_sharing->acquire(c, force) == 0)
 		return;
-	evtimer_del(c->timer);
-	cred_count_call(c);
-	switch (c->kind) {
-	case CRED_OFFICIAL:
-		cred_fetch_official(c, force);
-		break;
-	case CRED_COMPONENT:
-	case CRED_AUTHORIZER:
-		component_fetch(c, force);
-		break;
+	evtimer_del(c->refresh);
+	if (c->src->fetch(c, c->data, force, &call) == CRED_FETCH_STARTED) {
+		cred_count_call(c);
+		c->call = call;
 	}
+}
+
+/* Stop c's refresh: the call in flight and the timer (a new token is coming). */
+void
+cred_cancel(struct cred *c)
+{
+	if (c->call != NULL) {
+		upstream_cancel(c->call);
+		c->call = NULL;
+	}
+	evtimer_del(c->refresh);
+}
+
+/* A token replaces ours: a new generation, trusted until refused. */
+static void
+cred_take(struct cred *c, const char *token)
+{
+	/* Whether a refusal asked for this token (for the breaker). */
+	c->after_refusal = c->refusal_refresh;
+	c->refusal_refresh = 0;
+	freezero_str(c->token);
+	c->token = xstrdup(token);
+	c->gen++;
+	c->token_issued = clock_now();
+	c->invalid = 0;
+}
+
+/* A refresh succeeded, however it came: the failure state is cleared. */
+static void
+cred_succeeded(struct cred *c)
+{
+	c->failures = 0;
+	c->permanent = 0;
+	c->backoff = CRED_BACKOFF_MIN;
+	c->last_errcode = 0;
+	c->last_error[0] = '\0';
+}
+
+/* A new token is in place: the source, the other hosts and the waiters hear. */
+static void
+cred_announce(struct cred *c, int share)
+{
+	if (share && c->src->shared && cred_sharing != NULL)
+		cred_sharing->publish(c);
+	if (c->src->ready != NULL)
+		c->src->ready(c, c->data);
+	if (cred_usable(c))
+		cred_tell(c, CRED_EV_READY, NULL);
 }
 
 /*
@@ -282,25 +631,14 @@ cred_refresh(struct cred *c, int force)
 void
 cred_got_token(struct cred *c, const char *token, int expires_in)
 {
-	time_t now = time(NULL);
+	time_t now = clock_now();
 	int same = c->token != NULL && strcmp(c->token, token) == 0;
 
+	c->call = NULL;
 	c->refreshes++;
-	c->failures = 0;
-	c->permanent = 0;
-	c->backoff = CRED_BACKOFF_MIN;
-	c->last_errcode = 0;
-	c->last_error[0] = '\0';
-	if (!same) {
-		/* Whether a refusal asked for this token (for the breaker). */
-		c->after_refusal = c->refusal_refresh;
-		c->refusal_refresh = 0;
-		freezero_str(c->token);
-		c->token = xstrdup(token);
-		c->gen++;
-		c->token_issued = now;
-		c->invalid = 0;
-	}
+	cred_succeeded(c);
+	if (!same)
+		cred_take(c, token);
 	c->expires_at = now + expires_in;
 	c->refreshed_at = now;
 	cred_persist(c);
@@ -321,47 +659,53 @@ cred_got_token(struct cred *c, const char *token, int expires_in)
 		return;
 	} else
 		cred_schedule(c);
-	redis_token(c);		/* share it with the other daemons */
-	if (c->kind == CRED_COMPONENT)
-		component_token_ready(c);
-	cred_pump(c);
+	cred_announce(c, 1);
 }
 
 /*
- * Another daemon's token for c, from Redis (redis.c), with its shared
+ * api_query_auth issued c's first token (a new authorization): count it as a
+ * token call and take it, whatever c was doing.
+ */
+void
+cred_install(struct cred *c, const char *token, int expires_in)
+{
+	cred_cancel(c);
+	c->revoked = 0;
+	c->permanent = 0;
+	cred_count_call(c);
+	cred_got_token(c, token, expires_in);
+}
+
+/*
+ * Another daemon's token for c, from the share backend, with its shared
  * generation: used like one we fetched, without a call to WeChat.
  */
 void
 cred_adopt(struct cred *c, const char *token, time_t expires_at, uint64_t rgen)
 {
-	time_t now = time(NULL);
-
-	c->redis_gen = rgen;
+	(void)rgen;
 	if (c->token != NULL && strcmp(c->token, token) == 0 && c->invalid) {
 		/* The very token WeChat refused: refresh past it. */
 		cred_arm(c, 0);
 		return;
 	}
-	if (c->token == NULL || strcmp(c->token, token) != 0) {
-		c->after_refusal = c->refusal_refresh;
-		c->refusal_refresh = 0;
-		freezero_str(c->token);
-		c->token = xstrdup(token);
-		c->gen++;
-		c->token_issued = now;
-		c->invalid = 0;
-	}
+	if (c->token == NULL || strcmp(c->token, token) != 0)
+		cred_take(c, token);
 	c->expires_at = expires_at;
-	c->refreshed_at = now;
-	c->failures = 0;
-	c->permanent = 0;
-	c->backoff = CRED_BACKOFF_MIN;
-	c->last_errcode = 0;
-	c->last_error[0] = '\0';
+	c->refreshed_at = clock_now();
+	cred_succeeded(c);
 	cred_persist(c);
 	if (c->call == NULL)
 		cred_schedule(c);
-	cred_pump(c);
+	cred_announce(c, 0);
+}
+
+/* Record why c has no token now, without a failed refresh (for status). */
+void
+cred_note(struct cred *c, long errcode, const char *why)
+{
+	c->last_errcode = errcode;
+	snprintf(c->last_error, sizeof c->last_error, "%s", why);
 }
 
 /*
@@ -371,12 +715,14 @@ cred_adopt(struct cred *c, const char *token, time_t expires_at, uint64_t rgen)
 void
 cred_fetch_failed(struct cred *c, long errcode, const char *why, int permanent)
 {
+	time_t now = clock_now();
 	long wait;
 
-	redis_release(c);	/* another daemon may do better at once */
+	c->call = NULL;
+	if (c->src->shared && cred_sharing != NULL)
+		cred_sharing->release(c);	/* another daemon may do better */
 	c->failures++;
-	c->last_errcode = errcode;
-	snprintf(c->last_error, sizeof c->last_error, "%s", why);
+	cred_note(c, errcode, why);
 	c->permanent = permanent;
 	if (permanent)
 		wait = CRED_PERMANENT_RETRY;
@@ -386,9 +732,9 @@ cred_fetch_failed(struct cred *c, long errcode, const char *why, int permanent)
 		    CRED_BACKOFF_MAX : c->backoff * 2;
 	}
 	/* A still-valid token is used until it lapses; retry before then. */
-	if (cred_usable(c) && c->expires_at - time(NULL) < wait)
-		wait = c->expires_at - time(NULL) > 2 ?
-		    (long)(c->expires_at - time(NULL)) / 2 : 1;
+	if (cred_usable(c) && c->expires_at - now < wait)
+		wait = c->expires_at - now > 2 ?
+		    (long)(c->expires_at - now) / 2 : 1;
 	if (errcode != 0)
 		log_warnx("%s: %s token refresh failed (%s, errcode %ld), retry "
 		    "in %ld s", c->appid, cred_kind_name(c->kind), why, errcode,
@@ -398,68 +744,96 @@ cred_fetch_failed(struct cred *c, long errcode, const char *why, int permanent)
 		    c->appid, cred_kind_name(c->kind), why, wait);
 	cred_arm(c, wait);
 	if (!cred_usable(c) && permanent)
-		cred_fail_queue(c, why);
+		cred_tell(c, CRED_EV_FAILED, why);
 }
 
-/* The proactive refresh timer, or the end of a backoff. */
-static void
-cred_timer_cb(evutil_socket_t fd, short events, void *arg)
+/* Fail what waits for c's token now (a source knows none can come soon). */
+void
+cred_fail_waiting(struct cred *c, const char *why)
 {
-	struct cred *c = arg;
-
-	(void)fd;
-	(void)events;
-	if (c->removed) {
-		if (c->inflight == 0 && c->nqueue == 0)
-			cred_free(c);
-		return;
-	}
-	cred_refresh(c, 0);
+	cred_tell(c, CRED_EV_FAILED, why);
 }
 
-/* Answer every queued send of c with `unavailable`. */
-static void
-cred_fail_queue(struct cred *c, const char *why)
+/* A send waits for c's token: the source may hurry. */
+void
+cred_wanted(struct cred *c)
 {
-	struct send *s;
-
-	while ((s = TAILQ_FIRST(&c->queue)) != NULL)
-		send_fail_unavailable(s, why);
+	if (!c->removed && !c->revoked && c->call == NULL &&
+	    c->src->wanted != NULL)
+		c->src->wanted(c, c->data);
 }
 
 /*
- * Start queued sends while there is a token and a free upstream slot. Safe to
- * call from anywhere: it never frees c and never runs a callback of its own.
+ * The merchant revoked the platform (61003, an unauthorized event): no more
+ * refreshes, the source keeps that durably, and what waits is told. Only a
+ * source that can be revoked (authorizers) is.
  */
 void
-cred_pump(struct cred *c)
+cred_revoke(struct cred *c)
 {
-	struct send *s;
-
-	if (c->removed) {
-		if (c->inflight == 0 && c->nqueue == 0)
-			event_active(c->timer, EV_TIMEOUT, 1);
+	if (c->revoked || c->src->revoked == NULL)
 		return;
-	}
-	while (!wx_stopping && cred_usable(c) &&
-	    c->inflight < wx_conf->max_inflight &&
-	    (s = TAILQ_FIRST(&c->queue)) != NULL) {
-		TAILQ_REMOVE(&c->queue, s, entry);
-		c->nqueue--;
-		s->queued = 0;
-		send_start(s);
-	}
+	if (c->src->shared && cred_sharing != NULL)
+		cred_sharing->release(c);
+	c->revoked = 1;
+	cred_cancel(c);
+	if (!c->removed)
+		c->src->revoked(c, c->data);
+	cred_tell(c, CRED_EV_REVOKED, NULL);
+}
+
+/* A re-authorization (from another host) lifts a revocation. */
+void
+cred_unrevoke(struct cred *c)
+{
+	c->revoked = 0;
+	c->permanent = 0;
 }
 
 /*
- * A send with token generation gen was refused with errcode (40001, 40014,
+ * The refresh that ended will not bring a token soon (61023 waits for a
+ * newer refresh token): let another daemon hold the lease meanwhile.
+ */
+void
+cred_yield(struct cred *c)
+{
+	if (c->src->shared && cred_sharing != NULL)
+		cred_sharing->release(c);
+}
+
+/* Without a refresh: c cannot get a token until an operator acts (why). */
+void
+cred_mark_permanent(struct cred *c, const char *why)
+{
+	c->permanent = 1;
+	cred_note(c, 0, why);
+}
+
+/* The call in flight for c's refresh has answered (the source's callback). */
+void
+cred_fetch_done(struct cred *c)
+{
+	c->call = NULL;
+}
+
+/* The proactive refresh, or the end of a backoff. */
+static void
+cred_refresh_cb(evutil_socket_t fd, short events, void *arg)
+{
+	(void)fd;
+	(void)events;
+	cred_refresh(arg, 0);
+}
+
+/*
+ * A call with token generation gen was refused with errcode (40001, 40014,
  * 42001). Only a refusal of the current token refreshes, so a burst of failures
  * makes one refresh; a token refused right after we got it trips the breaker.
  */
 void
 cred_token_failed(struct cred *c, uint64_t gen, long errcode)
 {
-	time_t now = time(NULL);
+	time_t now = clock_now();
 
 	if (gen != c->gen || c->invalid || now < c->breaker_until)
 		return;		/* handled already: the send retries or fails */
@@ -481,9 +855,7 @@ cred_token_failed(struct cred *c, uint64_t gen, long errcode)
 		    c->breaker_backoff);
 		c->breaker_backoff = c->breaker_backoff * 2 > CRED_BREAKER_MAX ?
 		    CRED_BREAKER_MAX : c->breaker_backoff * 2;
-		c->last_errcode = errcode;
-		snprintf(c->last_error, sizeof c->last_error,
-		    "a fresh token was refused by WeChat");
+		cred_note(c, errcode, "a fresh token was refused by WeChat");
 		return;
 	}
 	log_info("%s: token refused (errcode %ld), refreshing", c->appid,
@@ -497,10 +869,10 @@ cred_token_failed(struct cred *c, uint64_t gen, long errcode)
 static int
 cred_force_allowed(struct cred *c)
 {
-	time_t now = time(NULL);
-	int today = cred_today();
+	time_t now = clock_now();
+	int today = clock_today();
 
-	if (c->kind != CRED_OFFICIAL || c->account->token_api != TOKEN_API_STABLE)
+	if (c->src->can_force == NULL || !c->src->can_force(c->data))
 		return (0);
 	if (c->force_day != today) {
 		c->force_day = today;
@@ -511,23 +883,6 @@ cred_force_allowed(struct cred *c)
 		return (0);
 	c->force_count++;
 	c->force_last = now;
-	return (1);
-}
-
-/*
- * Whether a token from WeChat can go into a URL's query as it is: no NUL
- * inside (it would be cut short), nothing that ends or splits the query.
- */
-static int
-cred_token_ok(const char *s, size_t len)
-{
-	size_t	i;
-
-	for (i = 0; i < len; i++) {
-		if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f ||
-		    s[i] == '&' || s[i] == '#')
-			return (0);
-	}
 	return (1);
 }
 
@@ -551,9 +906,8 @@ cred_parse_token(const struct upstream_reply *r, const char *field,
 	}
 	t = json_object_get(r->json, field);
 	e = json_object_get(r->json, "expires_in");
-	if (!json_is_string(t) || json_string_length(t) == 0 ||
-	    json_string_length(t) > WX_TOKEN_MAX ||
-	    !cred_token_ok(json_string_value(t), json_string_length(t)) ||
+	if (!json_is_string(t) ||
+	    !valid_token(json_string_value(t), json_string_length(t)) ||
 	    !json_is_integer(e) ||
 	    json_integer_value(e) < 10 || json_integer_value(e) > 7 * 86400) {
 		*why = "malformed token reply";
@@ -564,95 +918,45 @@ cred_parse_token(const struct upstream_reply *r, const char *field,
 	return (0);
 }
 
-/* Whether a token endpoint's errcode needs an operator (no point retrying soon). */
-static int
-cred_errcode_permanent(long errcode)
-{
-	switch (errcode) {
-	case 40001:	/* from a token endpoint: wrong AppSecret */
-	case 45009:	/* the daily quota: nothing until WeChat's midnight */
-	case 40002:
-	case 40013:
-	case 40125:
-	case 40164:
-	case 40243:
-	case 41002:
-	case 41004:
-	case 61004:
-	case 61024:
-	case 61011:
-		return (1);
-	}
-	return (0);
-}
-
-/* Interpret any token endpoint's reply for c. */
+/*
+ * Interpret the reply of c's token endpoint: the token, or a failure that an
+ * operator must fix (a wrong secret, the IP whitelist, the daily quota) or
+ * that a backoff may cure.
+ */
 void
-cred_token_reply(struct cred *c, const struct upstream_reply *r,
-    const char *field)
+cred_token_reply(struct cred *c, const struct upstream_reply *r)
 {
 	const char *token = NULL, *why = NULL;
-	int expires_in = 0;
+	int expires_in = 0, permanent = 0;
 	long errcode;
 
 	c->call = NULL;
-	if (cred_parse_token(r, field, &token, &expires_in, &errcode, &why) == 0) {
+	if (cred_parse_token(r, c->src->token_field, &token, &expires_in,
+	    &errcode, &why) == 0) {
 		cred_got_token(c, token, expires_in);
 		return;
 	}
-	if (errcode == 45009)
+	if (errcode == 45009) {
 		why = "daily token quota reached";
-	cred_fetch_failed(c, errcode, why, cred_errcode_permanent(errcode));
-}
-
-static void
-cred_official_cb(const struct upstream_reply *r, void *arg)
-{
-	cred_token_reply(arg, r, "access_token");
-}
-
-/* Ask for an official account's access_token, stable (default) or classic. */
-static void
-cred_fetch_official(struct cred *c, int force)
-{
-	struct account_conf *a = c->account;
-	char *s;
-	json_t *body;
-
-	if (a->token_api == TOKEN_API_CLASSIC) {
-		xasprintf(&s, "grant_type=client_credential&appid=%s&secret=%s",
-		    a->appid, a->secret);
-		c->call = upstream_request("GET", "/cgi-bin/token", s, NULL, 0,
-		    cred_official_cb, c);
-	} else {
-		body = json_pack("{s:s, s:s, s:s, s:b}", "grant_type",
-		    "client_credential", "appid", a->appid, "secret", a->secret,
-		    "force_refresh", force);
-		s = json_dumps(body, JSON_COMPACT);
-		json_decref(body);
-		if (s == NULL)
-			fatalx("json_dumps");
-		c->call = upstream_request("POST", "/cgi-bin/stable_token", NULL,
-		    s, strlen(s), cred_official_cb, c);
-	}
-	freezero_str(s);
-	log_debug("%s: fetching access_token (%s%s)", c->appid,
-	    a->token_api == TOKEN_API_CLASSIC ? "classic" : "stable",
-	    force ? ", force_refresh" : "");
+		permanent = 1;
+	} else if (errcode != 0)
+		permanent = wxapi_classify(c->src->endpoint, errcode,
+		    &expires_in) == WXAPI_OPERATOR;
+	cred_fetch_failed(c, errcode, why, permanent);
 }
 
 /*
  * Start a credential: the stored token if it is still good (a restart costs no
- * token call), else a refresh now.
+ * token call), else a refresh now if refresh_now.
  */
 void
-cred_start(struct cred *c)
+cred_start(struct cred *c, int refresh_now)
 {
 	struct store_token st;
-	time_t now = time(NULL);
+	time_t now = clock_now();
 
 	if (store_token_load(c->appid, &st) == 1) {
-		if (st.calls_day == cred_today()) {
+		if (st.calls_day == clock_today()) {
 			c->calls_day = st.calls_day;
 			c->calls_today = st.calls_today;
 		}
@@ -669,29 +973,17 @@ cred_start(struct cred *c)
 		}
 		OPENSSL_cleanse(st.token, sizeof st.token);
 	}
-	if (c->token == NULL)
+	if (c->token == NULL && refresh_now)
 		cred_arm(c, 0);
 }
 
 /*
- * A reload gave c new account settings. A usable token is kept whatever
- * changed. Without one, a credential whose secret or token_api changed, or
- * that waits out the long retry of an error an operator must fix (a wrong
- * secret, the IP whitelist, the daily quota), tries again now: the reload may
- * be the fix.
+ * A reload changed what c's token is fetched with (secret, token_api), or may
+ * have fixed what an operator had to fix: without a usable token, try now.
  */
-static void
-cred_reconfigure(struct cred *c, struct account_conf *a)
+void
+cred_retry_now(struct cred *c, int changed)
 {
-	struct account_conf *old = c->account;
-	int changed;
-
-	changed = old == NULL || old->token_api != a->token_api ||
-	    old->secret == NULL || a->secret == NULL ||
-	    strcmp(old->secret, a->secret) != 0;
-	c->account = a;
-	if (changed)
-		log_info("%s: secret or token_api changed", c->appid);
 	if (cred_usable(c) || c->call != NULL || c->revoked ||
 	    (!changed && !c->permanent))
 		return;
@@ -699,45 +991,13 @@ cred_reconfigure(struct cred *c, struct account_conf *a)
 	cred_arm(c, 0);
 }
 
-/*
- * Bring the credentials in line with conf: new accounts start, changed ones take
- * the new settings, removed ones go once their sends finish.
- */
-void
-cred_reconcile(struct config *conf)
-{
-	struct account_conf *a;
-	struct cred *c, *next;
-
-	TAILQ_FOREACH_SAFE(c, &cred_all, entry, next) {
-		if (c->kind != CRED_OFFICIAL || c->removed)
-			continue;
-		if ((a = config_find_account(conf, c->appid)) == NULL) {
-			log_info("%s: removed", c->appid);
-			c->account = NULL;	/* freed with the old configuration */
-			cred_remove(c);
-			continue;
-		}
-		cred_reconfigure(c, a);
-	}
-	TAILQ_FOREACH(a, &conf->accounts, entry) {
-		if ((c = cred_find(a->appid)) != NULL && !c->removed)
-			continue;
-		c = cred_add(a->appid, CRED_OFFICIAL);
-		c->account = a;
-		cred_start(c);
-	}
-	component_reconcile(conf);
-}
-
 int
 cred_init(void)
 {
-	cred_reconcile(wx_conf);
 	return (0);
 }
 
-/* Free every credential at exit. */
+/* Save and free every credential at exit. */
 void
 cred_shutdown(void)
 {
@@ -753,7 +1013,7 @@ cred_shutdown(void)
 	if (batch)
 		store_batch_end(1);
 	while ((c = TAILQ_FIRST(&cred_all)) != NULL) {
-		cred_fail_queue(c, "wxpushd is stopping");
+		cred_tell(c, CRED_EV_STOPPING, "wxpushd is stopping");
 		cred_free(c);
 	}
 	free(cred_table);

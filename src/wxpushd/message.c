@@ -1,7 +1,7 @@
 /*
- * The send method's params: validated in one pass over the map, then turned
- * into the exact body of WeChat's templateSubscribe API (wechat-api.md
- * section 5).
+ * A message's params: the fields every kind shares (appid, kind,
+ * idempotency_key), the kind table, and the checks and the body writer the
+ * kinds (kind-*.c) are built from. A kind is one row here plus one file.
  */
 #include "config.h"
 
@@ -12,43 +12,20 @@
 
 #include "wxpushd.h"
 
-#define MESSAGE_ID_MAX		128	/* touser, template_id: bytes */
-#define MESSAGE_SCENE_MAX	10000
-#define MESSAGE_SCENE_DIGITS	5	/* "10000" */
-#define MESSAGE_TITLE_MAX	15	/* code points */
-#define MESSAGE_VALUE_MAX	200	/* code points */
 #define MESSAGE_URL_MAX		1024	/* bytes */
 #define MESSAGE_PAGEPATH_MAX	1024	/* bytes */
 #define MESSAGE_MP_APPID_MAX	64
 #define MESSAGE_IKEY_MAX	128
 #define MESSAGE_KEY_QUOTE_MAX	32	/* longest unknown key quoted back */
 
-/* A known key of a map, with its length so lookups need no strlen. */
-struct message_key {
-	const char	*name;
-	size_t		 len;
+/* Every kind of message; the first is the one a send without kind means. */
+static const struct kind *const message_kinds[] = {
+	&kind_subscribe_once,
 };
-#define MESSAGE_KEY(s)	{ s, sizeof (s) - 1 }
+#define MESSAGE_NKINDS	(sizeof message_kinds / sizeof message_kinds[0])
 
-enum {
-	MESSAGE_APPID, MESSAGE_TOUSER, MESSAGE_TEMPLATE_ID, MESSAGE_SCENE,
-	MESSAGE_TITLE, MESSAGE_DATA, MESSAGE_URL, MESSAGE_MINIPROGRAM,
-	MESSAGE_IDEMPOTENCY_KEY, MESSAGE_NTOP
-};
-static const struct message_key message_top[MESSAGE_NTOP] = {
-	MESSAGE_KEY("appid"), MESSAGE_KEY("touser"),
-	MESSAGE_KEY("template_id"), MESSAGE_KEY("scene"),
-	MESSAGE_KEY("title"), MESSAGE_KEY("data"), MESSAGE_KEY("url"),
-	MESSAGE_KEY("miniprogram"), MESSAGE_KEY("idempotency_key")
-};
-static const struct message_key message_data[] = { MESSAGE_KEY("content") };
-enum { MESSAGE_VALUE, MESSAGE_COLOR, MESSAGE_NCONTENT };
-static const struct message_key message_content[MESSAGE_NCONTENT] = {
-	MESSAGE_KEY("value"), MESSAGE_KEY("color")
-};
-enum { MESSAGE_MP_APPID, MESSAGE_MP_PAGEPATH, MESSAGE_NMP };
 static const struct message_key message_mp[MESSAGE_NMP] = {
-	MESSAGE_KEY("appid"), MESSAGE_KEY("pagepath")
+	MESSAGE_REQ("appid"), MESSAGE_REQ("pagepath")
 };
 
 /* Error field and text: static, valid until the next message_parse. */
@@ -56,7 +33,7 @@ static char	message_field[MESSAGE_KEY_QUOTE_MAX + 32];
 static char	message_text[256];
 
 /* Fill err as an invalid_request on field; returns -1 to be returned. */
-static int __attribute__((format(printf, 3, 4)))
+int
 message_error(struct rpc_error *err, const char *field, const char *fmt, ...)
 {
 	va_list	ap;
@@ -89,7 +66,7 @@ message_path(const char *path, const char *name, size_t len)
  * Sort the entries of map (at path, NULL for the top) into vals by key, in one
  * pass: a key that is not a string, not known or seen twice is an error.
  */
-static int
+int
 message_fields(const msgpack_object *map, const char *path,
     const struct message_key *keys, size_t nkeys, const msgpack_object **vals,
     struct rpc_error *err)
@@ -137,7 +114,7 @@ message_fields(const msgpack_object *map, const char *path,
 }
 
 /* A required field that is absent. */
-static int
+int
 message_missing(struct rpc_error *err, const char *path,
     const struct message_key *key)
 {
@@ -148,7 +125,7 @@ message_missing(struct rpc_error *err, const char *path,
 }
 
 /* Refuse o unless it is a string; field is a complete path. */
-static int
+int
 message_want_str(const msgpack_object *o, const char *field,
     struct rpc_error *err)
 {
@@ -159,7 +136,7 @@ message_want_str(const msgpack_object *o, const char *field,
 }
 
 /* Refuse o unless it is a map; field is a complete path. */
-static int
+int
 message_want_map(const msgpack_object *o, const char *field,
     struct rpc_error *err)
 {
@@ -169,7 +146,7 @@ message_want_map(const msgpack_object *o, const char *field,
 }
 
 /* An identifier: a string of 1..max bytes of A-Z a-z 0-9 _ -. */
-static int
+int
 message_id(const msgpack_object *o, const char *field, size_t max,
     struct rpc_error *err)
 {
@@ -277,7 +254,7 @@ message_utf8(const char *s, size_t n, int noctl, size_t *count,
 }
 
 /* Refuse a string that message_utf8 refuses, with the reason. */
-static int
+int
 message_check_utf8(const msgpack_object *o, const char *field, int noctl,
     size_t *count, struct rpc_error *err)
 {
@@ -298,7 +275,7 @@ message_check_utf8(const msgpack_object *o, const char *field, int noctl,
 }
 
 /* Text for a person: a UTF-8 string of 1..max code points. */
-static int
+int
 message_text_field(const msgpack_object *o, const char *field, size_t max,
     struct rpc_error *err)
 {
@@ -317,36 +294,8 @@ message_text_field(const msgpack_object *o, const char *field, size_t max,
 	return (0);
 }
 
-/* The scene: an integer 0..10000 or a string of digits, written as digits. */
-static int
-message_scene(const msgpack_object *o, char *out, size_t outlen,
-    struct rpc_error *err)
-{
-	uint64_t	v = 0;
-	size_t		i;
-
-	if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-		v = o->via.u64;
-	else if (o->type == MSGPACK_OBJECT_STR &&
-	    o->via.str.size >= 1 && o->via.str.size <= MESSAGE_SCENE_DIGITS) {
-		for (i = 0; i < o->via.str.size; i++) {
-			if (o->via.str.ptr[i] < '0' || o->via.str.ptr[i] > '9')
-				goto bad;
-			v = v * 10 + (uint64_t)(o->via.str.ptr[i] - '0');
-		}
-	} else
-		goto bad;
-	if (v > MESSAGE_SCENE_MAX)
-		goto bad;
-	snprintf(out, outlen, "%u", (unsigned int)v);
-	return (0);
-bad:
-	return (message_error(err, "scene", "scene must be an integer 0..%d",
-	    MESSAGE_SCENE_MAX));
-}
-
 /* A font colour: "#RRGGBB", hex digits of either case. */
-static int
+int
 message_color(const msgpack_object *o, const char *field,
     struct rpc_error *err)
 {
@@ -392,7 +341,7 @@ message_prefix(const char *p, size_t n, const char *prefix, size_t plen)
  * The jump link: http(s), a non-empty host, at most 1024 bytes of UTF-8 and no
  * spaces or control characters.
  */
-static int
+int
 message_url(const msgpack_object *o, struct rpc_error *err)
 {
 	const char	*p, *end, *host, *hend, *sp;
@@ -447,7 +396,7 @@ message_url(const msgpack_object *o, struct rpc_error *err)
 }
 
 /* The optional mini program to jump to: exactly appid and pagepath. */
-static int
+int
 message_miniprogram(const msgpack_object *o, const msgpack_object **vals,
     struct rpc_error *err)
 {
@@ -476,34 +425,6 @@ message_miniprogram(const msgpack_object *o, const msgpack_object **vals,
 		    (size_t)v->via.str.size, MESSAGE_PAGEPATH_MAX));
 	}
 	return (message_check_utf8(v, "miniprogram.pagepath", 1, &count, err));
-}
-
-/* The message content: data is exactly {content: {value, color?}}. */
-static int
-message_content_field(const msgpack_object *o, const msgpack_object **vals,
-    struct rpc_error *err)
-{
-	const msgpack_object	*content;
-
-	if (message_want_map(o, "data", err) != 0 ||
-	    message_fields(o, "data", message_data, 1, &content, err) != 0)
-		return (-1);
-	if (content == NULL)
-		return (message_missing(err, "data", &message_data[0]));
-	if (message_want_map(content, "data.content", err) != 0 ||
-	    message_fields(content, "data.content", message_content,
-	    MESSAGE_NCONTENT, vals, err) != 0)
-		return (-1);
-	if (vals[MESSAGE_VALUE] == NULL)
-		return (message_missing(err, "data.content",
-		    &message_content[MESSAGE_VALUE]));
-	if (message_text_field(vals[MESSAGE_VALUE], "data.content.value",
-	    MESSAGE_VALUE_MAX, err) != 0)
-		return (-1);
-	if (vals[MESSAGE_COLOR] != NULL &&
-	    message_color(vals[MESSAGE_COLOR], "data.content.color", err) != 0)
-		return (-1);
-	return (0);
 }
 
 /* The optional idempotency key: 1..128 bytes of printable ASCII, no spaces. */
@@ -539,14 +460,6 @@ message_ikey(const msgpack_object *o, struct rpc_error *err)
  * checks it against a jansson-built reference).
  */
 
-/* A literal piece of the body followed by one string value (or none). */
-struct message_part {
-	const char	*lit;
-	size_t		 litlen;
-	const char	*s;
-	size_t		 n;
-};
-#define MESSAGE_PARTS_MAX	10
 
 static const char message_hex[] = "0123456789ABCDEF";
 
@@ -628,7 +541,7 @@ message_json_put(char *out, const char *s, size_t n)
 }
 
 /* Add a literal and the string s[0..n) (none if s is NULL) to parts. */
-static void
+void
 message_part(struct message_part *parts, size_t *np, const char *lit,
     const char *s, size_t n)
 {
@@ -644,7 +557,7 @@ message_part(struct message_part *parts, size_t *np, const char *lit,
 }
 
 /* Add a literal and the value of o, a string object, to parts. */
-static void
+void
 message_part_str(struct message_part *parts, size_t *np, const char *lit,
     const msgpack_object *o)
 {
@@ -652,7 +565,7 @@ message_part_str(struct message_part *parts, size_t *np, const char *lit,
 }
 
 /* Join the parts into msg->json, allocated once at its exact size. */
-static void
+void
 message_body(struct message *msg, const struct message_part *parts,
     size_t np)
 {
@@ -678,6 +591,37 @@ message_body(struct message *msg, const struct message_part *parts,
 	msg->len = len;
 }
 
+/* The kind named name[0..len), or NULL. */
+const struct kind *
+message_kind_find(const char *name, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < MESSAGE_NKINDS; i++) {
+		if (strlen(message_kinds[i]->name) == len &&
+		    memcmp(message_kinds[i]->name, name, len) == 0)
+			return (message_kinds[i]);
+	}
+	return (NULL);
+}
+
+/* The kind params name: absent means the first; NULL and err if unknown. */
+static const struct kind *
+message_kind(const msgpack_object *params, struct rpc_error *err)
+{
+	const msgpack_object *o = rpc_map_get(params, "kind");
+	const struct kind *k;
+
+	if (o == NULL)
+		return (message_kinds[0]);
+	if (message_want_str(o, "kind", err) != 0)
+		return (NULL);
+	if ((k = message_kind_find(o->via.str.ptr, o->via.str.size)) == NULL)
+		message_error(err, "kind", "kind must be one of: %s",
+		    message_kinds[0]->name);
+	return (k);
+}
+
 /*
  * Validate the params of a send request and build the WeChat body. Returns 0
  * with msg filled (the caller frees it with message_free), or -1 with err
@@ -687,71 +631,38 @@ int
 message_parse(const msgpack_object *params, struct message *msg,
     struct rpc_error *err)
 {
-	const msgpack_object	*top[MESSAGE_NTOP], *content[MESSAGE_NCONTENT];
-	const msgpack_object	*mp[MESSAGE_NMP], *v;
-	char			 scene[MESSAGE_SCENE_DIGITS + 1];
-	struct message_part	 parts[MESSAGE_PARTS_MAX];
-	size_t			 i, np;
+	const msgpack_object	*vals[MESSAGE_KEYS_MAX], *v;
+	const struct kind	*kind;
+	size_t			 i;
 
 	memset(msg, 0, sizeof *msg);
 	if (params == NULL || params->type != MSGPACK_OBJECT_MAP)
 		return (message_error(err, "params", "params must be a map"));
-	if (message_fields(params, NULL, message_top, MESSAGE_NTOP, top,
+	if ((kind = message_kind(params, err)) == NULL)
+		return (-1);
+	if (message_fields(params, NULL, kind->keys, kind->nkeys, vals,
 	    err) != 0)
 		return (-1);
-	for (i = 0; i < MESSAGE_NTOP; i++) {
-		if (top[i] == NULL && i != MESSAGE_URL &&
-		    i != MESSAGE_MINIPROGRAM && i != MESSAGE_IDEMPOTENCY_KEY)
-			return (message_missing(err, NULL, &message_top[i]));
+	for (i = 0; i < kind->nkeys; i++) {
+		if (vals[i] == NULL && kind->keys[i].required)
+			return (message_missing(err, NULL, &kind->keys[i]));
 	}
-
-	if (message_id(top[MESSAGE_APPID], "appid", WX_APPID_MAX, err) != 0 ||
-	    message_id(top[MESSAGE_TOUSER], "touser", MESSAGE_ID_MAX,
-	    err) != 0 ||
-	    message_id(top[MESSAGE_TEMPLATE_ID], "template_id", MESSAGE_ID_MAX,
-	    err) != 0 ||
-	    message_scene(top[MESSAGE_SCENE], scene, sizeof scene, err) != 0 ||
-	    message_text_field(top[MESSAGE_TITLE], "title", MESSAGE_TITLE_MAX,
-	    err) != 0 ||
-	    message_content_field(top[MESSAGE_DATA], content, err) != 0)
+	if (message_id(vals[MESSAGE_APPID], "appid", WX_APPID_MAX, err) != 0)
 		return (-1);
-	if (top[MESSAGE_URL] != NULL && message_url(top[MESSAGE_URL], err) != 0)
+	if (kind->build(vals, msg, err) != 0) {
+		message_free(msg);
 		return (-1);
-	if (top[MESSAGE_MINIPROGRAM] != NULL &&
-	    message_miniprogram(top[MESSAGE_MINIPROGRAM], mp, err) != 0)
+	}
+	if (vals[MESSAGE_IDEMPOTENCY_KEY] != NULL &&
+	    message_ikey(vals[MESSAGE_IDEMPOTENCY_KEY], err) != 0) {
+		message_free(msg);
 		return (-1);
-	if (top[MESSAGE_IDEMPOTENCY_KEY] != NULL &&
-	    message_ikey(top[MESSAGE_IDEMPOTENCY_KEY], err) != 0)
-		return (-1);
-
-	/* Valid: build the body, its keys in the documented order. */
-	np = 0;
-	message_part_str(parts, &np, "{\"touser\":", top[MESSAGE_TOUSER]);
-	message_part_str(parts, &np, ",\"template_id\":",
-	    top[MESSAGE_TEMPLATE_ID]);
-	if (top[MESSAGE_URL] != NULL)
-		message_part_str(parts, &np, ",\"url\":", top[MESSAGE_URL]);
-	if (top[MESSAGE_MINIPROGRAM] != NULL) {
-		message_part_str(parts, &np, ",\"miniprogram\":{\"appid\":",
-		    mp[MESSAGE_MP_APPID]);
-		message_part_str(parts, &np, ",\"pagepath\":",
-		    mp[MESSAGE_MP_PAGEPATH]);
-		message_part(parts, &np, "},\"scene\":", scene, strlen(scene));
-	} else
-		message_part(parts, &np, ",\"scene\":", scene, strlen(scene));
-	message_part_str(parts, &np, ",\"title\":", top[MESSAGE_TITLE]);
-	message_part_str(parts, &np, ",\"data\":{\"content\":{\"value\":",
-	    content[MESSAGE_VALUE]);
-	if (content[MESSAGE_COLOR] != NULL)
-		message_part_str(parts, &np, ",\"color\":",
-		    content[MESSAGE_COLOR]);
-	message_part(parts, &np, "}}}", NULL, 0);
-	message_body(msg, parts, np);
-
-	v = top[MESSAGE_APPID];
+	}
+	v = vals[MESSAGE_APPID];
 	memcpy(msg->appid, v->via.str.ptr, v->via.str.size);
 	msg->appid[v->via.str.size] = '\0';
-	if ((v = top[MESSAGE_IDEMPOTENCY_KEY]) != NULL)
+	msg->kind = kind;
+	if ((v = vals[MESSAGE_IDEMPOTENCY_KEY]) != NULL)
 		msg->idempotency_key = xstrndup(v->via.str.ptr,
 		    v->via.str.size);
 	return (0);

@@ -18,9 +18,9 @@ static const struct method methods[] = {
 	{ "send", send_method },
 	{ "status", method_status },
 	{ "stats", method_stats },
-	{ "component_event", component_event_method },
-	{ "authorize", component_authorize_method },
-	{ "preauth", component_preauth_method },
+	{ "component_event", method_component_event },
+	{ "authorize", method_component_authorize },
+	{ "preauth", method_component_preauth },
 };
 
 const struct method *
@@ -52,36 +52,37 @@ method_ping(struct request *req, const msgpack_object *params)
 static void
 method_pack_cred(msgpack_packer *pk, const struct cred *c)
 {
-	time_t now = time(NULL);
-	int parent = c->parent != NULL;
+	const char *parent = authorizer_component_appid(c);
+	struct send_queue_state q = send_queue_of(c);
 
-	msgpack_pack_map(pk, 12 + parent);
-	rpc_pack_kv_str(pk, "appid", c->appid);
-	rpc_pack_kv_str(pk, "kind", cred_kind_name(c->kind));
+	msgpack_pack_map(pk, 12 + (parent != NULL));
+	rpc_pack_kv_str(pk, "appid", cred_appid(c));
+	rpc_pack_kv_str(pk, "kind", cred_kind_name(cred_kind(c)));
 	rpc_pack_kv_str(pk, "state", cred_state_name(c));
-	rpc_pack_kv_int(pk, "expires_in", c->token != NULL &&
-	    c->expires_at > now ? (int64_t)(c->expires_at - now) : 0);
-	rpc_pack_kv_int(pk, "refreshed_at", (int64_t)c->refreshed_at);
-	rpc_pack_kv_int(pk, "token_calls_today",
-	    c->calls_day == cred_today() ? c->calls_today : 0);
-	rpc_pack_kv_int(pk, "failures", c->failures);
-	rpc_pack_kv_int(pk, "last_errcode", c->last_errcode);
-	rpc_pack_kv_str(pk, "last_error", c->last_error);
-	rpc_pack_kv_int(pk, "queued", c->nqueue);
-	rpc_pack_kv_int(pk, "inflight", c->inflight);
+	rpc_pack_kv_int(pk, "expires_in", cred_expires_in(c));
+	rpc_pack_kv_int(pk, "refreshed_at", (int64_t)cred_refreshed_at(c));
+	rpc_pack_kv_int(pk, "token_calls_today", cred_calls_today(c));
+	rpc_pack_kv_int(pk, "failures", cred_failures(c));
+	rpc_pack_kv_int(pk, "last_errcode", cred_last_errcode(c));
+	rpc_pack_kv_str(pk, "last_error", cred_last_error(c));
+	rpc_pack_kv_int(pk, "queued", q.queued);
+	rpc_pack_kv_int(pk, "inflight", q.inflight);
 	rpc_pack_kv_str(pk, "detail", component_detail(c));
-	if (parent)
-		rpc_pack_kv_str(pk, "component_appid", c->parent->appid);
+	if (parent != NULL)
+		rpc_pack_kv_str(pk, "component_appid", parent);
 }
 
 /* Whether c is shown for a status filter: the appid itself, or its component's. */
 static int
 method_status_match(const struct cred *c, const char *appid)
 {
+	const char *parent;
+
 	if (appid == NULL)
 		return (1);
-	return (strcmp(c->appid, appid) == 0 ||
-	    (c->parent != NULL && strcmp(c->parent->appid, appid) == 0));
+	parent = authorizer_component_appid(c);
+	return (strcmp(cred_appid(c), appid) == 0 ||
+	    (parent != NULL && strcmp(parent, appid) == 0));
 }
 
 static void
@@ -109,11 +110,11 @@ method_status(struct request *req, const msgpack_object *params)
 		filter = appid;
 	}
 	/* A peer sees only what it may use: others' state is theirs. */
-	TAILQ_FOREACH(c, &cred_all, entry) {
-		if (c->removed || !method_status_match(c, filter))
+	for (c = cred_first(); c != NULL; c = cred_next(c)) {
+		if (cred_removed(c) || !method_status_match(c, filter))
 			continue;
 		found++;
-		if (peer != NULL && acl_cred_allows(c, peer))
+		if (peer != NULL && cred_allows(c, peer))
 			n++;
 	}
 	if (filter != NULL && found == 0) {
@@ -132,9 +133,9 @@ method_status(struct request *req, const msgpack_object *params)
 	rpc_pack_kv_str(pk, "redis", redis_mode());	/* off, connected, unreachable */
 	rpc_pack_str(pk, "credentials");
 	msgpack_pack_array(pk, n);
-	TAILQ_FOREACH(c, &cred_all, entry) {
-		if (!c->removed && method_status_match(c, filter) &&
-		    peer != NULL && acl_cred_allows(c, peer))
+	for (c = cred_first(); c != NULL; c = cred_next(c)) {
+		if (!cred_removed(c) && method_status_match(c, filter) &&
+		    peer != NULL && cred_allows(c, peer))
 			method_pack_cred(pk, c);
 	}
 	rpc_reply_end(req);
@@ -158,7 +159,7 @@ method_nerrcodes(const uint64_t *a)
 	uint32_t n = 0;
 	int i;
 
-	for (i = 0; i < METRICS_NERRCODES; i++)
+	for (i = 0; i < WXAPI_NERRCODES; i++)
 		n += a[i] != 0;
 	return (n);
 }
@@ -167,30 +168,32 @@ method_nerrcodes(const uint64_t *a)
 static void
 method_stats_cred(msgpack_packer *pk, const struct cred *c)
 {
-	time_t now = time(NULL);
-	int64_t age = c->kind == CRED_COMPONENT ? component_ticket_age(c) : -1;
+	static const struct send_counters none;
+	const struct send_counters *sc = send_counters_of(c);
+	struct send_queue_state q = send_queue_of(c);
+	int64_t age = component_ticket_age(c);
 	int i;
 
-	rpc_pack_str(pk, c->appid);
+	if (sc == NULL)
+		sc = &none;
+	rpc_pack_str(pk, cred_appid(c));
 	msgpack_pack_map(pk, 6 + SEND_NOUTCOMES + (age >= 0) +
-	    method_nerrcodes(c->sends_errcode));
-	rpc_pack_kv_int(pk, "token_expires_in", c->token != NULL &&
-	    c->expires_at > now ? (int64_t)(c->expires_at - now) : 0);
-	rpc_pack_kv_int(pk, "token_calls_today",
-	    c->calls_day == cred_today() ? c->calls_today : 0);
-	rpc_pack_kv_int(pk, "token_refreshes", (int64_t)c->refreshes);
-	rpc_pack_kv_int(pk, "refresh_failures", c->failures);
-	rpc_pack_kv_int(pk, "queued", c->nqueue);
-	rpc_pack_kv_int(pk, "inflight", c->inflight);
+	    method_nerrcodes(sc->errcode));
+	rpc_pack_kv_int(pk, "token_expires_in", cred_expires_in(c));
+	rpc_pack_kv_int(pk, "token_calls_today", cred_calls_today(c));
+	rpc_pack_kv_int(pk, "token_refreshes", (int64_t)cred_refreshes(c));
+	rpc_pack_kv_int(pk, "refresh_failures", cred_failures(c));
+	rpc_pack_kv_int(pk, "queued", q.queued);
+	rpc_pack_kv_int(pk, "inflight", q.inflight);
 	if (age >= 0)
 		rpc_pack_kv_int(pk, "verify_ticket_age", age);
 	for (i = 0; i < SEND_NOUTCOMES; i++)
 		method_pack_outcome(pk, "sends_", send_outcome_name(i),
-		    c->sends[i]);
-	for (i = 0; i < METRICS_NERRCODES; i++) {
-		if (c->sends_errcode[i] != 0)
+		    sc->outcome[i]);
+	for (i = 0; i < WXAPI_NERRCODES; i++) {
+		if (sc->errcode[i] != 0)
 			method_pack_outcome(pk, "sends_wechat_",
-			    metrics_errcode_name(i), c->sends_errcode[i]);
+			    wxapi_errcode_name(i), sc->errcode[i]);
 	}
 }
 
@@ -203,7 +206,9 @@ method_stats(struct request *req, const msgpack_object *params)
 {
 	const struct peer *peer = req->client != NULL ?
 	    &req->client->peer : NULL;
-	const struct metrics_histogram *h = &metrics_send_duration;
+	const struct send_histogram *h = send_duration();
+	const struct send_counters *all = send_counters_all();
+	const struct send_counters *nocred = send_counters_nocred();
 	msgpack_packer *pk;
 	struct cred *c;
 	uint64_t calls = 0, fails = 0, queued = 0, cum;
@@ -211,19 +216,18 @@ method_stats(struct request *req, const msgpack_object *params)
 	int i, n = 0;
 
 	(void)params;
-	TAILQ_FOREACH(c, &cred_all, entry) {
+	for (c = cred_first(); c != NULL; c = cred_next(c)) {
 		ncreds++;
-		if (c->calls_day == cred_today())
-			calls += c->calls_today;
-		fails += c->failures;
-		queued += c->nqueue;
-		if (!c->removed && peer != NULL && acl_cred_allows(c, peer))
+		calls += cred_calls_today(c);
+		fails += cred_failures(c);
+		queued += send_queue_of(c).queued;
+		if (!cred_removed(c) && peer != NULL && cred_allows(c, peer))
 			nshown++;
 	}
 	while (send_outcome_name(n) != NULL)
 		n++;
-	pk = rpc_reply_begin(req, 8 + n + 3 + METRICS_NERRCODES +
-	    METRICS_NBUCKETS + 2 + 1);
+	pk = rpc_reply_begin(req, 8 + n + 3 + WXAPI_NERRCODES +
+	    SEND_NBUCKETS + 2 + 1);
 	rpc_pack_kv_int(pk, "uptime", (int64_t)(time(NULL) - wx_start_time));
 	rpc_pack_kv_int(pk, "clients", (int64_t)server_nclients());
 	rpc_pack_kv_int(pk, "credentials", ncreds);
@@ -234,27 +238,27 @@ method_stats(struct request *req, const msgpack_object *params)
 	rpc_pack_kv_int(pk, "requests", (int64_t)rpc_requests);
 	for (i = 0; i < n; i++)
 		method_pack_outcome(pk, "sends_", send_outcome_name(i),
-		    send_stats[i]);
+		    all->outcome[i]);
 	rpc_pack_kv_int(pk, "start_time", (int64_t)wx_start_time);
 	rpc_pack_kv_int(pk, "protocol", WXPUSHD_PROTOCOL);
 	for (i = 0, cum = 0; i < SEND_NOUTCOMES; i++)
-		cum += metrics_sends_nocred[i];
+		cum += nocred->outcome[i];
 	rpc_pack_kv_int(pk, "sends_no_appid", (int64_t)cum);
-	for (i = 0; i < METRICS_NERRCODES; i++)
+	for (i = 0; i < WXAPI_NERRCODES; i++)
 		method_pack_outcome(pk, "sends_wechat_",
-		    metrics_errcode_name(i), metrics_sends_errcode[i]);
+		    wxapi_errcode_name(i), all->errcode[i]);
 	cum = 0;
-	for (i = 0; i < METRICS_NBUCKETS; i++) {
+	for (i = 0; i < SEND_NBUCKETS; i++) {
 		cum += h->buckets[i];
 		method_pack_outcome(pk, "send_duration_le_",
-		    metrics_bucket_name(i), cum);
+		    send_bucket_name(i), cum);
 	}
 	rpc_pack_kv_int(pk, "send_duration_count", (int64_t)h->count);
 	rpc_pack_kv_int(pk, "send_duration_sum_us", (int64_t)h->sum_us);
 	rpc_pack_str(pk, "appids");
 	msgpack_pack_map(pk, nshown);
-	TAILQ_FOREACH(c, &cred_all, entry) {
-		if (!c->removed && peer != NULL && acl_cred_allows(c, peer))
+	for (c = cred_first(); c != NULL; c = cred_next(c)) {
+		if (!cred_removed(c) && peer != NULL && cred_allows(c, peer))
 			method_stats_cred(pk, c);
 	}
 	rpc_reply_end(req);

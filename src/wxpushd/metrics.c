@@ -1,8 +1,8 @@
 /*
- * Monitoring: the counters a send leaves behind (by appid, outcome and WeChat
- * errcode, and a latency histogram), and the Prometheus text exposition of
- * them and of the credentials' state at GET /metrics (metrics_listen). The
- * stats method reads the same counters. Labels are appids, outcomes and
+ * Monitoring: the Prometheus text exposition, at GET /metrics
+ * (metrics_listen), of the send counters send.c keeps (by appid, outcome and
+ * WeChat errcode, and a latency histogram) and of the credentials' state.
+ * The stats method reads the same counters. Labels are appids, outcomes and
  * errcodes: never a token or a secret.
  */
 #include "config.h"
@@ -22,103 +22,7 @@
 #define METRICS_HEADERS_MAX	8192
 #define METRICS_TIMEOUT		10	/* seconds for one scrape */
 
-/* WeChat errcodes a send can end with that get a label of their own. */
-static const long metrics_errcodes[METRICS_NERRCODES - 1] = {
-	-1, 40001, 40003, 40013, 40014, 40037, 40164, 42001, 43101, 45009,
-	45011, 47001, 48001, 89501, 89502, 89503, 89504, 89505, 89506, 89507
-};
-
-/* Histogram bucket bounds, in microseconds and as Prometheus writes them. */
-static const uint64_t metrics_bucket_us[METRICS_NBUCKETS] = {
-	5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000,
-	5000000, 10000000, 30000000, 60000000
-};
-static const char *metrics_bucket_names[METRICS_NBUCKETS] = {
-	"0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5",
-	"5", "10", "30", "60"
-};
-
-struct metrics_histogram	 metrics_send_duration;
-uint64_t			 metrics_sends_nocred[SEND_NOUTCOMES];
-uint64_t			 metrics_sends_errcode[METRICS_NERRCODES];
-
 static struct httpd			 metrics_httpd = { "metrics", NULL, NULL, NULL };
-
-/* The index of errcode in the errcode table; the last one is "other". */
-int
-metrics_errcode_index(long errcode)
-{
-	int i;
-
-	for (i = 0; i < METRICS_NERRCODES - 1; i++) {
-		if (metrics_errcodes[i] == errcode)
-			return (i);
-	}
-	return (METRICS_NERRCODES - 1);
-}
-
-/* The label value of errcode bucket i: "43101", "-1" or "other". */
-const char *
-metrics_errcode_name(int i)
-{
-	static char	names[METRICS_NERRCODES - 1][16];
-
-	if (i < 0 || i >= METRICS_NERRCODES - 1)
-		return ("other");
-	if (names[i][0] == '\0')
-		snprintf(names[i], sizeof names[i], "%ld", metrics_errcodes[i]);
-	return (names[i]);
-}
-
-/* The upper bound of histogram bucket i as Prometheus writes it. */
-const char *
-metrics_bucket_name(int i)
-{
-	return (i >= 0 && i < METRICS_NBUCKETS ? metrics_bucket_names[i] : NULL);
-}
-
-/*
- * Count one answered send: per credential (c NULL: before any appid was
- * known), by errcode when WeChat refused it, and its latency if it was
- * accepted (started set). No allocation, no formatting: this is the hot path.
- */
-void
-metrics_count_send(struct cred *c, int outcome, long errcode,
-    const struct timeval *started)
-{
-	struct timeval	now;
-	uint64_t	us;
-	int		i;
-
-	if (outcome < 0 || outcome >= SEND_NOUTCOMES)
-		return;
-	if (c != NULL)
-		c->sends[outcome]++;
-	else
-		metrics_sends_nocred[outcome]++;
-	if (outcome == SEND_WECHAT) {
-		i = metrics_errcode_index(errcode);
-		metrics_sends_errcode[i]++;
-		if (c != NULL)
-			c->sends_errcode[i]++;
-	}
-	if (started == NULL || (started->tv_sec == 0 && started->tv_usec == 0))
-		return;
-	event_base_gettimeofday_cached(wx_base, &now);
-	if (timercmp(&now, started, <))
-		us = 0;
-	else
-		us = (uint64_t)(now.tv_sec - started->tv_sec) * 1000000 +
-		    (uint64_t)(now.tv_usec - started->tv_usec);
-	for (i = 0; i < METRICS_NBUCKETS; i++) {
-		if (us <= metrics_bucket_us[i])
-			break;
-	}
-	if (i < METRICS_NBUCKETS)
-		metrics_send_duration.buckets[i]++;
-	metrics_send_duration.count++;
-	metrics_send_duration.sum_us += us;
-}
 
 /* Write v as a label value: backslash, double quote and newline escaped. */
 static void
@@ -171,51 +75,41 @@ metrics_sample(struct evbuffer *b, const char *name, const char *appid,
 
 /* The sends_total samples of one appid ("" for sends that named none). */
 static void
-metrics_sends(struct evbuffer *b, const char *appid, const uint64_t *sends,
-    const uint64_t *errcodes)
+metrics_sends(struct evbuffer *b, const char *appid,
+    const struct send_counters *sc, int errcodes)
 {
 	const char	*name = "wxpushd_sends_total";
 	int		 o, i;
 
 	for (o = 0; o < SEND_NOUTCOMES; o++) {
 		if (o == SEND_WECHAT) {
-			for (i = 0; errcodes != NULL && i < METRICS_NERRCODES;
-			    i++) {
-				if (errcodes[i] == 0)
+			for (i = 0; errcodes && i < WXAPI_NERRCODES; i++) {
+				if (sc->errcode[i] == 0)
 					continue;
 				evbuffer_add_printf(b, "%s{appid=\"", name);
 				metrics_label(b, appid);
 				evbuffer_add_printf(b, "\",outcome=\"wechat\","
 				    "errcode=\"%s\"} %llu\n",
-				    metrics_errcode_name(i),
-				    (unsigned long long)errcodes[i]);
+				    wxapi_errcode_name(i),
+				    (unsigned long long)sc->errcode[i]);
 			}
 			continue;
 		}
 		/* ok always, so that rates start at zero; the rest once seen. */
-		if (sends[o] == 0 && (o != SEND_OK || *appid == '\0'))
+		if (sc->outcome[o] == 0 && (o != SEND_OK || *appid == '\0'))
 			continue;
 		evbuffer_add_printf(b, "%s{appid=\"", name);
 		metrics_label(b, appid);
 		evbuffer_add_printf(b, "\",outcome=\"%s\",errcode=\"%s\"} %llu\n",
 		    send_outcome_name(o), o == SEND_OK ? "0" : "none",
-		    (unsigned long long)sends[o]);
+		    (unsigned long long)sc->outcome[o]);
 	}
 }
 
-/* The whole exposition, into b. */
+/* The process: build, start time, clients, requests, upstream calls. */
 static void
-metrics_write(struct evbuffer *b)
+metrics_write_process(struct evbuffer *b)
 {
-	static const char *states[] = { "valid", "refreshing", "expired",
-	    "failed", "revoked" };
-	struct cred	*c;
-	time_t		 now = time(NULL);
-	uint64_t	 cum;
-	int64_t		 age;
-	size_t		 k;
-	int		 i;
-
 	metrics_family(b, "wxpushd_build_info", "gauge",
 	    "Always 1; the version of this wxpushd.");
 	evbuffer_add_printf(b, "wxpushd_build_info{version=\"");
@@ -236,109 +130,190 @@ metrics_write(struct evbuffer *b)
 	    "HTTP requests to WeChat in flight (sends and token calls).");
 	evbuffer_add_printf(b, "wxpushd_upstream_inflight %zu\n",
 	    upstream_inflight());
+}
+
+/* Sends by appid and outcome, and the latency histogram. */
+static void
+metrics_write_sends(struct evbuffer *b)
+{
+	const struct send_histogram *h = send_duration();
+	const struct send_counters *sc;
+	struct cred *c;
+	uint64_t cum = 0;
+	int i;
 
 	metrics_family(b, "wxpushd_sends_total", "counter", "Answered sends by "
 	    "appid, outcome (the error code, or ok) and WeChat errcode.");
-	metrics_sends(b, "", metrics_sends_nocred, NULL);
-	TAILQ_FOREACH(c, &cred_all, entry) {
-		if (!c->removed && c->kind != CRED_COMPONENT)
-			metrics_sends(b, c->appid, c->sends, c->sends_errcode);
-	}
+	metrics_sends(b, "", send_counters_nocred(), 0);
+	for (c = cred_first(); c != NULL; c = cred_next(c)) {
+		if (!cred_removed(c) && cred_kind(c) != CRED_COMPONENT) {
+			static const struct send_counters none;
 
+			sc = send_counters_of(c);
+			metrics_sends(b, cred_appid(c), sc != NULL ? sc : &none,
+			    1);
+		}
+	}
 	metrics_family(b, "wxpushd_send_duration_seconds", "histogram",
 	    "Time from accepting a send to answering it.");
-	cum = 0;
-	for (i = 0; i < METRICS_NBUCKETS; i++) {
-		cum += metrics_send_duration.buckets[i];
+	for (i = 0; i < SEND_NBUCKETS; i++) {
+		cum += h->buckets[i];
 		evbuffer_add_printf(b, "wxpushd_send_duration_seconds_bucket"
-		    "{le=\"%s\"} %llu\n", metrics_bucket_names[i],
+		    "{le=\"%s\"} %llu\n", send_bucket_name(i),
 		    (unsigned long long)cum);
 	}
 	evbuffer_add_printf(b, "wxpushd_send_duration_seconds_bucket"
-	    "{le=\"+Inf\"} %llu\n",
-	    (unsigned long long)metrics_send_duration.count);
+	    "{le=\"+Inf\"} %llu\n", (unsigned long long)h->count);
 	evbuffer_add_printf(b, "wxpushd_send_duration_seconds_sum %llu.%06llu\n",
-	    (unsigned long long)(metrics_send_duration.sum_us / 1000000),
-	    (unsigned long long)(metrics_send_duration.sum_us % 1000000));
+	    (unsigned long long)(h->sum_us / 1000000),
+	    (unsigned long long)(h->sum_us % 1000000));
 	evbuffer_add_printf(b, "wxpushd_send_duration_seconds_count %llu\n",
-	    (unsigned long long)metrics_send_duration.count);
+	    (unsigned long long)h->count);
+}
+
+/* Each credential's state, one sample per state it may be in. */
+static void
+metrics_write_states(struct evbuffer *b)
+{
+	static const char *states[] = { "valid", "refreshing", "expired",
+	    "failed", "revoked" };
+	struct cred *c;
+	size_t k;
 
 	metrics_family(b, "wxpushd_credential_state", "gauge", "1 for the "
 	    "state each credential is in (kind: official, component, "
 	    "authorizer).");
-	TAILQ_FOREACH(c, &cred_all, entry) {
-		if (c->removed)
+	for (c = cred_first(); c != NULL; c = cred_next(c)) {
+		if (cred_removed(c))
 			continue;
 		for (k = 0; k < sizeof states / sizeof states[0]; k++) {
 			evbuffer_add_printf(b, "wxpushd_credential_state"
 			    "{appid=\"");
-			metrics_label(b, c->appid);
+			metrics_label(b, cred_appid(c));
 			evbuffer_add_printf(b, "\",kind=\"%s\",state=\"%s\"} %d\n",
-			    cred_kind_name(c->kind), states[k],
+			    cred_kind_name(cred_kind(c)), states[k],
 			    strcmp(cred_state_name(c), states[k]) == 0);
 		}
 	}
-	metrics_family(b, "wxpushd_token_expires_in_seconds", "gauge",
-	    "Seconds until the current token expires; 0 if there is none.");
-	TAILQ_FOREACH(c, &cred_all, entry) {
-		if (!c->removed)
-			metrics_sample(b, "wxpushd_token_expires_in_seconds",
-			    c->appid, NULL, NULL, c->token != NULL &&
-			    c->expires_at > now ? (int64_t)(c->expires_at - now) :
-			    0);
+}
+
+/* A per-credential metric: name, type, help, which credentials, its value. */
+struct metrics_gauge {
+	const char	*name;
+	const char	*type;		/* gauge, counter */
+	const char	*help;
+	int		 sends;		/* only those that send (not components) */
+	int		(*value)(const struct cred *, int64_t *);	/* 0: none */
+};
+
+static int
+metrics_expires_in(const struct cred *c, int64_t *v)
+{
+	*v = cred_expires_in(c);
+	return (1);
+}
+
+static int
+metrics_calls_today(const struct cred *c, int64_t *v)
+{
+	*v = cred_calls_today(c);
+	return (1);
+}
+
+static int
+metrics_refreshes(const struct cred *c, int64_t *v)
+{
+	*v = (int64_t)cred_refreshes(c);
+	return (1);
+}
+
+static int
+metrics_failures(const struct cred *c, int64_t *v)
+{
+	*v = cred_failures(c);
+	return (1);
+}
+
+static int
+metrics_last_errcode(const struct cred *c, int64_t *v)
+{
+	*v = cred_last_errcode(c);
+	return (1);
+}
+
+static int
+metrics_queued(const struct cred *c, int64_t *v)
+{
+	*v = send_queue_of(c).queued;
+	return (1);
+}
+
+static int
+metrics_inflight(const struct cred *c, int64_t *v)
+{
+	*v = send_queue_of(c).inflight;
+	return (1);
+}
+
+/* Only components with a ticket have an age. */
+static int
+metrics_ticket_age(const struct cred *c, int64_t *v)
+{
+	return ((*v = component_ticket_age(c)) >= 0);
+}
+
+static const struct metrics_gauge metrics_gauges[] = {
+	{ "wxpushd_token_expires_in_seconds", "gauge", "Seconds until the "
+	    "current token expires; 0 if there is none.", 0,
+	    metrics_expires_in },
+	{ "wxpushd_token_calls_today", "gauge", "Token API calls today "
+	    "(WeChat's quota day, UTC+8).", 0, metrics_calls_today },
+	{ "wxpushd_token_refreshes_total", "counter", "Successful token "
+	    "refreshes since the daemon started.", 0, metrics_refreshes },
+	{ "wxpushd_token_refresh_failures", "gauge", "Failed token refreshes "
+	    "since the last successful one.", 0, metrics_failures },
+	{ "wxpushd_token_last_errcode", "gauge", "WeChat's errcode of the last "
+	    "failed refresh; 0 if none.", 0, metrics_last_errcode },
+	{ "wxpushd_queue_depth", "gauge", "Sends waiting for a token or an "
+	    "upstream slot.", 1, metrics_queued },
+	{ "wxpushd_sends_inflight", "gauge", "Sends waiting for WeChat's "
+	    "answer now.", 1, metrics_inflight },
+	{ "wxpushd_verify_ticket_age_seconds", "gauge", "Seconds since a "
+	    "third-party platform's component_verify_ticket arrived.", 0,
+	    metrics_ticket_age },
+};
+
+/* Every per-credential metric of metrics_gauges. */
+static void
+metrics_write_gauges(struct evbuffer *b)
+{
+	const struct metrics_gauge *g;
+	struct cred *c;
+	int64_t v;
+	size_t i;
+
+	for (i = 0; i < sizeof metrics_gauges / sizeof metrics_gauges[0]; i++) {
+		g = &metrics_gauges[i];
+		metrics_family(b, g->name, g->type, g->help);
+		for (c = cred_first(); c != NULL; c = cred_next(c)) {
+			if (cred_removed(c) || (g->sends &&
+			    cred_kind(c) == CRED_COMPONENT))
+				continue;
+			if (g->value(c, &v))
+				metrics_sample(b, g->name, cred_appid(c), NULL,
+				    NULL, v);
+		}
 	}
-	metrics_family(b, "wxpushd_token_calls_today", "gauge", "Token API "
-	    "calls today (WeChat's quota day, UTC+8).");
-	TAILQ_FOREACH(c, &cred_all, entry) {
-		if (!c->removed)
-			metrics_sample(b, "wxpushd_token_calls_today", c->appid,
-			    NULL, NULL, c->calls_day == cred_today() ?
-			    c->calls_today : 0);
-	}
-	metrics_family(b, "wxpushd_token_refreshes_total", "counter",
-	    "Successful token refreshes since the daemon started.");
-	TAILQ_FOREACH(c, &cred_all, entry) {
-		if (!c->removed)
-			metrics_sample(b, "wxpushd_token_refreshes_total",
-			    c->appid, NULL, NULL, (int64_t)c->refreshes);
-	}
-	metrics_family(b, "wxpushd_token_refresh_failures", "gauge",
-	    "Failed token refreshes since the last successful one.");
-	TAILQ_FOREACH(c, &cred_all, entry) {
-		if (!c->removed)
-			metrics_sample(b, "wxpushd_token_refresh_failures",
-			    c->appid, NULL, NULL, c->failures);
-	}
-	metrics_family(b, "wxpushd_token_last_errcode", "gauge",
-	    "WeChat's errcode of the last failed refresh; 0 if none.");
-	TAILQ_FOREACH(c, &cred_all, entry) {
-		if (!c->removed)
-			metrics_sample(b, "wxpushd_token_last_errcode",
-			    c->appid, NULL, NULL, c->last_errcode);
-	}
-	metrics_family(b, "wxpushd_queue_depth", "gauge",
-	    "Sends waiting for a token or an upstream slot.");
-	TAILQ_FOREACH(c, &cred_all, entry) {
-		if (!c->removed && c->kind != CRED_COMPONENT)
-			metrics_sample(b, "wxpushd_queue_depth", c->appid,
-			    NULL, NULL, c->nqueue);
-	}
-	metrics_family(b, "wxpushd_sends_inflight", "gauge",
-	    "Sends waiting for WeChat's answer now.");
-	TAILQ_FOREACH(c, &cred_all, entry) {
-		if (!c->removed && c->kind != CRED_COMPONENT)
-			metrics_sample(b, "wxpushd_sends_inflight", c->appid,
-			    NULL, NULL, c->inflight);
-	}
-	metrics_family(b, "wxpushd_verify_ticket_age_seconds", "gauge",
-	    "Seconds since a third-party platform's component_verify_ticket "
-	    "arrived.");
-	TAILQ_FOREACH(c, &cred_all, entry) {
-		if (!c->removed && c->kind == CRED_COMPONENT &&
-		    (age = component_ticket_age(c)) >= 0)
-			metrics_sample(b, "wxpushd_verify_ticket_age_seconds",
-			    c->appid, NULL, NULL, age);
-	}
+}
+
+/* The whole exposition, into b. */
+static void
+metrics_write(struct evbuffer *b)
+{
+	metrics_write_process(b);
+	metrics_write_sends(b);
+	metrics_write_states(b);
+	metrics_write_gauges(b);
 }
 
 /* GET /metrics. */

@@ -61,6 +61,18 @@ enum redis_opkind { REDIS_OP_ACQUIRE, REDIS_OP_PUBLISH, REDIS_OP_RECONCILE,
 	REDIS_OP_GET, REDIS_OP_RELEASE, REDIS_OP_SETUP, REDIS_OP_PING,
 	REDIS_OP_TICKET, REDIS_OP_AUTHORIZER };
 
+/* What redis.c keeps per shared credential, in the credential's share slot. */
+struct redis_cred {
+	struct cred	*cred;
+	uint64_t	 gen;		/* shared generation of our token */
+	uint64_t	 lease;		/* generation leased to us, 0 none */
+	int		 busy;		/* REDIS_ASKING, REDIS_WAITING, REDIS_ALONE */
+	struct event	*poll;		/* asks again: a refresh through cred.c */
+};
+#define REDIS_ASKING	1	/* the lease request is in flight */
+#define REDIS_WAITING	2	/* another daemon refreshes: poll for its token */
+#define REDIS_ALONE	3	/* Redis refused the lease: refresh alone, once */
+
 /* One command in flight; names its credential by appid, which may go away. */
 struct redis_op {
 	enum redis_opkind	 kind;
@@ -82,12 +94,27 @@ static time_t		 redis_progress;	/* last reply, or first unanswered send */
 static int		 redis_pending;	/* commands unanswered */
 static int		 redis_closing;
 static int		 redis_warned;	/* the outage is logged */
+static const struct redis_handlers *redis_handlers;
 
 static void	redis_connect(void);
 static void	redis_down(const char *);
 static int	redis_command(struct redis_op *, int, const char **);
 static struct redis_op	*redis_op_new(enum redis_opkind, const struct cred *);
 static void	redis_authorizer_reply(const char *, const char *, size_t);
+static int	redis_acquire(struct cred *, int);
+static void	redis_publish(struct cred *);
+static void	redis_release(struct cred *);
+static int	redis_busy(const struct cred *);
+static void	redis_forget(struct cred *);
+
+/* redis.c as cred.c's share backend. */
+static const struct cred_share redis_share = {
+	.acquire = redis_acquire,
+	.publish = redis_publish,
+	.release = redis_release,
+	.busy = redis_busy,
+	.forget = redis_forget,
+};
 
 /*
  * Take the lease or a newer token. KEYS: token, lease, gen, and for an
@@ -211,15 +238,76 @@ redis_mode(void)
 	}
 }
 
+/* Whether Redis is configured at all. */
+int
+redis_connected(void)
+{
+	return (redis_state == RSTATE_CONNECTED);
+}
+
+/* What component.c wants to hear: tickets, authorizers, a connection. */
+void
+redis_set_handlers(const struct redis_handlers *h)
+{
+	redis_handlers = h;
+}
+
 /* Whether Redis shares c's token: official accounts' and authorizers'. */
 static int
 redis_shared(const struct cred *c)
 {
-	return (redis_state != RSTATE_OFF && (c->kind == CRED_OFFICIAL ||
-	    (c->kind == CRED_AUTHORIZER && !c->revoked)) && !c->removed);
+	return (redis_state != RSTATE_OFF && cred_shared(c));
 }
 
-/* Arm c's timer (its refresh, here a poll) in ms milliseconds. */
+/* A poll is due: go through cred.c's refresh, which asks Redis again. */
+static void
+redis_poll_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct redis_cred *rc = arg;
+
+	(void)fd;
+	(void)events;
+	cred_refresh(rc->cred, 0);
+}
+
+/* c's Redis state, made at first use. */
+static struct redis_cred *
+redis_cred(struct cred *c)
+{
+	struct redis_cred *rc;
+
+	if ((rc = cred_share_data(c)) != NULL)
+		return (rc);
+	rc = xcalloc(1, sizeof *rc);
+	rc->cred = c;
+	rc->poll = evtimer_new(wx_base, redis_poll_cb, rc);
+	cred_set_share_data(c, rc);
+	return (rc);
+}
+
+/* c is being freed. */
+static void
+redis_forget(struct cred *c)
+{
+	struct redis_cred *rc;
+
+	if ((rc = cred_share_data(c)) == NULL)
+		return;
+	event_free(rc->poll);
+	free(rc);
+	cred_set_share_data(c, NULL);
+}
+
+/* Whether a token for c may come from another daemon: we asked or wait. */
+static int
+redis_busy(const struct cred *c)
+{
+	const struct redis_cred *rc = cred_share_data(c);
+
+	return (rc != NULL && rc->busy != 0);
+}
+
+/* Poll for c (a refresh through cred.c) in ms milliseconds. */
 static void
 redis_arm(struct cred *c, long ms)
 {
@@ -227,7 +315,7 @@ redis_arm(struct cred *c, long ms)
 
 	tv.tv_sec = ms / 1000;
 	tv.tv_usec = (ms % 1000) * 1000;
-	evtimer_add(c->timer, &tv);
+	evtimer_add(redis_cred(c)->poll, &tv);
 }
 
 /* Parse a stored "GEN:EXPIRES_AT:TOKEN"; 0, or -1 if it is not one. */
@@ -276,19 +364,21 @@ redis_take(struct cred *c, const char *v, size_t len, int any)
 	uint64_t gen;
 	time_t expires_at;
 
+	struct redis_cred *rc = redis_cred(c);
+
 	if (redis_parse(v, len, &gen, &expires_at, token, sizeof token) != 0) {
-		log_warnx("%s: malformed token in Redis; ignored", c->appid);
+		log_warnx("%s: malformed token in Redis; ignored", cred_appid(c));
 		return;
 	}
-	if ((any || gen > c->redis_gen) &&
+	if ((any || gen > rc->gen) &&
 	    expires_at > time(NULL) + REDIS_MIN_LEFT) {
 		log_info("%s: using the token from Redis (generation %llu), "
-		    "expires in %lld s", c->appid, (unsigned long long)gen,
+		    "expires in %lld s", cred_appid(c), (unsigned long long)gen,
 		    (long long)(expires_at - time(NULL)));
-		c->redis_busy = 0;	/* no longer waiting */
+		rc->busy = 0;	/* no longer waiting */
+		rc->gen = gen;
+		evtimer_del(rc->poll);
 		cred_adopt(c, token, expires_at, gen);
-		if (c->kind == CRED_AUTHORIZER)
-			component_adopted(c);
 	}
 	OPENSSL_cleanse(token, sizeof token);
 }
@@ -332,15 +422,16 @@ static void
 redis_acquire_done(struct cred *c, const struct redis_op *op,
     const redisReply *r)
 {
+	struct redis_cred *rc = redis_cred(c);
 	const redisReply *what, *val;
 	unsigned long long gen;
 
-	c->redis_busy = 0;
+	rc->busy = 0;
 	if (r != NULL && redis_pair(r, &what, &val) != 0) {
 		/* Redis is up but refuses (a read-only replica, out of memory...). */
 		log_warnx("%s: Redis cannot lease the refresh: refreshing on our "
-		    "own", c->appid);
-		c->redis_busy = 3;
+		    "own", cred_appid(c));
+		rc->busy = REDIS_ALONE;
 		redis_arm(c, 0);
 		return;
 	}
@@ -351,28 +442,28 @@ redis_acquire_done(struct cred *c, const struct redis_op *op,
 	}
 	if (redis_is(what, "token")) {
 		redis_take(c, val->str, val->len, 0);
-		if (c->invalid || !cred_usable(c)) {
-			c->redis_busy = 2;
+		if (cred_invalid(c) || !cred_usable(c)) {
+			rc->busy = REDIS_WAITING;
 			redis_arm(c, REDIS_POLL_MS);
 		}
 	} else if (redis_is(what, "lease")) {
 		gen = strtoull(val->str, NULL, 10);
 		if (gen == 0)
 			return;
-		c->redis_lease = gen;
-		log_debug("%s: lease taken, generation %llu", c->appid, gen);
+		rc->lease = gen;
+		log_debug("%s: lease taken, generation %llu", cred_appid(c), gen);
 		/* An authorizer refreshes with the latest shared refresh token. */
-		if (c->kind == CRED_AUTHORIZER && r->elements == 3 &&
+		if (cred_kind(c) == CRED_AUTHORIZER && r->elements == 3 &&
 		    r->element[2]->type == REDIS_REPLY_STRING)
-			redis_authorizer_reply(c->appid, r->element[2]->str,
+			redis_authorizer_reply(cred_appid(c), r->element[2]->str,
 			    r->element[2]->len);
 		cred_refresh(c, op->force);
-		if (c->call == NULL && c->redis_lease != 0)
+		if (!cred_refreshing(c) && rc->lease != 0)
 			redis_release(c);
 	} else {
 		/* Another daemon refreshes: keep our token, look again soon. */
-		log_debug("%s: another daemon holds the lease", c->appid);
-		c->redis_busy = 2;
+		log_debug("%s: another daemon holds the lease", cred_appid(c));
+		rc->busy = REDIS_WAITING;
 		redis_arm(c, REDIS_POLL_MS);
 	}
 }
@@ -394,8 +485,8 @@ redis_ticket_reply(const char *appid, const char *v, size_t len)
 		return;
 	memcpy(ticket, v + i + 1, tl);
 	ticket[tl] = '\0';
-	if (strlen(ticket) == tl)	/* no NUL inside */
-		component_ticket_shared(appid, ticket, (time_t)at);
+	if (strlen(ticket) == tl && redis_handlers != NULL)	/* no NUL inside */
+		redis_handlers->ticket(appid, ticket, (time_t)at);
 	OPENSSL_cleanse(ticket, sizeof ticket);
 }
 
@@ -470,12 +561,14 @@ redis_authorizer_reply(const char *appid, const char *v, size_t len)
 		goto none;
 	*p = '\0';
 	rt = p + 1;
-	component_authorizer_shared(appid, comp, rt, revoked, (time_t)at);
+	if (redis_handlers != NULL)
+		redis_handlers->authorizer(appid, comp, rt, revoked, (time_t)at);
 	explicit_bzero(buf, sizeof buf);
 	return;
 none:
 	explicit_bzero(buf, sizeof buf);
-	component_authorizer_shared(appid, NULL, NULL, 0, 0);
+	if (redis_handlers != NULL)
+		redis_handlers->authorizer(appid, NULL, NULL, 0, 0);
 }
 
 /*
@@ -555,18 +648,17 @@ redis_reply_cb(redisAsyncContext *ac, void *reply, void *arg)
 			redis_warned = 0;
 			log_info("redis: connected to %s:%d/%d", redis_host,
 			    redis_port, redis_db);
-			TAILQ_FOREACH(c, &cred_all, entry) {
-				if (c->kind == CRED_COMPONENT && !c->removed)
-					component_ticket_sync(c);
-				if (c->kind == CRED_AUTHORIZER && !c->removed)
-					component_authorizer_sync(c);
+			if (redis_handlers != NULL)
+				redis_handlers->connected();
+			for (c = cred_first(); c != NULL; c = cred_next(c)) {
 				if (!redis_shared(c))
 					continue;
-				if (c->token != NULL && !c->invalid &&
-				    c->call == NULL)
-					redis_token(c);	/* reconcile */
-				else if (c->call == NULL &&
-				    (c->kind != CRED_AUTHORIZER || c->redis_busy))
+				if (cred_has_token(c) && !cred_invalid(c) &&
+				    !cred_refreshing(c))
+					redis_publish(c);	/* reconcile */
+				else if (!cred_refreshing(c) &&
+				    (cred_kind(c) != CRED_AUTHORIZER ||
+				    redis_busy(c)))
 					redis_arm(c, 0);	/* authorizers: spread */
 			}
 		} else if (r == NULL || r->type == REDIS_REPLY_ERROR) {
@@ -583,8 +675,8 @@ redis_reply_cb(redisAsyncContext *ac, void *reply, void *arg)
 			    r->type == REDIS_REPLY_STRING)
 				redis_authorizer_reply(op->appid, r->str,
 				    r->len);
-			else
-				component_authorizer_shared(op->appid, NULL,
+			else if (redis_handlers != NULL)
+				redis_handlers->authorizer(op->appid, NULL,
 				    NULL, 0, 0);
 		}
 		free(op);
@@ -613,12 +705,13 @@ redis_reply_cb(redisAsyncContext *ac, void *reply, void *arg)
 		if (redis_pair(r, &what, &val) != 0)
 			break;
 		if (redis_is(what, "ok") || redis_is(what, "written")) {
-			c->redis_gen = strtoull(val->str, NULL, 10);
-			log_debug("%s: token shared, generation %llu", c->appid,
-			    (unsigned long long)c->redis_gen);
+			redis_cred(c)->gen = strtoull(val->str, NULL, 10);
+			log_debug("%s: token shared, generation %llu",
+			    cred_appid(c),
+			    (unsigned long long)redis_cred(c)->gen);
 		} else {
 			/* Fenced off, or Redis has a later token: take it. */
-			log_info("%s: Redis holds a newer token", c->appid);
+			log_info("%s: Redis holds a newer token", cred_appid(c));
 			redis_take(c, val->str, val->len, 1);
 		}
 		break;
@@ -664,7 +757,7 @@ redis_op_new(enum redis_opkind kind, const struct cred *c)
 	op = xcalloc(1, sizeof *op);
 	op->kind = kind;
 	if (c != NULL)
-		snprintf(op->appid, sizeof op->appid, "%s", c->appid);
+		snprintf(op->appid, sizeof op->appid, "%s", cred_appid(c));
 	return (op);
 }
 
@@ -681,19 +774,25 @@ redis_keys(const char *appid, char tok[], char lease[], char gen[], size_t len)
  * Before c refreshes: 0 if redis.c takes it from here (the lease, or another
  * daemon's token, or waiting for one), -1 to refresh now as without Redis.
  */
-int
-redis_refresh(struct cred *c, int force)
+static int
+redis_acquire(struct cred *c, int force)
 {
+	struct redis_cred *rc;
 	struct redis_op *op;
 	char tok[128], lease[128], gen[128], rgen[24], minexp[24], ms[24];
 	char auth[128];
 	const char *argv[11];
 	int n;
 
-	if (!redis_shared(c) || c->redis_lease != 0)
-		return (-1);	/* not shared, or we hold the lease: fetch */
-	if (c->redis_busy == 3) {
-		c->redis_busy = 0;	/* Redis refused the lease: this once, alone */
+	if (!redis_shared(c))
+		return (-1);
+	rc = redis_cred(c);
+	/* A poll due later means nothing once cred.c refreshes or we ask. */
+	evtimer_del(rc->poll);
+	if (rc->lease != 0)
+		return (-1);	/* we hold the lease: fetch */
+	if (rc->busy == REDIS_ALONE) {
+		rc->busy = 0;	/* Redis refused the lease: this once, alone */
 		return (-1);
 	}
 	if (redis_state == RSTATE_CONNECTING &&
@@ -704,10 +803,10 @@ redis_refresh(struct cred *c, int force)
 	}
 	if (redis_state != RSTATE_CONNECTED)
 		return (-1);	/* local mode */
-	if (c->redis_busy == 1)
+	if (rc->busy == REDIS_ASKING)
 		return (0);	/* asked already */
-	redis_keys(c->appid, tok, lease, gen, sizeof tok);
-	snprintf(rgen, sizeof rgen, "%llu", (unsigned long long)c->redis_gen);
+	redis_keys(cred_appid(c), tok, lease, gen, sizeof tok);
+	snprintf(rgen, sizeof rgen, "%llu", (unsigned long long)rc->gen);
 	snprintf(minexp, sizeof minexp, "%lld",
 	    (long long)time(NULL) + REDIS_MIN_LEFT);
 	snprintf(ms, sizeof ms, "%d",
@@ -715,12 +814,13 @@ redis_refresh(struct cred *c, int force)
 	n = 0;
 	argv[n++] = "EVAL";
 	argv[n++] = redis_lua_acquire;
-	argv[n++] = c->kind == CRED_AUTHORIZER ? "4" : "3";
+	argv[n++] = cred_kind(c) == CRED_AUTHORIZER ? "4" : "3";
 	argv[n++] = tok;
 	argv[n++] = lease;
 	argv[n++] = gen;
-	if (c->kind == CRED_AUTHORIZER) {
-		snprintf(auth, sizeof auth, "wxpushd:authorizer:%s", c->appid);
+	if (cred_kind(c) == CRED_AUTHORIZER) {
+		snprintf(auth, sizeof auth, "wxpushd:authorizer:%s",
+		    cred_appid(c));
 		argv[n++] = auth;
 	}
 	argv[n++] = rgen;
@@ -731,7 +831,7 @@ redis_refresh(struct cred *c, int force)
 	op->force = force;
 	if (redis_command(op, n, argv) != 0)
 		return (-1);
-	c->redis_busy = 1;
+	rc->busy = REDIS_ASKING;
 	return (0);
 }
 
@@ -739,26 +839,29 @@ redis_refresh(struct cred *c, int force)
  * c has a new token: store it under our lease's generation, or, got without
  * the lease, reconcile it with what Redis has.
  */
-void
-redis_token(struct cred *c)
+static void
+redis_publish(struct cred *c)
 {
 	char tok[128], lease[128], gen[128], g[24], exp[24], now[24];
 	const char *argv[13];
 	struct redis_op *op;
+	struct redis_cred *rc;
 	int n;
 
-	if (!redis_shared(c) || redis_state != RSTATE_CONNECTED ||
-	    c->token == NULL) {
-		c->redis_lease = 0;
+	if (!redis_shared(c))
+		return;
+	rc = redis_cred(c);
+	if (redis_state != RSTATE_CONNECTED || !cred_has_token(c)) {
+		rc->lease = 0;
 		return;
 	}
-	redis_keys(c->appid, tok, lease, gen, sizeof tok);
-	snprintf(exp, sizeof exp, "%lld", (long long)c->expires_at);
+	redis_keys(cred_appid(c), tok, lease, gen, sizeof tok);
+	snprintf(exp, sizeof exp, "%lld", (long long)cred_expires_at(c));
 	snprintf(now, sizeof now, "%lld", (long long)time(NULL));
 	argv[0] = "EVAL";
-	if (c->redis_lease != 0) {
+	if (rc->lease != 0) {
 		snprintf(g, sizeof g, "%llu",
-		    (unsigned long long)c->redis_lease);
+		    (unsigned long long)rc->lease);
 		argv[1] = redis_lua_publish;
 		argv[2] = "3";
 		argv[3] = tok;
@@ -766,47 +869,48 @@ redis_token(struct cred *c)
 		argv[5] = gen;
 		argv[6] = g;
 		argv[7] = exp;
-		argv[8] = c->token;
+		argv[8] = cred_token(c);
 		argv[9] = redis_owner;
 		argv[10] = redis_channel;
-		argv[11] = c->appid;
+		argv[11] = cred_appid(c);
 		argv[12] = now;
 		n = 13;
 		op = redis_op_new(REDIS_OP_PUBLISH, c);
-		c->redis_lease = 0;
+		rc->lease = 0;
 	} else {
 		snprintf(g, sizeof g, "%llu",
-		    (unsigned long long)c->redis_gen);
+		    (unsigned long long)rc->gen);
 		argv[1] = redis_lua_reconcile;
 		argv[2] = "2";
 		argv[3] = tok;
 		argv[4] = gen;
 		argv[5] = g;
 		argv[6] = exp;
-		argv[7] = c->token;
+		argv[7] = cred_token(c);
 		argv[8] = redis_channel;
-		argv[9] = c->appid;
+		argv[9] = cred_appid(c);
 		argv[10] = now;
 		n = 11;
 		op = redis_op_new(REDIS_OP_RECONCILE, c);
 	}
 	if (redis_command(op, n, argv) != 0)
-		log_warnx("%s: could not share the token", c->appid);
+		log_warnx("%s: could not share the token", cred_appid(c));
 }
 
 /* c's refresh failed: let another daemon try at once. */
-void
+static void
 redis_release(struct cred *c)
 {
 	char tok[128], lease[128], gen[128];
 	const char *argv[5];
+	struct redis_cred *rc = cred_share_data(c);
 
-	if (c->redis_lease == 0)
+	if (rc == NULL || rc->lease == 0)
 		return;
-	c->redis_lease = 0;
+	rc->lease = 0;
 	if (redis_state != RSTATE_CONNECTED)
 		return;
-	redis_keys(c->appid, tok, lease, gen, sizeof tok);
+	redis_keys(cred_appid(c), tok, lease, gen, sizeof tok);
 	argv[0] = "EVAL";
 	argv[1] = redis_lua_release;
 	argv[2] = "1";
@@ -924,6 +1028,7 @@ redis_close(void)
 static void
 redis_down(const char *why)
 {
+	struct redis_cred *rc;
 	struct cred *c;
 	int waiting;
 
@@ -935,18 +1040,18 @@ redis_down(const char *why)
 		    redis_port, why, REDIS_RETRY);
 	redis_warned = 1;	/* once per outage */
 	redis_state = RSTATE_DOWN;
-	TAILQ_FOREACH(c, &cred_all, entry) {
-		if (!redis_shared(c))
+	for (c = cred_first(); c != NULL; c = cred_next(c)) {
+		if (!redis_shared(c) || (rc = cred_share_data(c)) == NULL)
 			continue;
-		waiting = c->redis_busy != 0;
-		c->redis_busy = 0;
-		c->redis_lease = 0;
+		waiting = rc->busy != 0;
+		rc->busy = 0;
+		rc->lease = 0;
 		/*
 		 * A credential waiting for another daemon must not wait on
-		 * (authorizers that were not keep component.c's spreading).
+		 * (authorizers that were not keep authorizer.c's spreading).
 		 */
-		if (c->call == NULL && (!cred_usable(c) || c->invalid) &&
-		    (c->kind != CRED_AUTHORIZER || waiting))
+		if (!cred_refreshing(c) && (!cred_usable(c) || cred_invalid(c)) &&
+		    (cred_kind(c) != CRED_AUTHORIZER || waiting))
 			redis_arm(c, 0);
 	}
 }
@@ -1106,6 +1211,7 @@ redis_init(const struct config *conf)
 	    redis_db);
 	redis_tick = event_new(wx_base, -1, EV_PERSIST, redis_tick_cb, NULL);
 	evtimer_add(redis_tick, &tv);
+	cred_set_share(&redis_share);
 	redis_connect();
 }
 
@@ -1113,10 +1219,14 @@ redis_init(const struct config *conf)
 void
 redis_shutdown(void)
 {
+	struct cred *c;
+
 	if (redis_state == RSTATE_OFF)
 		return;
 	redis_closing = 1;
 	redis_close();
+	for (c = cred_first(); c != NULL; c = cred_next(c))
+		redis_forget(c);
 	if (redis_tick != NULL)
 		event_free(redis_tick);
 	redis_tick = NULL;
@@ -1124,4 +1234,5 @@ redis_shutdown(void)
 	freezero_str(redis_password);
 	redis_password = NULL;
 	redis_state = RSTATE_OFF;
+	cred_set_share(NULL);
 }

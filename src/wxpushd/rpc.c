@@ -14,6 +14,18 @@
 /* Decoded requests live in this zone only until their method returns. */
 static msgpack_zone	*rpc_zone;
 uint64_t		 rpc_requests;
+/* Registered by the layers above, so that rpc.c calls none of them by name. */
+static const struct method	*(*rpc_find)(const char *, size_t);
+static void			 (*rpc_done)(struct client *);
+
+/* The method table (method.c) and the client's request-done hook (server.c). */
+void
+rpc_init(const struct method *(*find)(const char *, size_t),
+    void (*done)(struct client *))
+{
+	rpc_find = find;
+	rpc_done = done;
+}
 
 /* Whether p[0..n) is short printable ASCII, safe to quote in a message or log. */
 int
@@ -131,8 +143,8 @@ rpc_request_free(struct request *req)
 		c->nrequests--;
 	}
 	free(req);
-	if (c != NULL)
-		server_client_request_done(c);
+	if (c != NULL && rpc_done != NULL)
+		rpc_done(c);
 }
 
 /*
@@ -298,7 +310,8 @@ rpc_input(struct client *c, const unsigned char *frame, size_t len)
 		    d.bad_message);
 		goto done;
 	}
-	if ((m = method_find(d.method, d.methodlen)) == NULL) {
+	if (rpc_find == NULL ||
+	    (m = rpc_find(d.method, d.methodlen)) == NULL) {
 		if (rpc_printable(d.method, d.methodlen, 64))
 			rpc_reply_errorx(req, "unknown_method", 0, NULL,
 			    "no method '%.*s'", (int)d.methodlen, d.method);

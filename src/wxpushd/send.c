@@ -1,7 +1,12 @@
 /*
  * The send method: validate, check the peer, wait for a token and a slot, call
- * WeChat, and react to its answer as wechat-api.md section 6 says. Nothing here
+ * WeChat, and react to its answer as wxapi.c classifies it. Nothing here
  * touches the disk; each attempt allocates only inside upstream.c.
+ *
+ * Each credential that has had a send gets a lane here (its queue, its sends
+ * upstream, its counters), reached through the credential's user slot. A lane
+ * waits for a token through the listener send.c registered with cred.c: cred.c
+ * never calls send.c by name.
  */
 #include "config.h"
 
@@ -17,14 +22,55 @@
 #define SEND_RETRY_BASE_MS	250
 #define SEND_MIN_LEFT_MS	500	/* do not start an attempt with less left */
 
-/* enum send_outcome is in wxpushd.h: metrics.c counts by it too. */
-uint64_t			 send_stats[SEND_NOUTCOMES];
+/* One send, from request to answer. */
+struct send {
+	struct request		*req;
+	struct message		 msg;
+	struct send_lane	*lane;		/* NULL until the appid is known */
+	int			 attempts;
+	int			 auth_retried;	/* one retry after a refused token */
+	int			 busy_retries;	/* -1 answers retried */
+	uint64_t		 gen;		/* token generation of this attempt */
+	int			 queued;
+	struct upstream_call	*call;
+	struct event		*deadline;
+	struct event		*retry;
+	struct timeval		 started;	/* accepted at; for the histogram */
+	TAILQ_ENTRY(send)	 entry;
+	struct idem		*idem;		/* idempotency key entry, or NULL */
+	TAILQ_ENTRY(send)	 all;		/* every send not yet answered */
+};
+
+/* A credential's sends: those waiting for a token or a slot, and counters. */
+struct send_lane {
+	struct cred		*cred;		/* held while the lane exists */
+	TAILQ_HEAD(, send)	 queue;
+	int			 nqueue;
+	int			 inflight;	/* sends upstream now */
+	struct send_counters	 counters;
+};
+
+/* Histogram bucket bounds, in microseconds and as Prometheus writes them. */
+static const uint64_t send_bucket_us[SEND_NBUCKETS] = {
+	5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000,
+	5000000, 10000000, 30000000, 60000000
+};
+static const char *send_bucket_names[SEND_NBUCKETS] = {
+	"0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5",
+	"5", "10", "30", "60"
+};
+
+static struct send_counters	 send_all_counters;	/* every answered send */
+static struct send_counters	 send_nocred_counters;	/* before an appid */
+static struct send_histogram	 send_hist;
 static const struct timeval	*send_timeout_tv;
 static int			 send_timeout_secs;
 /* Every send not answered yet, so a stop can answer them all. */
 static TAILQ_HEAD(, send)	 send_all = TAILQ_HEAD_INITIALIZER(send_all);
 
 static void	send_upstream_cb(const struct upstream_reply *, void *);
+static void	send_cred_event(struct cred *, enum cred_event, const char *);
+static void	send_pump(struct send_lane *);
 
 /* A common timeout makes the many identical deadlines O(1) in libevent. */
 void
@@ -38,6 +84,7 @@ send_init(void)
 	tv.tv_usec = 0;
 	send_timeout_tv = event_base_init_common_timeout(wx_base, &tv);
 	send_timeout_secs = wx_conf->send_timeout;
+	cred_set_listener(send_cred_event);
 }
 
 /* Names for the stats method, in enum send_outcome order. */
@@ -51,16 +98,135 @@ send_outcome_name(int i)
 	return (i >= 0 && i < SEND_NOUTCOMES ? names[i] : NULL);
 }
 
+/* The upper bound of histogram bucket i as Prometheus writes it. */
+const char *
+send_bucket_name(int i)
+{
+	return (i >= 0 && i < SEND_NBUCKETS ? send_bucket_names[i] : NULL);
+}
+
+/* Counters of every answered send, and of those refused before an appid. */
+const struct send_counters *
+send_counters_all(void)
+{
+	return (&send_all_counters);
+}
+
+const struct send_counters *
+send_counters_nocred(void)
+{
+	return (&send_nocred_counters);
+}
+
+/* A credential's counters, or NULL if it has had no send. */
+const struct send_counters *
+send_counters_of(const struct cred *c)
+{
+	const struct send_lane *l = cred_user(c);
+
+	return (l != NULL ? &l->counters : NULL);
+}
+
+/* The latency histogram of accepted sends. */
+const struct send_histogram *
+send_duration(void)
+{
+	return (&send_hist);
+}
+
+/* A credential's queue: sends waiting and sends upstream. */
+struct send_queue_state
+send_queue_of(const struct cred *c)
+{
+	const struct send_lane *l = cred_user(c);
+	struct send_queue_state q = { 0, 0 };
+
+	if (l != NULL) {
+		q.queued = l->nqueue;
+		q.inflight = l->inflight;
+	}
+	return (q);
+}
+
+/* c's lane, made (holding c) at its first send. */
+static struct send_lane *
+send_lane_get(struct cred *c)
+{
+	struct send_lane *l;
+
+	if ((l = cred_user(c)) != NULL)
+		return (l);
+	l = xcalloc(1, sizeof *l);
+	l->cred = c;
+	TAILQ_INIT(&l->queue);
+	cred_hold(c);
+	cred_set_user(c, l);
+	return (l);
+}
+
+/* Drop a removed credential's lane once nothing is in it. */
+static void
+send_lane_check(struct send_lane *l)
+{
+	struct cred *c = l->cred;
+
+	if (!cred_removed(c) || l->nqueue != 0 || l->inflight != 0)
+		return;
+	cred_set_user(c, NULL);
+	free(l);
+	cred_release(c);
+}
+
+/*
+ * Count one answered send: per lane (l NULL: before any appid was known), by
+ * errcode when WeChat refused it, and its latency if it was accepted (started
+ * set). No allocation, no formatting: this is the hot path.
+ */
+static void
+send_count(struct send_lane *l, enum send_outcome o, long errcode,
+    const struct timeval *started)
+{
+	struct send_counters *lc = l != NULL ? &l->counters :
+	    &send_nocred_counters;
+	struct timeval now;
+	uint64_t us;
+	int i;
+
+	send_all_counters.outcome[o]++;
+	lc->outcome[o]++;
+	if (o == SEND_WECHAT) {
+		i = wxapi_errcode_index(errcode);
+		send_all_counters.errcode[i]++;
+		lc->errcode[i]++;
+	}
+	if (started == NULL || (started->tv_sec == 0 && started->tv_usec == 0))
+		return;
+	event_base_gettimeofday_cached(wx_base, &now);
+	if (timercmp(&now, started, <))
+		us = 0;
+	else
+		us = (uint64_t)(now.tv_sec - started->tv_sec) * 1000000 +
+		    (uint64_t)(now.tv_usec - started->tv_usec);
+	for (i = 0; i < SEND_NBUCKETS; i++) {
+		if (us <= send_bucket_us[i])
+			break;
+	}
+	if (i < SEND_NBUCKETS)
+		send_hist.buckets[i]++;
+	send_hist.count++;
+	send_hist.sum_us += us;
+}
+
 static void
 send_free(struct send *s)
 {
 	if (s->queued) {
-		TAILQ_REMOVE(&s->cred->queue, s, entry);
-		s->cred->nqueue--;
+		TAILQ_REMOVE(&s->lane->queue, s, entry);
+		s->lane->nqueue--;
 	}
 	if (s->call != NULL) {
 		upstream_cancel(s->call);
-		s->cred->inflight--;
+		s->lane->inflight--;
 	}
 	if (s->deadline != NULL)
 		event_free(s->deadline);
@@ -71,22 +237,21 @@ send_free(struct send *s)
 	free(s);
 }
 
-/* Finish s with an error reply; the credential may be freed by the pump. */
+/* Finish s with an error reply; its lane may go. */
 static void
 send_fail(struct send *s, enum send_outcome o, const struct rpc_error *e)
 {
-	struct cred *c = s->cred;
+	struct send_lane *l = s->lane;
 
-	send_stats[o]++;
-	if (c != NULL)
-		c->sends_failed++;
-	metrics_count_send(c, o, e->errcode, &s->started);
+	send_count(l, o, e->errcode, &s->started);
 	if (s->idem != NULL)
 		idem_finish_error(s->idem, e);
 	rpc_reply_error(s->req, e);
 	send_free(s);
-	if (c != NULL)
-		cred_pump(c);
+	if (l != NULL) {
+		send_pump(l);
+		send_lane_check(l);
+	}
 }
 
 static void
@@ -103,7 +268,7 @@ send_failx(struct send *s, enum send_outcome o, const char *code, int retryable,
 }
 
 /* Answer a send that cannot get a token now. */
-void
+static void
 send_fail_unavailable(struct send *s, const char *why)
 {
 	char msg[192];
@@ -113,35 +278,18 @@ send_fail_unavailable(struct send *s, const char *why)
 }
 
 /* Answer a queued send that will not go out (a stop, a removed appid). */
-void
+static void
 send_fail_queued(struct send *s, const char *why)
 {
 	send_failx(s, SEND_UNAVAILABLE, "unavailable", 1, why);
 }
 
 /* Answer a send for an authorizer that revoked the platform. */
-void
+static void
 send_fail_revoked(struct send *s)
 {
 	send_failx(s, SEND_REVOKED, "revoked", 0, "the merchant revoked the "
 	    "platform's authorization");
-}
-
-/*
- * Read WeChat's answer to a send: *errcode (0 if absent) and its errmsg into
- * buf. -1 if errcode is there but not an integer: then nobody knows whether
- * the message went out.
- */
-int
-send_reply_parse(const json_t *j, long *errcode, char *buf, size_t len)
-{
-	const json_t *ec = json_object_get(j, "errcode");
-
-	*errcode = json_is_integer(ec) ? (long)json_integer_value(ec) : 0;
-	upstream_errmsg(j, buf, len);
-	if (ec != NULL && !json_is_integer(ec))
-		return (-1);
-	return (0);
 }
 
 /* Answer with WeChat's own refusal. */
@@ -172,12 +320,10 @@ send_fail_wechat(struct send *s, long errcode, const char *errmsg,
 static void
 send_succeed(struct send *s)
 {
-	struct cred *c = s->cred;
+	struct send_lane *l = s->lane;
 	msgpack_packer *pk;
 
-	send_stats[SEND_OK]++;
-	c->sends_ok++;
-	metrics_count_send(c, SEND_OK, 0, &s->started);
+	send_count(l, SEND_OK, 0, &s->started);
 	if (s->idem != NULL)
 		idem_finish_ok(s->idem, s->attempts);
 	pk = rpc_reply_begin(s->req, 3);
@@ -186,16 +332,17 @@ send_succeed(struct send *s)
 	rpc_pack_kv_int(pk, "attempts", s->attempts);
 	rpc_reply_end(s->req);
 	send_free(s);
-	cred_pump(c);
+	send_pump(l);
+	send_lane_check(l);
 }
 
-/* Put s back in its credential's queue, first in line. */
+/* Put s back in its lane's queue, first in line. */
 static void
 send_requeue(struct send *s)
 {
 	s->queued = 1;
-	TAILQ_INSERT_HEAD(&s->cred->queue, s, entry);
-	s->cred->nqueue++;
+	TAILQ_INSERT_HEAD(&s->lane->queue, s, entry);
+	s->lane->nqueue++;
 }
 
 /* Milliseconds left before s's deadline. */
@@ -215,18 +362,16 @@ send_left_ms(struct send *s)
  * is about to pass is answered now: starting it would only turn a clean
  * "not sent" into an ambiguous timeout.
  */
-void
+static void
 send_start(struct send *s)
 {
-	struct cred *c = s->cred;
+	struct send_lane *l = s->lane;
+	struct cred *c = l->cred;
 	struct rpc_error e;
-	char query[sizeof "access_token=" + WX_TOKEN_MAX];
 
 	if (send_left_ms(s) < SEND_MIN_LEFT_MS) {
-		/* Not send_fail: we may be inside cred_pump's loop. */
-		send_stats[SEND_UNAVAILABLE]++;
-		c->sends_failed++;
-		metrics_count_send(c, SEND_UNAVAILABLE, 0, &s->started);
+		/* Not send_fail: we may be inside send_pump's loop. */
+		send_count(l, SEND_UNAVAILABLE, 0, &s->started);
 		memset(&e, 0, sizeof e);
 		e.code = "unavailable";
 		e.retryable = 1;
@@ -239,31 +384,112 @@ send_start(struct send *s)
 		return;
 	}
 	s->attempts++;
-	s->gen = c->gen;
-	c->inflight++;
-	snprintf(query, sizeof query, "access_token=%s", c->token);
-	s->call = upstream_request("POST", "/cgi-bin/message/template/subscribe",
-	    query, s->msg.json, s->msg.len, send_upstream_cb, s);
-	OPENSSL_cleanse(query, sizeof query);
+	s->gen = cred_gen(c);
+	l->inflight++;
+	s->call = wxapi_request(s->msg.kind->endpoint, cred_token(c), NULL,
+	    s->msg.json, s->msg.len, send_upstream_cb, s);
+}
+
+/*
+ * Start queued sends while there is a token and a free upstream slot. Safe to
+ * call from anywhere: it never frees the lane.
+ */
+static void
+send_pump(struct send_lane *l)
+{
+	struct send *s;
+
+	while (!wx_stopping && !cred_removed(l->cred) && cred_usable(l->cred) &&
+	    l->inflight < wx_conf->max_inflight &&
+	    (s = TAILQ_FIRST(&l->queue)) != NULL) {
+		TAILQ_REMOVE(&l->queue, s, entry);
+		l->nqueue--;
+		s->queued = 0;
+		send_start(s);
+	}
+}
+
+/* Answer every queued send of l with f(s, why). */
+static void
+send_lane_fail(struct send_lane *l, void (*f)(struct send *, const char *),
+    const char *why)
+{
+	struct send *s;
+
+	while ((s = TAILQ_FIRST(&l->queue)) != NULL)
+		f(s, why);
+}
+
+static void
+send_fail_revoked_why(struct send *s, const char *why)
+{
+	(void)why;
+	send_fail_revoked(s);
+}
+
+/* What a credential tells its lane: start, fail or drop what waits. */
+static void
+send_cred_event(struct cred *c, enum cred_event ev, const char *why)
+{
+	struct send_lane *l = cred_user(c);
+
+	if (l == NULL)
+		return;
+	switch (ev) {
+	case CRED_EV_READY:
+		send_pump(l);
+		break;
+	case CRED_EV_FAILED:
+		send_lane_fail(l, send_fail_unavailable, why);
+		break;
+	case CRED_EV_REVOKED:
+		send_lane_fail(l, send_fail_revoked_why, NULL);
+		break;
+	case CRED_EV_REMOVED:
+		send_lane_fail(l, send_fail_queued, why);
+		send_lane_check(l);
+		break;
+	case CRED_EV_STOPPING:
+		/* c is freed next: send_abort answered what was upstream. */
+		send_lane_fail(l, send_fail_queued, why);
+		cred_set_user(c, NULL);
+		free(l);
+		break;
+	}
+}
+
+/* Answer every send still waiting in a queue (a stop). */
+void
+send_stop_queued(const char *why)
+{
+	struct send *s, *next;
+
+	for (s = TAILQ_FIRST(&send_all); s != NULL; s = next) {
+		next = TAILQ_NEXT(s, all);
+		if (s->queued) {
+			send_fail_queued(s, why);
+			next = TAILQ_FIRST(&send_all);
+		}
+	}
 }
 
 /* Start s now if a token and a slot are free, or queue it. */
 static void
 send_submit(struct send *s)
 {
-	struct cred *c = s->cred;
+	struct send_lane *l = s->lane;
 
-	if (cred_usable(c) && c->inflight < wx_conf->max_inflight &&
-	    c->nqueue == 0) {
+	if (cred_usable(l->cred) && l->inflight < wx_conf->max_inflight &&
+	    l->nqueue == 0) {
 		send_start(s);
 		return;
 	}
 	s->queued = 1;
-	TAILQ_INSERT_TAIL(&c->queue, s, entry);
-	c->nqueue++;
-	/* An authorizer may have put its refresh off: not with a send waiting. */
-	if (c->kind == CRED_AUTHORIZER && !cred_usable(c))
-		component_wanted(c);
+	TAILQ_INSERT_TAIL(&l->queue, s, entry);
+	l->nqueue++;
+	/* A source may have put its refresh off: not with a send waiting. */
+	if (!cred_usable(l->cred))
+		cred_wanted(l->cred);
 }
 
 static void
@@ -274,14 +500,14 @@ send_retry_cb(evutil_socket_t fd, short events, void *arg)
 	(void)fd;
 	(void)events;
 	/* No new attempt once stopping or removed: nothing went out yet. */
-	if (wx_stopping || s->cred->removed) {
+	if (wx_stopping || cred_removed(s->lane->cred)) {
 		send_failx(s, SEND_UNAVAILABLE, "unavailable", 1, wx_stopping ?
 		    "wxpushd is stopping" : "the appid was removed from the "
 		    "configuration");
 		return;
 	}
 	send_requeue(s);
-	cred_pump(s->cred);
+	send_pump(s->lane);
 }
 
 /* Try again after a backoff if the deadline leaves room; 0 if scheduled. */
@@ -310,7 +536,7 @@ send_backoff(struct send *s)
 static void
 send_token_refused(struct send *s, long errcode, const char *errmsg)
 {
-	struct cred *c = s->cred;
+	struct cred *c = s->lane->cred;
 
 	if (s->auth_retried) {
 		send_fail_wechat(s, errcode, errmsg, 1, 0);
@@ -323,12 +549,11 @@ send_token_refused(struct send *s, long errcode, const char *errmsg)
 		    "wxpushd is stopping");
 		return;
 	}
-	if ((cred_usable(c) && c->gen != s->gen) || c->call != NULL ||
-	    c->redis_busy != 0) {
+	if ((cred_usable(c) && cred_gen(c) != s->gen) || cred_awaiting(c)) {
 		/* A newer token is here, or on its way (perhaps from another
 		 * daemon through Redis): wait in line for it. */
 		send_requeue(s);
-		cred_pump(c);
+		send_pump(s->lane);
 		return;
 	}
 	/* The breaker is open: WeChat refuses even fresh tokens. */
@@ -348,16 +573,17 @@ static void
 send_upstream_cb(const struct upstream_reply *r, void *arg)
 {
 	struct send *s = arg;
-	struct cred *c = s->cred;
+	struct send_lane *l = s->lane;
 	long errcode;
+	int retry_after;
 	char errmsg[256], msg[192];
 
 	s->call = NULL;
-	c->inflight--;
+	l->inflight--;
 	if (!r->ok) {
 		if (send_transport_safe(r) || r->http_status >= 500) {
 			if (send_backoff(s) == 0) {
-				cred_pump(c);
+				send_pump(l);
 				return;
 			}
 			snprintf(msg, sizeof msg, "WeChat is unreachable (%s)",
@@ -370,51 +596,39 @@ send_upstream_cb(const struct upstream_reply *r, void *arg)
 		send_failx(s, SEND_TIMEOUT, "timeout", 0, msg);
 		return;
 	}
-	if (send_reply_parse(r->json, &errcode, errmsg, sizeof errmsg) == -1) {
+	if (wxapi_reply_parse(r->json, &errcode, errmsg, sizeof errmsg) == -1) {
 		send_failx(s, SEND_TIMEOUT, "timeout", 0, "WeChat's answer has "
 		    "no readable errcode; the message may or may not have been "
 		    "delivered");
 		return;
 	}
-	if (errcode == 0) {
+	switch (wxapi_classify(s->msg.kind->endpoint, errcode, &retry_after)) {
+	case WXAPI_OK:
 		send_succeed(s);
 		return;
-	}
-	switch (errcode) {
-	case 40001:
-	case 40014:
-	case 42001:
+	case WXAPI_TOKEN_REFUSED:
 		send_token_refused(s, errcode, errmsg);
 		return;
-	case -1:
+	case WXAPI_RETRY:
 		if (send_backoff(s) == 0) {
-			cred_pump(c);
+			send_pump(l);
 			return;
 		}
 		send_fail_wechat(s, errcode, errmsg, 1, 0);
 		return;
-	case 45011:
-		send_fail_wechat(s, errcode, errmsg, 1, 60 - (int)(time(NULL) % 60));
+	case WXAPI_RATE_LIMITED:
+		send_fail_wechat(s, errcode, errmsg, 1, retry_after);
 		return;
-	case 61003:
-		component_revoked(c);
+	case WXAPI_REVOKED:
+		cred_revoke(l->cred);
 		send_failx(s, SEND_REVOKED, "revoked", 0, "the merchant revoked "
 		    "the platform's authorization");
 		return;
-	case 41001:
+	case WXAPI_TOKEN_MISSING:
 		log_warnx("%s: WeChat says the token was missing (41001)",
 		    s->msg.appid);
 		send_failx(s, SEND_INTERNAL, "internal", 1, "WeChat says the "
 		    "token was missing (41001); this is a wxpushd bug");
-		return;
-	case 89501: case 89502: case 89503: case 89504: case 89505:
-		send_fail_wechat(s, errcode, errmsg, 1, 60);
-		return;
-	case 89506:
-		send_fail_wechat(s, errcode, errmsg, 1, 86400);
-		return;
-	case 89507:
-		send_fail_wechat(s, errcode, errmsg, 1, 3600);
 		return;
 	default:
 		send_fail_wechat(s, errcode, errmsg, 0, 0);
@@ -427,7 +641,7 @@ static void
 send_deadline_cb(evutil_socket_t fd, short events, void *arg)
 {
 	struct send *s = arg;
-	struct cred *c = s->cred;
+	struct cred *c = s->lane->cred;
 	char msg[256];
 
 	(void)fd;
@@ -440,8 +654,9 @@ send_deadline_cb(evutil_socket_t fd, short events, void *arg)
 	}
 	if (!cred_usable(c)) {
 		snprintf(msg, sizeof msg, "no valid token for %s within "
-		    "send_timeout%s%s", c->appid, c->last_error[0] ? ": " : "",
-		    c->last_error);
+		    "send_timeout%s%s", cred_appid(c),
+		    cred_last_error(c)[0] != '\0' ? ": " : "",
+		    cred_last_error(c));
 		send_failx(s, SEND_UNAVAILABLE, "unavailable", 1, msg);
 		return;
 	}
@@ -469,47 +684,32 @@ send_abort(const char *why)
 	}
 }
 
-/* Whether the peer of req may send as credential c. */
-static int
-send_allowed(const struct cred *c, const struct request *req)
-{
-	const struct acl *acl;
-
-	if (req->client == NULL)
-		return (0);
-	if (c->kind == CRED_OFFICIAL)
-		acl = &c->account->allow;
-	else
-		acl = &c->component->allow;
-	return (acl_allows(acl, &req->client->peer));
-}
-
 void
 send_method(struct request *req, const msgpack_object *params)
 {
 	struct send *s;
+	struct send_lane *l;
 	struct rpc_error e;
 	struct cred *c;
 
 	s = xcalloc(1, sizeof *s);
 	s->req = req;
 	if (message_parse(params, &s->msg, &e) == -1) {
-		send_stats[SEND_INVALID]++;
-		metrics_count_send(NULL, SEND_INVALID, 0, NULL);
+		send_count(NULL, SEND_INVALID, 0, NULL);
 		rpc_reply_error(req, &e);
 		free(s);
 		return;
 	}
 	TAILQ_INSERT_TAIL(&send_all, s, all);
 	c = cred_find(s->msg.appid);
-	if (c == NULL || c->removed || c->kind == CRED_COMPONENT) {
+	if (c == NULL || cred_removed(c) || cred_kind(c) == CRED_COMPONENT) {
 		send_failx(s, SEND_UNKNOWN_APPID, "unknown_appid", 0,
 		    "the appid is not configured here");
 		return;
 	}
-	s->cred = c;	/* counted per appid from here on */
-	if (!send_allowed(c, req)) {
-		log_info("%s: send refused to uid %u", c->appid,
+	s->lane = l = send_lane_get(c);	/* counted per appid from here on */
+	if (req->client == NULL || !cred_allows(c, &req->client->peer)) {
+		log_info("%s: send refused to uid %u", cred_appid(c),
 		    req->client ? (unsigned)req->client->peer.uid : 0);
 		send_failx(s, SEND_FORBIDDEN, "forbidden", 0,
 		    "this user may not send as this appid");
@@ -520,17 +720,17 @@ send_method(struct request *req, const msgpack_object *params)
 		send_free(s);
 		return;
 	}
-	if (c->revoked) {
+	if (cred_revoked(c)) {
 		send_failx(s, SEND_REVOKED, "revoked", 0, "the merchant revoked "
 		    "the platform's authorization");
 		return;
 	}
-	if (!cred_usable(c) && c->permanent) {
-		send_fail_unavailable(s, c->last_error);
+	if (!cred_usable(c) && cred_permanent(c)) {
+		send_fail_unavailable(s, cred_last_error(c));
 		return;
 	}
-	if (c->nqueue >= wx_conf->queue_limit && !(cred_usable(c) &&
-	    c->inflight < wx_conf->max_inflight && c->nqueue == 0)) {
+	if (l->nqueue >= wx_conf->queue_limit && !(cred_usable(c) &&
+	    l->inflight < wx_conf->max_inflight && l->nqueue == 0)) {
 		send_failx(s, SEND_BUSY, "busy", 1, "the appid's queue is full");
 		return;
 	}

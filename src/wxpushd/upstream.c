@@ -789,21 +789,3 @@ upstream_shutdown(void)
 	upstream_global_done = 0;
 }
 
-/* Copy a WeChat answer's errmsg, bounded, cut on a UTF-8 character boundary. */
-void
-upstream_errmsg(const json_t *j, char *buf, size_t len)
-{
-	const char *m = json_string_value(json_object_get(j, "errmsg"));
-	size_t n;
-
-	if (m == NULL)
-		m = "";
-	n = strlen(m);
-	if (n >= len) {
-		n = len - 1;
-		while (n > 0 && ((unsigned char)m[n] & 0xc0) == 0x80)
-			n--;
-	}
-	memcpy(buf, m, n);
-	buf[n] = '\0';
-}

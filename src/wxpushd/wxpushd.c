@@ -74,8 +74,6 @@ static void
 wxpushd_sigterm(evutil_socket_t sig, short events, void *arg)
 {
 	struct timeval tv;
-	struct cred *c;
-	struct send *s;
 
 	(void)events;
 	(void)arg;
@@ -88,10 +86,7 @@ wxpushd_sigterm(evutil_socket_t sig, short events, void *arg)
 	systemd_stopping();
 	wx_stopping = 1;
 	/* Queued sends will not get a token in time: answer them now. */
-	TAILQ_FOREACH(c, &cred_all, entry) {
-		while ((s = TAILQ_FIRST(&c->queue)) != NULL)
-			send_fail_queued(s, "wxpushd is stopping");
-	}
+	send_stop_queued("wxpushd is stopping");
 	tv.tv_sec = wx_conf->drain_timeout;
 	tv.tv_usec = 0;
 	wxpushd_drain_timer = evtimer_new(wx_base, wxpushd_drain_timeout, NULL);
@@ -130,7 +125,8 @@ wxpushd_sighup(evutil_socket_t sig, short events, void *arg)
 		log_setlevel(conf->log_level);
 	upstream_configure(conf);
 	send_init();
-	cred_reconcile(conf);
+	official_reconcile(conf);
+	component_reconcile(conf);
 	callback_reload();
 	metrics_reload();
 	config_free(old);
@@ -265,6 +261,7 @@ main(int argc, char **argv)
 
 	if ((wx_base = event_base_new()) == NULL)
 		fatalx("event_base_new");
+	rpc_init(method_find, server_client_request_done);
 	if (upstream_init(wx_base) == -1)
 		fatalx("upstream_init");
 	upstream_configure(wx_conf);
@@ -281,7 +278,10 @@ main(int argc, char **argv)
 	send_init();
 	idem_init();
 	redis_init(wx_conf);	/* before the credentials, which may wait for it */
+	component_init();
 	cred_init();
+	official_reconcile(wx_conf);
+	component_reconcile(wx_conf);
 
 	ev_term = evsignal_new(wx_base, SIGTERM, wxpushd_sigterm, NULL);
 	ev_int = evsignal_new(wx_base, SIGINT, wxpushd_sigterm, NULL);

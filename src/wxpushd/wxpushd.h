@@ -69,7 +69,6 @@ struct peer {
 };
 int	 acl_rule_parse(const char *, struct acl_rule *, char **);
 int	 acl_allows(const struct acl *, const struct peer *);
-int	 acl_cred_allows(const struct cred *, const struct peer *);
 void	 acl_free(struct acl *);
 int	 peer_load(int, struct peer *);
 void	 peer_free(struct peer *);
@@ -186,6 +185,9 @@ struct rpc_decoded {
 };
 int	 rpc_decode(msgpack_zone *, const unsigned char *, size_t,
 	    struct rpc_decoded *);
+struct method;
+void	 rpc_init(const struct method *(*)(const char *, size_t),
+	    void (*)(struct client *));
 int	 rpc_input(struct client *, const unsigned char *, size_t);
 msgpack_packer	*rpc_reply_begin(struct request *, size_t);
 void	 rpc_reply_end(struct request *);
@@ -202,109 +204,268 @@ int	 rpc_printable(const char *, size_t, size_t);
 void	 rpc_shutdown(void);
 extern uint64_t	rpc_requests;
 
-/* message.c: validating a send request and building the exact WeChat body. */
+/* valid.c: the syntax of appids, tokens and words, in one place. */
+int	 valid_appid(const char *, size_t);
+int	 valid_appid_str(const char *);
+int	 valid_word(const char *, size_t, size_t);
+int	 valid_token(const char *, size_t);
+int	 valid_token_str(const char *);
+
+/* clock.c: the time of day, settable by tests. */
+time_t	 clock_now(void);
+int	 clock_today(void);
+long	 clock_until_tomorrow(void);
+void	 clock_set(time_t);
+
+/* wxapi.c: WeChat's endpoints and what its errcodes mean. */
+enum wxapi_ep { WXAPI_TOKEN, WXAPI_STABLE_TOKEN, WXAPI_COMPONENT_TOKEN,
+	WXAPI_START_PUSH_TICKET, WXAPI_AUTHORIZER_TOKEN, WXAPI_QUERY_AUTH,
+	WXAPI_CREATE_PREAUTHCODE, WXAPI_GET_AUTHORIZER_LIST,
+	WXAPI_SUBSCRIBE_ONCE, WXAPI_NENDPOINTS };
+struct wxapi_endpoint {
+	const char	*name;		/* for logs and metrics */
+	const char	*method;	/* GET, POST */
+	const char	*path;
+	const char	*token_param;	/* the query's token, NULL for none */
+	int		 fetch;		/* a token endpoint */
+};
+enum wxapi_class {
+	WXAPI_OK,
+	WXAPI_TOKEN_REFUSED,	/* 40001 40014 42001: compare-and-refresh */
+	WXAPI_RETRY,		/* -1 and the like: again after a backoff */
+	WXAPI_RATE_LIMITED,	/* 45011, 895xx: again after retry_after */
+	WXAPI_QUOTA,		/* 45009: the daily quota, until the next day */
+	WXAPI_REVOKED,		/* 61003: the merchant revoked the platform */
+	WXAPI_REFRESH_TOKEN_REFUSED,	/* 61023 */
+	WXAPI_TICKET_REFUSED,	/* 61005 61006: the verify ticket */
+	WXAPI_OPERATOR,		/* wrong secret, IP whitelist...: an operator */
+	WXAPI_TOKEN_MISSING,	/* 41001: our bug */
+	WXAPI_FINAL		/* any other refusal: final */
+};
+#define WXAPI_NERRCODES		21	/* labelled send errcodes, and other */
+struct json_t;
+struct upstream_reply;
+struct upstream_call;
+typedef void (*upstream_cb)(const struct upstream_reply *, void *);
+const struct wxapi_endpoint	*wxapi_endpoint(enum wxapi_ep);
+struct upstream_call	*wxapi_request(enum wxapi_ep, const char *,
+	    const char *, const char *, size_t, upstream_cb, void *);
+struct upstream_call	*wxapi_post_json(enum wxapi_ep, const char *,
+	    struct json_t *, upstream_cb, void *);
+enum wxapi_class	 wxapi_classify(enum wxapi_ep, long, int *);
+long	 wxapi_errcode(const struct upstream_reply *);
+void	 wxapi_errmsg(const struct json_t *, char *, size_t);
+int	 wxapi_reply_parse(const struct json_t *, long *, char *, size_t);
+int	 wxapi_errcode_index(long);
+const char	*wxapi_errcode_name(int);
+
+/* message.c and kind-*.c: validating a send and building WeChat's body. */
+struct message;
+/* A known key of a map, with its length so lookups need no strlen. */
+struct message_key {
+	const char	*name;
+	size_t		 len;
+	int		 required;
+};
+#define MESSAGE_KEY(s)	{ s, sizeof (s) - 1, 0 }
+#define MESSAGE_REQ(s)	{ s, sizeof (s) - 1, 1 }
+/* Every kind's params begin with these three, at these indices. */
+enum { MESSAGE_APPID, MESSAGE_KIND, MESSAGE_IDEMPOTENCY_KEY, MESSAGE_NCOMMON };
+#define MESSAGE_COMMON_KEYS \
+	MESSAGE_REQ("appid"), MESSAGE_KEY("kind"), MESSAGE_KEY("idempotency_key")
+#define MESSAGE_KEYS_MAX	16
+/* A message kind: a row of message.c's table, a file of its own. */
+struct kind {
+	const char		*name;
+	enum wxapi_ep		 endpoint;
+	const struct message_key *keys;	/* MESSAGE_COMMON_KEYS first */
+	size_t			 nkeys;
+	/* Check the kind's own params (vals by keys) and write msg's body. */
+	int			(*build)(const msgpack_object **,
+				    struct message *, struct rpc_error *);
+};
 struct message {
 	char		 appid[WX_APPID_MAX + 1];
+	const struct kind *kind;
 	char		*json;		/* the WeChat request body, NUL-terminated */
 	size_t		 len;
 	char		*idempotency_key;	/* NULL if none */
 };
+/* A literal piece of a body followed by one string value (or none). */
+struct message_part {
+	const char	*lit;
+	size_t		 litlen;
+	const char	*s;
+	size_t		 n;
+};
+#define MESSAGE_PARTS_MAX	16
 /* 0: msg filled; -1: err filled (static strings, until the next call), msg zeroed. */
 int	 message_parse(const msgpack_object *, struct message *, struct rpc_error *);
 void	 message_free(struct message *);
+int	 message_error(struct rpc_error *, const char *, const char *, ...)
+	    __attribute__((format(printf, 3, 4)));
+int	 message_missing(struct rpc_error *, const char *,
+	    const struct message_key *);
+int	 message_fields(const msgpack_object *, const char *,
+	    const struct message_key *, size_t, const msgpack_object **,
+	    struct rpc_error *);
+int	 message_want_str(const msgpack_object *, const char *,
+	    struct rpc_error *);
+int	 message_want_map(const msgpack_object *, const char *,
+	    struct rpc_error *);
+int	 message_id(const msgpack_object *, const char *, size_t,
+	    struct rpc_error *);
+int	 message_check_utf8(const msgpack_object *, const char *, int,
+	    size_t *, struct rpc_error *);
+int	 message_text_field(const msgpack_object *, const char *, size_t,
+	    struct rpc_error *);
+int	 message_color(const msgpack_object *, const char *,
+	    struct rpc_error *);
+int	 message_url(const msgpack_object *, struct rpc_error *);
+int	 message_miniprogram(const msgpack_object *, const msgpack_object **,
+	    struct rpc_error *);
+enum { MESSAGE_MP_APPID, MESSAGE_MP_PAGEPATH, MESSAGE_NMP };
+void	 message_part(struct message_part *, size_t *, const char *,
+	    const char *, size_t);
+void	 message_part_str(struct message_part *, size_t *, const char *,
+	    const msgpack_object *);
+void	 message_body(struct message *, const struct message_part *, size_t);
+const struct kind	*message_kind_find(const char *, size_t);
+extern const struct kind	kind_subscribe_once;
 
-/* send.c's outcomes of a send (the error codes, and ok), counted per credential. */
+/* send.c's outcomes of a send (the error codes, and ok). */
 enum send_outcome { SEND_OK, SEND_INVALID, SEND_UNKNOWN_APPID, SEND_FORBIDDEN,
 	SEND_BUSY, SEND_UNAVAILABLE, SEND_TIMEOUT, SEND_REVOKED, SEND_WECHAT,
 	SEND_INTERNAL, SEND_NOUTCOMES };
-#define METRICS_NERRCODES	21	/* metrics.c's known send errcodes, and other */
-#define METRICS_NBUCKETS	13	/* send latency histogram buckets, +Inf apart */
+#define SEND_NBUCKETS	13	/* send latency histogram buckets, +Inf apart */
 
-/* cred.c: one credential per appid, with its token, refresh timer and send queue. */
+/*
+ * cred.c: one credential per appid: its token, kept fresh, and the only file
+ * that writes its state. What differs between kinds is a token source.
+ */
 enum cred_state { CRED_VALID, CRED_REFRESHING, CRED_EXPIRED, CRED_FAILED,
 	CRED_REVOKED };
-struct send;
-TAILQ_HEAD(send_queue, send);
-
-struct cred {
-	char			 appid[WX_APPID_MAX + 1];
-	enum cred_kind		 kind;
-	struct account_conf	*account;	/* CRED_OFFICIAL */
-	struct component_conf	*component;	/* CRED_COMPONENT, CRED_AUTHORIZER */
-	struct cred		*parent;	/* CRED_AUTHORIZER: its component */
-	char			*refresh_token;	/* CRED_AUTHORIZER; wiped on free */
-
-	char			*token;		/* NULL if none; wiped on free */
-	uint64_t		 gen;		/* bumped with every new token */
-	time_t			 expires_at;
-	time_t			 refreshed_at;
-	time_t			 token_issued;	/* when we got this token */
-	int			 invalid;	/* the current token was refused */
-	int			 after_refusal;	/* a refusal asked for this token */
-	int			 refusal_refresh; /* the refresh in flight is for one */
-	int			 revoked;
-	int			 removed;	/* gone from the configuration */
-
-	struct upstream_call	*call;		/* refresh in flight */
-	struct event		*timer;		/* next refresh or retry */
-	int			 backoff;	/* seconds, doubled on failure */
-	int			 failures;	/* consecutive failed refreshes */
-	int			 permanent;	/* last failure needs an operator */
-	long			 last_errcode;
-	char			 last_error[96];
-	time_t			 breaker_until;	/* no token-failure refreshes before */
-	int			 breaker_backoff;
-	int			 force_day, force_count;	/* stable force_refresh */
-	time_t			 force_last;
-	int			 calls_day, calls_today;
-	uint64_t		 refreshes;
-	uint64_t		 sends_ok, sends_failed;
-	uint64_t		 sends[SEND_NOUTCOMES];	/* answered, by outcome */
-	uint64_t		 sends_errcode[METRICS_NERRCODES];	/* wechat ones */
-
-	struct send_queue	 queue;		/* sends waiting for a token or a slot */
-	int			 nqueue;
-	int			 inflight;	/* sends upstream now */
-	int			 cflags;	/* component.c: an authorizer's state */
-	uint64_t		 parent_gen;	/* the component token its refresh used */
-	uint64_t		 redis_gen;	/* redis.c: shared generation of token */
-	uint64_t		 redis_lease;	/* redis.c: generation leased to us, 0 none */
-	int			 redis_busy;	/* redis.c: 1 asking, 2 waiting, 3 go alone */
-	struct cred		*hnext;		/* hash chain */
-	TAILQ_ENTRY(cred)	 entry;
+/* What a credential tells the layer above (send.c) through its listener. */
+enum cred_event {
+	CRED_EV_READY,		/* a usable token: start what waits */
+	CRED_EV_FAILED,		/* no token can come soon: fail what waits */
+	CRED_EV_REVOKED,	/* the merchant revoked the platform */
+	CRED_EV_REMOVED,	/* gone from the configuration */
+	CRED_EV_STOPPING	/* wxpushd is stopping */
 };
-TAILQ_HEAD(cred_list, cred);
-extern struct cred_list	cred_all;
-
+struct cred;
+/* What a refresh did: a call is in flight, or none was made. */
+enum cred_fetch { CRED_FETCH_STARTED, CRED_FETCH_NONE };
+/* A kind of credential: how its token is fetched and what else it does. */
+struct cred_source {
+	const char	*name;		/* "official", "component", "authorizer" */
+	enum wxapi_ep	 endpoint;	/* where the token comes from */
+	const char	*token_field;	/* the token in the endpoint's answer */
+	int		 shared;	/* shared between hosts (Redis) */
+	/* Start a refresh; CRED_FETCH_STARTED with *call set, or NONE. */
+	enum cred_fetch	(*fetch)(struct cred *, void *, int,
+			    struct upstream_call **);
+	int		(*can_force)(void *);	/* stable force_refresh */
+	const struct acl *(*acl)(void *);	/* who may use it */
+	void		(*ready)(struct cred *, void *);	/* a new token */
+	void		(*wanted)(struct cred *, void *);	/* a send waits */
+	void		(*revoked)(struct cred *, void *);	/* keep it */
+};
+/* How hosts share tokens (none, or redis.c): cred.c's only view of it. */
+struct cred_share {
+	/* Before a refresh: 0 if the share takes it from here, -1 to fetch. */
+	int		(*acquire)(struct cred *, int);
+	void		(*publish)(struct cred *);	/* a new token */
+	void		(*release)(struct cred *);	/* a refresh failed */
+	int		(*busy)(const struct cred *);	/* a token may come */
+	void		(*forget)(struct cred *);	/* c is being freed */
+};
+typedef void (*cred_listener)(struct cred *, enum cred_event, const char *);
 int	 cred_init(void);
-void	 cred_start(struct cred *);
-void	 cred_reconcile(struct config *);
 void	 cred_shutdown(void);
-struct cred	*cred_find(const char *);
-struct cred	*cred_add(const char *, enum cred_kind);
+void	 cred_set_listener(cred_listener);
+void	 cred_set_share(const struct cred_share *);
+struct cred	*cred_add(const char *, enum cred_kind,
+	    const struct cred_source *, void *);
+void	 cred_start(struct cred *, int);
 void	 cred_remove(struct cred *);
+void	 cred_hold(struct cred *);
+void	 cred_release(struct cred *);
+struct cred	*cred_find(const char *);
+struct cred	*cred_first(void);
+struct cred	*cred_next(const struct cred *);
+/* Readers. */
+const char	*cred_appid(const struct cred *);
+enum cred_kind	 cred_kind(const struct cred *);
+const char	*cred_kind_name(enum cred_kind);
+const struct cred_source	*cred_source(const struct cred *);
+void	*cred_data(const struct cred *);
+void	*cred_user(const struct cred *);
+void	*cred_share_data(const struct cred *);
 int	 cred_usable(const struct cred *);
+int	 cred_removed(const struct cred *);
+int	 cred_revoked(const struct cred *);
+int	 cred_permanent(const struct cred *);
+int	 cred_refreshing(const struct cred *);
+int	 cred_awaiting(const struct cred *);
+int	 cred_invalid(const struct cred *);
+int	 cred_shared(const struct cred *);
+int	 cred_has_token(const struct cred *);
+const char	*cred_token(const struct cred *);
+uint64_t	 cred_gen(const struct cred *);
+time_t	 cred_expires_at(const struct cred *);
+time_t	 cred_refreshed_at(const struct cred *);
+int	 cred_expires_in(const struct cred *);
+int	 cred_failures(const struct cred *);
+long	 cred_last_errcode(const struct cred *);
+const char	*cred_last_error(const struct cred *);
+int	 cred_calls_today(const struct cred *);
+uint64_t	 cred_refreshes(const struct cred *);
+const char	*cred_state_name(const struct cred *);
+int	 cred_allows(const struct cred *, const struct peer *);
+int	 cred_refresh_due(const struct cred *, struct timeval *);
+/* Writers: each a transition of the machine. */
+void	 cred_set_user(struct cred *, void *);
+void	 cred_set_share_data(struct cred *, void *);
+void	 cred_set_data(struct cred *, void *);
+void	 cred_refresh(struct cred *, int);
+void	 cred_cancel(struct cred *);
+void	 cred_got_token(struct cred *, const char *, int);
+void	 cred_token_reply(struct cred *, const struct upstream_reply *);
+void	 cred_fetch_failed(struct cred *, long, const char *, int);
+void	 cred_note(struct cred *, long, const char *);
 void	 cred_token_failed(struct cred *, uint64_t, long);
 void	 cred_adopt(struct cred *, const char *, time_t, uint64_t);
-void	 cred_refresh(struct cred *, int);
-void	 cred_got_token(struct cred *, const char *, int);
-void	 cred_fetch_failed(struct cred *, long, const char *, int);
-void	 cred_pump(struct cred *);
-void	 cred_token_reply(struct cred *, const struct upstream_reply *,
-	    const char *);
+void	 cred_install(struct cred *, const char *, int);
+void	 cred_revoke(struct cred *);
+void	 cred_unrevoke(struct cred *);
+void	 cred_fetch_done(struct cred *);
+void	 cred_yield(struct cred *);
+void	 cred_mark_permanent(struct cred *, const char *);
+void	 cred_fail_waiting(struct cred *, const char *);
+void	 cred_wanted(struct cred *);
+void	 cred_retry_now(struct cred *, int);
+void	 cred_uncount(struct cred *);
 int	 cred_parse_token(const struct upstream_reply *, const char *,
 	    const char **, int *, long *, const char **);
-const char	*cred_state_name(const struct cred *);
-const char	*cred_kind_name(enum cred_kind);
-int	 cred_today(void);
+
+/* official.c: official accounts and mini programs, a token source. */
+void	 official_reconcile(struct config *);
+const struct account_conf	*official_account(const struct cred *);
 
 /* redis.c: sharing tokens between daemons through Redis (hiredis async). */
+/* What component.c hears from Redis: registered, so calls go one way. */
+struct redis_handlers {
+	void	(*ticket)(const char *, const char *, time_t);
+	void	(*authorizer)(const char *, const char *, const char *, int,
+		    time_t);
+	void	(*connected)(void);
+};
 void	 redis_init(const struct config *);
 void	 redis_shutdown(void);
-int	 redis_refresh(struct cred *, int);	/* 0: redis.c handles it */
-void	 redis_token(struct cred *);
-void	 redis_release(struct cred *);
+void	 redis_set_handlers(const struct redis_handlers *);
 const char	*redis_mode(void);
+int	 redis_connected(void);
 void	 redis_ticket_put(const char *, const char *, time_t);
 void	 redis_ticket_get(const char *);
 void	 redis_authorizer_put(const char *, const char *, const char *, int,
@@ -312,34 +473,30 @@ void	 redis_authorizer_put(const char *, const char *, const char *, int,
 int	 redis_authorizer_get(const char *);	/* 0: answer comes later */
 
 /* send.c: the send method, from request to WeChat's answer. */
-struct send {
-	struct request		*req;
-	struct message		 msg;
-	struct cred		*cred;
-	int			 attempts;
-	int			 auth_retried;	/* one retry after a refused token */
-	int			 busy_retries;	/* -1 answers retried */
-	uint64_t		 gen;		/* token generation of this attempt */
-	int			 queued;
-	struct upstream_call	*call;
-	struct event		*deadline;
-	struct event		*retry;
-	struct timeval		 started;	/* accepted at; for the histogram */
-	TAILQ_ENTRY(send)	 entry;
-	struct idem		*idem;		/* idempotency key entry, or NULL */
-	TAILQ_ENTRY(send)	 all;		/* every send not yet answered */
+struct send_counters {
+	uint64_t	 outcome[SEND_NOUTCOMES];
+	uint64_t	 errcode[WXAPI_NERRCODES];	/* wechat ones */
+};
+struct send_histogram {
+	uint64_t	 buckets[SEND_NBUCKETS];	/* not cumulative */
+	uint64_t	 count;
+	uint64_t	 sum_us;
+};
+struct send_queue_state {
+	int		 queued;
+	int		 inflight;
 };
 void	 send_method(struct request *, const msgpack_object *);
-void	 send_start(struct send *);
-void	 send_fail_unavailable(struct send *, const char *);
-struct json_t;
-int	 send_reply_parse(const struct json_t *, long *, char *, size_t);
-void	 send_fail_revoked(struct send *);
-void	 send_abort(const char *);
-void	 send_fail_queued(struct send *, const char *);
 void	 send_init(void);
+void	 send_abort(const char *);
+void	 send_stop_queued(const char *);
 const char	*send_outcome_name(int);
-extern uint64_t	send_stats[];
+const char	*send_bucket_name(int);
+const struct send_counters	*send_counters_all(void);
+const struct send_counters	*send_counters_nocred(void);
+const struct send_counters	*send_counters_of(const struct cred *);
+const struct send_histogram	*send_duration(void);
+struct send_queue_state	 send_queue_of(const struct cred *);
 
 /* httpd.c: an evhttp endpoint on a configured HOST:PORT, movable on reload. */
 struct evhttp;
@@ -354,30 +511,53 @@ int	 httpd_listen(struct httpd *, const char *);
 void	 httpd_reload(struct httpd *, const char *);
 void	 httpd_close(struct httpd *);
 
-/* component.c: third-party platforms, their tickets and authorizers. */
+/*
+ * authorizer.c: a component's authorizers: a token source each, refresh
+ * tokens committed before their access tokens are used, 61023 recovery
+ * through api_get_authorizer_list, revocation.
+ */
+struct authorizer_set;
+struct authorizer_set	*authorizer_set_new(struct cred *, struct component_conf *);
+void	 authorizer_set_free(struct authorizer_set *, int);
+void	 authorizer_set_configure(struct authorizer_set *, struct component_conf *);
+void	 authorizer_set_load(struct authorizer_set *);
+void	 authorizer_set_ready(struct authorizer_set *);
+void	 authorizer_set_sync(struct authorizer_set *);
+int	 authorizer_install(struct authorizer_set *, const char *, const char *,
+	    const char *, int, const char **, char *, size_t);
+void	 authorizer_unauthorized(struct authorizer_set *, const char *);
+void	 authorizer_shared(struct authorizer_set *, const char *, const char *,
+	    const char *, int, time_t);
+const char	*authorizer_detail(const struct cred *);
+const char	*authorizer_component_appid(const struct cred *);
+
+/* component.c: third-party platforms: the verify ticket, the component token. */
 struct callback_event;
 /* An event or authorization is done: e NULL on success, else why not. */
 typedef void (*component_done_cb)(void *, const struct rpc_error *,
 	    const char *, const char *);
+/* A pre_auth_code arrived (code and expires_in), or e says why not. */
+typedef void (*component_preauth_cb)(void *, const struct rpc_error *,
+	    const char *, int);
+void	 component_init(void);
 void	 component_reconcile(struct config *);
-void	 component_fetch(struct cred *, int);
-void	 component_revoked(struct cred *);
-void	 component_token_ready(struct cred *);
-void	 component_wanted(struct cred *);
 void	 component_shutdown(void);
-void	 component_ticket_shared(const char *, const char *, time_t);
-void	 component_ticket_sync(struct cred *);
-void	 component_authorizer_shared(const char *, const char *, const char *,
-	    int, time_t);
-void	 component_authorizer_sync(struct cred *);
-void	 component_adopted(struct cred *);
 const char	*component_detail(const struct cred *);
 int64_t	 component_ticket_age(const struct cred *);
+int	 component_running(const char *);
 void	 component_event_handle(struct component_conf *,
 	    const struct callback_event *, component_done_cb, void *);
-void	 component_event_method(struct request *, const msgpack_object *);
-void	 component_authorize_method(struct request *, const msgpack_object *);
-void	 component_preauth_method(struct request *, const msgpack_object *);
+void	 component_authorize(const char *, const char *, component_done_cb,
+	    void *);
+void	 component_preauth(const char *, component_preauth_cb, void *);
+int	 component_answer(component_done_cb, void *, const char *, int, long,
+	    const char *, const char *, ...)
+	    __attribute__((format(printf, 7, 8)));
+
+/* method-component.c: the component methods (event, authorize, preauth). */
+void	 method_component_event(struct request *, const msgpack_object *);
+void	 method_component_authorize(struct request *, const msgpack_object *);
+void	 method_component_preauth(struct request *, const msgpack_object *);
 
 /* callback.c: opening component events, and the HTTP endpoint for them. */
 #define CALLBACK_BODY_MAX	65536	/* bytes in an event body */
@@ -388,7 +568,6 @@ struct callback_event {
 	char		*secret;	/* the ticket or authorization code; wiped */
 	size_t		 secretlen;
 };
-int	 callback_appid_ok(const char *, size_t);
 int	 callback_outer_appid(const char *, size_t, char *, size_t, char **);
 int	 callback_event_open(const struct component_conf *, const char *,
 	    const char *, const char *, const char *, size_t,
@@ -478,7 +657,6 @@ struct upstream_reply {
 	struct json_t	*json;		/* borrowed, valid during the callback */
 	double		 seconds;	/* how long the call took */
 };
-typedef void (*upstream_cb)(const struct upstream_reply *, void *);
 struct upstream_call;
 int	 upstream_init(struct event_base *);
 void	 upstream_configure(const struct config *);
@@ -487,21 +665,8 @@ struct upstream_call	*upstream_request(const char *, const char *,
 	    const char *, const char *, size_t, upstream_cb, void *);
 void	 upstream_cancel(struct upstream_call *);
 size_t	 upstream_inflight(void);
-void	 upstream_errmsg(const struct json_t *, char *, size_t);
 
-/* metrics.c: counters for monitoring, and the Prometheus endpoint. */
-struct metrics_histogram {
-	uint64_t	 buckets[METRICS_NBUCKETS];	/* not cumulative */
-	uint64_t	 count;
-	uint64_t	 sum_us;
-};
-extern struct metrics_histogram	metrics_send_duration;
-extern uint64_t	metrics_sends_nocred[SEND_NOUTCOMES];
-extern uint64_t	metrics_sends_errcode[METRICS_NERRCODES];
-void	 metrics_count_send(struct cred *, int, long, const struct timeval *);
-int	 metrics_errcode_index(long);
-const char	*metrics_errcode_name(int);
-const char	*metrics_bucket_name(int);
+/* metrics.c: the Prometheus endpoint. */
 int	 metrics_start(void);
 void	 metrics_reload(void);
 void	 metrics_stop(void);

@@ -54,7 +54,7 @@ fuzz_component_open(const struct component_conf *cc, const char *sig,
 	char			*cause = NULL, appid[WX_APPID_MAX + 1];
 
 	if (callback_outer_appid(body, len, appid, sizeof appid, &cause) == 0) {
-		if (cause != NULL || !callback_appid_ok(appid, strlen(appid)))
+		if (cause != NULL || !valid_appid(appid, strlen(appid)))
 			abort();
 	} else if (cause == NULL)
 		abort();
@@ -69,7 +69,7 @@ fuzz_component_open(const struct component_conf *cc, const char *sig,
 		    ev.secretlen > WX_TOKEN_MAX ||
 		    strlen(ev.secret) != ev.secretlen ||
 		    !fuzz_component_word(ev.secret, ev.secretlen))) ||
-		    (ev.authorizer_appid[0] != '\0' && !callback_appid_ok(
+		    (ev.authorizer_appid[0] != '\0' && !valid_appid(
 		    ev.authorizer_appid, strlen(ev.authorizer_appid))))
 			abort();
 		callback_event_clear(&ev);

@@ -69,7 +69,7 @@ fuzz_upstream_send(const struct upstream_reply *r)
 	int	 rc;
 
 	memset(errmsg, 'x', sizeof errmsg);
-	rc = send_reply_parse(r->json, &errcode, errmsg, sizeof errmsg);
+	rc = wxapi_reply_parse(r->json, &errcode, errmsg, sizeof errmsg);
 	len = strnlen(errmsg, sizeof errmsg);
 	if (len == sizeof errmsg)
 		abort();

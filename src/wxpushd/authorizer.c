@@ -1,0 +1,947 @@
+/*
+ * A component's authorizers: the accounts that authorized a third-party
+ * platform. Each is a credential whose token source is here: its token comes
+ * from api_authorizer_token with the component's token and the authorizer's
+ * refresh token. A refresh token is committed to the store before the access
+ * token that came with it is used: a lost refresh token means the merchant
+ * must authorize the platform again. 61023 (refresh token refused) is
+ * recovered through Redis or api_get_authorizer_list; 61003 and unauthorized
+ * events revoke, durably.
+ *
+ * One set per component holds its authorizers (a list, not a walk over every
+ * credential) and the api_get_authorizer_list walk. Each authorizer has its
+ * own events: the staggered first refresh and the wait for Redis after 61023.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "wxpushd.h"
+
+#define AUTHORIZER_LIST_COUNT	500	/* api_get_authorizer_list page, WeChat's most */
+#define AUTHORIZER_LIST_PAGES	200	/* pages walked at most: 100,000 authorizers */
+#define AUTHORIZER_SPREAD_MAX	60000	/* ms over which waiting authorizers start */
+#define AUTHORIZER_SPREAD_RATE	100	/* ... at about this many per second */
+#define AUTHORIZER_RTWAIT_SECS	5	/* Redis silent that long: walk the list */
+
+/* How a revocation is kept: committed and shared, or known already. */
+#define AUTHORIZER_REVOKE_COMMIT	0	/* ours: store it, share it */
+#define AUTHORIZER_REVOKE_SHARED	1	/* from Redis: committed there */
+#define AUTHORIZER_REVOKE_LOADED	2	/* from the store, at start */
+
+/* One component's authorizers, and its api_get_authorizer_list walk. */
+struct authorizer_set {
+	char			 appid[WX_APPID_MAX + 1];	/* the component's */
+	struct cred		*parent;	/* the component's credential */
+	struct component_conf	*conf;
+	TAILQ_HEAD(, authorizer) list;
+	unsigned int		 n;
+
+	struct upstream_call	*list_call;
+	uint64_t		 list_gen;	/* the component token it used */
+	int			 list_offset;
+	int			 list_pages;
+};
+
+/* An authorizer: what its credential's source keeps. */
+struct authorizer {
+	struct cred		*cred;
+	struct authorizer_set	*set;
+	char			*refresh_token;	/* wiped on free */
+	uint64_t		 parent_gen;	/* the component token its refresh used */
+	int			 waiting;	/* refresh once the component has a token */
+	int			 staggered;	/* refresh deferred to spread the load */
+	int			 listed;	/* 61023: in api_get_authorizer_list's hands */
+	int			 late;		/* ... joined after the walk had started */
+	int			 reauth;	/* 61023 and no other refresh token */
+	int			 rtwait;	/* 61023: asking Redis for a newer one */
+	int			 rtnew;		/* refresh token replaced mid-refresh */
+	int			 wanted;	/* a send waited for a token */
+	int			 revoke_how;	/* AUTHORIZER_REVOKE_* of the next one */
+	struct event		*stagger;	/* the spread first refresh */
+	struct event		*rtwait_timer;	/* Redis did not answer: the list */
+	TAILQ_ENTRY(authorizer)	 entry;
+};
+
+static enum cred_fetch	authorizer_fetch(struct cred *, void *, int,
+			    struct upstream_call **);
+static const struct acl	*authorizer_acl(void *);
+static void		authorizer_ready(struct cred *, void *);
+static void		authorizer_wanted(struct cred *, void *);
+static void		authorizer_revoked(struct cred *, void *);
+static void		authorizer_list_start(struct authorizer_set *);
+static void		authorizer_list_page(struct authorizer_set *);
+static void		authorizer_list_join(struct authorizer *);
+
+static const struct cred_source authorizer_source = {
+	.name = "authorizer",
+	.endpoint = WXAPI_AUTHORIZER_TOKEN,
+	.token_field = "authorizer_access_token",
+	.shared = 1,
+	.fetch = authorizer_fetch,
+	.acl = authorizer_acl,
+	.ready = authorizer_ready,
+	.wanted = authorizer_wanted,
+	.revoked = authorizer_revoked,
+};
+
+/* The authorizer behind credential c, or NULL if c is none (or removed). */
+static struct authorizer *
+authorizer_of(const struct cred *c)
+{
+	if (c == NULL || cred_source(c) != &authorizer_source)
+		return (NULL);
+	return (cred_data(c));
+}
+
+/* The authorizer appid of this set, or NULL. */
+static struct authorizer *
+authorizer_find(struct authorizer_set *set, const char *appid)
+{
+	struct authorizer *a = authorizer_of(cred_find(appid));
+
+	return (a != NULL && a->set == set ? a : NULL);
+}
+
+static const struct acl *
+authorizer_acl(void *data)
+{
+	struct authorizer *a = data;
+
+	return (a != NULL && a->set->conf != NULL ? &a->set->conf->allow : NULL);
+}
+
+/* The component an authorizer credential belongs to, or NULL. */
+const char *
+authorizer_component_appid(const struct cred *c)
+{
+	struct authorizer *a = authorizer_of(c);
+
+	return (a != NULL ? a->set->appid : NULL);
+}
+
+static void
+authorizer_stagger_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct authorizer *a = arg;
+
+	(void)fd;
+	(void)events;
+	a->staggered = 0;
+	cred_refresh(a->cred, 0);
+}
+
+static void
+authorizer_rtwait_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct authorizer *a = arg;
+
+	(void)fd;
+	(void)events;
+	/* Redis did not answer in time: WeChat's list, then. */
+	a->rtwait = 0;
+	authorizer_list_join(a);
+}
+
+/* A new authorizer of set, with its refresh token (or "" if none). */
+static struct authorizer *
+authorizer_new(struct authorizer_set *set, const char *appid, const char *rt)
+{
+	struct authorizer *a;
+
+	a = xcalloc(1, sizeof *a);
+	a->set = set;
+	a->refresh_token = xstrdup(rt);
+	a->stagger = evtimer_new(wx_base, authorizer_stagger_cb, a);
+	a->rtwait_timer = evtimer_new(wx_base, authorizer_rtwait_cb, a);
+	a->cred = cred_add(appid, CRED_AUTHORIZER, &authorizer_source, a);
+	TAILQ_INSERT_TAIL(&set->list, a, entry);
+	set->n++;
+	return (a);
+}
+
+/*
+ * Forget an authorizer: its credential goes once its sends are done, or, at a
+ * stop, stays for cred.c to save.
+ */
+static void
+authorizer_free(struct authorizer *a, int stopping)
+{
+	TAILQ_REMOVE(&a->set->list, a, entry);
+	a->set->n--;
+	event_free(a->stagger);
+	event_free(a->rtwait_timer);
+	if (stopping)
+		cred_set_data(a->cred, NULL);
+	else
+		cred_remove(a->cred);
+	freezero_str(a->refresh_token);
+	free(a);
+}
+
+/* Replace a's refresh token (committed already). */
+static void
+authorizer_set_rt(struct authorizer *a, const char *rt)
+{
+	freezero_str(a->refresh_token);
+	a->refresh_token = xstrdup(rt);
+}
+
+/* Commit an authorizer's refresh token and revoked flag, as of at; 0 or -1. */
+static int
+authorizer_save(const char *component_appid, const char *appid,
+    const char *refresh_token, int revoked, time_t at)
+{
+	struct store_authorizer sa;
+	int r;
+
+	memset(&sa, 0, sizeof sa);
+	if (strlen(component_appid) >= sizeof sa.component_appid ||
+	    strlen(appid) >= sizeof sa.appid ||
+	    strlen(refresh_token) >= sizeof sa.refresh_token)
+		return (-1);
+	memcpy(sa.component_appid, component_appid, strlen(component_appid));
+	memcpy(sa.appid, appid, strlen(appid));
+	memcpy(sa.refresh_token, refresh_token, strlen(refresh_token));
+	sa.revoked = revoked;
+	sa.updated_at = at;
+	r = store_authorizer_save(&sa);
+	explicit_bzero(&sa, sizeof sa);
+	return (r);
+}
+
+/*
+ * Commit an authorizer's refresh token and revoked flag, then (only once it is
+ * committed) share them with the other hosts through Redis; 0 or -1.
+ */
+static int
+authorizer_commit(const char *component_appid, const char *appid,
+    const char *refresh_token, int revoked)
+{
+	time_t now = clock_now();
+
+	if (authorizer_save(component_appid, appid, refresh_token, revoked,
+	    now) != 0)
+		return (-1);
+	redis_authorizer_put(component_appid, appid, refresh_token, revoked,
+	    now);
+	return (0);
+}
+
+/*
+ * The walk is over: an authorizer still listed that joined before it started
+ * has no other refresh token and needs re-authorization; one that joined later
+ * gets another walk; on failure (why) they all retry later.
+ */
+static void
+authorizer_list_end(struct authorizer_set *set, const char *why)
+{
+	struct authorizer *a;
+	char msg[96];
+	int again = 0;
+
+	TAILQ_FOREACH(a, &set->list, entry) {
+		if (!a->listed || cred_revoked(a->cred))
+			continue;
+		if (why != NULL) {
+			a->listed = a->late = 0;
+			snprintf(msg, sizeof msg, "refresh token refused "
+			    "(61023); %s", why);
+			cred_fetch_failed(a->cred, 61023, msg, 0);
+		} else if (a->late) {
+			a->late = 0;
+			again = 1;
+		} else {
+			a->listed = 0;
+			a->reauth = 1;
+			log_warnx("%s: refresh token invalid (61023) and "
+			    "WeChat lists no other: the merchant must "
+			    "authorize %s again", cred_appid(a->cred), set->appid);
+			cred_fetch_failed(a->cred, 61023, "refresh token invalid "
+			    "(61023): needs re-authorization", 1);
+		}
+	}
+	if (again)
+		authorizer_list_start(set);
+}
+
+/* One authorizer of the list: a refresh token other than ours may work. */
+static void
+authorizer_list_item(struct authorizer_set *set, json_t *item)
+{
+	const char *aid, *rt;
+	struct authorizer *a;
+
+	aid = json_string_value(json_object_get(item, "authorizer_appid"));
+	rt = json_string_value(json_object_get(item, "refresh_token"));
+	if (!valid_appid_str(aid) || rt == NULL ||
+	    !valid_word(rt, strlen(rt), WX_TOKEN_MAX))
+		return;
+	if ((a = authorizer_find(set, aid)) == NULL || !a->listed ||
+	    cred_revoked(a->cred) || strcmp(rt, a->refresh_token) == 0)
+		return;
+	a->listed = a->late = 0;
+	if (authorizer_commit(set->appid, aid, rt, 0) != 0) {
+		cred_fetch_failed(a->cred, 61023, "could not store the refresh "
+		    "token found with api_get_authorizer_list", 0);
+		return;
+	}
+	authorizer_set_rt(a, rt);
+	log_info("%s: api_get_authorizer_list has a newer refresh token; "
+	    "stored, retrying", aid);
+	cred_refresh(a->cred, 0);
+}
+
+/* Whether an authorizer of set still waits for the walk. */
+static int
+authorizer_list_left(struct authorizer_set *set)
+{
+	struct authorizer *a;
+
+	TAILQ_FOREACH(a, &set->list, entry) {
+		if (a->listed && !cred_revoked(a->cred))
+			return (1);
+	}
+	return (0);
+}
+
+/* A page of api_get_authorizer_list: use it, then ask for the next or end. */
+static void
+authorizer_list_cb(const struct upstream_reply *r, void *arg)
+{
+	struct authorizer_set *set = arg;
+	json_t *list, *total, *item;
+	size_t i, n;
+	long errcode = wxapi_errcode(r);
+	int retry_after;
+	char why[96];
+
+	set->list_call = NULL;
+	if (!r->ok) {
+		snprintf(why, sizeof why, "api_get_authorizer_list failed (%s)",
+		    r->error);
+		authorizer_list_end(set, why);
+		return;
+	}
+	switch (wxapi_classify(WXAPI_GET_AUTHORIZER_LIST, errcode,
+	    &retry_after)) {
+	case WXAPI_OK:
+		break;
+	case WXAPI_TOKEN_REFUSED:
+		cred_token_failed(set->parent, set->list_gen, errcode);
+		authorizer_list_end(set, "the component_access_token was "
+		    "refused");
+		return;
+	default:
+		snprintf(why, sizeof why, "api_get_authorizer_list refused "
+		    "(errcode %ld)", errcode);
+		authorizer_list_end(set, why);
+		return;
+	}
+	list = json_object_get(r->json, "list");
+	total = json_object_get(r->json, "total_count");
+	if (!json_is_array(list) || !json_is_integer(total) ||
+	    (n = json_array_size(list)) > AUTHORIZER_LIST_COUNT) {
+		authorizer_list_end(set, "malformed api_get_authorizer_list "
+		    "reply");
+		return;
+	}
+	json_array_foreach(list, i, item)
+		authorizer_list_item(set, item);
+	set->list_offset += (int)n;
+	set->list_pages++;
+	if (!authorizer_list_left(set) || n == 0 ||
+	    set->list_offset >= json_integer_value(total) ||
+	    set->list_pages >= AUTHORIZER_LIST_PAGES) {
+		authorizer_list_end(set, NULL);
+		return;
+	}
+	authorizer_list_page(set);
+}
+
+/* Ask for the next page of the component's authorizers. */
+static void
+authorizer_list_page(struct authorizer_set *set)
+{
+	struct cred *p = set->parent;
+
+	if (!cred_usable(p)) {
+		authorizer_list_end(set, "the component has no "
+		    "component_access_token");
+		return;
+	}
+	set->list_gen = cred_gen(p);
+	set->list_call = wxapi_post_json(WXAPI_GET_AUTHORIZER_LIST,
+	    cred_token(p), json_pack("{s:s, s:i, s:i}", "component_appid",
+	    set->appid, "offset", set->list_offset, "count",
+	    AUTHORIZER_LIST_COUNT), authorizer_list_cb, set);
+}
+
+/* Walk api_get_authorizer_list for the authorizers that got 61023. */
+static void
+authorizer_list_start(struct authorizer_set *set)
+{
+	struct authorizer *a;
+
+	TAILQ_FOREACH(a, &set->list, entry)
+		a->late = 0;
+	set->list_offset = 0;
+	set->list_pages = 0;
+	authorizer_list_page(set);
+}
+
+/*
+ * 61023: our refresh token is no longer good. WeChat's list of authorizers
+ * may hold a newer one (lost by a crash, or rotated by another host); one walk
+ * serves every authorizer of the component that needs it.
+ */
+static void
+authorizer_list_join(struct authorizer *a)
+{
+	a->listed = 1;
+	cred_note(a->cred, 61023, "refresh token refused (61023); looking for "
+	    "a newer one");
+	log_warnx("%s: refresh token refused (61023); checking "
+	    "api_get_authorizer_list", cred_appid(a->cred));
+	if (a->set->list_call != NULL) {
+		a->late = 1;
+		return;
+	}
+	authorizer_list_start(a->set);
+}
+
+/* 61023 for a: a newer refresh token from Redis or WeChat's list may help. */
+static void
+authorizer_rt_refused(struct authorizer *a)
+{
+	struct cred *c = a->cred;
+	struct timeval tv = { AUTHORIZER_RTWAIT_SECS, 0 };
+
+	if (a->rtnew) {
+		/* Refused the one we replaced meanwhile: try the new. */
+		a->rtnew = 0;
+		log_info("%s: the old refresh token was refused; retrying "
+		    "with the newer one", cred_appid(c));
+		cred_refresh(c, 0);
+	} else if (redis_authorizer_get(cred_appid(c)) == 0) {
+		/* Another host may have rotated it: Redis first. */
+		a->rtwait = 1;
+		cred_note(c, 61023, "refresh token refused (61023); checking "
+		    "Redis");
+		log_warnx("%s: refresh token refused (61023); checking Redis "
+		    "for a newer one", cred_appid(c));
+		evtimer_add(a->rtwait_timer, &tv);
+	} else
+		authorizer_list_join(a);
+}
+
+/* api_authorizer_token's answer; 40001 here means the component's token. */
+static void
+authorizer_token_cb(const struct upstream_reply *r, void *arg)
+{
+	struct authorizer *a = arg;
+	struct cred *c = a->cred;
+	const char *rt;
+	long errcode = wxapi_errcode(r);
+	int retry_after;
+
+	cred_fetch_done(c);
+	if (!r->ok) {
+		a->rtnew = 0;
+		cred_token_reply(c, r);
+		return;
+	}
+	switch (wxapi_classify(WXAPI_AUTHORIZER_TOKEN, errcode,
+	    &retry_after)) {
+	case WXAPI_OK:
+		break;
+	case WXAPI_TOKEN_REFUSED:
+		/* The only token in this call is the component's. */
+		a->rtnew = 0;
+		cred_token_failed(a->set->parent, a->parent_gen, errcode);
+		a->waiting = 1;
+		cred_fetch_failed(c, errcode, "the component_access_token was "
+		    "refused", 0);
+		return;
+	case WXAPI_REFRESH_TOKEN_REFUSED:
+		cred_yield(c);
+		authorizer_rt_refused(a);
+		return;
+	case WXAPI_REVOKED:
+		a->rtnew = 0;
+		cred_note(c, errcode, "the merchant revoked the authorization "
+		    "(61003)");
+		cred_revoke(c);
+		return;
+	default:
+		a->rtnew = 0;
+		cred_token_reply(c, r);
+		return;
+	}
+
+	/* Commit the refresh token that came back before using the token. */
+	a->rtnew = 0;
+	rt = json_string_value(json_object_get(r->json,
+	    "authorizer_refresh_token"));
+	if (rt == NULL || !valid_word(rt, strlen(rt), WX_TOKEN_MAX))
+		log_warnx("%s: api_authorizer_token gave no usable refresh "
+		    "token; keeping ours", cred_appid(c));
+	else if (strcmp(rt, a->refresh_token) != 0) {
+		if (authorizer_commit(a->set->appid, cred_appid(c), rt,
+		    0) != 0) {
+			cred_fetch_failed(c, 0, "could not store the new "
+			    "refresh token, so its access token is not used",
+			    0);
+			return;
+		}
+		authorizer_set_rt(a, rt);
+		log_info("%s: new refresh token stored", cred_appid(c));
+	}
+	a->waiting = a->reauth = 0;
+	cred_token_reply(c, r);
+}
+
+/* Refresh an authorizer's token, which needs the component's. */
+static enum cred_fetch
+authorizer_fetch(struct cred *c, void *data, int force,
+    struct upstream_call **call)
+{
+	struct authorizer *a = data;
+	struct cred *p = a->set->parent;
+
+	(void)force;	/* no force_refresh for these */
+	a->staggered = 0;
+	evtimer_del(a->stagger);
+	if (a->rtwait) {
+		/* Redis did not answer in time: WeChat's list, then. */
+		a->rtwait = 0;
+		evtimer_del(a->rtwait_timer);
+		authorizer_list_join(a);
+		return (CRED_FETCH_NONE);
+	}
+	if (a->listed || a->reauth)
+		return (CRED_FETCH_NONE);	/* the walk retries it, or only a
+						 * new authorization helps */
+	if (!cred_usable(p)) {
+		a->waiting = 1;
+		if (!cred_usable(c))
+			cred_note(c, cred_last_errcode(c), "waiting for the "
+			    "component_access_token");
+		return (CRED_FETCH_NONE);
+	}
+	a->waiting = 0;
+	a->parent_gen = cred_gen(p);
+	*call = wxapi_post_json(WXAPI_AUTHORIZER_TOKEN, cred_token(p),
+	    json_pack("{s:s, s:s, s:s}", "component_appid", a->set->appid,
+	    "authorizer_appid", cred_appid(c), "authorizer_refresh_token",
+	    a->refresh_token), authorizer_token_cb, a);
+	log_debug("%s: fetching authorizer_access_token", cred_appid(c));
+	return (CRED_FETCH_STARTED);
+}
+
+/* A new token for a (fetched, installed or from Redis): nothing is deferred. */
+static void
+authorizer_ready(struct cred *c, void *data)
+{
+	struct authorizer *a = data;
+
+	(void)c;
+	a->waiting = a->staggered = a->wanted = 0;
+	evtimer_del(a->stagger);
+}
+
+/* Whether a waits for its component's token. */
+static int
+authorizer_waiting(const struct authorizer *a)
+{
+	return (!cred_revoked(a->cred) && !cred_refreshing(a->cred) &&
+	    a->waiting);
+}
+
+/*
+ * The component has a token: start the authorizers that waited for it, spread
+ * over up to a minute (about 100 a second) so that thousands never fire in the
+ * same second; one with a send waiting goes now, and one with a token left
+ * goes before half of it is gone.
+ */
+void
+authorizer_set_ready(struct authorizer_set *set)
+{
+	struct authorizer *a, *next;
+	struct timeval tv;
+	time_t now = clock_now();
+	uint32_t n = 0, window, ms, limit;
+
+	TAILQ_FOREACH(a, &set->list, entry) {
+		if (authorizer_waiting(a))
+			n++;
+	}
+	if (n == 0)
+		return;
+	window = n > AUTHORIZER_SPREAD_MAX / (1000 / AUTHORIZER_SPREAD_RATE) ?
+	    AUTHORIZER_SPREAD_MAX : n * (1000 / AUTHORIZER_SPREAD_RATE);
+	log_info("%s: refreshing %u authorizer%s over %u ms", set->appid, n,
+	    n == 1 ? "" : "s", window);
+	for (a = TAILQ_FIRST(&set->list); a != NULL; a = next) {
+		next = TAILQ_NEXT(a, entry);
+		if (!authorizer_waiting(a))
+			continue;
+		a->waiting = 0;
+		if (a->wanted) {
+			cred_refresh(a->cred, 0);
+			continue;
+		}
+		ms = arc4random_uniform(window + 1);
+		if (cred_usable(a->cred)) {
+			limit = (uint32_t)(cred_expires_at(a->cred) - now) * 500;
+			if (ms > limit)
+				ms = limit;
+		}
+		a->staggered = 1;
+		tv.tv_sec = ms / 1000;
+		tv.tv_usec = (ms % 1000) * 1000;
+		evtimer_add(a->stagger, &tv);
+	}
+}
+
+/* A send waits for c's token: do not let the spreading delay it. */
+static void
+authorizer_wanted(struct cred *c, void *data)
+{
+	struct authorizer *a = data;
+	struct cred *p = a->set->parent;
+	char why[160];
+
+	a->wanted = 1;
+	if (a->staggered) {
+		cred_refresh(c, 0);
+		return;
+	}
+	if (a->waiting && !cred_usable(p) && cred_permanent(p)) {
+		/* The component's own failure needs an operator: say so now. */
+		snprintf(why, sizeof why, "the component has no token (%s)",
+		    cred_last_error(p));
+		cred_fail_waiting(c, why);
+	}
+}
+
+/*
+ * The merchant revoked the platform (61003, an unauthorized event, or
+ * another host through Redis): commit and share that unless it came from
+ * Redis (committed already there), and stop what was deferred.
+ */
+static void
+authorizer_revoked(struct cred *c, void *data)
+{
+	struct authorizer *a = data;
+
+	a->waiting = a->staggered = a->listed = a->late = a->reauth = 0;
+	a->rtwait = a->rtnew = 0;
+	evtimer_del(a->stagger);
+	evtimer_del(a->rtwait_timer);
+	if (a->revoke_how == AUTHORIZER_REVOKE_COMMIT &&
+	    authorizer_commit(a->set->appid, cred_appid(c), a->refresh_token,
+	    1) != 0)
+		log_warnx("%s: could not store the revocation", cred_appid(c));
+	if (a->revoke_how != AUTHORIZER_REVOKE_LOADED)
+		log_info("%s: the merchant revoked its authorization of %s",
+		    cred_appid(c), a->set->appid);
+	a->revoke_how = AUTHORIZER_REVOKE_COMMIT;
+}
+
+/* An unauthorized event for appid: revoke it if it is ours. */
+void
+authorizer_unauthorized(struct authorizer_set *set, const char *appid)
+{
+	struct authorizer *a;
+
+	if ((a = authorizer_find(set, appid)) != NULL)
+		cred_revoke(a->cred);
+	else
+		log_info("%s: %s is not an authorizer here", set->appid, appid);
+}
+
+/*
+ * Take an authorizer's tokens from api_query_auth: commit the refresh token,
+ * then use the access token. 0, or -1 with an error code and message.
+ */
+int
+authorizer_install(struct authorizer_set *set, const char *appid,
+    const char *refresh_token, const char *token, int expires_in,
+    const char **code, char *msg, size_t msglen)
+{
+	struct cred *c = cred_find(appid);
+	struct authorizer *a = authorizer_of(c);
+	time_t now = clock_now();
+
+	if (c != NULL && !cred_removed(c) && (a == NULL || a->set != set)) {
+		*code = "invalid_request";
+		snprintf(msg, msglen, "%s is already configured here as %s",
+		    appid, a != NULL ? "an authorizer of another component" :
+		    "an account or component");
+		return (-1);
+	}
+	if (authorizer_save(set->appid, appid, refresh_token, 0, now) != 0) {
+		*code = "internal";
+		snprintf(msg, msglen, "could not store the refresh token of "
+		    "%s; its tokens are not used", appid);
+		return (-1);
+	}
+	if (a == NULL)
+		a = authorizer_new(set, appid, refresh_token);
+	else
+		authorizer_set_rt(a, refresh_token);
+	a->waiting = a->staggered = a->listed = a->late = a->reauth = 0;
+	a->rtwait = a->rtnew = 0;
+	evtimer_del(a->stagger);
+	evtimer_del(a->rtwait_timer);
+	log_info("%s: authorized %s", appid, set->appid);
+	/* api_query_auth issued this token: counted as a token call. */
+	cred_install(a->cred, token, expires_in);
+	/* Shared after its token, so another host finds both in Redis. */
+	redis_authorizer_put(set->appid, appid, refresh_token, 0, now);
+	return (0);
+}
+
+/*
+ * What Redis holds for an authorizer of this set (another host committed it),
+ * or NULL component if nothing usable: taken, and committed here too, if it
+ * is at least as recent as our stored one; ours goes back to Redis if it is
+ * newer. Returns whether the authorizer took it.
+ */
+static int
+authorizer_take_shared(struct authorizer_set *set, struct authorizer *a,
+    const char *appid, const char *rt, int revoked, time_t at)
+{
+	struct store_authorizer sa;
+	int found = 0, r = 0;
+
+	memset(&sa, 0, sizeof sa);
+	if (revoked ? rt[0] != '\0' && !valid_word(rt, strlen(rt),
+	    WX_TOKEN_MAX) : !valid_word(rt, strlen(rt), WX_TOKEN_MAX))
+		goto out;
+	switch (store_authorizer_load(appid, &sa)) {
+	case -1:
+		goto out;
+	case 1:
+		found = 1;
+		break;
+	}
+	if (found && (strcmp(sa.component_appid, set->appid) != 0 ||
+	    (strcmp(sa.refresh_token, rt) == 0 &&
+	    (sa.revoked != 0) == (revoked != 0))))
+		goto out;
+	if (found && sa.updated_at > at) {
+		/* Ours is newer (Redis lost it, or a host was behind). */
+		if (sa.revoked || sa.refresh_token[0] != '\0')
+			redis_authorizer_put(set->appid, appid, sa.refresh_token,
+			    sa.revoked, sa.updated_at);
+		goto out;
+	}
+	if (found && a == NULL && !revoked)
+		goto out;	/* stored but not running here (a conflict) */
+	if (authorizer_save(set->appid, appid, rt, revoked, at) != 0) {
+		log_warnx("%s: could not store the refresh token from Redis",
+		    appid);
+		goto out;
+	}
+	r = 1;
+out:
+	explicit_bzero(&sa, sizeof sa);
+	return (r);
+}
+
+/*
+ * Redis's answer for an authorizer of this set (see authorizer_take_shared).
+ * An authorizer waiting on 61023 retries with a newer refresh token, or else
+ * walks api_get_authorizer_list.
+ */
+void
+authorizer_shared(struct authorizer_set *set, const char *appid,
+    const char *component, const char *rt, int revoked, time_t at)
+{
+	struct cred *c = cred_find(appid);
+	struct authorizer *a = authorizer_of(c);
+	int wait = 0;
+
+	if (c != NULL && cred_removed(c))
+		c = NULL, a = NULL;
+	if (a != NULL && a->set != set)
+		return;		/* another component's */
+	if (a != NULL && a->rtwait) {
+		wait = 1;
+		a->rtwait = 0;
+		evtimer_del(a->rtwait_timer);	/* the fallback */
+	}
+	if (component == NULL || strcmp(component, set->appid) != 0 ||
+	    (c != NULL && a == NULL) ||
+	    !authorizer_take_shared(set, a, appid, rt, revoked, at)) {
+		if (wait)
+			authorizer_list_join(a);
+		return;
+	}
+	if (a == NULL) {
+		/* Authorized (or revoked) on another host. */
+		a = authorizer_new(set, appid, rt);
+		log_info("%s: %s %s on another host (through Redis)", appid,
+		    revoked ? "revoked" : "authorized", set->appid);
+		if (revoked) {
+			a->revoke_how = AUTHORIZER_REVOKE_SHARED;
+			cred_revoke(a->cred);
+		} else
+			cred_start(a->cred, 1);
+		return;
+	}
+	authorizer_set_rt(a, rt);
+	if (revoked) {
+		a->revoke_how = AUTHORIZER_REVOKE_SHARED;
+		cred_revoke(a->cred);
+		return;
+	}
+	log_info("%s: %s refresh token from another host (through Redis)",
+	    appid, cred_revoked(a->cred) ? "re-authorized, with a" : "newer");
+	if (cred_refreshing(a->cred)) {
+		a->rtnew = 1;	/* a 61023 then retries */
+		return;
+	}
+	if (wait || cred_revoked(a->cred) || cred_permanent(a->cred) ||
+	    a->listed || a->reauth) {
+		cred_unrevoke(a->cred);
+		a->listed = a->late = a->reauth = 0;
+		cred_refresh(a->cred, 0);
+	}
+}
+
+/* Redis is (back) up: share every authorizer's stored refresh token. */
+void
+authorizer_set_sync(struct authorizer_set *set)
+{
+	struct store_authorizer sa;
+	struct authorizer *a;
+
+	TAILQ_FOREACH(a, &set->list, entry) {
+		if (store_authorizer_load(cred_appid(a->cred), &sa) == 1 &&
+		    strcmp(sa.component_appid, set->appid) == 0 &&
+		    (sa.revoked || sa.refresh_token[0] != '\0'))
+			redis_authorizer_put(set->appid, cred_appid(a->cred),
+			    sa.refresh_token, sa.revoked, sa.updated_at);
+		explicit_bzero(&sa, sizeof sa);
+	}
+}
+
+/* A stored authorizer, at start: its token if still good, else wait. */
+static int
+authorizer_load_one(const struct store_authorizer *sa, void *arg)
+{
+	struct authorizer_set *set = arg;
+	struct authorizer *a;
+	struct cred *c;
+
+	if ((c = cred_find(sa->appid)) != NULL && !cred_removed(c)) {
+		log_warnx("%s: stored as an authorizer of %s but already used "
+		    "here; ignored", sa->appid, set->appid);
+		return (0);
+	}
+	a = authorizer_new(set, sa->appid, sa->refresh_token);
+	if (sa->revoked) {
+		a->revoke_how = AUTHORIZER_REVOKE_LOADED;
+		cred_revoke(a->cred);
+		return (0);
+	}
+	if (sa->refresh_token[0] == '\0') {
+		a->reauth = 1;
+		cred_mark_permanent(a->cred, "no refresh token stored: needs "
+		    "re-authorization");
+		return (0);
+	}
+	/* Without a stored token, wait: authorizer_set_ready spreads these. */
+	cred_start(a->cred, 0);
+	if (!cred_has_token(a->cred))
+		a->waiting = 1;
+	return (0);
+}
+
+/* Load a component's stored authorizers. */
+void
+authorizer_set_load(struct authorizer_set *set)
+{
+	struct authorizer *a;
+	struct timespec t0, t1;
+	unsigned int revoked = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (store_authorizer_foreach(set->appid, authorizer_load_one,
+	    set) == -1)
+		log_warnx("%s: could not load all authorizers", set->appid);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	TAILQ_FOREACH(a, &set->list, entry)
+		revoked += cred_revoked(a->cred) != 0;
+	log_info("%s: component with %u authorizer%s (%u revoked) loaded in "
+	    "%ld ms", set->appid, set->n, set->n == 1 ? "" : "s", revoked,
+	    (long)((t1.tv_sec - t0.tv_sec) * 1000 +
+	    (t1.tv_nsec - t0.tv_nsec) / 1000000));
+}
+
+/* A component's (empty) set of authorizers. */
+struct authorizer_set *
+authorizer_set_new(struct cred *parent, struct component_conf *conf)
+{
+	struct authorizer_set *set;
+
+	set = xcalloc(1, sizeof *set);
+	snprintf(set->appid, sizeof set->appid, "%s", cred_appid(parent));
+	set->parent = parent;
+	set->conf = conf;
+	TAILQ_INIT(&set->list);
+	return (set);
+}
+
+/* A reload: the authorizers take their component's new settings. */
+void
+authorizer_set_configure(struct authorizer_set *set, struct component_conf *conf)
+{
+	set->conf = conf;
+}
+
+/*
+ * The component goes, and its authorizers with it; at a stop (stopping) their
+ * credentials stay for cred.c to save, with no source data left.
+ */
+void
+authorizer_set_free(struct authorizer_set *set, int stopping)
+{
+	struct authorizer *a;
+
+	if (set->list_call != NULL)
+		upstream_cancel(set->list_call);
+	while ((a = TAILQ_FIRST(&set->list)) != NULL)
+		authorizer_free(a, stopping);
+	free(set);
+}
+
+/* A line for status: an authorizer's trouble, or "". */
+const char *
+authorizer_detail(const struct cred *c)
+{
+	struct authorizer *a = authorizer_of(c);
+
+	if (a == NULL)
+		return ("");
+	if (cred_revoked(c))
+		return ("revoked");
+	if (a->reauth)
+		return ("needs re-authorization");
+	if (a->listed)
+		return ("refresh token refused (61023): checking "
+		    "api_get_authorizer_list");
+	if (a->rtwait)
+		return ("refresh token refused (61023): checking Redis");
+	if (a->waiting && !cred_usable(c))
+		return ("waiting for the component_access_token");
+	return ("");
+}

@@ -1,0 +1,242 @@
+/*
+ * What wxpushd knows of WeChat's API, in one place: the endpoints it calls
+ * (path, HTTP method, which token goes in the query) and what each errcode
+ * means for the caller (docs/design.md has the table). send, cred, the token
+ * sources, the component methods and metrics ask here; none keeps a list.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "wxpushd.h"
+
+static const struct wxapi_endpoint wxapi_endpoints[WXAPI_NENDPOINTS] = {
+	[WXAPI_TOKEN] = { "token", "GET", "/cgi-bin/token", NULL, 1 },
+	[WXAPI_STABLE_TOKEN] = { "stable_token", "POST",
+	    "/cgi-bin/stable_token", NULL, 1 },
+	[WXAPI_COMPONENT_TOKEN] = { "api_component_token", "POST",
+	    "/cgi-bin/component/api_component_token", NULL, 1 },
+	[WXAPI_START_PUSH_TICKET] = { "api_start_push_ticket", "POST",
+	    "/cgi-bin/component/api_start_push_ticket", NULL, 1 },
+	[WXAPI_AUTHORIZER_TOKEN] = { "api_authorizer_token", "POST",
+	    "/cgi-bin/component/api_authorizer_token",
+	    "component_access_token", 1 },
+	[WXAPI_QUERY_AUTH] = { "api_query_auth", "POST",
+	    "/cgi-bin/component/api_query_auth", "component_access_token", 0 },
+	[WXAPI_CREATE_PREAUTHCODE] = { "api_create_preauthcode", "POST",
+	    "/cgi-bin/component/api_create_preauthcode",
+	    "component_access_token", 0 },
+	[WXAPI_GET_AUTHORIZER_LIST] = { "api_get_authorizer_list", "POST",
+	    "/cgi-bin/component/api_get_authorizer_list",
+	    "component_access_token", 0 },
+	[WXAPI_SUBSCRIBE_ONCE] = { "template_subscribe", "POST",
+	    "/cgi-bin/message/template/subscribe", "access_token", 0 },
+};
+
+/* WeChat errcodes that get a label of their own in the send counters. */
+static const long wxapi_labelled[WXAPI_NERRCODES - 1] = {
+	-1, 40001, 40003, 40013, 40014, 40037, 40164, 42001, 43101, 45009,
+	45011, 47001, 48001, 89501, 89502, 89503, 89504, 89505, 89506, 89507
+};
+
+/* Errcodes of a token endpoint that only an operator can fix. */
+static const long wxapi_operator[] = {
+	40001,	/* from a token endpoint: wrong AppSecret */
+	40002, 40013, 40125, 40164, 40243, 41002, 41004, 61004, 61024, 61011
+};
+
+/* An endpoint's row. */
+const struct wxapi_endpoint *
+wxapi_endpoint(enum wxapi_ep ep)
+{
+	if ((unsigned)ep >= WXAPI_NENDPOINTS)
+		fatalx("%s: no endpoint %d", __func__, (int)ep);
+	return (&wxapi_endpoints[ep]);
+}
+
+/*
+ * Call endpoint ep with token (NULL for the token endpoints) in its query,
+ * after extra (another query, or NULL); the copy of the token is wiped.
+ */
+struct upstream_call *
+wxapi_request(enum wxapi_ep ep, const char *token, const char *extra,
+    const char *body, size_t len, upstream_cb cb, void *arg)
+{
+	const struct wxapi_endpoint *e = wxapi_endpoint(ep);
+	struct upstream_call *call;
+	char query[sizeof "component_access_token=" + WX_TOKEN_MAX + 1024];
+	int n;
+
+	if (e->token_param == NULL || token == NULL)
+		return (upstream_request(e->method, e->path, extra, body, len,
+		    cb, arg));
+	n = snprintf(query, sizeof query, "%s=%s%s%s", e->token_param, token,
+	    extra != NULL ? "&" : "", extra != NULL ? extra : "");
+	if (n < 0 || (size_t)n >= sizeof query)
+		fatalx("%s: query too long", __func__);
+	call = upstream_request(e->method, e->path, query, body, len, cb, arg);
+	OPENSSL_cleanse(query, sizeof query);
+	return (call);
+}
+
+/* POST a JSON object (consumed) to ep with token; see wxapi_request. */
+struct upstream_call *
+wxapi_post_json(enum wxapi_ep ep, const char *token, json_t *body,
+    upstream_cb cb, void *arg)
+{
+	struct upstream_call *call;
+	char *s;
+
+	if (body == NULL || (s = json_dumps(body, JSON_COMPACT)) == NULL)
+		fatalx("%s: json", __func__);
+	json_decref(body);
+	call = wxapi_request(ep, token, NULL, s, strlen(s), cb, arg);
+	freezero_str(s);
+	return (call);
+}
+
+/* Whether errcode is one an operator must fix at a token endpoint. */
+static int
+wxapi_is_operator(long errcode)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof wxapi_operator / sizeof wxapi_operator[0]; i++) {
+		if (wxapi_operator[i] == errcode)
+			return (1);
+	}
+	return (0);
+}
+
+/*
+ * What errcode from endpoint ep means: the class, and for the classes that
+ * wait, *retry_after in seconds (0 otherwise). A token endpoint
+ * authenticated by a secret reads 40001 as a wrong secret; an endpoint
+ * called with a token reads it as that token refused.
+ */
+enum wxapi_class
+wxapi_classify(enum wxapi_ep ep, long errcode, int *retry_after)
+{
+	const struct wxapi_endpoint *e = wxapi_endpoint(ep);
+
+	*retry_after = 0;
+	switch (errcode) {
+	case 0:
+		return (WXAPI_OK);
+	case 40001:
+	case 40014:
+	case 42001:
+		if (e->token_param != NULL)
+			return (WXAPI_TOKEN_REFUSED);
+		break;
+	case 61003:
+		return (WXAPI_REVOKED);
+	case 61023:
+		return (WXAPI_REFRESH_TOKEN_REFUSED);
+	case 61005:
+	case 61006:
+		return (WXAPI_TICKET_REFUSED);
+	case 45009:
+		*retry_after = (int)clock_until_tomorrow();
+		return (WXAPI_QUOTA);
+	}
+	if (e->fetch)
+		return (wxapi_is_operator(errcode) ? WXAPI_OPERATOR :
+		    WXAPI_RETRY);
+	switch (errcode) {
+	case -1:
+		return (WXAPI_RETRY);
+	case 41001:
+		return (WXAPI_TOKEN_MISSING);
+	case 45011:
+		*retry_after = 60 - (int)(clock_now() % 60);
+		return (WXAPI_RATE_LIMITED);
+	case 89501: case 89502: case 89503: case 89504: case 89505:
+		*retry_after = 60;
+		return (WXAPI_RATE_LIMITED);
+	case 89506:
+		*retry_after = 86400;
+		return (WXAPI_RATE_LIMITED);
+	case 89507:
+		*retry_after = 3600;
+		return (WXAPI_RATE_LIMITED);
+	}
+	return (WXAPI_FINAL);
+}
+
+/* WeChat's errcode in a reply, 0 if none (or no usable reply). */
+long
+wxapi_errcode(const struct upstream_reply *r)
+{
+	json_t *ec;
+
+	if (!r->ok)
+		return (0);
+	ec = json_object_get(r->json, "errcode");
+	return (json_is_integer(ec) ? (long)json_integer_value(ec) : 0);
+}
+
+/* Copy WeChat's errmsg from j into buf, cut on a UTF-8 boundary. */
+void
+wxapi_errmsg(const json_t *j, char *buf, size_t len)
+{
+	const char *m = json_string_value(json_object_get(j, "errmsg"));
+	size_t n;
+
+	if (m == NULL)
+		m = "";
+	n = strlen(m);
+	if (n >= len) {
+		n = len - 1;
+		while (n > 0 && ((unsigned char)m[n] & 0xc0) == 0x80)
+			n--;
+	}
+	memcpy(buf, m, n);
+	buf[n] = '\0';
+}
+
+/*
+ * Read a call's answer: *errcode (0 if absent) and its errmsg into buf. -1 if
+ * errcode is there but not an integer: then nobody knows whether the call
+ * took effect.
+ */
+int
+wxapi_reply_parse(const json_t *j, long *errcode, char *buf, size_t len)
+{
+	const json_t *ec = json_object_get(j, "errcode");
+
+	*errcode = json_is_integer(ec) ? (long)json_integer_value(ec) : 0;
+	wxapi_errmsg(j, buf, len);
+	if (ec != NULL && !json_is_integer(ec))
+		return (-1);
+	return (0);
+}
+
+/* The counter index of errcode; the last one is "other". */
+int
+wxapi_errcode_index(long errcode)
+{
+	int i;
+
+	for (i = 0; i < WXAPI_NERRCODES - 1; i++) {
+		if (wxapi_labelled[i] == errcode)
+			return (i);
+	}
+	return (WXAPI_NERRCODES - 1);
+}
+
+/* The label of errcode counter i: "43101", "-1" or "other". */
+const char *
+wxapi_errcode_name(int i)
+{
+	static char	names[WXAPI_NERRCODES - 1][16];
+
+	if (i < 0 || i >= WXAPI_NERRCODES - 1)
+		return ("other");
+	if (names[i][0] == '\0')
+		snprintf(names[i], sizeof names[i], "%ld", wxapi_labelled[i]);
+	return (names[i]);
+}
