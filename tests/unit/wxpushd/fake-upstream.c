@@ -1,0 +1,157 @@
+/*
+ * A fake of upstream.c for unit tests: requests are recorded, not sent, and
+ * the test answers each one when it chooses (fake_answer) or fails it
+ * (fake_fail). Linked before the daemon's library, it replaces upstream.c
+ * whole, so nothing reaches the network.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "wxpushd.h"
+#include "fake-upstream.h"
+
+struct upstream_call {
+	struct fake_call	 fc;
+	upstream_cb		 cb;
+	void			*arg;
+	TAILQ_ENTRY(upstream_call) entry;
+};
+static TAILQ_HEAD(, upstream_call) fake_calls =
+    TAILQ_HEAD_INITIALIZER(fake_calls);
+static size_t	fake_n;
+
+int
+upstream_init(struct event_base *base)
+{
+	(void)base;
+	return (0);
+}
+
+void
+upstream_configure(const struct config *conf)
+{
+	(void)conf;
+}
+
+void
+upstream_shutdown(void)
+{
+	struct upstream_call *call;
+
+	while ((call = TAILQ_FIRST(&fake_calls)) != NULL)
+		upstream_cancel(call);
+}
+
+size_t
+upstream_inflight(void)
+{
+	return (fake_n);
+}
+
+struct upstream_call *
+upstream_request(const char *method, const char *path, const char *query,
+    const char *body, size_t len, upstream_cb cb, void *arg)
+{
+	struct upstream_call *call;
+
+	call = xcalloc(1, sizeof *call);
+	call->fc.method = xstrdup(method);
+	call->fc.path = xstrdup(path);
+	call->fc.query = query != NULL ? xstrdup(query) : NULL;
+	call->fc.body = body != NULL ? xstrndup(body, len) : NULL;
+	call->cb = cb;
+	call->arg = arg;
+	TAILQ_INSERT_TAIL(&fake_calls, call, entry);
+	fake_n++;
+	return (call);
+}
+
+static void
+fake_free(struct upstream_call *call)
+{
+	TAILQ_REMOVE(&fake_calls, call, entry);
+	fake_n--;
+	free(call->fc.method);
+	free(call->fc.path);
+	free(call->fc.query);
+	free(call->fc.body);
+	free(call);
+}
+
+void
+upstream_cancel(struct upstream_call *call)
+{
+	fake_free(call);
+}
+
+/* How many calls wait for an answer; to path only, unless path is NULL. */
+size_t
+fake_pending(const char *path)
+{
+	struct upstream_call *call;
+	size_t n = 0;
+
+	TAILQ_FOREACH(call, &fake_calls, entry) {
+		if (path == NULL || strcmp(call->fc.path, path) == 0)
+			n++;
+	}
+	return (n);
+}
+
+/* The oldest call waiting on path, or NULL. */
+struct upstream_call *
+fake_first(const char *path)
+{
+	struct upstream_call *call;
+
+	TAILQ_FOREACH(call, &fake_calls, entry) {
+		if (strcmp(call->fc.path, path) == 0)
+			return (call);
+	}
+	return (NULL);
+}
+
+/* What was asked. */
+const struct fake_call *
+fake_call(const struct upstream_call *call)
+{
+	return (&call->fc);
+}
+
+/* Answer call with HTTP 200 and the JSON object json; the call is gone after. */
+void
+fake_answer(struct upstream_call *call, const char *json)
+{
+	struct upstream_reply r;
+	json_error_t je;
+	upstream_cb cb = call->cb;
+	void *arg = call->arg;
+
+	memset(&r, 0, sizeof r);
+	r.ok = 1;
+	r.http_status = 200;
+	if ((r.json = json_loads(json, 0, &je)) == NULL)
+		fatalx("fake_answer: bad JSON: %s", je.text);
+	fake_free(call);
+	cb(&r, arg);
+	json_decref(r.json);
+}
+
+/* Fail call as upstream.c would: status 0 for a transport error. */
+void
+fake_fail(struct upstream_call *call, long status, const char *error)
+{
+	struct upstream_reply r;
+	upstream_cb cb = call->cb;
+	void *arg = call->arg;
+
+	memset(&r, 0, sizeof r);
+	r.http_status = status;
+	r.error = error;
+	fake_free(call);
+	cb(&r, arg);
+}
