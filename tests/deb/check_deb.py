@@ -36,8 +36,27 @@ SOCK = RUN + "/wxpushd.sock"
 PATHS = [CONFDIR, STATE, RUN]
 
 
+class Interrupted(Exception):
+    """A signal asked the test to stop: it unwinds to the restore."""
+
+
 def run(cmd, timeout=600, **kw):
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
+    """Run cmd to its end. Interrupted by a signal, a build is stopped, but
+    anything else (dpkg) is waited for, so that the restore finds no lock."""
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, **kw)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except Interrupted:
+        if cmd[0] == "make":
+            p.terminate()
+        p.communicate()
+        raise
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+        err += "\n(timed out after %d s)" % timeout
+    return subprocess.CompletedProcess(cmd, p.returncode, out, err)
 
 
 def pkg_status(pkg):
@@ -113,6 +132,9 @@ def restore():
 class DebTap(Tap):
     """wxtest's TAP, which restores the machine before it reports."""
 
+    def _timeout(self, *_):
+        raise Interrupted("the test's time limit")
+
     def done(self):
         try:
             restore()
@@ -146,134 +168,153 @@ if any(now["packages"].values()) or any(now["paths"].values()) or now["user"]:
 
 t = DebTap(timeout=1200)
 before = now
+
+
+def interrupted(signum, _frame):
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(s, signal.SIG_IGN)
+    raise Interrupted("signal %d" % signum)
+
+
 for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-    signal.signal(s, lambda *_: (t.ok(False, "interrupted"), t.done()))
+    signal.signal(s, interrupted)
 
-# 1. Build.
-parent = os.path.dirname(os.path.abspath(BUILDDIR))
-beside = set(os.listdir(parent))
-r = run(["make", "-C", BUILDDIR, "deb"], timeout=1200)
-debdir = os.path.join(BUILDDIR, "deb-build")
-debs = {p: (glob.glob(os.path.join(debdir, "%s_*.deb" % p)) or [None])[0] for p in PKGS}
-if not t.ok(r.returncode == 0 and all(debs.values()),
-            "make deb builds %s" % " and ".join(PKGS), (r.stdout + r.stderr)[-3000:]):
-    t.done()
-t.eq(sorted(set(os.listdir(parent)) - beside), [],
-     "make deb writes nothing beside the tree (%s)" % parent)
+# Each step below needs the ones before it; a step that fails ends the run.
 
-# 2. lintian: no error and no warning (overrides carry their reasons).
-changes = glob.glob(os.path.join(debdir, "*.changes"))
-r = run(["lintian", "--fail-on", "error,warning"] + changes, timeout=600)
-t.ok(r.returncode == 0, "lintian finds no error or warning", r.stdout + r.stderr)
 
-# 3. Install.
-r = run(["dpkg", "-i", debs["wxpushd"], debs["libwxpush-dev"]], timeout=300)
-if not t.ok(r.returncode == 0, "dpkg -i installs both packages", r.stdout + r.stderr):
-    t.done()
+def main():
+    global daemon
+    # 1. Build.
+    parent = os.path.dirname(os.path.abspath(BUILDDIR))
+    beside = set(os.listdir(parent))
+    r = run(["make", "-C", BUILDDIR, "deb"], timeout=1200)
+    debdir = os.path.join(BUILDDIR, "deb-build")
+    debs = {p: (glob.glob(os.path.join(debdir, "%s_*.deb" % p)) or [None])[0] for p in PKGS}
+    if not t.ok(r.returncode == 0 and all(debs.values()),
+                "make deb builds %s" % " and ".join(PKGS), (r.stdout + r.stderr)[-3000:]):
+        return
+    t.eq(sorted(set(os.listdir(parent)) - beside), [],
+         "make deb writes nothing beside the tree (%s)" % parent)
 
-# 4. What the package set up, and that nothing runs.
-t.ok(user_exists("wxpushd") and pwd.getpwnam("wxpushd").pw_uid < 1000 and
-     pwd.getpwnam("wxpushd").pw_shell == "/usr/sbin/nologin",
-     "the system user wxpushd exists, with nologin (sysusers.d)")
-t.eq(mode(STATE) if os.path.isdir(STATE) else None, (0o700, "wxpushd", "wxpushd"),
-     "%s is 0700 wxpushd:wxpushd (tmpfiles.d)" % STATE)
-t.eq(mode(RUN) if os.path.isdir(RUN) else None, (0o755, "wxpushd", "wxpushd"),
-     "%s is 0755 wxpushd:wxpushd (tmpfiles.d)" % RUN)
-t.eq(mode(CONFDIR), (0o750, "root", "wxpushd"), "%s is 0750 root:wxpushd" % CONFDIR)
-t.eq(mode(CONF), (0o640, "root", "wxpushd"), "%s is 0640 root:wxpushd" % CONF)
-r = run(["dpkg-query", "-W", "-f", "${Conffiles}", "wxpushd"])
-t.ok(CONF in r.stdout, "%s is a conffile" % CONF, r.stdout)
-conftext = open(CONF).read()
-t.ok(not re.search(r"^\s*(account|component)\s", conftext, re.M) and
-     "account" in conftext, "the installed configuration has no account and says what to add")
-r = run(["systemctl", "is-enabled", "wxpushd.service", "wxpushd.socket"])
-t.eq(r.stdout.split(), ["disabled", "disabled"], "neither unit is enabled")
-if SYSTEMD:
-    r = run(["systemctl", "is-active", "wxpushd.service", "wxpushd.socket"])
-    t.eq(r.stdout.split(), ["inactive", "inactive"], "neither unit is active")
-t.ok(not os.path.exists(SOCK), "no daemon was started (no %s)" % SOCK)
+    # 2. lintian: no error and no warning (overrides carry their reasons).
+    changes = glob.glob(os.path.join(debdir, "*.changes"))
+    r = run(["lintian", "--fail-on", "error,warning"] + changes, timeout=600)
+    t.ok(r.returncode == 0, "lintian finds no error or warning", r.stdout + r.stderr)
 
-# 5. wxpushd -n on the installed configuration, as root and as the daemon's user.
-r = run(["/usr/sbin/wxpushd", "-n"])
-t.ok(r.returncode == 0 and "configuration OK" in r.stdout,
-     "wxpushd -n accepts the installed %s" % CONF, r.stdout + r.stderr)
-r = run(["setpriv", "--reuid=wxpushd", "--regid=wxpushd", "--init-groups",
-         "/usr/sbin/wxpushd", "-n"])
-t.ok(r.returncode == 0, "the user wxpushd can read it", r.stdout + r.stderr)
+    # 3. Install.
+    r = run(["dpkg", "-i", debs["wxpushd"], debs["libwxpush-dev"]], timeout=300)
+    if not t.ok(r.returncode == 0, "dpkg -i installs both packages", r.stdout + r.stderr):
+        return
 
-# 6. An account against wxpush-mock, the installed daemon started, one message.
-mock = Mock()
-with open(SECRET_FILE, "w") as f:
-    f.write(mock.accounts[APPID] + "\n")
-os.chown(SECRET_FILE, 0, grp.getgrnam("wxpushd").gr_gid)
-os.chmod(SECRET_FILE, 0o640)
-with open(CONF, "a") as f:
-    f.write('\napi_base = "%s"\naccount "%s" {\n\tsecret_file = "%s.secret"\n}\n'
-            % (mock.base, APPID, APPID))
-r = run(["/usr/sbin/wxpushd", "-n"])
-t.ok(r.returncode == 0, "wxpushd -n accepts it with an account added", r.stdout + r.stderr)
-logpath = os.path.join(tmpdir(), "wxpushd.log")
-if SYSTEMD:
-    r = run(["systemctl", "start", "wxpushd.service"], timeout=60)
-    t.ok(r.returncode == 0, "systemctl start wxpushd.service", r.stdout + r.stderr)
-else:
-    # As wxpushd.service does: the user wxpushd, the installed configuration.
-    log = open(logpath, "w")
-    daemon = subprocess.Popen(["setpriv", "--reuid=wxpushd", "--regid=wxpushd",
-                               "--init-groups", "/usr/sbin/wxpushd"],
-                              stdout=log, stderr=log)
-started = wait_for(lambda: os.path.exists(SOCK) or
-                   (daemon is not None and daemon.poll() is not None), 20)
-t.ok(os.path.exists(SOCK), "the installed daemon serves %s (systemd is %sPID 1)"
-     % (SOCK, "" if SYSTEMD else "not "),
-     open(logpath).read() if os.path.exists(logpath) else "")
-r = run(["/usr/bin/wxpush", "send", "--appid", APPID, "--touser", "oUSER_openid_0001",
-         "--template-id", "TEMPLATE_id_0001", "--scene", "1000", "--title", "check-deb",
-         "--content", "from the installed package"], timeout=60)
-t.ok(r.returncode == 0 and r.stdout.startswith("sent"),
-     "the installed wxpush sends one message", r.stdout + r.stderr)
-sends = mock.sends(APPID)
-t.ok(len(sends) == 1 and "check-deb" in repr(sends), "wxpush-mock received it", sends)
-r = run(["/usr/bin/wxpush", "status"], timeout=60)
-t.ok(r.returncode == 0 and re.search(r"%s\s+official\s+valid" % APPID, r.stdout),
-     "wxpush status shows the account valid", r.stdout + r.stderr)
+    # 4. What the package set up, and that nothing runs.
+    t.ok(user_exists("wxpushd") and pwd.getpwnam("wxpushd").pw_uid < 1000 and
+         pwd.getpwnam("wxpushd").pw_shell == "/usr/sbin/nologin",
+         "the system user wxpushd exists, with nologin (sysusers.d)")
+    t.eq(mode(STATE) if os.path.isdir(STATE) else None, (0o700, "wxpushd", "wxpushd"),
+         "%s is 0700 wxpushd:wxpushd (tmpfiles.d)" % STATE)
+    t.eq(mode(RUN) if os.path.isdir(RUN) else None, (0o755, "wxpushd", "wxpushd"),
+         "%s is 0755 wxpushd:wxpushd (tmpfiles.d)" % RUN)
+    t.eq(mode(CONFDIR), (0o750, "root", "wxpushd"), "%s is 0750 root:wxpushd" % CONFDIR)
+    t.eq(mode(CONF), (0o640, "root", "wxpushd"), "%s is 0640 root:wxpushd" % CONF)
+    r = run(["dpkg-query", "-W", "-f", "${Conffiles}", "wxpushd"])
+    t.ok(CONF in r.stdout, "%s is a conffile" % CONF, r.stdout)
+    conftext = open(CONF).read()
+    t.ok(not re.search(r"^\s*(account|component)\s", conftext, re.M) and
+         "account" in conftext, "the installed configuration has no account and says what to add")
+    r = run(["systemctl", "is-enabled", "wxpushd.service", "wxpushd.socket"])
+    t.eq(r.stdout.split(), ["disabled", "disabled"], "neither unit is enabled")
+    if SYSTEMD:
+        r = run(["systemctl", "is-active", "wxpushd.service", "wxpushd.socket"])
+        t.eq(r.stdout.split(), ["inactive", "inactive"], "neither unit is active")
+    t.ok(not os.path.exists(SOCK), "no daemon was started (no %s)" % SOCK)
 
-# 7. libwxpush-dev: a program built with pkg-config pings the daemon.
-d = tmpdir()
-with open(os.path.join(d, "ping.c"), "w") as f:
-    f.write('#include <stdio.h>\n#include <wxpush.h>\n'
-            'int main(void) {\n\tchar err[256], v[64];\n'
-            '\tstruct wxpush *w = wxpush_open(NULL, err, sizeof err);\n'
-            '\tif (w == NULL) { fprintf(stderr, "%s\\n", err); return 3; }\n'
-            '\tif (wxpush_ping(w, v, sizeof v, NULL) != WXPUSH_OK) return 1;\n'
-            '\tprintf("pong %s\\n", v);\n\twxpush_close(w);\n\treturn 0;\n}\n')
-flags = run(["pkg-config", "--cflags", "--libs", "wxpush"])
-r = run(["sh", "-c", "cc -o ping ping.c %s && ./ping" % flags.stdout.strip()], cwd=d)
-t.ok(flags.returncode == 0 and r.returncode == 0 and r.stdout.startswith("pong "),
-     "a program linked with pkg-config --libs wxpush pings the daemon",
-     flags.stdout + flags.stderr + r.stdout + r.stderr)
+    # 5. wxpushd -n on the installed configuration, as root and as the daemon's user.
+    r = run(["/usr/sbin/wxpushd", "-n"])
+    t.ok(r.returncode == 0 and "configuration OK" in r.stdout,
+         "wxpushd -n accepts the installed %s" % CONF, r.stdout + r.stderr)
+    r = run(["setpriv", "--reuid=wxpushd", "--regid=wxpushd", "--init-groups",
+             "/usr/sbin/wxpushd", "-n"])
+    t.ok(r.returncode == 0, "the user wxpushd can read it", r.stdout + r.stderr)
 
-# 8. Stop, remove (state kept), purge (state gone).
-if SYSTEMD:
-    run(["systemctl", "stop", "wxpushd.service"], timeout=60)
-else:
-    daemon.terminate()
-    try:
-        t.eq(daemon.wait(30), 0, "the daemon stops on SIGTERM and exits 0")
-    except subprocess.TimeoutExpired:
-        t.ok(False, "the daemon stops on SIGTERM and exits 0")
-db = os.path.join(STATE, "wxpushd.db")
-t.ok(os.path.exists(db) and mode(db)[1] == "wxpushd",
-     "the daemon kept its state in %s, owned by wxpushd" % db)
-r = run(["dpkg", "--remove"] + PKGS, timeout=300)
-t.ok(r.returncode == 0 and os.path.exists(db) and os.path.exists(CONF),
-     "dpkg --remove keeps the state and the configuration", r.stdout + r.stderr)
-r = run(["dpkg", "--purge"] + PKGS, timeout=300)
-t.ok(r.returncode == 0 and not os.path.exists(STATE) and not os.path.exists(RUN) and
-     not os.path.exists(CONF), "dpkg --purge removes %s, %s and the conffile"
-     % (STATE, RUN), r.stdout + r.stderr)
-t.ok(os.path.exists(SECRET_FILE), "purge leaves the operator's secret file")
-t.ok(not installed("wxpushd") and not installed("libwxpush-dev"),
-     "both packages are gone")
-mock.stop()
+    # 6. An account against wxpush-mock, the installed daemon started, one message.
+    mock = Mock()
+    with open(SECRET_FILE, "w") as f:
+        f.write(mock.accounts[APPID] + "\n")
+    os.chown(SECRET_FILE, 0, grp.getgrnam("wxpushd").gr_gid)
+    os.chmod(SECRET_FILE, 0o640)
+    with open(CONF, "a") as f:
+        f.write('\napi_base = "%s"\naccount "%s" {\n\tsecret_file = "%s.secret"\n}\n'
+                % (mock.base, APPID, APPID))
+    r = run(["/usr/sbin/wxpushd", "-n"])
+    t.ok(r.returncode == 0, "wxpushd -n accepts it with an account added", r.stdout + r.stderr)
+    logpath = os.path.join(tmpdir(), "wxpushd.log")
+    if SYSTEMD:
+        r = run(["systemctl", "start", "wxpushd.service"], timeout=60)
+        t.ok(r.returncode == 0, "systemctl start wxpushd.service", r.stdout + r.stderr)
+    else:
+        # As wxpushd.service does: the user wxpushd, the installed configuration.
+        log = open(logpath, "w")
+        daemon = subprocess.Popen(["setpriv", "--reuid=wxpushd", "--regid=wxpushd",
+                                   "--init-groups", "/usr/sbin/wxpushd"],
+                                  stdout=log, stderr=log)
+    started = wait_for(lambda: os.path.exists(SOCK) or
+                       (daemon is not None and daemon.poll() is not None), 20)
+    t.ok(os.path.exists(SOCK), "the installed daemon serves %s (systemd is %sPID 1)"
+         % (SOCK, "" if SYSTEMD else "not "),
+         open(logpath).read() if os.path.exists(logpath) else "")
+    r = run(["/usr/bin/wxpush", "send", "--appid", APPID, "--touser", "oUSER_openid_0001",
+             "--template-id", "TEMPLATE_id_0001", "--scene", "1000", "--title", "check-deb",
+             "--content", "from the installed package"], timeout=60)
+    t.ok(r.returncode == 0 and r.stdout.startswith("sent"),
+         "the installed wxpush sends one message", r.stdout + r.stderr)
+    sends = mock.sends(APPID)
+    t.ok(len(sends) == 1 and "check-deb" in repr(sends), "wxpush-mock received it", sends)
+    r = run(["/usr/bin/wxpush", "status"], timeout=60)
+    t.ok(r.returncode == 0 and re.search(r"%s\s+official\s+valid" % APPID, r.stdout),
+         "wxpush status shows the account valid", r.stdout + r.stderr)
+
+    # 7. libwxpush-dev: a program built with pkg-config pings the daemon.
+    d = tmpdir()
+    with open(os.path.join(d, "ping.c"), "w") as f:
+        f.write('#include <stdio.h>\n#include <wxpush.h>\n'
+                'int main(void) {\n\tchar err[256], v[64];\n'
+                '\tstruct wxpush *w = wxpush_open(NULL, err, sizeof err);\n'
+                '\tif (w == NULL) { fprintf(stderr, "%s\\n", err); return 3; }\n'
+                '\tif (wxpush_ping(w, v, sizeof v, NULL) != WXPUSH_OK) return 1;\n'
+                '\tprintf("pong %s\\n", v);\n\twxpush_close(w);\n\treturn 0;\n}\n')
+    flags = run(["pkg-config", "--cflags", "--libs", "wxpush"])
+    r = run(["sh", "-c", "cc -o ping ping.c %s && ./ping" % flags.stdout.strip()], cwd=d)
+    t.ok(flags.returncode == 0 and r.returncode == 0 and r.stdout.startswith("pong "),
+         "a program linked with pkg-config --libs wxpush pings the daemon",
+         flags.stdout + flags.stderr + r.stdout + r.stderr)
+
+    # 8. Stop, remove (state kept), purge (state gone).
+    if SYSTEMD:
+        run(["systemctl", "stop", "wxpushd.service"], timeout=60)
+    else:
+        daemon.terminate()
+        try:
+            t.eq(daemon.wait(30), 0, "the daemon stops on SIGTERM and exits 0")
+        except subprocess.TimeoutExpired:
+            t.ok(False, "the daemon stops on SIGTERM and exits 0")
+    db = os.path.join(STATE, "wxpushd.db")
+    t.ok(os.path.exists(db) and mode(db)[1] == "wxpushd",
+         "the daemon kept its state in %s, owned by wxpushd" % db)
+    r = run(["dpkg", "--remove"] + PKGS, timeout=300)
+    t.ok(r.returncode == 0 and os.path.exists(db) and os.path.exists(CONF),
+         "dpkg --remove keeps the state and the configuration", r.stdout + r.stderr)
+    r = run(["dpkg", "--purge"] + PKGS, timeout=300)
+    t.ok(r.returncode == 0 and not os.path.exists(STATE) and not os.path.exists(RUN) and
+         not os.path.exists(CONF), "dpkg --purge removes %s, %s and the conffile"
+         % (STATE, RUN), r.stdout + r.stderr)
+    t.ok(os.path.exists(SECRET_FILE), "purge leaves the operator's secret file")
+    t.ok(not installed("wxpushd") and not installed("libwxpush-dev"),
+         "both packages are gone")
+    mock.stop()
+
+
+try:
+    main()
+except Interrupted as e:
+    t.ok(False, "interrupted by %s" % e)
 t.done()
