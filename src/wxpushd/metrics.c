@@ -8,6 +8,7 @@
 #include "config.h"
 
 #include <sys/types.h>
+#include <sys/time.h>
 
 #include <stdlib.h>
 #include <string.h>
@@ -203,6 +204,22 @@ metrics_sends(struct evbuffer *b, const char *appid, const uint64_t *sends,
 	}
 }
 
+/* Seconds the longest-waiting queued send of c has waited; 0 if none. */
+static int64_t
+metrics_queue_age(const struct cred *c, const struct timeval *now)
+{
+	const struct send	*s;
+	const struct timeval	*oldest = NULL;
+
+	TAILQ_FOREACH(s, &c->queue, entry) {
+		if (oldest == NULL || timercmp(&s->started, oldest, <))
+			oldest = &s->started;
+	}
+	if (oldest == NULL || timercmp(now, oldest, <))
+		return (0);
+	return ((int64_t)(now->tv_sec - oldest->tv_sec));
+}
+
 /* The whole exposition, into b. */
 static void
 metrics_write(struct evbuffer *b)
@@ -210,6 +227,7 @@ metrics_write(struct evbuffer *b)
 	static const char *states[] = { "valid", "refreshing", "expired",
 	    "failed", "revoked" };
 	struct cred	*c;
+	struct timeval	 tv;
 	time_t		 now = time(NULL);
 	uint64_t	 cum;
 	int64_t		 age;
@@ -322,6 +340,22 @@ metrics_write(struct evbuffer *b)
 		if (!c->removed && c->kind != CRED_COMPONENT)
 			metrics_sample(b, "wxpushd_queue_depth", c->appid,
 			    NULL, NULL, c->nqueue);
+	}
+	metrics_family(b, "wxpushd_queue_oldest_seconds", "gauge",
+	    "Seconds the longest-waiting queued send has waited; 0 if none.");
+	gettimeofday(&tv, NULL);
+	TAILQ_FOREACH(c, &cred_all, entry) {
+		if (!c->removed && c->kind != CRED_COMPONENT)
+			metrics_sample(b, "wxpushd_queue_oldest_seconds",
+			    c->appid, NULL, NULL, metrics_queue_age(c, &tv));
+	}
+	metrics_family(b, "wxpushd_token_breaker_open", "gauge", "1 while "
+	    "the breaker is open: WeChat refused a fresh token, so refusals "
+	    "refresh no token for a while.");
+	TAILQ_FOREACH(c, &cred_all, entry) {
+		if (!c->removed)
+			metrics_sample(b, "wxpushd_token_breaker_open",
+			    c->appid, NULL, NULL, now < c->breaker_until);
 	}
 	metrics_family(b, "wxpushd_sends_inflight", "gauge",
 	    "Sends waiting for WeChat's answer now.");
