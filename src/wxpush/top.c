@@ -367,10 +367,21 @@ top_call(struct wxpush *w, const char *method, msgpack_unpacked *res)
 	}
 }
 
-/* Sleep until the monotonic time at. */
+/*
+ * Sleep until the monotonic time at; a frame that took longer than a second
+ * moves at to now, so that a slow daemon is not asked twice in a row.
+ */
 static void
-top_sleep_until(const struct timespec *at)
+top_sleep_until(struct timespec *at)
 {
+	struct timespec	now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (now.tv_sec > at->tv_sec ||
+	    (now.tv_sec == at->tv_sec && now.tv_nsec > at->tv_nsec)) {
+		*at = now;
+		return;
+	}
 	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, at, NULL) ==
 	    EINTR)
 		;
