@@ -288,7 +288,18 @@ def main():
          "a program linked with pkg-config --libs wxpush pings the daemon",
          flags.stdout + flags.stderr + r.stdout + r.stderr)
 
-    # 8. Stop, remove (state kept), purge (state gone).
+    # 8. Installed again (as an upgrade runs the scripts): the operator's
+    # configuration, its mode and the state stay.
+    r = run(["dpkg", "-i", debs["wxpushd"]], timeout=300)
+    conf = open(CONF).read()
+    t.ok(r.returncode == 0 and 'account "%s"' % APPID in conf and
+         mode(CONF) == (0o640, "root", "wxpushd") and mode(CONFDIR)[0] == 0o750,
+         "installing it again keeps the edited configuration and its mode",
+         r.stdout + r.stderr)
+    r = run(["/usr/bin/wxpush", "ping"], timeout=60)
+    t.ok(r.returncode == 0, "the daemon still answers", r.stdout + r.stderr)
+
+    # 9. Stop, remove (state kept), purge (state gone).
     if SYSTEMD:
         run(["systemctl", "stop", "wxpushd.service"], timeout=60)
     else:
