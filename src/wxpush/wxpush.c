@@ -23,10 +23,10 @@
 #include <msgpack.h>
 
 #include "wxpush.h"
+#include "wxpush-cli.h"
 
 #define WXPUSH_BODY_MAX		65536	/* bytes of a --body file or call params */
 #define WXPUSH_JSON_DEPTH	16	/* nesting of a JSON body */
-#define WXPUSH_CELL_MAX		256	/* bytes shown in one status cell */
 
 static const char	*wxpush_socket;		/* -s, NULL: library default */
 static int		 wxpush_json;		/* --json */
@@ -41,6 +41,7 @@ static const struct {
 	{ "ping", "  ping\n" },
 	{ "status", "  status [--appid A]\n" },
 	{ "stats", "  stats\n" },
+	{ "top", "  top [-b] [-n COUNT]            (a live view, refreshed every second)\n" },
 	{ "send",
 	  "  send --appid A --touser OPENID --template-id T --scene S --title TEXT\n"
 	  "       --content TEXT [--color #RRGGBB] [--url URL]\n"
@@ -129,7 +130,7 @@ wxpush_bad_input(const char *fmt, ...)
 }
 
 /* Exit on a failed allocation: there is nothing sensible left to do. */
-static void __attribute__((noreturn))
+void
 wxpush_nomem(void)
 {
 	fprintf(stderr, "wxpush: out of memory\n");
@@ -137,7 +138,7 @@ wxpush_nomem(void)
 }
 
 /* A copy of a msgpack str for the terminal: bounded, no control characters. */
-static void
+void
 wxpush_strcell(char *dst, size_t dstlen, const char *src, size_t srclen)
 {
 	size_t	i, n;
@@ -389,7 +390,7 @@ wxpush_load_json(const char *path, const char *what)
 }
 
 /* Print an error: one line on stderr, and the JSON form on stdout with --json. */
-static void
+void
 wxpush_print_error(const struct wxpush_error *e, const msgpack_unpacked *res)
 {
 	const msgpack_object	*eo = NULL;
@@ -433,7 +434,7 @@ wxpush_print_error(const struct wxpush_error *e, const msgpack_unpacked *res)
 }
 
 /* Connect, or exit 3. */
-static struct wxpush *
+struct wxpush *
 wxpush_connect(void)
 {
 	struct wxpush_error	 e;
@@ -476,7 +477,7 @@ wxpush_do_call(const char *method, const msgpack_object *params,
 }
 
 /* Look a str key up in a map; NULL if absent or not a map. */
-static const msgpack_object *
+const msgpack_object *
 wxpush_get(const msgpack_object *map, const char *key)
 {
 	const msgpack_object_kv	*kv;
@@ -496,7 +497,7 @@ wxpush_get(const msgpack_object *map, const char *key)
 }
 
 /* Whether o is an integer; its value, clamped, in *v. */
-static int
+int
 wxpush_get_int(const msgpack_object *o, long long *v)
 {
 	if (o == NULL)
@@ -513,7 +514,7 @@ wxpush_get_int(const msgpack_object *o, long long *v)
 }
 
 /* Format a duration in seconds for a person: 2d03h, 1h05m, 4m09s, 7s. */
-static void
+void
 wxpush_fmt_duration(char *buf, size_t len, long long s)
 {
 	const char	*sign = "";
@@ -535,7 +536,7 @@ wxpush_fmt_duration(char *buf, size_t len, long long s)
 }
 
 /* Format any value for a table cell or a "key: value" line. */
-static void
+void
 wxpush_fmt_value(char *buf, size_t len, const msgpack_object *o)
 {
 	json_t	*j;
@@ -961,7 +962,7 @@ enum {
 	OPT_CONTENT, OPT_COLOR, OPT_URL, OPT_MP_APPID, OPT_MP_PAGEPATH,
 	OPT_IDEMPOTENCY_KEY, OPT_BODY, OPT_COMPONENT_APPID, OPT_CODE,
 	OPT_REDIRECT_URL, OPT_RESERVED, OPT_REDIRECT_URI, OPT_AUTH_TYPE,
-	OPT_BIZ_APPID, OPT_MOBILE,
+	OPT_BIZ_APPID, OPT_MOBILE, OPT_COUNT, OPT_BATCH,
 	OPT_LAST
 };
 static const struct option wxpush_cmd_longopts[] = {
@@ -986,6 +987,8 @@ static const struct option wxpush_cmd_longopts[] = {
 	{ "auth-type", required_argument, NULL, OPT_AUTH_TYPE },
 	{ "biz-appid", required_argument, NULL, OPT_BIZ_APPID },
 	{ "mobile", no_argument, NULL, OPT_MOBILE },
+	{ "count", required_argument, NULL, OPT_COUNT },
+	{ "batch", no_argument, NULL, OPT_BATCH },
 	{ NULL, 0, NULL, 0 }
 };
 
@@ -1014,12 +1017,16 @@ wxpush_parse(int argc, char **argv, const int *allowed, const char **opts)
 
 	optind = 0;	/* glibc: start afresh, argv[0] is the command */
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, COMMON_SHORTOPTS,
+	while ((c = getopt_long(argc, argv, COMMON_SHORTOPTS "n:b",
 	    wxpush_cmd_longopts, NULL)) != -1) {
 		if (c == '?' || c == ':')
 			wxpush_bad_option(c, argv);
 		if (wxpush_common_option(c))
 			continue;
+		if (c == 'n')
+			c = OPT_COUNT;	/* top's -n and -b, as top(1)'s */
+		else if (c == 'b')
+			c = OPT_BATCH;
 		ok = 0;
 		for (i = 0; allowed[i] != 0; i++) {
 			if (allowed[i] == c)
@@ -1258,6 +1265,27 @@ wxpush_cmd_preauth(const char **opts)
 	return (WXPUSH_OK);
 }
 
+/* top: check -n, then run the live view (top.c). */
+static int
+wxpush_cmd_top(const char **opts)
+{
+	const char	*n = opts[OPT_COUNT - OPT_APPID];
+	char		*end;
+	long		 count = 0;
+
+	if (wxpush_json)
+		wxpush_usage("top has no JSON form (wxpush --json stats has the "
+		    "same figures)");
+	if (n != NULL) {
+		errno = 0;
+		count = strtol(n, &end, 10);
+		if (errno != 0 || end == n || *end != '\0' || count < 1 ||
+		    count > 1000000000)
+			wxpush_usage("-n %s must be a count from 1 to 1000000000", n);
+	}
+	return (top_run(count, opts[OPT_BATCH - OPT_APPID] != NULL));
+}
+
 /* Refuse positional arguments after a command that takes none. */
 static void
 wxpush_no_args(int argc, char **argv, int first)
@@ -1277,6 +1305,7 @@ main(int argc, char **argv)
 	};
 	static const int none[] = { 0 };
 	static const int status_opts[] = { OPT_APPID, 0 };
+	static const int top_opts[] = { OPT_COUNT, OPT_BATCH, 0 };
 	static const int send_opts[] = { OPT_APPID, OPT_TOUSER,
 	    OPT_TEMPLATE_ID, OPT_SCENE, OPT_TITLE, OPT_CONTENT, OPT_COLOR,
 	    OPT_URL, OPT_MP_APPID, OPT_MP_PAGEPATH, OPT_IDEMPOTENCY_KEY,
@@ -1322,6 +1351,10 @@ main(int argc, char **argv)
 	if (strcmp(argv[0], "stats") == 0) {
 		wxpush_no_args(argc, argv, wxpush_parse(argc, argv, none, opts));
 		return (wxpush_cmd_stats());
+	}
+	if (strcmp(argv[0], "top") == 0) {
+		wxpush_no_args(argc, argv, wxpush_parse(argc, argv, top_opts, opts));
+		return (wxpush_cmd_top(opts));
 	}
 	if (strcmp(argv[0], "send") == 0) {
 		first = wxpush_parse(argc, argv, send_opts, opts);

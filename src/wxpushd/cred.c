@@ -305,6 +305,13 @@ cred_allows(const struct cred *c, const struct peer *peer)
 	return (acl_allows(acl, peer));
 }
 
+/* Whether the breaker is open: refusals refresh nothing for now. */
+int
+cred_breaker_open(const struct cred *c)
+{
+	return (clock_now() < c->breaker_until);
+}
+
 /* When the next refresh (or retry) is due: 1 and *tv, or 0 if none is armed. */
 int
 cred_refresh_due(const struct cred *c, struct timeval *tv)

@@ -177,7 +177,7 @@ method_stats_cred(msgpack_packer *pk, const struct cred *c)
 	if (sc == NULL)
 		sc = &none;
 	rpc_pack_str(pk, cred_appid(c));
-	msgpack_pack_map(pk, 6 + SEND_NOUTCOMES + (age >= 0) +
+	msgpack_pack_map(pk, 8 + SEND_NOUTCOMES + (age >= 0) +
 	    method_nerrcodes(sc->errcode));
 	rpc_pack_kv_int(pk, "token_expires_in", cred_expires_in(c));
 	rpc_pack_kv_int(pk, "token_calls_today", cred_calls_today(c));
@@ -185,6 +185,8 @@ method_stats_cred(msgpack_packer *pk, const struct cred *c)
 	rpc_pack_kv_int(pk, "refresh_failures", cred_failures(c));
 	rpc_pack_kv_int(pk, "queued", q.queued);
 	rpc_pack_kv_int(pk, "inflight", q.inflight);
+	rpc_pack_kv_int(pk, "queue_oldest", q.oldest);
+	rpc_pack_kv_bool(pk, "breaker_open", cred_breaker_open(c));
 	if (age >= 0)
 		rpc_pack_kv_int(pk, "verify_ticket_age", age);
 	for (i = 0; i < SEND_NOUTCOMES; i++)

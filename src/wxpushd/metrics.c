@@ -249,6 +249,20 @@ metrics_queued(const struct cred *c, int64_t *v)
 }
 
 static int
+metrics_queue_oldest(const struct cred *c, int64_t *v)
+{
+	*v = send_queue_of(c).oldest;
+	return (1);
+}
+
+static int
+metrics_breaker_open(const struct cred *c, int64_t *v)
+{
+	*v = cred_breaker_open(c);
+	return (1);
+}
+
+static int
 metrics_inflight(const struct cred *c, int64_t *v)
 {
 	*v = send_queue_of(c).inflight;
@@ -276,6 +290,12 @@ static const struct metrics_gauge metrics_gauges[] = {
 	    "failed refresh; 0 if none.", 0, metrics_last_errcode },
 	{ "wxpushd_queue_depth", "gauge", "Sends waiting for a token or an "
 	    "upstream slot.", 1, metrics_queued },
+	{ "wxpushd_queue_oldest_seconds", "gauge", "Seconds the "
+	    "longest-waiting queued send has waited; 0 if none.", 1,
+	    metrics_queue_oldest },
+	{ "wxpushd_token_breaker_open", "gauge", "1 while the breaker is "
+	    "open: WeChat refused a fresh token, so refusals refresh no token "
+	    "for a while.", 0, metrics_breaker_open },
 	{ "wxpushd_sends_inflight", "gauge", "Sends waiting for WeChat's "
 	    "answer now.", 1, metrics_inflight },
 	{ "wxpushd_verify_ticket_age_seconds", "gauge", "Seconds since a "

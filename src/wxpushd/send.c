@@ -139,11 +139,19 @@ struct send_queue_state
 send_queue_of(const struct cred *c)
 {
 	const struct send_lane *l = cred_user(c);
-	struct send_queue_state q = { 0, 0 };
+	struct send_queue_state q = { 0, 0, 0 };
+	const struct send *s;
+	struct timeval now;
 
-	if (l != NULL) {
-		q.queued = l->nqueue;
-		q.inflight = l->inflight;
+	if (l == NULL)
+		return (q);
+	q.queued = l->nqueue;
+	q.inflight = l->inflight;
+	/* Requeued sends go first in line: the oldest is not always first. */
+	event_base_gettimeofday_cached(wx_base, &now);
+	TAILQ_FOREACH(s, &l->queue, entry) {
+		if (now.tv_sec - s->started.tv_sec > q.oldest)
+			q.oldest = now.tv_sec - s->started.tv_sec;
 	}
 	return (q);
 }

@@ -424,6 +424,7 @@ uint64_t	 cred_refreshes(const struct cred *);
 const char	*cred_state_name(const struct cred *);
 int	 cred_allows(const struct cred *, const struct peer *);
 int	 cred_refresh_due(const struct cred *, struct timeval *);
+int	 cred_breaker_open(const struct cred *);
 /* Writers: each a transition of the machine. */
 void	 cred_set_user(struct cred *, void *);
 void	 cred_set_share_data(struct cred *, void *);
@@ -485,6 +486,7 @@ struct send_histogram {
 struct send_queue_state {
 	int		 queued;
 	int		 inflight;
+	int64_t		 oldest;	/* seconds the oldest queued send waited */
 };
 void	 send_method(struct request *, const msgpack_object *);
 void	 send_init(void);

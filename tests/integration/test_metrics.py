@@ -218,6 +218,36 @@ t.eq(get(s3, "wxpushd_queue_depth", appid=APPID), 4.0, "4 sends queued")
 res = [c.wait(i) for i in ids]
 c.close()
 
+# Queue age: the longest-waiting send, in whole seconds; 0 with an empty queue.
+t.eq(get(s3, "wxpushd_queue_oldest_seconds", appid=APPID2), 0.0,
+     "queue_oldest_seconds is 0 for an empty queue")
+mock.fault(SUBSCRIBE, 8, delay_ms=3000)
+c = d.client()
+ids = [c.request("send", message()) for _ in range(8)]
+time.sleep(1.6)
+_, _, text4 = scrape(port)
+s4, _ = parse(text4)
+t.eq(get(s4, "wxpushd_queue_depth", appid=APPID), 4.0, "4 sends queued behind slow ones")
+t.ok(1.0 <= get(s4, "wxpushd_queue_oldest_seconds", appid=APPID) <= 3.0,
+     "queue_oldest_seconds says how long they have waited",
+     get(s4, "wxpushd_queue_oldest_seconds", appid=APPID))
+res = [c.wait(i) for i in ids]
+c.close()
+
+# The breaker: a token refused right after a refusal-driven refresh opens it
+# (the first send is refused, refreshes, is refused again; the second opens it).
+# The credential still looks valid: only this gauge tells.
+t.eq(get(s4, "wxpushd_token_breaker_open", appid=APPID), 0.0, "the breaker is closed")
+mock.fault(SUBSCRIBE, 3, errcode=40001)
+for _ in range(2):
+    err, _ = d.call("send", message())
+    t.ok(err is not None and err.get("errcode") == 40001, "a send refused with 40001", err)
+_, _, text5 = scrape(port)
+s5, _ = parse(text5)
+t.eq(get(s5, "wxpushd_token_breaker_open", appid=APPID), 1.0,
+     "then the breaker is open (wxpushd_token_breaker_open 1)")
+t.eq(get(s5, "wxpushd_token_breaker_open", appid=APPID2), 0.0, "for that appid only")
+
 # Never a token or a secret.
 token = json.loads(urllib.request.urlopen(urllib.request.Request(
     mock.base + "/cgi-bin/stable_token", data=json.dumps(
