@@ -2,12 +2,14 @@
  * A fake of upstream.c for unit tests: requests are recorded, not sent, and
  * the test answers each one when it chooses (fake_answer) or fails it
  * (fake_fail). Linked before the daemon's library, it replaces upstream.c
- * whole, so nothing reaches the network.
+ * whole, so nothing reaches the network. fake_daemon() sets up what the
+ * daemon's core needs around it: a store, an event loop, a configuration.
  */
 #include "config.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -154,4 +156,31 @@ fake_fail(struct upstream_call *call, long status, const char *error)
 	r.error = error;
 	fake_free(call);
 	cb(&r, arg);
+}
+
+/*
+ * The core's surroundings for a test: a store in a new temporary directory
+ * (its path in dir), wx_base, wx_conf = conf with the defaults the tests
+ * use, and the clock fixed at now.
+ */
+void
+fake_daemon(struct config *conf, time_t now, char *dir, size_t dirlen)
+{
+	char *cause = NULL;
+
+	snprintf(dir, dirlen, "/tmp/wxpushd-unit.XXXXXX");
+	if (mkdtemp(dir) == NULL)
+		fatal("mkdtemp");
+	if (store_open(dir, &cause) != 0)
+		fatalx("store_open: %s", cause);
+	wx_base = event_base_new();
+	conf->refresh_margin = 300;
+	conf->upstream_timeout = 10;
+	conf->send_timeout = 5;
+	conf->max_inflight = 4;
+	conf->queue_limit = 100;
+	TAILQ_INIT(&conf->accounts);
+	TAILQ_INIT(&conf->components);
+	wx_conf = conf;
+	clock_set(now);
 }

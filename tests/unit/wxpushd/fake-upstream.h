@@ -13,5 +13,6 @@ struct upstream_call	*fake_first(const char *);
 const struct fake_call	*fake_call(const struct upstream_call *);
 void			 fake_answer(struct upstream_call *, const char *);
 void			 fake_fail(struct upstream_call *, long, const char *);
+void			 fake_daemon(struct config *, time_t, char *, size_t);
 
 #endif

@@ -150,29 +150,16 @@ send_uses(const char *token)
 static void
 setup(void)
 {
-	char dir[] = "/tmp/wxpushd-test-cred.XXXXXX", *cause = NULL;
+	char dir[64];
 	size_t i;
 
-	if (mkdtemp(dir) == NULL)
-		fatal("mkdtemp");
-	if (store_open(dir, &cause) != 0)
-		fatalx("store_open: %s", cause);
-	wx_base = event_base_new();
-	conf.refresh_margin = MARGIN;
-	conf.upstream_timeout = 10;
-	conf.send_timeout = 5;
-	conf.max_inflight = 4;
-	conf.queue_limit = 100;
-	TAILQ_INIT(&conf.accounts);
-	TAILQ_INIT(&conf.components);
+	fake_daemon(&conf, t0, dir, sizeof dir);
 	for (i = 0; i < sizeof accounts / sizeof accounts[0]; i++) {
 		xasprintf(&accounts[i].appid, "wxtestaccount%zu", i);
 		accounts[i].secret = xstrdup("SECRET");
 		accounts[i].token_api = TOKEN_API_STABLE;
 		TAILQ_INSERT_TAIL(&conf.accounts, &accounts[i], entry);
 	}
-	wx_conf = &conf;
-	clock_set(t0);
 	TAILQ_INIT(&client.requests);
 	client.peer.uid = 0;
 	send_init();

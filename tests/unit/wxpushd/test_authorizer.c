@@ -1,0 +1,303 @@
+/*
+ * A third-party platform's authorizers through their life, with a fake
+ * upstream and a fixed clock: loaded from the store (waiting, revoked, no
+ * refresh token), started once the component has its token, refresh tokens
+ * committed before their access tokens are used (and not used when the
+ * commit fails), 61023 recovered through api_get_authorizer_list or marked
+ * for re-authorization, the component's token refused (compare-and-refresh),
+ * and revocation kept in the store.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+#include <jansson.h>
+
+#include "wxpushd.h"
+#include "fake-upstream.h"
+#include "tap.h"
+
+#define COMP		"wxcomponent0001"
+#define A1		"wxauthorizer0001"	/* stored with a refresh token */
+#define A2		"wxauthorizer0002"	/* stored revoked */
+#define A3		"wxauthorizer0003"	/* stored without a refresh token */
+#define EP_COMPONENT	"/cgi-bin/component/api_component_token"
+#define EP_AUTHORIZER	"/cgi-bin/component/api_authorizer_token"
+#define EP_LIST		"/cgi-bin/component/api_get_authorizer_list"
+#define EP_QUERY	"/cgi-bin/component/api_query_auth"
+#define A4		"wxauthorizer0004"	/* authorized during the test */
+
+static struct config		conf;
+static struct component_conf	cc;
+static time_t			t0 = 1700000000;
+static char			dir[64];
+
+/* Store an authorizer row as a previous run would have. */
+static void
+stored(const char *appid, const char *rt, int revoked)
+{
+	struct store_authorizer sa;
+
+	memset(&sa, 0, sizeof sa);
+	snprintf(sa.component_appid, sizeof sa.component_appid, "%s", COMP);
+	snprintf(sa.appid, sizeof sa.appid, "%s", appid);
+	snprintf(sa.refresh_token, sizeof sa.refresh_token, "%s", rt);
+	sa.revoked = revoked;
+	sa.updated_at = t0 - 100;
+	if (store_authorizer_save(&sa) != 0)
+		fatalx("store_authorizer_save");
+}
+
+/* The refresh token stored for appid ("" if none, "?" if no row). */
+static const char *
+stored_rt(const char *appid, int *revoked)
+{
+	static struct store_authorizer sa;
+
+	if (store_authorizer_load(appid, &sa) != 1)
+		return ("?");
+	if (revoked != NULL)
+		*revoked = sa.revoked;
+	return (sa.refresh_token);
+}
+
+/* The body field name of the oldest pending call to path, or "". */
+static const char *
+pending_field(const char *path, const char *name)
+{
+	static char buf[256];
+	struct upstream_call *call = fake_first(path);
+	json_t *j;
+
+	buf[0] = '\0';
+	if (call == NULL || fake_call(call)->body == NULL ||
+	    (j = json_loads(fake_call(call)->body, 0, NULL)) == NULL)
+		return (buf);
+	snprintf(buf, sizeof buf, "%s",
+	    json_string_value(json_object_get(j, name)) != NULL ?
+	    json_string_value(json_object_get(j, name)) : "");
+	json_decref(j);
+	return (buf);
+}
+
+/* Answer the oldest call to path with json; -1 if there is none. */
+static int
+answer(const char *path, const char *json)
+{
+	struct upstream_call *call = fake_first(path);
+
+	if (call == NULL)
+		return (-1);
+	fake_answer(call, json);
+	return (0);
+}
+
+/* An authorizer token answer with access token at and refresh token rt. */
+static int
+answer_authorizer(const char *at, const char *rt)
+{
+	char json[256];
+
+	snprintf(json, sizeof json, "{\"authorizer_access_token\":\"%s\","
+	    "\"expires_in\":7200,\"authorizer_refresh_token\":\"%s\"}", at, rt);
+	return (answer(EP_AUTHORIZER, json));
+}
+
+static void
+setup(void)
+{
+	fake_daemon(&conf, t0, dir, sizeof dir);
+	cc.appid = xstrdup(COMP);
+	cc.secret = xstrdup("COMPONENTSECRET");
+	cc.token = xstrdup("TOKEN");
+	TAILQ_INSERT_TAIL(&conf.components, &cc, entry);
+	if (store_ticket_save(COMP, "TICKET", t0 - 60) != 0)
+		fatalx("store_ticket_save");
+	stored(A1, "RT1", 0);
+	stored(A2, "RT2", 1);
+	stored(A3, "", 0);
+	send_init();
+	component_init();
+	component_reconcile(&conf);
+}
+
+/* What a restart finds in the store. */
+static void
+test_load(struct cred *p, struct cred *a1, struct cred *a2, struct cred *a3)
+{
+	ok(p != NULL && a1 != NULL && a2 != NULL && a3 != NULL,
+	    "the component and its three stored authorizers are loaded");
+	is_str(authorizer_component_appid(a1), COMP, "an authorizer knows its "
+	    "component");
+	is_str(cred_state_name(a2), "revoked", "a stored revocation holds");
+	is_str(authorizer_detail(a3), "needs re-authorization",
+	    "no stored refresh token: needs re-authorization");
+	ok(!cred_usable(a3), "and it has no token");
+	is_str(cred_state_name(a3), "failed", "state failed");
+	ok(cred_permanent(a3), "an operator (the merchant) must act");
+	is_int(fake_pending(EP_AUTHORIZER), 0, "no authorizer refreshes "
+	    "before the component has a token");
+	ok(strstr(authorizer_detail(a1), "waiting") != NULL ||
+	    !cred_refreshing(a1), "the authorizer waits for the component");
+}
+
+/* The component's token starts the waiting authorizer, spread a little. */
+static void
+test_start(struct cred *p, struct cred *a1)
+{
+	event_base_loop(wx_base, EVLOOP_ONCE);	/* the first refresh, jittered */
+	is_int(fake_pending(EP_COMPONENT), 1, "the component token is asked "
+	    "for at start");
+	is_str(pending_field(EP_COMPONENT, "component_verify_ticket"), "TICKET",
+	    "with the stored verify ticket");
+	answer(EP_COMPONENT, "{\"component_access_token\":\"CT1\","
+	    "\"expires_in\":7200}");
+	ok(cred_usable(p), "the component has its token");
+	event_base_loop(wx_base, EVLOOP_ONCE);	/* the staggered start */
+	is_int(fake_pending(EP_AUTHORIZER), 1, "then the authorizer refreshes");
+	is_str(pending_field(EP_AUTHORIZER, "authorizer_refresh_token"), "RT1",
+	    "with its stored refresh token");
+	answer_authorizer("AT1", "RT1b");
+	ok(cred_usable(a1), "the authorizer has its token");
+	is_str(stored_rt(A1, NULL), "RT1b", "the rotated refresh token is "
+	    "committed");
+}
+
+/* A refresh token that cannot be committed: its access token is not used. */
+static void
+test_commit_fails(struct cred *a1)
+{
+	char *cause = NULL;
+	uint64_t gen = cred_gen(a1);
+
+	cred_refresh(a1, 0);
+	store_close();
+	answer_authorizer("AT2", "RT1c");
+	is_int(cred_gen(a1), gen, "the new access token is not taken");
+	is_str(cred_token(a1), "AT1", "the old one, still valid, stays");
+	ok(strstr(cred_last_error(a1), "could not store") != NULL,
+	    "last_error says the refresh token could not be stored");
+	if (store_open(dir, &cause) != 0)
+		fatalx("store_open: %s", cause);
+	is_str(stored_rt(A1, NULL), "RT1b", "the store still has the last "
+	    "committed refresh token");
+	cred_refresh(a1, 0);
+	is_str(pending_field(EP_AUTHORIZER, "authorizer_refresh_token"), "RT1b",
+	    "the next refresh uses the committed one");
+	answer_authorizer("AT3", "RT1b");
+	is_str(cred_token(a1), "AT3", "and its token is taken");
+}
+
+/* 61023: a newer refresh token from api_get_authorizer_list, or none. */
+static void
+test_61023(struct cred *a1)
+{
+	cred_refresh(a1, 0);
+	answer(EP_AUTHORIZER, "{\"errcode\":61023,\"errmsg\":\"invalid "
+	    "refresh token\"}");
+	is_int(fake_pending(EP_LIST), 1, "61023 without Redis: "
+	    "api_get_authorizer_list is walked");
+	answer(EP_LIST, "{\"total_count\":1,\"list\":[{\"authorizer_appid\":\""
+	    A1 "\",\"refresh_token\":\"RTLIST\",\"auth_time\":1}]}");
+	is_str(stored_rt(A1, NULL), "RTLIST", "the listed refresh token is "
+	    "committed");
+	is_str(pending_field(EP_AUTHORIZER, "authorizer_refresh_token"),
+	    "RTLIST", "and the refresh is tried again with it");
+	answer_authorizer("AT4", "RTLIST");
+	ok(cred_usable(a1) && strcmp(cred_token(a1), "AT4") == 0,
+	    "the authorizer recovered without a new authorization");
+
+	cred_refresh(a1, 0);
+	answer(EP_AUTHORIZER, "{\"errcode\":61023}");
+	answer(EP_LIST, "{\"total_count\":1,\"list\":[{\"authorizer_appid\":\""
+	    A1 "\",\"refresh_token\":\"RTLIST\",\"auth_time\":1}]}");
+	is_int(fake_pending(EP_AUTHORIZER), 0, "the list has only the refused "
+	    "token: no retry");
+	is_str(authorizer_detail(a1), "needs re-authorization",
+	    "needs re-authorization");
+	ok(cred_permanent(a1), "which only the merchant can fix");
+	ok(cred_usable(a1), "the token it still has is used until it lapses");
+}
+
+/* What the authorize method is told. */
+static void
+authorize_done(void *arg, const struct rpc_error *e, const char *info_type,
+    const char *appid)
+{
+	(void)info_type;
+	*(int *)arg = e == NULL && appid != NULL && strcmp(appid, A4) == 0 ?
+	    1 : -1;
+}
+
+/*
+ * A new authorization (api_query_auth) installs an authorizer; the
+ * component's token refused in its refresh is compare-and-refreshed; 61003
+ * revokes it durably.
+ */
+static void
+test_authorize_and_revoke(struct cred *p)
+{
+	struct cred *a;
+	int done = 0, revoked = 0;
+
+	component_authorize(COMP, "AUTHCODE", authorize_done, &done);
+	is_str(pending_field(EP_QUERY, "authorization_code"), "AUTHCODE",
+	    "authorize exchanges the code with api_query_auth");
+	answer(EP_QUERY, "{\"authorization_info\":{\"authorizer_appid\":\""
+	    A4 "\",\"authorizer_access_token\":\"AT4\",\"expires_in\":7200,"
+	    "\"authorizer_refresh_token\":\"RT4\"}}");
+	is_int(done, 1, "and answers with the authorizer's appid");
+	if ((a = cred_find(A4)) == NULL) {
+		ok(0, "the new authorizer exists");
+		return;
+	}
+	ok(cred_usable(a), "the new authorizer has its token at once");
+	is_str(stored_rt(A4, NULL), "RT4", "its refresh token is committed");
+	is_int(cred_calls_today(a), 1, "api_query_auth counts as a token call");
+	(void)p;
+	cred_refresh(a, 0);
+	answer(EP_AUTHORIZER, "{\"errcode\":40001}");
+	is_int(fake_pending(EP_COMPONENT), 1, "40001 there refreshes the "
+	    "component's token");
+	answer(EP_COMPONENT, "{\"component_access_token\":\"CT2\","
+	    "\"expires_in\":7200}");
+	event_base_loop(wx_base, EVLOOP_ONCE);
+	is_int(fake_pending(EP_AUTHORIZER), 1, "and the authorizer tries "
+	    "again with the new one");
+	answer_authorizer("AT5", "RT5");
+	ok(cred_usable(a), "it has its token");
+	cred_refresh(a, 0);
+	answer(EP_AUTHORIZER, "{\"errcode\":61003}");
+	is_str(cred_state_name(a), "revoked", "61003: revoked");
+	{
+		is_str(stored_rt(A4, &revoked), "RT5", "the refresh token "
+		    "stays in the store");
+		is_int(revoked, 1, "with the revocation committed");
+	}
+	cred_refresh(a, 0);
+	is_int(fake_pending(EP_AUTHORIZER), 0, "a revoked authorizer is not "
+	    "refreshed");
+}
+
+int
+main(void)
+{
+	struct cred *p, *a1, *a2, *a3;
+
+	log_init("test_authorizer", 1, LOG_LEVEL_ERR);
+	setup();
+	p = cred_find(COMP);
+	a1 = cred_find(A1);
+	a2 = cred_find(A2);
+	a3 = cred_find(A3);
+	test_load(p, a1, a2, a3);
+	test_start(p, a1);
+	test_commit_fails(a1);
+	test_61023(a1);
+	test_authorize_and_revoke(p);
+	return (tap_done());
+}
