@@ -193,6 +193,9 @@ component_answer(component_done_cb done, void *arg, const char *code,
 	e.retryable = retryable;
 	e.errcode = errcode;
 	e.errmsg = errmsg;
+	/* Every unknown_appid names its field (docs/protocol.md). */
+	if (strcmp(code, "unknown_appid") == 0)
+		e.field = "component_appid";
 	done(arg, &e, NULL, NULL);
 }
 
@@ -1487,7 +1490,7 @@ component_params(struct request *req, const msgpack_object *params,
 {
 	const msgpack_object_kv *kv;
 	const msgpack_object *v;
-	char key[65];
+	const char *names[8];
 	uint32_t i;
 	size_t j;
 
@@ -1496,28 +1499,20 @@ component_params(struct request *req, const msgpack_object *params,
 		    "must be a map with %s and the other fields", p[0].name);
 		return (-1);
 	}
+	for (j = 0; j < n && j < COMPONENT_NITEMS(names); j++)
+		names[j] = p[j].name;
+	if (rpc_params_check(req, params, names, j) != 0)
+		return (-1);
 	for (i = 0; i < params->via.map.size; i++) {
 		kv = &params->via.map.ptr[i];
 		for (j = 0; j < n; j++) {
 			if (rpc_str_eq(&kv->key, p[j].name))
 				break;
 		}
-		if (j == n) {
-			if (kv->key.type == MSGPACK_OBJECT_STR &&
-			    kv->key.via.str.size < sizeof key &&
-			    rpc_printable(kv->key.via.str.ptr,
-			    kv->key.via.str.size, sizeof key - 1)) {
-				memcpy(key, kv->key.via.str.ptr,
-				    kv->key.via.str.size);
-				key[kv->key.via.str.size] = '\0';
-				rpc_reply_errorx(req, "invalid_request", 0,
-				    key, "unknown field '%s'", key);
-			} else
-				rpc_reply_errorx(req, "invalid_request", 0,
-				    NULL, "unknown field");
-			return (-1);
-		}
 		v = &kv->val;
+		/* rpc_params_check let only known keys through; nil: absent. */
+		if (j == n || (v->type == MSGPACK_OBJECT_NIL && p[j].optional))
+			continue;
 		p[j].set = 1;
 		if (p[j].type == COMPONENT_PARAM_INT) {
 			if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER ||

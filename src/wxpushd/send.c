@@ -503,8 +503,11 @@ send_method(struct request *req, const msgpack_object *params)
 	TAILQ_INSERT_TAIL(&send_all, s, all);
 	c = cred_find(s->msg.appid);
 	if (c == NULL || c->removed || c->kind == CRED_COMPONENT) {
-		send_failx(s, SEND_UNKNOWN_APPID, "unknown_appid", 0,
-		    "the appid is not configured here");
+		memset(&e, 0, sizeof e);
+		e.code = "unknown_appid";
+		e.field = "appid";
+		e.message = "the appid is not configured here";
+		send_fail(s, SEND_UNKNOWN_APPID, &e);
 		return;
 	}
 	s->cred = c;	/* counted per appid from here on */

@@ -199,6 +199,8 @@ void	 rpc_pack_kv_bool(msgpack_packer *, const char *, int);
 const msgpack_object	*rpc_map_get(const msgpack_object *, const char *);
 int	 rpc_str_eq(const msgpack_object *, const char *);
 int	 rpc_printable(const char *, size_t, size_t);
+int	 rpc_params_check(struct request *, const msgpack_object *,
+	    const char *const *, size_t);
 void	 rpc_shutdown(void);
 extern uint64_t	rpc_requests;
 

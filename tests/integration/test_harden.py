@@ -1,0 +1,3 @@
+from wxtest import Tap
+t = Tap()
+t.done()
