@@ -420,7 +420,7 @@ config_read_secret(const char *path, char **cause)
 	else if (!config_printable(buf, CONFIG_SECRET_MAX))
 		xasprintf(cause, "%s: not printable ASCII", path);
 	else
-		secret = xstrdup(buf);
+		secret = xstrdup_secret(buf);
 out:
 	OPENSSL_cleanse(buf, sizeof buf);
 	close(fd);
@@ -581,6 +581,7 @@ config_section(cfg_t *cfg)
 		s->acc->token_api = TOKEN_API_STABLE;
 	} else {
 		s->comp = xcalloc(1, sizeof *s->comp);
+		xdontdump(s->comp, sizeof *s->comp);	/* AES keys */
 		s->comp->appid = xstrdup(title != NULL ? title : "");
 	}
 	return (s);
@@ -997,7 +998,7 @@ config_cb_secret(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	}
 	secret = s->acc != NULL ? &s->acc->secret : &s->comp->secret;
 	freezero_str(*secret);
-	*secret = xstrdup(value);
+	*secret = xstrdup_secret(value);
 	return (0);
 }
 
@@ -1083,7 +1084,7 @@ config_cb_token(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 		return (0);
 	}
 	freezero_str(s->comp->token);
-	s->comp->token = xstrdup(value);
+	s->comp->token = xstrdup_secret(value);
 	return (0);
 }
 

@@ -1,3 +1,62 @@
-from wxtest import Tap
-t = Tap()
+"""Hardening (issue 13): no core dumps and a non-dumpable process, state_dir
+and file ownership checks, the unterminated comment, log rate limits, frame
+scanning cost, and the HTTP endpoints' limits."""
+
+import os
+import pwd
+import resource
+import socket
+import subprocess
+import sys
+import time
+
+import msgpack
+
+import wxtest
+from wxtest import (APPID, SECRET, WXPUSHD, Client, Daemon, Mock, Tap, message,
+                    tmpdir, wait_for)
+
+t = Tap(timeout=230)
+NOBODY = pwd.getpwnam("nobody")
+SETPRIV = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+
+
+def cpu_seconds(pid):
+    """User plus system CPU time of pid, from /proc/PID/stat."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# Item 7: the daemon, started as nobody, is not dumpable, has no core limit,
+# and keeps its secrets' pages out of a dump.
+d = Daemon(start=False)
+for sub in ("run", "state"):
+    os.mkdir(os.path.join(d.dir, sub), 0o700)
+    os.chown(os.path.join(d.dir, sub), NOBODY.pw_uid, NOBODY.pw_gid)
+os.chown(os.path.join(d.dir, APPID + ".secret"), NOBODY.pw_uid, NOBODY.pw_gid)
+log = open(d.logpath, "a")
+p = subprocess.Popen(SETPRIV + [WXPUSHD, "-d", "-f", d.conf], stdout=log, stderr=log)
+wxtest._procs.append(p)
+t.ok(wait_for(lambda: d._ready() or p.poll() is not None) and p.poll() is None,
+     "the daemon starts as nobody", d.logtext())
+st = os.stat("/proc/%d/status" % p.pid)
+t.eq(st.st_uid, 0, "/proc/PID/status belongs to root although the daemon runs as nobody: "
+     "not dumpable")
+limits = open("/proc/%d/limits" % p.pid).read()
+core = [l for l in limits.splitlines() if l.startswith("Max core file size")]
+t.ok(core and core[0].split()[4:6] == ["0", "0"], "core file size limit 0, soft and hard",
+     core)
+smaps = open("/proc/%d/smaps" % p.pid).read()
+heap_dd, name = False, ""
+for l in smaps.splitlines():
+    f = l.split()
+    if f and "-" in f[0] and not f[0].endswith(":"):
+        name = f[-1] if len(f) >= 6 else ""
+    elif l.startswith("VmFlags:") and " dd" in l and name in ("", "[heap]"):
+        heap_dd = True      # not [vvar], which the kernel marks itself
+t.ok(heap_dd, "heap pages are marked MADV_DONTDUMP (the AppSecret's)")
+p.terminate()
+p.wait(10)
+
 t.done()
