@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include <sys/types.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <netinet/in.h>
@@ -44,6 +45,13 @@
 #define CONFIG_URL_MAX		1024
 #define CONFIG_REDIS_DB_MAX	65535
 #define CONFIG_ECHO		"%.80s"	/* how much of a bad value to quote */
+/*
+ * A key appended after the file's last line. libconfuse's lexer silently
+ * ends at EOF inside a C comment (and drops the rest of the file): if this
+ * key is not seen after a parse, the file ended inside a comment.
+ */
+#define CONFIG_END_KEY		"wxpushd.end-of-file"
+#define CONFIG_END_NONCE	16	/* hex digits of its value, new per load */
 
 /* An integer key: its range and where it goes in struct config. */
 struct config_int {
@@ -94,6 +102,11 @@ struct config_parse {
 	int			*linemap;	/* libconfuse line -> real */
 	size_t			 nlinemap;
 	int			 secret_line;	/* first inline secret or 0 */
+	int			 open_comment;	/* line of an unclosed C comment, or 0 */
+	int			 last_line;	/* the file's last line */
+	char			 end_nonce[CONFIG_END_NONCE + 1];
+	int			 end_seen;	/* the appended key was read */
+	int			 end_reported;	/* errors past the end were */
 	int			 int_line[nitems(config_ints)];
 	struct config_section	 pend;
 };
@@ -111,6 +124,17 @@ config_report(struct config_parse *p, int line, const char *msg)
 {
 	int	level = log_getlevel();
 
+	/*
+	 * Past the file's last line is the appended end key, read inside an
+	 * unclosed section, list or value: one error for all of that.
+	 */
+	if (p->last_line != 0 && line > p->last_line) {
+		if (p->end_reported++)
+			return;
+		line = p->last_line;
+		msg = "unexpected end of the file (a '{' without its '}', or a "
+		    "value missing)";
+	}
 	/* A configuration error must be seen even at log_level error. */
 	if (level < LOG_LEVEL_WARN)
 		log_setlevel(LOG_LEVEL_WARN);
@@ -172,7 +196,27 @@ config_cfg_error(cfg_t *cfg, const char *fmt, va_list ap)
 	char			 msg[1024];
 
 	vsnprintf(msg, sizeof msg, fmt, ap);
-	config_report(p, config_line(p, cfg->line), msg);
+	/* libconfuse met the appended key where it was not expected. */
+	if (p->last_line != 0 && strstr(msg, CONFIG_END_KEY) != NULL)
+		config_report(p, p->last_line + 1, msg);
+	else
+		config_report(p, config_line(p, cfg->line), msg);
+}
+
+/* The appended end key: seen only if its value is this load's nonce. */
+static int
+config_cb_end(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	struct config_parse	*p = config_p;
+
+	*(const char **)result = value;
+	if (value == NULL)
+		return (0);
+	if (strcmp(value, p->end_nonce) == 0)
+		p->end_seen = 1;
+	else
+		config_error(cfg, "no such option '%s'", opt->name);
+	return (0);
 }
 
 /* Remember the line libconfuse reports for the probe. */
@@ -276,6 +320,7 @@ config_linemap_build(struct config_parse *p, const char *buf, size_t len)
 				config_linemap_set(p, rep, ++real);
 			}
 		} else if (c == '/' && i + 1 < len && buf[i + 1] == '*') {
+			p->open_comment = real;	/* until its end is found */
 			for (i += 2; i < len; i++) {
 				if (buf[i] == '\n') {
 					rep++;
@@ -285,6 +330,7 @@ config_linemap_build(struct config_parse *p, const char *buf, size_t len)
 					i += 2;
 					rep += config_comment_extra[1];
 					config_linemap_set(p, rep, real);
+					p->open_comment = 0;
 					break;
 				}
 			}
@@ -1391,13 +1437,15 @@ config_load(const char *path, int *nerrors)
 		    CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
 		CFG_SEC("component", component_opts,
 		    CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
+		CFG_STR_CB(CONFIG_END_KEY, NULL, CFGF_NODEFAULT, config_cb_end),
 		CFG_END()
 	};
 	struct config_parse	 parse, *p = &parse;
 	struct config		*conf;
 	struct stat		 st;
-	char			*buf = NULL, *slash;
-	size_t			 len = 0;
+	char			*buf = NULL, *slash, *whole, *tail;
+	unsigned char		 nonce[CONFIG_END_NONCE / 2];
+	size_t			 len = 0, wlen, i;
 	FILE			*fp;
 	cfg_t			*cfg;
 	int			 rc;
@@ -1431,17 +1479,37 @@ config_load(const char *path, int *nerrors)
 	free(cfg->filename);
 	cfg->filename = xstrdup(path);
 
-	rc = CFG_SUCCESS;
-	if (len > 0) {
-		if ((fp = fmemopen(buf, len, "r")) == NULL)
-			fatal("fmemopen");
-		rc = cfg_parse_fp(cfg, fp);
-		fclose(fp);
-	}
+	/* The file, then the end key on a line of its own. */
+	if (getrandom(nonce, sizeof nonce, 0) != sizeof nonce)
+		fatal("getrandom");
+	for (i = 0; i < sizeof nonce; i++)
+		snprintf(p->end_nonce + 2 * i, 3, "%02x", nonce[i]);
+	for (i = 0, p->last_line = 1; i < len; i++)
+		p->last_line += (buf[i] == '\n');
+	xasprintf(&tail, "\n%s = %s\n", CONFIG_END_KEY, p->end_nonce);
+	wlen = len + strlen(tail);
+	whole = xmalloc(wlen + 1);
+	memcpy(whole, buf, len);	/* a NUL in the file goes through too */
+	memcpy(whole + len, tail, strlen(tail) + 1);
+	free(tail);
+	if ((fp = fmemopen(whole, wlen, "r")) == NULL)
+		fatal("fmemopen");
+	rc = cfg_parse_fp(cfg, fp);
+	fclose(fp);
+	freezero(whole, wlen + 1);
 	/* After a syntax error the rest is unread: no checks on a part. */
 	if (rc != CFG_SUCCESS) {
 		if (p->nerrors == 0)
 			config_error_at(p, 0, "cannot parse the file");
+	} else if (!p->end_seen) {
+		/* libconfuse ended inside a comment: the rest was dropped. */
+		if (p->open_comment != 0)
+			config_error_at(p, p->open_comment, "a '/*' comment "
+			    "that is never closed with '*/': everything after "
+			    "it would be ignored");
+		else
+			config_error_at(p, 0, "the file ends inside a '/*' "
+			    "comment that is never closed with '*/'");
 	} else
 		config_check(p, &st);
 

@@ -59,4 +59,14 @@ t.ok(heap_dd, "heap pages are marked MADV_DONTDUMP (the AppSecret's)")
 p.terminate()
 p.wait(10)
 
+# Item 9: an unterminated /* comment is an error with file:line, from -n too.
+d9 = Daemon(start=False)
+with open(d9.conf, "a") as f:
+    f.write("max_clients = 100\n/* the rest is gone\nsocket_mode = \"0666\"\n")
+lines = open(d9.conf).read().count("\n")
+r = subprocess.run([WXPUSHD, "-n", "-f", d9.conf], capture_output=True, text=True)
+t.ok(r.returncode == 1 and "configuration OK" not in r.stdout and
+     ("%s:%d: " % (d9.conf, lines - 1)) in r.stderr and "never closed" in r.stderr,
+     "wxpushd -n: an unterminated comment is an error at its line", r.stdout + r.stderr)
+
 t.done()

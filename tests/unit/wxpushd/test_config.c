@@ -694,6 +694,35 @@ test_comment_lines(void)
 	ok(all, "error lines are right among comments");
 }
 
+/*
+ * libconfuse ends silently at EOF inside a C comment, dropping the rest of the
+ * file: that must be an error at the comment's line, and nothing else changes.
+ */
+static void
+test_unterminated(void)
+{
+	struct config	*conf;
+	int		 n;
+
+	one_error("an unterminated comment", "socket_mode = \"0660\"\n"
+	    "/* the rest is commented out\nmax_clients = 10\n", 2,
+	    "never closed");
+	one_error("an unterminated comment after a closed one",
+	    "/* closed */\n# x /* not one\nmax_clients = 10 /* open\n\n", 3,
+	    "never closed");
+	one_error("an unclosed section", "max_clients = 10\naccount \"wx1\" {\n"
+	    "  secret = \"s\"\n", 4, "end of the file");
+	one_error("the end key is not a key of the file",
+	    "wxpushd.end-of-file = 1\n", 1, "no such option");
+	conf = load_text("/* a */ max_clients = 10 // c /* d\n/* e\n */\n", &n);
+	ok(conf != NULL && n == 0 && conf->max_clients == 10,
+	    "closed comments of every form still load");
+	config_free(conf);
+	conf = load_text("", &n);
+	ok(conf != NULL && n == 0, "an empty file still loads");
+	config_free(conf);
+}
+
 /* The example configuration, once its paths are substituted, must load. */
 static void
 test_example(void)
@@ -767,6 +796,7 @@ main(void)
 	test_accepted();
 	test_relative();
 	test_comment_lines();
+	test_unterminated();
 	test_example();
 	free(errors);
 	if (tap_failed == 0) {
