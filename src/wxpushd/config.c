@@ -92,6 +92,13 @@ struct config_section {
 	int			 has_aes_key;
 };
 
+/* A secret file's owner, checked once the daemon's user is known. */
+struct config_owner {
+	char	*path;
+	int	 line;
+	uid_t	 uid;
+};
+
 /* The state of one config_load; libconfuse callbacks take no user pointer. */
 struct config_parse {
 	const char		*file;		/* as the caller named it */
@@ -107,6 +114,8 @@ struct config_parse {
 	char			 end_nonce[CONFIG_END_NONCE + 1];
 	int			 end_seen;	/* the appended key was read */
 	int			 end_reported;	/* errors past the end were */
+	struct config_owner	*owners;	/* secret files, checked at the end */
+	size_t			 nowners;
 	int			 int_line[nitems(config_ints)];
 	struct config_section	 pend;
 };
@@ -411,11 +420,12 @@ config_printable(const char *s, size_t max)
 /*
  * Read a secret from path: refused if group can write it or others can access
  * it, must hold 1 to 256 printable ASCII bytes after one trailing newline is
- * taken off. Returns the secret, or NULL and an allocated *cause that names
- * the file (never its contents).
+ * taken off. Returns the secret and its owner in *owner (config_owner_check
+ * judges it later), or NULL and an allocated *cause that names the file
+ * (never its contents).
  */
 static char *
-config_read_secret(const char *path, char **cause)
+config_read_secret(const char *path, uid_t *owner, char **cause)
 {
 	char		 buf[CONFIG_SECRET_MAX + 3];
 	struct stat	 st;
@@ -443,6 +453,7 @@ config_read_secret(const char *path, char **cause)
 		    (unsigned)(st.st_mode & 07777), path);
 		goto out;
 	}
+	*owner = st.st_uid;
 	while (len < sizeof buf - 1) {
 		n = read(fd, buf + len, sizeof buf - 1 - len);
 		if (n == -1 && errno == EINTR)
@@ -471,6 +482,50 @@ out:
 	OPENSSL_cleanse(buf, sizeof buf);
 	close(fd);
 	return (secret);
+}
+
+/* Remember path's owner, to check once the daemon's user is known. */
+static void
+config_owner_add(struct config_parse *p, const char *path, int line,
+    uid_t uid)
+{
+	p->owners = xreallocarray(p->owners, p->nowners + 1,
+	    sizeof *p->owners);
+	p->owners[p->nowners].path = xstrdup(path);
+	p->owners[p->nowners].line = line;
+	p->owners[p->nowners].uid = uid;
+	p->nowners++;
+}
+
+/*
+ * Whether uid may own the configuration and secret files: root, the user
+ * the daemon runs as now, or the user it will run as (like sshd's
+ * StrictModes: anyone else could change what the daemon trusts).
+ */
+static int
+config_owner_ok(const struct config *conf, uid_t uid)
+{
+	struct passwd	*pw;
+
+	if (uid == 0 || uid == geteuid())
+		return (1);
+	if (conf->user != NULL && (pw = getpwnam(conf->user)) != NULL &&
+	    pw->pw_uid == uid)
+		return (1);
+	return (0);
+}
+
+/* An error for a file owned by someone the daemon must not trust. */
+static void
+config_owner_error(struct config_parse *p, int line, const char *what,
+    const char *path, uid_t uid)
+{
+	struct passwd	*pw = getpwuid(uid);
+
+	config_error_at(p, line, "%s%s is owned by %s%s(uid %u), not by root "
+	    "or the daemon's user, who could change it: run chown root %s",
+	    what, path, pw != NULL ? pw->pw_name : "", pw != NULL ? " " : "",
+	    (unsigned)uid, path);
 }
 
 /* A value fit to quote in an error message. */
@@ -948,6 +1003,7 @@ config_cb_redis_password_file(cfg_t *cfg, cfg_opt_t *opt, const char *value,
 {
 	struct config	*conf = config_p->conf;
 	char		*path, *cause;
+	uid_t		 owner;
 
 	(void)opt;
 	*(const char **)result = value;
@@ -959,10 +1015,13 @@ config_cb_redis_password_file(cfg_t *cfg, cfg_opt_t *opt, const char *value,
 	}
 	path = config_path(config_p, value);
 	freezero_str(conf->redis_password);
-	if ((conf->redis_password = config_read_secret(path, &cause)) == NULL) {
+	if ((conf->redis_password = config_read_secret(path, &owner,
+	    &cause)) == NULL) {
 		config_error(cfg, "redis_password_file: %s", cause);
 		free(cause);
-	}
+	} else
+		config_owner_add(config_p, path, config_line(config_p,
+		    cfg->line), owner);
 	free(path);
 	return (0);
 }
@@ -999,6 +1058,7 @@ config_cb_secret_file(cfg_t *cfg, cfg_opt_t *opt, const char *value,
 {
 	struct config_section	 *s;
 	char			**secret, **file, *cause;
+	uid_t			  owner;
 
 	(void)opt;
 	*(const char **)result = value;
@@ -1015,10 +1075,12 @@ config_cb_secret_file(cfg_t *cfg, cfg_opt_t *opt, const char *value,
 	free(*file);
 	*file = config_path(config_p, value);
 	freezero_str(*secret);
-	if ((*secret = config_read_secret(*file, &cause)) == NULL) {
+	if ((*secret = config_read_secret(*file, &owner, &cause)) == NULL) {
 		config_error(cfg, "secret_file: %s", cause);
 		free(cause);
-	}
+	} else
+		config_owner_add(config_p, *file, config_line(config_p,
+		    cfg->line), owner);
 	return (0);
 }
 
@@ -1281,6 +1343,7 @@ config_check(struct config_parse *p, const struct stat *st)
 {
 	struct config	*conf = p->conf;
 	int		 line, uline, pline;
+	size_t		 i;
 
 	line = config_int_line(p, "send_timeout");
 	uline = config_int_line(p, "upstream_timeout");
@@ -1298,6 +1361,22 @@ config_check(struct config_parse *p, const struct stat *st)
 		config_error_at(p, pline > line ? pline : line,
 		    "max_clients_per_uid (%d) must be at most max_clients (%d)",
 		    conf->max_clients_per_uid, conf->max_clients);
+	}
+
+	/* Whoever can change the file can add themselves to allow lists. */
+	if (st->st_mode & 022) {
+		config_error_at(p, 0, "%s is mode %04o, writable by group or "
+		    "others, who could change what the daemon trusts: run "
+		    "chmod go-w %s", p->file, (unsigned)(st->st_mode & 07777),
+		    p->file);
+	}
+	if (!config_owner_ok(conf, st->st_uid))
+		config_owner_error(p, 0, "", p->file, st->st_uid);
+	for (i = 0; i < p->nowners; i++) {
+		if (!config_owner_ok(conf, p->owners[i].uid))
+			config_owner_error(p, p->owners[i].line,
+			    "secret file ", p->owners[i].path,
+			    p->owners[i].uid);
 	}
 
 	if (p->secret_line != 0 && (st->st_mode & 027)) {
@@ -1518,6 +1597,9 @@ config_load(const char *path, int *nerrors)
 	freezero(buf, len + 1);
 	free(p->linemap);
 	free(p->dir);
+	for (i = 0; i < p->nowners; i++)
+		free(p->owners[i].path);
+	free(p->owners);
 	config_p = NULL;
 
 	if (nerrors != NULL)

@@ -59,6 +59,29 @@ t.ok(heap_dd, "heap pages are marked MADV_DONTDUMP (the AppSecret's)")
 p.terminate()
 p.wait(10)
 
+# Item 5: a state_dir others can write is refused at start, with the fix.
+d5 = Daemon(start=False)
+os.mkdir(d5.state)
+os.chmod(d5.state, 0o1777)
+r = subprocess.run([WXPUSHD, "-d", "-f", d5.conf], capture_output=True, text=True,
+                   timeout=20)
+t.ok(r.returncode != 0 and d5.state in r.stderr and "chmod 700 %s" % d5.state in r.stderr,
+     "a 1777 state_dir: the daemon refuses to start, naming it and the fix", r.stderr[-800:])
+t.ok(not os.path.exists(os.path.join(d5.state, "wxpushd.db")),
+     "and creates no database in it")
+
+# Item 6: a configuration file others can write is refused (wxpushd -n too).
+d6 = Daemon(start=False)
+os.chmod(d6.conf, 0o666)
+r = subprocess.run([WXPUSHD, "-n", "-f", d6.conf], capture_output=True, text=True)
+t.ok(r.returncode == 1 and "mode 0666" in r.stderr and "chmod go-w %s" % d6.conf in r.stderr,
+     "a 0666 configuration file is refused, naming it and the fix", r.stdout + r.stderr)
+os.chmod(d6.conf, 0o644)
+os.chown(d6.conf, NOBODY.pw_uid, NOBODY.pw_gid)
+r = subprocess.run([WXPUSHD, "-n", "-f", d6.conf], capture_output=True, text=True)
+t.ok(r.returncode == 1 and "chown root %s" % d6.conf in r.stderr,
+     "a configuration file owned by nobody is refused", r.stdout + r.stderr)
+
 # Item 9: an unterminated /* comment is an error with file:line, from -n too.
 d9 = Daemon(start=False)
 with open(d9.conf, "a") as f:

@@ -723,6 +723,72 @@ test_unterminated(void)
 	config_free(conf);
 }
 
+/*
+ * Like sshd's StrictModes: the configuration file and secret files must not
+ * be writable by group or others, nor owned by anyone but root or the
+ * daemon's user (issue 13 item 6).
+ */
+static void
+test_strict_modes(void)
+{
+	struct config	*conf;
+	char		 sf[PATH_MAX], text[PATH_MAX + 128];
+	int		 n;
+
+	/* put_file's answer is static: keep a copy. */
+	snprintf(sf, sizeof sf, "%s", put_file("strict.secret", 0600, "%s\n",
+	    SECRET));
+	snprintf(text, sizeof text, "account \"wx1\" {\n\tsecret_file = "
+	    "\"%s\"\n}\n", sf);
+	snprintf(conf_path, sizeof conf_path, "%s", put_file("t.conf", 0664,
+	    "%s", text));
+	conf = load_path(conf_path, &n);
+	ok(conf == NULL && n == 1 && strstr(errors, "mode 0664") != NULL &&
+	    strstr(errors, "chmod go-w") != NULL,
+	    "a group-writable configuration file is refused, with the fix");
+	config_free(conf);
+	chmod(conf_path, 0646);
+	conf = load_path(conf_path, &n);
+	ok(conf == NULL && n == 1 && strstr(errors, "mode 0646") != NULL,
+	    "a world-writable configuration file is refused");
+	config_free(conf);
+	chmod(conf_path, 0644);
+	conf = load_path(conf_path, &n);
+	ok(conf != NULL && n == 0, "0644 and owned by us: loads");
+	config_free(conf);
+	if (geteuid() != 0) {
+		ok(1, "# SKIP owners need root");
+		ok(1, "# SKIP owners need root");
+		ok(1, "# SKIP owners need root");
+		return;
+	}
+	if (chown(conf_path, 65534, 65534) != 0)
+		perror("chown");
+	conf = load_path(conf_path, &n);
+	ok(conf == NULL && n == 1 && strstr(errors, "uid 65534") != NULL &&
+	    strstr(errors, "chown root") != NULL,
+	    "a configuration file owned by another user is refused");
+	config_free(conf);
+	if (chown(conf_path, 0, 0) != 0 || chown(sf, 65534, 65534) != 0)
+		perror("chown");
+	conf = load_path(conf_path, &n);
+	ok(conf == NULL && n == 1 && has_error(2, "uid 65534") &&
+	    strstr(errors, sf) != NULL,
+	    "a secret file owned by another user is refused, at its line");
+	if (conf != NULL || n != 1 || !has_error(2, "uid 65534"))
+		printf("# %s", errors);
+	config_free(conf);
+	/* The daemon's user (user = ...) may own them. */
+	snprintf(text + strlen(text), sizeof text - strlen(text),
+	    "user = \"nobody\"\n");
+	put_file("t.conf", 0644, "%s", text);
+	conf = load_path(conf_path, &n);
+	ok(conf != NULL && n == 0, "a secret file owned by the daemon's user loads");
+	if (conf == NULL)
+		printf("# %s", errors);
+	config_free(conf);
+}
+
 /* The example configuration, once its paths are substituted, must load. */
 static void
 test_example(void)
@@ -797,6 +863,7 @@ main(void)
 	test_relative();
 	test_comment_lines();
 	test_unterminated();
+	test_strict_modes();
 	test_example();
 	free(errors);
 	if (tap_failed == 0) {
