@@ -543,10 +543,17 @@ static void
 callback_refuse(struct evhttp_request *req, const char *appid,
     const char *why)
 {
-	char *text;
+	struct evhttp_connection *conn = evhttp_request_get_connection(req);
+	char *text, *addr = NULL;
+	ev_uint16_t port;
 
-	log_warnx("callback: %s%sevent refused: %s", appid != NULL ? appid : "",
-	    appid != NULL ? ": " : "", why);
+	if (conn != NULL)
+		evhttp_connection_get_peer(conn, &addr, &port);
+	/* Per address, so one sender's junk cannot flood the log. */
+	ratelog(LOG_LEVEL_WARN, "callback event refused", addr != NULL ? addr :
+	    "unknown", "callback: %s%sevent refused from %s: %s",
+	    appid != NULL ? appid : "", appid != NULL ? ": " : "",
+	    addr != NULL ? addr : "unknown", why);
 	xasprintf(&text, "invalid_request: %s\n", why);
 	callback_reply(req, 400, "Bad Request", text);
 	free(text);

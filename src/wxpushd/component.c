@@ -1600,8 +1600,12 @@ component_method_find(struct request *req, const struct component_param *p,
 	}
 	if (req->client == NULL ||
 	    !acl_allows(&cc->allow, &req->client->peer)) {
-		log_info("%s: %s refused to uid %u", appid, method,
-		    req->client != NULL ? (unsigned)req->client->peer.uid : 0);
+		char peer[32];
+
+		snprintf(peer, sizeof peer, "uid %u", req->client != NULL ?
+		    (unsigned)req->client->peer.uid : 0);
+		ratelog(LOG_LEVEL_INFO, "component method refused", peer,
+		    "%s: %s refused to %s", appid, method, peer);
 		rpc_reply_errorx(req, "forbidden", 0, "component_appid",
 		    "this user may not act for this component");
 		return (NULL);
@@ -1662,7 +1666,12 @@ component_event_method(struct request *req, const msgpack_object *params)
 	}
 	if (callback_event_open(cc, word[0], word[1], word[2], p[4].ptr,
 	    p[4].len, &ev, &field, &cause) != 0) {
-		log_warnx("%s: component_event refused: %s", cc->appid, cause);
+		char peer[32];
+
+		snprintf(peer, sizeof peer, "uid %u", req->client != NULL ?
+		    (unsigned)req->client->peer.uid : 0);
+		ratelog(LOG_LEVEL_WARN, "component_event refused", peer,
+		    "%s: component_event refused: %s", cc->appid, cause);
 		rpc_reply_errorx(req, "invalid_request", 0, field, "%s", cause);
 		free(cause);
 		return;

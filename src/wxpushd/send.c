@@ -512,8 +512,12 @@ send_method(struct request *req, const msgpack_object *params)
 	}
 	s->cred = c;	/* counted per appid from here on */
 	if (!send_allowed(c, req)) {
-		log_info("%s: send refused to uid %u", c->appid,
-		    req->client ? (unsigned)req->client->peer.uid : 0);
+		char peer[32];
+
+		snprintf(peer, sizeof peer, "uid %u", req->client ?
+		    (unsigned)req->client->peer.uid : 0);
+		ratelog(LOG_LEVEL_INFO, "send refused", peer,
+		    "%s: send refused to %s", c->appid, peer);
 		send_failx(s, SEND_FORBIDDEN, "forbidden", 0,
 		    "this user may not send as this appid");
 		return;

@@ -329,6 +329,7 @@ main(int argc, char **argv)
 	upstream_shutdown();
 	store_close();
 	rpc_shutdown();
+	ratelog_shutdown();
 	event_free(ev_term);
 	event_free(ev_int);
 	event_free(ev_hup);

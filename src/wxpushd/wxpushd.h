@@ -508,6 +508,12 @@ int	 metrics_start(void);
 void	 metrics_reload(void);
 void	 metrics_stop(void);
 
+/* ratelog.c: log lines a peer can cause, rate-limited per peer and cause. */
+void	 ratelog(int, const char *, const char *, const char *, ...)
+	    __attribute__((format(printf, 4, 5)));
+void	 ratelog_shutdown(void);
+extern uint64_t	ratelog_suppressed;
+
 /* systemd.c: notifications, watchdog and socket activation (libsystemd). */
 int	 systemd_listen_fd(const char *);
 void	 systemd_ready(void);
