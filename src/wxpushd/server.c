@@ -400,6 +400,22 @@ server_client_more_cb(evutil_socket_t fd, short events, void *arg)
 		server_client_read(c);
 }
 
+/*
+ * Close c for a frame that is not MessagePack-RPC: one info line per
+ * connection, rate-limited per uid, so a broken client shows without debug.
+ */
+static void
+server_client_malformed(struct client *c, const char *why)
+{
+	char peer[32];
+
+	snprintf(peer, sizeof peer, "uid %u", (unsigned)c->peer.uid);
+	ratelog(LOG_LEVEL_INFO, "malformed frame", peer, "client %llu (%s, "
+	    "pid %d): malformed frame (%s), closing", (unsigned long long)c->id,
+	    peer, (int)c->peer.pid, why);
+	server_client_free(c);
+}
+
 /* Parse and dispatch the complete frames in c's input, up to the quota. */
 static void
 server_client_read(struct client *c)
@@ -419,17 +435,15 @@ server_client_read(struct client *c)
 		case RPC_SCAN_MORE:
 			return;
 		case RPC_SCAN_BAD:
-			log_debug("client %llu: not MessagePack-RPC or over "
-			    "max_request, closing", (unsigned long long)c->id);
-			server_client_free(c);
+			server_client_malformed(c, "not MessagePack, over "
+			    "max_request, too deep or too many objects");
 			return;
 		case RPC_SCAN_OK:
 			break;
 		}
 		if (rpc_input(c, p, objlen) == -1) {
-			log_debug("client %llu: malformed request, closing",
-			    (unsigned long long)c->id);
-			server_client_free(c);
+			server_client_malformed(c, "not a MessagePack-RPC "
+			    "request or notification");
 			return;
 		}
 		evbuffer_drain(in, objlen);

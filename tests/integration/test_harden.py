@@ -82,6 +82,103 @@ r = subprocess.run([WXPUSHD, "-n", "-f", d6.conf], capture_output=True, text=Tru
 t.ok(r.returncode == 1 and "chown root %s" % d6.conf in r.stderr,
      "a configuration file owned by nobody is refused", r.stdout + r.stderr)
 
+# Items 3 and 16: a flood of forbidden sends, malformed frames and refused
+# callback POSTs leaves a bounded number of lines and a "suppressed" summary.
+FLOOD = r"""
+import socket, sys, msgpack
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(sys.argv[1])
+m = msgpack.packb([2, "send", [{"appid": sys.argv[2], "touser": "o", "template_id": "t",
+                                "scene": 1, "title": "x",
+                                "data": {"content": {"value": "v"}}}]])
+n = int(sys.argv[3])
+chunk = m * 1000
+for i in range(n // 1000):
+    s.sendall(chunk)
+s.sendall(msgpack.packb([0, 1, "ping", []]))
+u = msgpack.Unpacker()
+while True:
+    d = s.recv(65536)
+    if not d:
+        sys.exit(1)
+    u.feed(d)
+    for msg in u:
+        print(msg[1])
+        sys.exit(0)
+"""
+PYBIN = "/usr/bin/python3"
+ENV = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+d3 = Daemon(debug=False, callback=True)
+os.chmod(d3.sock, 0o666)
+t0 = time.time()
+r = subprocess.run(SETPRIV + [PYBIN, "-c", FLOOD, d3.sock, APPID, "200000"],
+                   capture_output=True, text=True, timeout=150, env=ENV)
+t.ok(r.returncode == 0, "200,000 forbidden send notifications from nobody, then a ping "
+     "answered (%.1f s)" % (time.time() - t0), r.stderr[-500:])
+refused = [l for l in d3.logtext().splitlines() if "send refused" in l]
+logged = [l for l in refused if "suppressed" not in l]
+t.ok(1 <= len(logged) <= 5 * ((time.time() - t0) // 10 + 2),
+     "only %d 'send refused' lines for 200,000 refusals" % len(logged))
+
+
+def suppressed_total(text, what):
+    n = 0
+    for l in text.splitlines():
+        if what in l and "similar line" in l and "suppressed" in l:
+            n += int(l.split("): ")[1].split()[0])
+    return n
+
+
+t.ok(wait_for(lambda: len(logged) + suppressed_total(d3.logtext(), "send refused")
+              == 200000, 30),
+     "a summary says how many were suppressed: every refusal is accounted for",
+     [l for l in d3.logtext().splitlines() if "suppressed" in l])
+t.ok(os.path.getsize(d3.logpath) < 20000, "the log stays small (%d bytes)"
+     % os.path.getsize(d3.logpath))
+
+# Item 16: a malformed frame leaves one info line, rate-limited per uid.
+GARBAGE = r"""
+import socket, sys
+for i in range(int(sys.argv[2])):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(sys.argv[1])
+    s.sendall(bytes([0xc1, 0xc1, 0xc1]))
+    s.settimeout(5)
+    while s.recv(100):
+        pass
+    s.close()
+"""
+before = d3.logtext()
+r = subprocess.run(SETPRIV + [PYBIN, "-c", GARBAGE, d3.sock, "1"], capture_output=True,
+                   text=True, timeout=30, env=ENV)
+new = d3.logtext()[len(before):].splitlines()
+mal = [l for l in new if "malformed frame" in l]
+t.ok(len(mal) == 1 and "info" in mal[0] and "uid %d" % NOBODY.pw_uid in mal[0],
+     "a connection closed for a malformed frame logs one info line with the uid",
+     "\n".join(new) + r.stderr[-500:])
+r = subprocess.run(SETPRIV + [PYBIN, "-c", GARBAGE, d3.sock, "300"], capture_output=True,
+                   text=True, timeout=60, env=ENV)
+mal = [l for l in d3.logtext().splitlines() if "malformed frame" in l and
+       "suppressed" not in l]
+t.ok(r.returncode == 0 and len(mal) <= 10, "300 more: %d lines in all" % len(mal))
+t.ok(wait_for(lambda: suppressed_total(d3.logtext(), "malformed frame") >= 290, 30),
+     "and a summary of the suppressed ones")
+
+# Refused callback POSTs: rate-limited per address.
+import urllib.request
+import urllib.error
+for i in range(100):
+    try:
+        urllib.request.urlopen(urllib.request.Request(d3.callback_url, data=b"junk",
+                                                      method="POST"), timeout=5)
+    except urllib.error.HTTPError:
+        pass
+cb = [l for l in d3.logtext().splitlines() if "event refused" in l and
+      "suppressed" not in l]
+t.ok(1 <= len(cb) <= 10 and "127.0.0.1" in cb[0],
+     "100 refused callback POSTs: %d lines, naming the address" % len(cb), cb[:3])
+d3.stop()
+
 # Item 9: an unterminated /* comment is an error with file:line, from -n too.
 d9 = Daemon(start=False)
 with open(d9.conf, "a") as f:
