@@ -430,8 +430,10 @@ server_client_read(struct client *c)
 			return;
 		if ((len = evbuffer_get_length(in)) == 0)
 			return;
+		/* Resumed where the last read stopped: linear per frame. */
 		p = evbuffer_pullup(in, len > limit ? limit : len);
-		switch (rpc_scan(p, len > limit ? limit : len, limit, &objlen)) {
+		switch (rpc_scan_more(&c->scan, p, len > limit ? limit : len,
+		    limit, RPC_MAX_OBJECTS(limit), &objlen)) {
 		case RPC_SCAN_MORE:
 			return;
 		case RPC_SCAN_BAD:
@@ -447,6 +449,7 @@ server_client_read(struct client *c)
 			return;
 		}
 		evbuffer_drain(in, objlen);
+		rpc_scan_reset(&c->scan);
 		server_client_update(c);
 	}
 	/* Quota used up: let other clients run, then continue. */
@@ -556,6 +559,7 @@ server_accept_cb(evutil_socket_t lfd, short events, void *arg)
 		u->n++;
 		server_n++;
 		c->id = ++server_next_id;
+		rpc_scan_reset(&c->scan);
 		TAILQ_INIT(&c->requests);
 		c->bev = bufferevent_socket_new(wx_base, fd, BEV_OPT_CLOSE_ON_FREE);
 		c->more = event_new(wx_base, -1, 0, server_client_more_cb, c);

@@ -144,6 +144,7 @@ struct client {
 	size_t			 nrequests;
 	int			 closing;	/* flush the output, then free */
 	int			 paused;	/* reading stopped for backpressure */
+	struct rpc_scan_state	 scan;		/* how far the next frame is scanned */
 	TAILQ_ENTRY(client)	 entry;
 };
 int	 server_listen(void);
