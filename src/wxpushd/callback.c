@@ -64,7 +64,7 @@ struct callback_xml {
 	char				 error[128];
 };
 
-static struct httpd			 callback_httpd = { "callback", NULL, NULL, NULL };
+static struct httpd			 callback_httpd = { .name = "callback" };
 
 /* Stop the parse with a reason of our own. */
 static void
@@ -585,6 +585,7 @@ callback_request(struct evhttp_request *req, void *arg)
 	size_t len;
 
 	(void)arg;
+	httpd_dispatched(&callback_httpd, req);
 	TAILQ_INIT(&q);
 	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
 		evhttp_add_header(evhttp_request_get_output_headers(req),
@@ -661,7 +662,7 @@ callback_start(void)
 		evhttp_set_allowed_methods(http, EVHTTP_REQ_GET |
 		    EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT);
 		evhttp_set_gencb(http, callback_request, NULL);
-		callback_httpd.http = http;
+		httpd_setup(&callback_httpd, http);
 	}
 	return (httpd_listen(&callback_httpd, wx_conf->callback_listen));
 }

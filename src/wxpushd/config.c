@@ -75,6 +75,8 @@ static const struct config_int config_ints[] = {
 	CONFIG_INT(max_clients_per_uid, 0, 1, 1000000), /* 0: max_clients */
 	CONFIG_INT(idle_timeout, 300, 0, 86400),
 	CONFIG_INT(drain_timeout, 10, 0, 600),
+	CONFIG_INT(http_max_connections, 64, 1, 65536),
+	CONFIG_INT(http_request_timeout, 10, 1, 600),
 	{ "max_request", 65536, 1024, 16777216,
 	    offsetof(struct config, max_request), 1 },
 };
@@ -1500,6 +1502,10 @@ config_load(const char *path, int *nerrors)
 		    config_cb_int),
 		CFG_INT_CB("idle_timeout", 0, CFGF_NODEFAULT, config_cb_int),
 		CFG_INT_CB("drain_timeout", 0, CFGF_NODEFAULT, config_cb_int),
+		CFG_INT_CB("http_max_connections", 0, CFGF_NODEFAULT,
+		    config_cb_int),
+		CFG_INT_CB("http_request_timeout", 0, CFGF_NODEFAULT,
+		    config_cb_int),
 		CFG_INT_CB("max_request", 0, CFGF_NODEFAULT, config_cb_int),
 		CFG_STR_CB("log_level", NULL, CFGF_NODEFAULT,
 		    config_cb_log_level),

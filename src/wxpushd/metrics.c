@@ -42,7 +42,7 @@ struct metrics_histogram	 metrics_send_duration;
 uint64_t			 metrics_sends_nocred[SEND_NOUTCOMES];
 uint64_t			 metrics_sends_errcode[METRICS_NERRCODES];
 
-static struct httpd			 metrics_httpd = { "metrics", NULL, NULL, NULL };
+static struct httpd			 metrics_httpd = { .name = "metrics" };
 
 /* The index of errcode in the errcode table; the last one is "other". */
 int
@@ -349,6 +349,7 @@ metrics_request(struct evhttp_request *req, void *arg)
 	struct evbuffer		*b;
 
 	(void)arg;
+	httpd_dispatched(&metrics_httpd, req);
 	switch (evhttp_request_get_command(req)) {
 	case EVHTTP_REQ_GET:
 	case EVHTTP_REQ_HEAD:
@@ -373,6 +374,7 @@ static void
 metrics_notfound(struct evhttp_request *req, void *arg)
 {
 	(void)arg;
+	httpd_dispatched(&metrics_httpd, req);
 	evhttp_send_error(req, 404, "Not Found");
 }
 
@@ -394,7 +396,7 @@ metrics_start(void)
 		    EVHTTP_REQ_HEAD | EVHTTP_REQ_POST);
 		evhttp_set_cb(http, "/metrics", metrics_request, NULL);
 		evhttp_set_gencb(http, metrics_notfound, NULL);
-		metrics_httpd.http = http;
+		httpd_setup(&metrics_httpd, http);
 	}
 	return (httpd_listen(&metrics_httpd, wx_conf->metrics_listen));
 }

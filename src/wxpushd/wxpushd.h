@@ -116,6 +116,8 @@ struct config {
 	int		 max_clients_per_uid;
 	int		 idle_timeout;		/* seconds; 0 disables */
 	int		 drain_timeout;
+	int		 http_max_connections;	/* per HTTP endpoint */
+	int		 http_request_timeout;	/* seconds for a whole request */
 	size_t		 max_request;
 	int		 log_level;
 	char		*callback_listen;
@@ -347,12 +349,23 @@ extern uint64_t	send_stats[];
 /* httpd.c: an evhttp endpoint on a configured HOST:PORT, movable on reload. */
 struct evhttp;
 struct evhttp_bound_socket;
+struct evhttp_request;
+struct httpd_conn;
 struct httpd {
 	const char			*name;	/* for the log: "callback", "metrics" */
-	struct evhttp			*http;	/* set up by the owner */
+	struct evhttp			*http;	/* made by the owner, httpd_setup */
 	struct evhttp_bound_socket	*sock;
 	char				*addr;	/* what sock is bound to */
+	TAILQ_HEAD(, httpd_conn)	 conns;	/* open connections */
+	size_t				 nconns;
+	struct event			*adopt;	/* finds evhttp's new connections */
+	struct event			*pause;	/* EMFILE: accept again after it */
+	int				 paused;
+	int				 full;	/* at http_max_connections */
+	int				 closing;
 };
+void	 httpd_setup(struct httpd *, struct evhttp *);
+void	 httpd_dispatched(struct httpd *, struct evhttp_request *);
 int	 httpd_listen(struct httpd *, const char *);
 void	 httpd_reload(struct httpd *, const char *);
 void	 httpd_close(struct httpd *);

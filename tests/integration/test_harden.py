@@ -220,6 +220,90 @@ err, res = d4.call("ping")
 t.ok(err is None, "the daemon still answers")
 d4.stop()
 
+# Item 1: out of descriptors, the HTTP endpoints pause instead of spinning,
+# and http_max_connections keeps descriptors for the Unix socket.
+def start_limited(d, nofile):
+    """Start d's daemon with RLIMIT_NOFILE lowered to nofile."""
+    log = open(d.logpath, "a")
+    d.proc = subprocess.Popen(["prlimit", "--nofile=%d:%d" % (nofile, nofile), WXPUSHD,
+                               "-f", d.conf], stdout=log, stderr=log)
+    wxtest._procs.append(d.proc)
+    return wait_for(lambda: d._ready() or d.proc.poll() is not None) and \
+        d.proc.poll() is None
+
+
+def tcp_flood(port, n):
+    conns = []
+    for i in range(n):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.connect(("127.0.0.1", port))
+        conns.append(s)
+    return conns
+
+
+for cap, what in ((1000, "descriptors run out"), (16, "http_max_connections 16")):
+    mport = wxtest.free_port()
+    d1 = Daemon(start=False, debug=False,
+                extra='metrics_listen = "127.0.0.1:%d"\nhttp_max_connections = %d\n'
+                      'http_request_timeout = 60' % (mport, cap))
+    t.ok(start_limited(d1, 64), "%s: the daemon starts with 64 descriptors" % what,
+         d1.logtext())
+    conns = tcp_flood(mport, 130)
+    time.sleep(0.5)
+    cpu0 = cpu_seconds(d1.proc.pid)
+    size0 = os.path.getsize(d1.logpath)
+    time.sleep(3)
+    cpu = cpu_seconds(d1.proc.pid) - cpu0
+    grown = os.path.getsize(d1.logpath) - size0
+    t.ok(cpu < 0.5, "%s, 130 connections: %.2f s of CPU in 3 s (no spin)" % (what, cpu))
+    t.ok(grown < 4000, "%s: the log grew %d bytes in 3 s" % (what, grown),
+         d1.logtext()[-1500:])
+    t.ok("Error from accept" not in d1.logtext(), "%s: no libevent accept error flood" % what)
+    if cap == 16:
+        t0 = time.time()
+        try:
+            err, res = d1.call("ping", timeout=3)
+        except Exception as e:
+            err, res = e, None
+        t.ok(err is None, "%s: ping on the Unix socket answers at once (%.2f s)"
+             % (what, time.time() - t0), err)
+    for c in conns:
+        c.close()
+    if cap == 1000:
+        t.ok(wait_for(lambda: d1._ready(), 10) and d1.call("ping", timeout=5)[0] is None,
+             "%s: once the connections close, ping answers again" % what)
+    d1.stop()
+
+# Item 2: a request trickled a byte a second is closed at http_request_timeout
+# (evhttp's own timeout restarts on every byte).
+d2 = Daemon(callback=True, extra="http_request_timeout = 3", debug=False)
+s = socket.create_connection(("127.0.0.1", d2.callback_port))
+req = b"POST /wechat/event?a=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" + \
+    b"x" * 100
+t0 = time.time()
+closed_at = None
+s.settimeout(0.01)
+for b in req:
+    try:
+        s.send(bytes([b]))
+        if s.recv(1000) == b"":
+            closed_at = time.time() - t0
+            break
+    except socket.timeout:
+        pass
+    except OSError:
+        closed_at = time.time() - t0
+        break
+    if time.time() - t0 > 14:
+        break
+    time.sleep(1)
+s.close()
+t.ok(closed_at is not None and 2 <= closed_at <= 8,
+     "a request trickled a byte a second is closed at its 3 s deadline (after %s s)"
+     % ("%.1f" % closed_at if closed_at is not None else "never"))
+t.ok("not complete within 3 s" in d2.logtext(), "and logged")
+d2.stop()
+
 # Item 9: an unterminated /* comment is an error with file:line, from -n too.
 d9 = Daemon(start=False)
 with open(d9.conf, "a") as f:
