@@ -1028,6 +1028,55 @@ config_cb_redis_password_file(cfg_t *cfg, cfg_opt_t *opt, const char *value,
 	return (0);
 }
 
+/* metrics_token_file: the bearer token /metrics asks for, private like a secret. */
+static int
+config_cb_metrics_token_file(cfg_t *cfg, cfg_opt_t *opt, const char *value,
+    void *result)
+{
+	struct config	*conf = config_p->conf;
+	char		*path, *cause;
+	uid_t		 owner;
+
+	(void)opt;
+	*(const char **)result = value;
+	if (value == NULL)
+		return (0);
+	if (*value == '\0') {
+		config_error(cfg, "metrics_token_file: empty path");
+		return (0);
+	}
+	path = config_path(config_p, value);
+	freezero_str(conf->metrics_token);
+	if ((conf->metrics_token = config_read_secret(path, &owner,
+	    &cause)) == NULL) {
+		config_error(cfg, "metrics_token_file: %s", cause);
+		free(cause);
+	} else
+		config_owner_add(config_p, path, config_line(config_p,
+		    cfg->line), owner);
+	free(path);
+	return (0);
+}
+
+/* metrics_authorizers: each (one series per authorizer) or aggregate. */
+static int
+config_cb_metrics_authorizers(cfg_t *cfg, cfg_opt_t *opt, const char *value,
+    void *result)
+{
+	(void)opt;
+	*(const char **)result = value;
+	if (value == NULL)
+		return (0);
+	if (strcmp(value, "each") == 0)
+		config_p->conf->metrics_aggregate = 0;
+	else if (strcmp(value, "aggregate") == 0)
+		config_p->conf->metrics_aggregate = 1;
+	else
+		config_error(cfg, "metrics_authorizers: \"" CONFIG_ECHO "\": "
+		    "must be each or aggregate", config_echo(value));
+	return (0);
+}
+
 /* user, group: names that must exist. */
 static int
 config_cb_owner(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
@@ -1513,6 +1562,10 @@ config_load(const char *path, int *nerrors)
 		    config_cb_listen),
 		CFG_STR_CB("metrics_listen", NULL, CFGF_NODEFAULT,
 		    config_cb_listen),
+		CFG_STR_CB("metrics_token_file", NULL, CFGF_NODEFAULT,
+		    config_cb_metrics_token_file),
+		CFG_STR_CB("metrics_authorizers", NULL, CFGF_NODEFAULT,
+		    config_cb_metrics_authorizers),
 		CFG_STR_CB("redis", NULL, CFGF_NODEFAULT, config_cb_redis),
 		CFG_STR_CB("redis_password_file", NULL, CFGF_NODEFAULT,
 		    config_cb_redis_password_file),
@@ -1641,6 +1694,7 @@ config_free(struct config *conf)
 	free(conf->ca_file);
 	free(conf->callback_listen);
 	free(conf->metrics_listen);
+	freezero_str(conf->metrics_token);
 	free(conf->redis);
 	freezero_str(conf->redis_password);
 	free(conf->user);

@@ -11,6 +11,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <event2/buffer.h>
@@ -169,12 +170,14 @@ metrics_sample(struct evbuffer *b, const char *name, const char *appid,
 	evbuffer_add_printf(b, "} %lld\n", (long long)value);
 }
 
-/* The sends_total samples of one appid ("" for sends that named none). */
+/*
+ * The samples of a sends counter family (name) for one value of its first
+ * label (key: appid or component; "" for sends that named no appid).
+ */
 static void
-metrics_sends(struct evbuffer *b, const char *appid, const uint64_t *sends,
-    const uint64_t *errcodes)
+metrics_sends_family(struct evbuffer *b, const char *name, const char *key,
+    const char *appid, const uint64_t *sends, const uint64_t *errcodes)
 {
-	const char	*name = "wxpushd_sends_total";
 	int		 o, i;
 
 	for (o = 0; o < SEND_NOUTCOMES; o++) {
@@ -183,7 +186,7 @@ metrics_sends(struct evbuffer *b, const char *appid, const uint64_t *sends,
 			    i++) {
 				if (errcodes[i] == 0)
 					continue;
-				evbuffer_add_printf(b, "%s{appid=\"", name);
+				evbuffer_add_printf(b, "%s{%s=\"", name, key);
 				metrics_label(b, appid);
 				evbuffer_add_printf(b, "\",outcome=\"wechat\","
 				    "errcode=\"%s\"} %llu\n",
@@ -195,11 +198,114 @@ metrics_sends(struct evbuffer *b, const char *appid, const uint64_t *sends,
 		/* ok always, so that rates start at zero; the rest once seen. */
 		if (sends[o] == 0 && (o != SEND_OK || *appid == '\0'))
 			continue;
-		evbuffer_add_printf(b, "%s{appid=\"", name);
+		evbuffer_add_printf(b, "%s{%s=\"", name, key);
 		metrics_label(b, appid);
 		evbuffer_add_printf(b, "\",outcome=\"%s\",errcode=\"%s\"} %llu\n",
 		    send_outcome_name(o), o == SEND_OK ? "0" : "none",
 		    (unsigned long long)sends[o]);
+	}
+}
+
+/* The wxpushd_sends_total samples of one appid. */
+static void
+metrics_sends(struct evbuffer *b, const char *appid, const uint64_t *sends,
+    const uint64_t *errcodes)
+{
+	metrics_sends_family(b, "wxpushd_sends_total", "appid", appid, sends,
+	    errcodes);
+}
+
+/*
+ * Whether c has series of its own: with metrics_authorizers = aggregate, a
+ * platform's authorizers (merchants' appids) are only counted per platform.
+ */
+static int
+metrics_listed(const struct cred *c)
+{
+	return (!c->removed && !(wx_conf->metrics_aggregate &&
+	    c->kind == CRED_AUTHORIZER));
+}
+
+/*
+ * metrics_authorizers = aggregate: per platform, how many authorizers are in
+ * each state, and their sends, queue and sends in flight summed, labelled by
+ * the platform's appid (component) only.
+ */
+static void
+metrics_write_authorizers(struct evbuffer *b)
+{
+	static const char *states[] = { "valid", "refreshing", "expired",
+	    "failed", "revoked" };
+	uint64_t	 sends[SEND_NOUTCOMES], errcodes[METRICS_NERRCODES];
+	uint64_t	 nstate[sizeof states / sizeof states[0]], queued, inflight;
+	struct cred	*p, *c;
+	size_t		 k;
+	int		 i, pass;
+
+	for (pass = 0; pass < 4; pass++) {
+		if (pass == 0)
+			metrics_family(b, "wxpushd_authorizers", "gauge",
+			    "Authorizers of a third-party platform in each "
+			    "state.");
+		else if (pass == 1)
+			metrics_family(b, "wxpushd_authorizer_sends_total",
+			    "counter", "Answered sends of a platform's "
+			    "authorizers, by outcome and WeChat errcode.");
+		else if (pass == 2)
+			metrics_family(b, "wxpushd_authorizer_queue_depth",
+			    "gauge", "Sends of a platform's authorizers "
+			    "waiting for a token or a slot.");
+		else
+			metrics_family(b, "wxpushd_authorizer_sends_inflight",
+			    "gauge", "Sends of a platform's authorizers "
+			    "waiting for WeChat's answer now.");
+		TAILQ_FOREACH(p, &cred_all, entry) {
+			if (p->removed || p->kind != CRED_COMPONENT)
+				continue;
+			memset(sends, 0, sizeof sends);
+			memset(errcodes, 0, sizeof errcodes);
+			memset(nstate, 0, sizeof nstate);
+			queued = inflight = 0;
+			TAILQ_FOREACH(c, &cred_all, entry) {
+				if (c->removed || c->kind != CRED_AUTHORIZER ||
+				    c->parent != p)
+					continue;
+				for (i = 0; i < SEND_NOUTCOMES; i++)
+					sends[i] += c->sends[i];
+				for (i = 0; i < METRICS_NERRCODES; i++)
+					errcodes[i] += c->sends_errcode[i];
+				for (k = 0; k < sizeof states /
+				    sizeof states[0]; k++)
+					nstate[k] += strcmp(cred_state_name(c),
+					    states[k]) == 0;
+				queued += (uint64_t)c->nqueue;
+				inflight += (uint64_t)c->inflight;
+			}
+			if (pass == 1) {
+				/* Same samples as wxpushd_sends_total. */
+				metrics_sends_family(b,
+				    "wxpushd_authorizer_sends_total",
+				    "component", p->appid, sends, errcodes);
+				continue;
+			}
+			for (k = 0; pass == 0 && k < sizeof states /
+			    sizeof states[0]; k++) {
+				evbuffer_add_printf(b, "wxpushd_authorizers"
+				    "{component=\"");
+				metrics_label(b, p->appid);
+				evbuffer_add_printf(b, "\",state=\"%s\"} %llu\n",
+				    states[k], (unsigned long long)nstate[k]);
+			}
+			if (pass >= 2) {
+				evbuffer_add_printf(b, "%s{component=\"",
+				    pass == 2 ? "wxpushd_authorizer_queue_depth" :
+				    "wxpushd_authorizer_sends_inflight");
+				metrics_label(b, p->appid);
+				evbuffer_add_printf(b, "\"} %llu\n",
+				    (unsigned long long)(pass == 2 ? queued :
+				    inflight));
+			}
+		}
 	}
 }
 
@@ -241,7 +347,7 @@ metrics_write(struct evbuffer *b)
 	    "appid, outcome (the error code, or ok) and WeChat errcode.");
 	metrics_sends(b, "", metrics_sends_nocred, NULL);
 	TAILQ_FOREACH(c, &cred_all, entry) {
-		if (!c->removed && c->kind != CRED_COMPONENT)
+		if (metrics_listed(c) && c->kind != CRED_COMPONENT)
 			metrics_sends(b, c->appid, c->sends, c->sends_errcode);
 	}
 
@@ -267,7 +373,7 @@ metrics_write(struct evbuffer *b)
 	    "state each credential is in (kind: official, component, "
 	    "authorizer).");
 	TAILQ_FOREACH(c, &cred_all, entry) {
-		if (c->removed)
+		if (!metrics_listed(c))
 			continue;
 		for (k = 0; k < sizeof states / sizeof states[0]; k++) {
 			evbuffer_add_printf(b, "wxpushd_credential_state"
@@ -281,7 +387,7 @@ metrics_write(struct evbuffer *b)
 	metrics_family(b, "wxpushd_token_expires_in_seconds", "gauge",
 	    "Seconds until the current token expires; 0 if there is none.");
 	TAILQ_FOREACH(c, &cred_all, entry) {
-		if (!c->removed)
+		if (metrics_listed(c))
 			metrics_sample(b, "wxpushd_token_expires_in_seconds",
 			    c->appid, NULL, NULL, c->token != NULL &&
 			    c->expires_at > now ? (int64_t)(c->expires_at - now) :
@@ -290,7 +396,7 @@ metrics_write(struct evbuffer *b)
 	metrics_family(b, "wxpushd_token_calls_today", "gauge", "Token API "
 	    "calls today (WeChat's quota day, UTC+8).");
 	TAILQ_FOREACH(c, &cred_all, entry) {
-		if (!c->removed)
+		if (metrics_listed(c))
 			metrics_sample(b, "wxpushd_token_calls_today", c->appid,
 			    NULL, NULL, c->calls_day == cred_today() ?
 			    c->calls_today : 0);
@@ -298,35 +404,35 @@ metrics_write(struct evbuffer *b)
 	metrics_family(b, "wxpushd_token_refreshes_total", "counter",
 	    "Successful token refreshes since the daemon started.");
 	TAILQ_FOREACH(c, &cred_all, entry) {
-		if (!c->removed)
+		if (metrics_listed(c))
 			metrics_sample(b, "wxpushd_token_refreshes_total",
 			    c->appid, NULL, NULL, (int64_t)c->refreshes);
 	}
 	metrics_family(b, "wxpushd_token_refresh_failures", "gauge",
 	    "Failed token refreshes since the last successful one.");
 	TAILQ_FOREACH(c, &cred_all, entry) {
-		if (!c->removed)
+		if (metrics_listed(c))
 			metrics_sample(b, "wxpushd_token_refresh_failures",
 			    c->appid, NULL, NULL, c->failures);
 	}
 	metrics_family(b, "wxpushd_token_last_errcode", "gauge",
 	    "WeChat's errcode of the last failed refresh; 0 if none.");
 	TAILQ_FOREACH(c, &cred_all, entry) {
-		if (!c->removed)
+		if (metrics_listed(c))
 			metrics_sample(b, "wxpushd_token_last_errcode",
 			    c->appid, NULL, NULL, c->last_errcode);
 	}
 	metrics_family(b, "wxpushd_queue_depth", "gauge",
 	    "Sends waiting for a token or an upstream slot.");
 	TAILQ_FOREACH(c, &cred_all, entry) {
-		if (!c->removed && c->kind != CRED_COMPONENT)
+		if (metrics_listed(c) && c->kind != CRED_COMPONENT)
 			metrics_sample(b, "wxpushd_queue_depth", c->appid,
 			    NULL, NULL, c->nqueue);
 	}
 	metrics_family(b, "wxpushd_sends_inflight", "gauge",
 	    "Sends waiting for WeChat's answer now.");
 	TAILQ_FOREACH(c, &cred_all, entry) {
-		if (!c->removed && c->kind != CRED_COMPONENT)
+		if (metrics_listed(c) && c->kind != CRED_COMPONENT)
 			metrics_sample(b, "wxpushd_sends_inflight", c->appid,
 			    NULL, NULL, c->inflight);
 	}
@@ -339,6 +445,59 @@ metrics_write(struct evbuffer *b)
 			metrics_sample(b, "wxpushd_verify_ticket_age_seconds",
 			    c->appid, NULL, NULL, age);
 	}
+	if (wx_conf->metrics_aggregate)
+		metrics_write_authorizers(b);
+}
+
+/*
+ * Whether req carries "Authorization: Bearer TOKEN" with metrics_token_file's
+ * token (or none is configured). The comparison takes the same time whatever
+ * the bytes sent.
+ */
+static int
+metrics_authorized(struct evhttp_request *req)
+{
+	const char	*want = wx_conf->metrics_token, *got;
+	unsigned char	 diff = 0;
+	size_t		 wl, gl, i;
+
+	if (want == NULL)
+		return (1);
+	got = evhttp_find_header(evhttp_request_get_input_headers(req),
+	    "Authorization");
+	if (got == NULL || strncasecmp(got, "Bearer ", 7) != 0)
+		return (0);
+	for (got += 7; *got == ' '; got++)
+		;
+	wl = strlen(want);
+	gl = strlen(got);
+	for (i = 0; i < wl; i++)
+		diff |= (unsigned char)want[i] ^ (unsigned char)(i < gl ?
+		    got[i] : 0);
+	return (diff == 0 && gl == wl);
+}
+
+/* 401, and a line (rate-limited per address): no token or the wrong one. */
+static void
+metrics_unauthorized(struct evhttp_request *req)
+{
+	struct evhttp_connection	*conn;
+	struct evbuffer			*b;
+	char				*addr = NULL;
+	ev_uint16_t			 port;
+
+	if ((conn = evhttp_request_get_connection(req)) != NULL)
+		evhttp_connection_get_peer(conn, &addr, &port);
+	ratelog(LOG_LEVEL_WARN, "metrics unauthorized", addr != NULL ? addr :
+	    "unknown", "metrics: refused a scrape from %s without the right "
+	    "bearer token", addr != NULL ? addr : "unknown");
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "WWW-Authenticate", "Bearer realm=\"wxpushd\"");
+	if ((b = evbuffer_new()) == NULL)
+		fatalx("evbuffer_new");
+	evbuffer_add_printf(b, "unauthorized: see metrics_token_file\n");
+	evhttp_send_reply(req, 401, "Unauthorized", b);
+	evbuffer_free(b);
 }
 
 /* GET /metrics. */
@@ -350,6 +509,10 @@ metrics_request(struct evhttp_request *req, void *arg)
 
 	(void)arg;
 	httpd_dispatched(&metrics_httpd, req);
+	if (!metrics_authorized(req)) {
+		metrics_unauthorized(req);
+		return;
+	}
 	switch (evhttp_request_get_command(req)) {
 	case EVHTTP_REQ_GET:
 	case EVHTTP_REQ_HEAD:

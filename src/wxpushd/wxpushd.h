@@ -122,6 +122,8 @@ struct config {
 	int		 log_level;
 	char		*callback_listen;
 	char		*metrics_listen;
+	char		*metrics_token;		/* from metrics_token_file; wiped on free */
+	int		 metrics_aggregate;	/* metrics_authorizers = aggregate */
 	char		*redis;
 	char		*redis_password;	/* from redis_password_file; wiped on free */
 	char		*user;
