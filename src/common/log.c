@@ -82,6 +82,23 @@ log_vwrite(int level, const char *suffix, const char *fmt, va_list ap)
 	errno = saved;
 }
 
+/* Log at level (LOG_LEVEL_*), for callers that choose the level. */
+void
+log_vmsg(int level, const char *fmt, va_list ap)
+{
+	log_vwrite(level, NULL, fmt, ap);
+}
+
+void
+log_msg(int level, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vwrite(level, NULL, fmt, ap);
+	va_end(ap);
+}
+
 void
 log_warn(const char *fmt, ...)
 {

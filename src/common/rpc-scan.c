@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <stdint.h>
+#include <string.h>
 
 #include "rpc-scan.h"
 
@@ -16,41 +17,60 @@ rpc_be(const unsigned char *p, size_t n)
 	return (v);
 }
 
+/* Start scanning a new frame with s. */
+void
+rpc_scan_reset(struct rpc_scan_state *s)
+{
+	s->depth = -1;
+	s->pos = 0;
+	s->objects = 0;
+}
+
 /*
- * Find the end of the first MessagePack object in p[0..len) without decoding it.
- * Every length and element count is checked against limit before it is believed,
- * so a header such as "dd ff ff ff ff" is refused here and never reaches
- * msgpack-c, which would allocate for it at once. Returns RPC_SCAN_OK with *objlen,
- * RPC_SCAN_MORE if the object is incomplete, RPC_SCAN_BAD if it can never be valid.
+ * Go on finding the end of the first MessagePack object in p[0..len), from
+ * where s stopped: p must start with the same bytes as at the last call, and
+ * len may only have grown. Every length and element count is checked against
+ * limit before it is believed, so a header such as "dd ff ff ff ff" is refused
+ * here and never reaches msgpack-c, which would allocate for it at once; and
+ * an object is refused once the frame holds more than maxobjects of them.
+ * State changes only at object boundaries, so an object cut anywhere (its
+ * header, its payload) is read again whole by the next call; nothing before
+ * it is. Returns RPC_SCAN_OK with *objlen, RPC_SCAN_MORE if the object is
+ * incomplete, RPC_SCAN_BAD if it can never be valid.
  */
 enum rpc_scan
-rpc_scan(const unsigned char *p, size_t len, size_t limit, size_t *objlen)
+rpc_scan_more(struct rpc_scan_state *s, const unsigned char *p, size_t len,
+    size_t limit, size_t maxobjects, size_t *objlen)
 {
-	uint64_t	 left[RPC_MAX_DEPTH + 1];
-	int		 depth = 0;
-	size_t		 pos = 0;
+	size_t		 pos;
 	unsigned char	 b;
 	uint64_t	 n;
 	size_t		 hdr, extra;
 	int		 container;
 
-	left[0] = 1;
-	while (depth >= 0) {
-		if (left[depth] == 0) {
-			depth--;
+	if (s->depth == -1) {
+		s->depth = 0;
+		s->left[0] = 1;
+	}
+	while (s->depth >= 0) {
+		if (s->left[s->depth] == 0) {
+			s->depth--;
 			continue;
 		}
-		left[depth]--;
+		pos = s->pos;
 		if (pos >= len)
 			return (pos >= limit ? RPC_SCAN_BAD : RPC_SCAN_MORE);
+		if (s->objects >= maxobjects)
+			return (RPC_SCAN_BAD);
 		b = p[pos++];
 		hdr = 0;	/* bytes of length field after the type byte */
 		extra = 0;	/* fixed bytes of payload */
 		n = 0;		/* variable payload bytes or container elements */
 		container = 0;
-		if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3)
-			continue;
-		if (b >= 0x80 && b <= 0x8f) {
+		if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 ||
+		    b == 0xc3) {
+			/* nothing more */
+		} else if (b >= 0x80 && b <= 0x8f) {
 			n = 2 * (uint64_t)(b & 0x0f);
 			container = 1;
 		} else if (b >= 0x90 && b <= 0x9f) {
@@ -96,18 +116,33 @@ rpc_scan(const unsigned char *p, size_t len, size_t limit, size_t *objlen)
 			/* Each element takes at least one byte. */
 			if (n > limit || pos + n > limit)
 				return (RPC_SCAN_BAD);
-			if (depth == RPC_MAX_DEPTH)
+			if (s->depth == RPC_MAX_DEPTH)
 				return (RPC_SCAN_BAD);
-			left[++depth] = n;
-			continue;
+			s->left[s->depth]--;
+			s->left[++s->depth] = n;
+		} else {
+			if (n + extra > limit || pos + n + extra > limit)
+				return (RPC_SCAN_BAD);
+			if (len - pos < n + extra)
+				return (RPC_SCAN_MORE);
+			pos += n + extra;
+			s->left[s->depth]--;
 		}
-		if (n + extra > limit || pos + n + extra > limit)
-			return (RPC_SCAN_BAD);
-		if (len - pos < n + extra)
-			return (RPC_SCAN_MORE);
-		pos += n + extra;
+		/* The object is whole (or its header is): move past it. */
+		s->pos = pos;
+		s->objects++;
 	}
-	*objlen = pos;
+	*objlen = s->pos;
 	return (RPC_SCAN_OK);
 }
 
+/* Scan p[0..len) from its start, with RPC_MAX_OBJECTS(limit). */
+enum rpc_scan
+rpc_scan(const unsigned char *p, size_t len, size_t limit, size_t *objlen)
+{
+	struct rpc_scan_state	s;
+
+	rpc_scan_reset(&s);
+	return (rpc_scan_more(&s, p, len, limit, RPC_MAX_OBJECTS(limit),
+	    objlen));
+}

@@ -1,12 +1,15 @@
 /* Allocation wrappers: callers never test for NULL. */
 #include "config.h"
 
+#include <sys/mman.h>
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 
@@ -110,4 +113,41 @@ freezero_str(char *s)
 {
 	if (s != NULL)
 		freezero(s, strlen(s));
+}
+
+/*
+ * Keep the pages holding p[0..len) out of core dumps (MADV_DONTDUMP), for
+ * memory that holds a secret. The whole pages are marked, neighbours too, and
+ * stay marked after free: that only ever leaves more out of a dump. Best
+ * effort: where the system has no MADV_DONTDUMP this does nothing.
+ */
+void
+xdontdump(const void *p, size_t len)
+{
+#ifdef MADV_DONTDUMP
+	static long	pagesize;
+	uintptr_t	start, end;
+
+	if (p == NULL || len == 0)
+		return;
+	if (pagesize == 0 && (pagesize = sysconf(_SC_PAGESIZE)) <= 0)
+		pagesize = 4096;
+	start = (uintptr_t)p & ~((uintptr_t)pagesize - 1);
+	end = ((uintptr_t)p + len + (uintptr_t)pagesize - 1) &
+	    ~((uintptr_t)pagesize - 1);
+	(void)madvise((void *)start, end - start, MADV_DONTDUMP);
+#else
+	(void)p;
+	(void)len;
+#endif
+}
+
+/* xstrdup for a secret: the copy's pages are kept out of core dumps. */
+char *
+xstrdup_secret(const char *s)
+{
+	char	*p = xstrdup(s);
+
+	xdontdump(p, strlen(p) + 1);
+	return (p);
 }

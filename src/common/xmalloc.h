@@ -13,6 +13,8 @@ void	*xmemdup(const void *, size_t);
 int	 xasprintf(char **, const char *, ...)
 	    __attribute__((format(printf, 2, 3)));
 void	 freezero_str(char *);
+void	 xdontdump(const void *, size_t);
+char	*xstrdup_secret(const char *);
 void	 freezero(void *, size_t);
 
 #endif

@@ -64,7 +64,7 @@ struct callback_xml {
 	char				 error[128];
 };
 
-static struct httpd			 callback_httpd = { "callback", NULL, NULL, NULL };
+static struct httpd			 callback_httpd = { .name = "callback" };
 
 /* Stop the parse with a reason of our own. */
 static void
@@ -511,10 +511,17 @@ static void
 callback_refuse(struct evhttp_request *req, const char *appid,
     const char *why)
 {
-	char *text;
+	struct evhttp_connection *conn = evhttp_request_get_connection(req);
+	char *text, *addr = NULL;
+	ev_uint16_t port;
 
-	log_warnx("callback: %s%sevent refused: %s", appid != NULL ? appid : "",
-	    appid != NULL ? ": " : "", why);
+	if (conn != NULL)
+		evhttp_connection_get_peer(conn, &addr, &port);
+	/* Per address, so one sender's junk cannot flood the log. */
+	ratelog(LOG_LEVEL_WARN, "callback event refused", addr != NULL ? addr :
+	    "unknown", "callback: %s%sevent refused from %s: %s",
+	    appid != NULL ? appid : "", appid != NULL ? ": " : "",
+	    addr != NULL ? addr : "unknown", why);
 	xasprintf(&text, "invalid_request: %s\n", why);
 	callback_reply(req, 400, "Bad Request", text);
 	free(text);
@@ -546,6 +553,7 @@ callback_request(struct evhttp_request *req, void *arg)
 	size_t len;
 
 	(void)arg;
+	httpd_dispatched(&callback_httpd, req);
 	TAILQ_INIT(&q);
 	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
 		evhttp_add_header(evhttp_request_get_output_headers(req),
@@ -622,7 +630,7 @@ callback_start(void)
 		evhttp_set_allowed_methods(http, EVHTTP_REQ_GET |
 		    EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT);
 		evhttp_set_gencb(http, callback_request, NULL);
-		callback_httpd.http = http;
+		httpd_setup(&callback_httpd, http);
 	}
 	return (httpd_listen(&callback_httpd, wx_conf->callback_listen));
 }

@@ -139,6 +139,9 @@ component_answer(component_done_cb done, void *arg, const char *code,
 	e.retryable = retryable;
 	e.errcode = errcode;
 	e.errmsg = errmsg;
+	/* Every unknown_appid names its field (docs/protocol.md). */
+	if (strcmp(code, "unknown_appid") == 0)
+		e.field = "component_appid";
 	done(arg, &e, NULL, NULL);
 	return (-1);
 }
@@ -374,6 +377,8 @@ component_query_fail(struct component_query *q, const char *code,
 	e.message = msg;
 	e.retryable = retryable;
 	e.errcode = errcode;
+	if (strcmp(code, "unknown_appid") == 0)
+		e.field = "component_appid";
 	if (q->preauth != NULL)
 		q->preauth(q->arg, &e, NULL, 0);
 	else

@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include <sys/types.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <netinet/in.h>
@@ -44,6 +45,13 @@
 #define CONFIG_URL_MAX		1024
 #define CONFIG_REDIS_DB_MAX	65535
 #define CONFIG_ECHO		"%.80s"	/* how much of a bad value to quote */
+/*
+ * A key appended after the file's last line. libconfuse's lexer silently
+ * ends at EOF inside a C comment (and drops the rest of the file): if this
+ * key is not seen after a parse, the file ended inside a comment.
+ */
+#define CONFIG_END_KEY		"wxpushd.end-of-file"
+#define CONFIG_END_NONCE	16	/* hex digits of its value, new per load */
 
 /* An integer key: its range and where it goes in struct config. */
 struct config_int {
@@ -67,6 +75,8 @@ static const struct config_int config_ints[] = {
 	CONFIG_INT(max_clients_per_uid, 0, 1, 1000000), /* 0: max_clients */
 	CONFIG_INT(idle_timeout, 300, 0, 86400),
 	CONFIG_INT(drain_timeout, 10, 0, 600),
+	CONFIG_INT(http_max_connections, 64, 1, 65536),
+	CONFIG_INT(http_request_timeout, 10, 1, 600),
 	{ "max_request", 65536, 1024, 16777216,
 	    offsetof(struct config, max_request), 1 },
 };
@@ -84,6 +94,13 @@ struct config_section {
 	int			 has_aes_key;
 };
 
+/* A secret file's owner, checked once the daemon's user is known. */
+struct config_owner {
+	char	*path;
+	int	 line;
+	uid_t	 uid;
+};
+
 /* The state of one config_load; libconfuse callbacks take no user pointer. */
 struct config_parse {
 	const char		*file;		/* as the caller named it */
@@ -94,6 +111,13 @@ struct config_parse {
 	int			*linemap;	/* libconfuse line -> real */
 	size_t			 nlinemap;
 	int			 secret_line;	/* first inline secret or 0 */
+	int			 open_comment;	/* line of an unclosed C comment, or 0 */
+	int			 last_line;	/* the file's last line */
+	char			 end_nonce[CONFIG_END_NONCE + 1];
+	int			 end_seen;	/* the appended key was read */
+	int			 end_reported;	/* errors past the end were */
+	struct config_owner	*owners;	/* secret files, checked at the end */
+	size_t			 nowners;
 	int			 int_line[nitems(config_ints)];
 	struct config_section	 pend;
 };
@@ -111,6 +135,17 @@ config_report(struct config_parse *p, int line, const char *msg)
 {
 	int	level = log_getlevel();
 
+	/*
+	 * Past the file's last line is the appended end key, read inside an
+	 * unclosed section, list or value: one error for all of that.
+	 */
+	if (p->last_line != 0 && line > p->last_line) {
+		if (p->end_reported++)
+			return;
+		line = p->last_line;
+		msg = "unexpected end of the file (a '{' without its '}', or a "
+		    "value missing)";
+	}
 	/* A configuration error must be seen even at log_level error. */
 	if (level < LOG_LEVEL_WARN)
 		log_setlevel(LOG_LEVEL_WARN);
@@ -172,7 +207,27 @@ config_cfg_error(cfg_t *cfg, const char *fmt, va_list ap)
 	char			 msg[1024];
 
 	vsnprintf(msg, sizeof msg, fmt, ap);
-	config_report(p, config_line(p, cfg->line), msg);
+	/* libconfuse met the appended key where it was not expected. */
+	if (p->last_line != 0 && strstr(msg, CONFIG_END_KEY) != NULL)
+		config_report(p, p->last_line + 1, msg);
+	else
+		config_report(p, config_line(p, cfg->line), msg);
+}
+
+/* The appended end key: seen only if its value is this load's nonce. */
+static int
+config_cb_end(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	struct config_parse	*p = config_p;
+
+	*(const char **)result = value;
+	if (value == NULL)
+		return (0);
+	if (strcmp(value, p->end_nonce) == 0)
+		p->end_seen = 1;
+	else
+		config_error(cfg, "no such option '%s'", opt->name);
+	return (0);
 }
 
 /* Remember the line libconfuse reports for the probe. */
@@ -276,6 +331,7 @@ config_linemap_build(struct config_parse *p, const char *buf, size_t len)
 				config_linemap_set(p, rep, ++real);
 			}
 		} else if (c == '/' && i + 1 < len && buf[i + 1] == '*') {
+			p->open_comment = real;	/* until its end is found */
 			for (i += 2; i < len; i++) {
 				if (buf[i] == '\n') {
 					rep++;
@@ -285,6 +341,7 @@ config_linemap_build(struct config_parse *p, const char *buf, size_t len)
 					i += 2;
 					rep += config_comment_extra[1];
 					config_linemap_set(p, rep, real);
+					p->open_comment = 0;
 					break;
 				}
 			}
@@ -365,11 +422,12 @@ config_printable(const char *s, size_t max)
 /*
  * Read a secret from path: refused if group can write it or others can access
  * it, must hold 1 to 256 printable ASCII bytes after one trailing newline is
- * taken off. Returns the secret, or NULL and an allocated *cause that names
- * the file (never its contents).
+ * taken off. Returns the secret and its owner in *owner (config_owner_check
+ * judges it later), or NULL and an allocated *cause that names the file
+ * (never its contents).
  */
 static char *
-config_read_secret(const char *path, char **cause)
+config_read_secret(const char *path, uid_t *owner, char **cause)
 {
 	char		 buf[CONFIG_SECRET_MAX + 3];
 	struct stat	 st;
@@ -397,6 +455,7 @@ config_read_secret(const char *path, char **cause)
 		    (unsigned)(st.st_mode & 07777), path);
 		goto out;
 	}
+	*owner = st.st_uid;
 	while (len < sizeof buf - 1) {
 		n = read(fd, buf + len, sizeof buf - 1 - len);
 		if (n == -1 && errno == EINTR)
@@ -420,11 +479,55 @@ config_read_secret(const char *path, char **cause)
 	else if (!config_printable(buf, CONFIG_SECRET_MAX))
 		xasprintf(cause, "%s: not printable ASCII", path);
 	else
-		secret = xstrdup(buf);
+		secret = xstrdup_secret(buf);
 out:
 	OPENSSL_cleanse(buf, sizeof buf);
 	close(fd);
 	return (secret);
+}
+
+/* Remember path's owner, to check once the daemon's user is known. */
+static void
+config_owner_add(struct config_parse *p, const char *path, int line,
+    uid_t uid)
+{
+	p->owners = xreallocarray(p->owners, p->nowners + 1,
+	    sizeof *p->owners);
+	p->owners[p->nowners].path = xstrdup(path);
+	p->owners[p->nowners].line = line;
+	p->owners[p->nowners].uid = uid;
+	p->nowners++;
+}
+
+/*
+ * Whether uid may own the configuration and secret files: root, the user
+ * the daemon runs as now, or the user it will run as (like sshd's
+ * StrictModes: anyone else could change what the daemon trusts).
+ */
+static int
+config_owner_ok(const struct config *conf, uid_t uid)
+{
+	struct passwd	*pw;
+
+	if (uid == 0 || uid == geteuid())
+		return (1);
+	if (conf->user != NULL && (pw = getpwnam(conf->user)) != NULL &&
+	    pw->pw_uid == uid)
+		return (1);
+	return (0);
+}
+
+/* An error for a file owned by someone the daemon must not trust. */
+static void
+config_owner_error(struct config_parse *p, int line, const char *what,
+    const char *path, uid_t uid)
+{
+	struct passwd	*pw = getpwuid(uid);
+
+	config_error_at(p, line, "%s%s is owned by %s%s(uid %u), not by root "
+	    "or the daemon's user, who could change it: run chown root %s",
+	    what, path, pw != NULL ? pw->pw_name : "", pw != NULL ? " " : "",
+	    (unsigned)uid, path);
 }
 
 /* A value fit to quote in an error message. */
@@ -564,6 +667,7 @@ config_section(cfg_t *cfg)
 		s->acc->token_api = TOKEN_API_STABLE;
 	} else {
 		s->comp = xcalloc(1, sizeof *s->comp);
+		xdontdump(s->comp, sizeof *s->comp);	/* AES keys */
 		s->comp->appid = xstrdup(title != NULL ? title : "");
 	}
 	return (s);
@@ -884,6 +988,7 @@ config_cb_redis_password_file(cfg_t *cfg, cfg_opt_t *opt, const char *value,
 {
 	struct config	*conf = config_p->conf;
 	char		*path, *cause;
+	uid_t		 owner;
 
 	(void)opt;
 	*(const char **)result = value;
@@ -895,11 +1000,63 @@ config_cb_redis_password_file(cfg_t *cfg, cfg_opt_t *opt, const char *value,
 	}
 	path = config_path(config_p, value);
 	freezero_str(conf->redis_password);
-	if ((conf->redis_password = config_read_secret(path, &cause)) == NULL) {
+	if ((conf->redis_password = config_read_secret(path, &owner,
+	    &cause)) == NULL) {
 		config_error(cfg, "redis_password_file: %s", cause);
 		free(cause);
-	}
+	} else
+		config_owner_add(config_p, path, config_line(config_p,
+		    cfg->line), owner);
 	free(path);
+	return (0);
+}
+
+/* metrics_token_file: the bearer token /metrics asks for, private like a secret. */
+static int
+config_cb_metrics_token_file(cfg_t *cfg, cfg_opt_t *opt, const char *value,
+    void *result)
+{
+	struct config	*conf = config_p->conf;
+	char		*path, *cause;
+	uid_t		 owner;
+
+	(void)opt;
+	*(const char **)result = value;
+	if (value == NULL)
+		return (0);
+	if (*value == '\0') {
+		config_error(cfg, "metrics_token_file: empty path");
+		return (0);
+	}
+	path = config_path(config_p, value);
+	freezero_str(conf->metrics_token);
+	if ((conf->metrics_token = config_read_secret(path, &owner,
+	    &cause)) == NULL) {
+		config_error(cfg, "metrics_token_file: %s", cause);
+		free(cause);
+	} else
+		config_owner_add(config_p, path, config_line(config_p,
+		    cfg->line), owner);
+	free(path);
+	return (0);
+}
+
+/* metrics_authorizers: each (one series per authorizer) or aggregate. */
+static int
+config_cb_metrics_authorizers(cfg_t *cfg, cfg_opt_t *opt, const char *value,
+    void *result)
+{
+	(void)opt;
+	*(const char **)result = value;
+	if (value == NULL)
+		return (0);
+	if (strcmp(value, "each") == 0)
+		config_p->conf->metrics_aggregate = 0;
+	else if (strcmp(value, "aggregate") == 0)
+		config_p->conf->metrics_aggregate = 1;
+	else
+		config_error(cfg, "metrics_authorizers: \"" CONFIG_ECHO "\": "
+		    "must be each or aggregate", config_echo(value));
 	return (0);
 }
 
@@ -935,6 +1092,7 @@ config_cb_secret_file(cfg_t *cfg, cfg_opt_t *opt, const char *value,
 {
 	struct config_section	 *s;
 	char			**secret, **file, *cause;
+	uid_t			  owner;
 
 	(void)opt;
 	*(const char **)result = value;
@@ -951,10 +1109,12 @@ config_cb_secret_file(cfg_t *cfg, cfg_opt_t *opt, const char *value,
 	free(*file);
 	*file = config_path(config_p, value);
 	freezero_str(*secret);
-	if ((*secret = config_read_secret(*file, &cause)) == NULL) {
+	if ((*secret = config_read_secret(*file, &owner, &cause)) == NULL) {
 		config_error(cfg, "secret_file: %s", cause);
 		free(cause);
-	}
+	} else
+		config_owner_add(config_p, *file, config_line(config_p,
+		    cfg->line), owner);
 	return (0);
 }
 
@@ -980,7 +1140,7 @@ config_cb_secret(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	}
 	secret = s->acc != NULL ? &s->acc->secret : &s->comp->secret;
 	freezero_str(*secret);
-	*secret = xstrdup(value);
+	*secret = xstrdup_secret(value);
 	return (0);
 }
 
@@ -1066,7 +1226,7 @@ config_cb_token(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 		return (0);
 	}
 	freezero_str(s->comp->token);
-	s->comp->token = xstrdup(value);
+	s->comp->token = xstrdup_secret(value);
 	return (0);
 }
 
@@ -1217,6 +1377,7 @@ config_check(struct config_parse *p, const struct stat *st)
 {
 	struct config	*conf = p->conf;
 	int		 line, uline, pline;
+	size_t		 i;
 
 	line = config_int_line(p, "send_timeout");
 	uline = config_int_line(p, "upstream_timeout");
@@ -1234,6 +1395,22 @@ config_check(struct config_parse *p, const struct stat *st)
 		config_error_at(p, pline > line ? pline : line,
 		    "max_clients_per_uid (%d) must be at most max_clients (%d)",
 		    conf->max_clients_per_uid, conf->max_clients);
+	}
+
+	/* Whoever can change the file can add themselves to allow lists. */
+	if (st->st_mode & 022) {
+		config_error_at(p, 0, "%s is mode %04o, writable by group or "
+		    "others, who could change what the daemon trusts: run "
+		    "chmod go-w %s", p->file, (unsigned)(st->st_mode & 07777),
+		    p->file);
+	}
+	if (!config_owner_ok(conf, st->st_uid))
+		config_owner_error(p, 0, "", p->file, st->st_uid);
+	for (i = 0; i < p->nowners; i++) {
+		if (!config_owner_ok(conf, p->owners[i].uid))
+			config_owner_error(p, p->owners[i].line,
+			    "secret file ", p->owners[i].path,
+			    p->owners[i].uid);
 	}
 
 	if (p->secret_line != 0 && (st->st_mode & 027)) {
@@ -1357,6 +1534,10 @@ config_load(const char *path, int *nerrors)
 		    config_cb_int),
 		CFG_INT_CB("idle_timeout", 0, CFGF_NODEFAULT, config_cb_int),
 		CFG_INT_CB("drain_timeout", 0, CFGF_NODEFAULT, config_cb_int),
+		CFG_INT_CB("http_max_connections", 0, CFGF_NODEFAULT,
+		    config_cb_int),
+		CFG_INT_CB("http_request_timeout", 0, CFGF_NODEFAULT,
+		    config_cb_int),
 		CFG_INT_CB("max_request", 0, CFGF_NODEFAULT, config_cb_int),
 		CFG_STR_CB("log_level", NULL, CFGF_NODEFAULT,
 		    config_cb_log_level),
@@ -1364,6 +1545,10 @@ config_load(const char *path, int *nerrors)
 		    config_cb_listen),
 		CFG_STR_CB("metrics_listen", NULL, CFGF_NODEFAULT,
 		    config_cb_listen),
+		CFG_STR_CB("metrics_token_file", NULL, CFGF_NODEFAULT,
+		    config_cb_metrics_token_file),
+		CFG_STR_CB("metrics_authorizers", NULL, CFGF_NODEFAULT,
+		    config_cb_metrics_authorizers),
 		CFG_STR_CB("redis", NULL, CFGF_NODEFAULT, config_cb_redis),
 		CFG_STR_CB("redis_password_file", NULL, CFGF_NODEFAULT,
 		    config_cb_redis_password_file),
@@ -1373,13 +1558,15 @@ config_load(const char *path, int *nerrors)
 		    CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
 		CFG_SEC("component", component_opts,
 		    CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
+		CFG_STR_CB(CONFIG_END_KEY, NULL, CFGF_NODEFAULT, config_cb_end),
 		CFG_END()
 	};
 	struct config_parse	 parse, *p = &parse;
 	struct config		*conf;
 	struct stat		 st;
-	char			*buf = NULL, *slash;
-	size_t			 len = 0;
+	char			*buf = NULL, *slash, *whole, *tail;
+	unsigned char		 nonce[CONFIG_END_NONCE / 2];
+	size_t			 len = 0, wlen, i;
 	FILE			*fp;
 	cfg_t			*cfg;
 	int			 rc;
@@ -1413,17 +1600,37 @@ config_load(const char *path, int *nerrors)
 	free(cfg->filename);
 	cfg->filename = xstrdup(path);
 
-	rc = CFG_SUCCESS;
-	if (len > 0) {
-		if ((fp = fmemopen(buf, len, "r")) == NULL)
-			fatal("fmemopen");
-		rc = cfg_parse_fp(cfg, fp);
-		fclose(fp);
-	}
+	/* The file, then the end key on a line of its own. */
+	if (getrandom(nonce, sizeof nonce, 0) != sizeof nonce)
+		fatal("getrandom");
+	for (i = 0; i < sizeof nonce; i++)
+		snprintf(p->end_nonce + 2 * i, 3, "%02x", nonce[i]);
+	for (i = 0, p->last_line = 1; i < len; i++)
+		p->last_line += (buf[i] == '\n');
+	xasprintf(&tail, "\n%s = %s\n", CONFIG_END_KEY, p->end_nonce);
+	wlen = len + strlen(tail);
+	whole = xmalloc(wlen + 1);
+	memcpy(whole, buf, len);	/* a NUL in the file goes through too */
+	memcpy(whole + len, tail, strlen(tail) + 1);
+	free(tail);
+	if ((fp = fmemopen(whole, wlen, "r")) == NULL)
+		fatal("fmemopen");
+	rc = cfg_parse_fp(cfg, fp);
+	fclose(fp);
+	freezero(whole, wlen + 1);
 	/* After a syntax error the rest is unread: no checks on a part. */
 	if (rc != CFG_SUCCESS) {
 		if (p->nerrors == 0)
 			config_error_at(p, 0, "cannot parse the file");
+	} else if (!p->end_seen) {
+		/* libconfuse ended inside a comment: the rest was dropped. */
+		if (p->open_comment != 0)
+			config_error_at(p, p->open_comment, "a '/*' comment "
+			    "that is never closed with '*/': everything after "
+			    "it would be ignored");
+		else
+			config_error_at(p, 0, "the file ends inside a '/*' "
+			    "comment that is never closed with '*/'");
 	} else
 		config_check(p, &st);
 
@@ -1432,6 +1639,9 @@ config_load(const char *path, int *nerrors)
 	freezero(buf, len + 1);
 	free(p->linemap);
 	free(p->dir);
+	for (i = 0; i < p->nowners; i++)
+		free(p->owners[i].path);
+	free(p->owners);
 	config_p = NULL;
 
 	if (nerrors != NULL)
@@ -1467,6 +1677,7 @@ config_free(struct config *conf)
 	free(conf->ca_file);
 	free(conf->callback_listen);
 	free(conf->metrics_listen);
+	freezero_str(conf->metrics_token);
 	free(conf->redis);
 	freezero_str(conf->redis_password);
 	free(conf->user);

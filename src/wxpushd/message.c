@@ -108,7 +108,9 @@ message_fields(const msgpack_object *map, const char *path,
 			return (message_error(err, field,
 			    "duplicate field '%s'", field));
 		}
-		vals[j] = &map->via.map.ptr[i].val;
+		/* nil means absent (clients send None/undefined for unset). */
+		if (map->via.map.ptr[i].val.type != MSGPACK_OBJECT_NIL)
+			vals[j] = &map->via.map.ptr[i].val;
 	}
 	return (0);
 }

@@ -54,7 +54,7 @@ method_component_params(struct request *req, const msgpack_object *params,
 {
 	const msgpack_object_kv *kv;
 	const msgpack_object *v;
-	char key[65];
+	const char *names[8];
 	uint32_t i;
 	size_t j;
 
@@ -63,28 +63,20 @@ method_component_params(struct request *req, const msgpack_object *params,
 		    "must be a map with %s and the other fields", p[0].name);
 		return (-1);
 	}
+	for (j = 0; j < n && j < METHOD_COMPONENT_NITEMS(names); j++)
+		names[j] = p[j].name;
+	if (rpc_params_check(req, params, names, j) != 0)
+		return (-1);
 	for (i = 0; i < params->via.map.size; i++) {
 		kv = &params->via.map.ptr[i];
 		for (j = 0; j < n; j++) {
 			if (rpc_str_eq(&kv->key, p[j].name))
 				break;
 		}
-		if (j == n) {
-			if (kv->key.type == MSGPACK_OBJECT_STR &&
-			    kv->key.via.str.size < sizeof key &&
-			    rpc_printable(kv->key.via.str.ptr,
-			    kv->key.via.str.size, sizeof key - 1)) {
-				memcpy(key, kv->key.via.str.ptr,
-				    kv->key.via.str.size);
-				key[kv->key.via.str.size] = '\0';
-				rpc_reply_errorx(req, "invalid_request", 0,
-				    key, "unknown field '%s'", key);
-			} else
-				rpc_reply_errorx(req, "invalid_request", 0,
-				    NULL, "unknown field");
-			return (-1);
-		}
 		v = &kv->val;
+		/* rpc_params_check let only known keys through; nil: absent. */
+		if (j == n || (v->type == MSGPACK_OBJECT_NIL && p[j].optional))
+			continue;
 		p[j].set = 1;
 		if (p[j].type == METHOD_COMPONENT_PARAM_INT) {
 			if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
@@ -172,8 +164,12 @@ method_component_find(struct request *req, const struct method_component_param *
 	}
 	if (req->client == NULL ||
 	    !acl_allows(&cc->allow, &req->client->peer)) {
-		log_info("%s: %s refused to uid %u", appid, method,
-		    req->client != NULL ? (unsigned)req->client->peer.uid : 0);
+		char peer[32];
+
+		snprintf(peer, sizeof peer, "uid %u", req->client != NULL ?
+		    (unsigned)req->client->peer.uid : 0);
+		ratelog(LOG_LEVEL_INFO, "component method refused", peer,
+		    "%s: %s refused to %s", appid, method, peer);
 		rpc_reply_errorx(req, "forbidden", 0, "component_appid",
 		    "this user may not act for this component");
 		return (NULL);
@@ -234,7 +230,12 @@ method_component_event(struct request *req, const msgpack_object *params)
 	}
 	if (callback_event_open(cc, word[0], word[1], word[2], p[4].ptr,
 	    p[4].len, &ev, &field, &cause) != 0) {
-		log_warnx("%s: component_event refused: %s", cc->appid, cause);
+		char peer[32];
+
+		snprintf(peer, sizeof peer, "uid %u", req->client != NULL ?
+		    (unsigned)req->client->peer.uid : 0);
+		ratelog(LOG_LEVEL_WARN, "component_event refused", peer,
+		    "%s: component_event refused: %s", cc->appid, cause);
 		rpc_reply_errorx(req, "invalid_request", 0, field, "%s", cause);
 		free(cause);
 		return;

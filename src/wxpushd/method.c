@@ -41,7 +41,8 @@ method_ping(struct request *req, const msgpack_object *params)
 {
 	msgpack_packer *pk;
 
-	(void)params;
+	if (rpc_params_check(req, params, NULL, 0) != 0)
+		return;
 	pk = rpc_reply_begin(req, 2);
 	rpc_pack_kv_str(pk, "version", PACKAGE_VERSION);
 	rpc_pack_kv_int(pk, "protocol", WXPUSHD_PROTOCOL);
@@ -88,6 +89,7 @@ method_status_match(const struct cred *c, const char *appid)
 static void
 method_status(struct request *req, const msgpack_object *params)
 {
+	static const char *const names[] = { "appid" };
 	const msgpack_object *o = rpc_map_get(params, "appid");
 	char appid[WX_APPID_MAX + 1];
 	const char *filter = NULL;
@@ -97,11 +99,16 @@ method_status(struct request *req, const msgpack_object *params)
 	    &req->client->peer : NULL;
 	uint32_t n = 0, found = 0;
 
+	if (rpc_params_check(req, params, names, 1) != 0)
+		return;
+	if (o != NULL && o->type == MSGPACK_OBJECT_NIL)
+		o = NULL;	/* nil: absent */
 	if (o != NULL) {
-		if (o->type != MSGPACK_OBJECT_STR || o->via.str.size == 0 ||
-		    o->via.str.size > WX_APPID_MAX) {
+		/* No NUL: "wx1\0x" must not match wx1 as a C string. */
+		if (o->type != MSGPACK_OBJECT_STR ||
+		    !valid_appid(o->via.str.ptr, o->via.str.size)) {
 			rpc_reply_errorx(req, "invalid_request", 0, "appid",
-			    "appid must be a string of 1..%d characters",
+			    "appid must be 1 to %d of A-Z a-z 0-9 _ -",
 			    WX_APPID_MAX);
 			return;
 		}
@@ -217,7 +224,8 @@ method_stats(struct request *req, const msgpack_object *params)
 	uint32_t ncreds = 0, nshown = 0;
 	int i, n = 0;
 
-	(void)params;
+	if (rpc_params_check(req, params, NULL, 0) != 0)
+		return;
 	for (c = cred_first(); c != NULL; c = cred_next(c)) {
 		ncreds++;
 		calls += cred_calls_today(c);

@@ -11,6 +11,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <event2/buffer.h>
@@ -22,7 +23,7 @@
 #define METRICS_HEADERS_MAX	8192
 #define METRICS_TIMEOUT		10	/* seconds for one scrape */
 
-static struct httpd			 metrics_httpd = { "metrics", NULL, NULL, NULL };
+static struct httpd			 metrics_httpd = { .name = "metrics" };
 
 /* Write v as a label value: backslash, double quote and newline escaped. */
 static void
@@ -73,12 +74,14 @@ metrics_sample(struct evbuffer *b, const char *name, const char *appid,
 	evbuffer_add_printf(b, "} %lld\n", (long long)value);
 }
 
-/* The sends_total samples of one appid ("" for sends that named none). */
+/*
+ * The samples of a sends counter family (name) for one value of its first
+ * label (key: appid or component; "" for sends that named no appid).
+ */
 static void
-metrics_sends(struct evbuffer *b, const char *appid,
-    const struct send_counters *sc, int errcodes)
+metrics_sends_family(struct evbuffer *b, const char *name, const char *key,
+    const char *appid, const struct send_counters *sc, int errcodes)
 {
-	const char	*name = "wxpushd_sends_total";
 	int		 o, i;
 
 	for (o = 0; o < SEND_NOUTCOMES; o++) {
@@ -86,7 +89,7 @@ metrics_sends(struct evbuffer *b, const char *appid,
 			for (i = 0; errcodes && i < WXAPI_NERRCODES; i++) {
 				if (sc->errcode[i] == 0)
 					continue;
-				evbuffer_add_printf(b, "%s{appid=\"", name);
+				evbuffer_add_printf(b, "%s{%s=\"", name, key);
 				metrics_label(b, appid);
 				evbuffer_add_printf(b, "\",outcome=\"wechat\","
 				    "errcode=\"%s\"} %llu\n",
@@ -98,12 +101,32 @@ metrics_sends(struct evbuffer *b, const char *appid,
 		/* ok always, so that rates start at zero; the rest once seen. */
 		if (sc->outcome[o] == 0 && (o != SEND_OK || *appid == '\0'))
 			continue;
-		evbuffer_add_printf(b, "%s{appid=\"", name);
+		evbuffer_add_printf(b, "%s{%s=\"", name, key);
 		metrics_label(b, appid);
 		evbuffer_add_printf(b, "\",outcome=\"%s\",errcode=\"%s\"} %llu\n",
 		    send_outcome_name(o), o == SEND_OK ? "0" : "none",
 		    (unsigned long long)sc->outcome[o]);
 	}
+}
+
+/* The wxpushd_sends_total samples of one appid. */
+static void
+metrics_sends(struct evbuffer *b, const char *appid,
+    const struct send_counters *sc, int errcodes)
+{
+	metrics_sends_family(b, "wxpushd_sends_total", "appid", appid, sc,
+	    errcodes);
+}
+
+/*
+ * Whether c has series of its own: with metrics_authorizers = aggregate, a
+ * platform's authorizers (merchants' appids) are only counted per platform.
+ */
+static int
+metrics_listed(const struct cred *c)
+{
+	return (!cred_removed(c) && !(wx_conf->metrics_aggregate &&
+	    cred_kind(c) == CRED_AUTHORIZER));
 }
 
 /* The process: build, start time, clients, requests, upstream calls. */
@@ -146,7 +169,7 @@ metrics_write_sends(struct evbuffer *b)
 	    "appid, outcome (the error code, or ok) and WeChat errcode.");
 	metrics_sends(b, "", send_counters_nocred(), 0);
 	for (c = cred_first(); c != NULL; c = cred_next(c)) {
-		if (!cred_removed(c) && cred_kind(c) != CRED_COMPONENT) {
+		if (metrics_listed(c) && cred_kind(c) != CRED_COMPONENT) {
 			static const struct send_counters none;
 
 			sc = send_counters_of(c);
@@ -184,7 +207,7 @@ metrics_write_states(struct evbuffer *b)
 	    "state each credential is in (kind: official, component, "
 	    "authorizer).");
 	for (c = cred_first(); c != NULL; c = cred_next(c)) {
-		if (cred_removed(c))
+		if (!metrics_listed(c))
 			continue;
 		for (k = 0; k < sizeof states / sizeof states[0]; k++) {
 			evbuffer_add_printf(b, "wxpushd_credential_state"
@@ -316,12 +339,110 @@ metrics_write_gauges(struct evbuffer *b)
 		g = &metrics_gauges[i];
 		metrics_family(b, g->name, g->type, g->help);
 		for (c = cred_first(); c != NULL; c = cred_next(c)) {
-			if (cred_removed(c) || (g->sends &&
+			if (!metrics_listed(c) || (g->sends &&
 			    cred_kind(c) == CRED_COMPONENT))
 				continue;
 			if (g->value(c, &v))
 				metrics_sample(b, g->name, cred_appid(c), NULL,
 				    NULL, v);
+		}
+	}
+}
+
+/* One platform's authorizers summed: states, sends, queue, in flight. */
+struct metrics_platform {
+	uint64_t		 nstate[5];
+	struct send_counters	 sends;
+	uint64_t		 queued, inflight;
+};
+
+/* Sum the authorizers of platform p. */
+static void
+metrics_platform_sum(const struct cred *p, struct metrics_platform *m,
+    const char *const *states, size_t nstates)
+{
+	const struct send_counters *sc;
+	const char *owner;
+	struct send_queue_state q;
+	struct cred *c;
+	size_t k;
+	int i;
+
+	memset(m, 0, sizeof *m);
+	for (c = cred_first(); c != NULL; c = cred_next(c)) {
+		if (cred_removed(c) ||
+		    (owner = authorizer_component_appid(c)) == NULL ||
+		    strcmp(owner, cred_appid(p)) != 0)
+			continue;
+		if ((sc = send_counters_of(c)) != NULL) {
+			for (i = 0; i < SEND_NOUTCOMES; i++)
+				m->sends.outcome[i] += sc->outcome[i];
+			for (i = 0; i < WXAPI_NERRCODES; i++)
+				m->sends.errcode[i] += sc->errcode[i];
+		}
+		for (k = 0; k < nstates; k++)
+			m->nstate[k] += strcmp(cred_state_name(c), states[k]) == 0;
+		q = send_queue_of(c);
+		m->queued += (uint64_t)q.queued;
+		m->inflight += (uint64_t)q.inflight;
+	}
+}
+
+/*
+ * metrics_authorizers = aggregate: per platform, how many authorizers are in
+ * each state, and their sends, queue and sends in flight summed, labelled by
+ * the platform's appid (component) only.
+ */
+static void
+metrics_write_authorizers(struct evbuffer *b)
+{
+	static const char *const states[] = { "valid", "refreshing", "expired",
+	    "failed", "revoked" };
+	static const char *const families[][3] = {
+		{ "wxpushd_authorizers", "gauge", "Authorizers of a third-party "
+		    "platform in each state." },
+		{ "wxpushd_authorizer_sends_total", "counter", "Answered sends "
+		    "of a platform's authorizers, by outcome and WeChat "
+		    "errcode." },
+		{ "wxpushd_authorizer_queue_depth", "gauge", "Sends of a "
+		    "platform's authorizers waiting for a token or a slot." },
+		{ "wxpushd_authorizer_sends_inflight", "gauge", "Sends of a "
+		    "platform's authorizers waiting for WeChat's answer now." },
+	};
+	struct metrics_platform m;
+	struct cred *p;
+	size_t f, k;
+
+	for (f = 0; f < sizeof families / sizeof families[0]; f++) {
+		metrics_family(b, families[f][0], families[f][1],
+		    families[f][2]);
+		for (p = cred_first(); p != NULL; p = cred_next(p)) {
+			if (cred_removed(p) || cred_kind(p) != CRED_COMPONENT)
+				continue;
+			metrics_platform_sum(p, &m, states,
+			    sizeof states / sizeof states[0]);
+			if (f == 1) {
+				/* Same samples as wxpushd_sends_total. */
+				metrics_sends_family(b, families[f][0],
+				    "component", cred_appid(p), &m.sends, 1);
+				continue;
+			}
+			for (k = 0; f == 0 && k < sizeof states /
+			    sizeof states[0]; k++) {
+				evbuffer_add_printf(b, "wxpushd_authorizers"
+				    "{component=\"");
+				metrics_label(b, cred_appid(p));
+				evbuffer_add_printf(b, "\",state=\"%s\"} %llu\n",
+				    states[k], (unsigned long long)m.nstate[k]);
+			}
+			if (f >= 2) {
+				evbuffer_add_printf(b, "%s{component=\"",
+				    families[f][0]);
+				metrics_label(b, cred_appid(p));
+				evbuffer_add_printf(b, "\"} %llu\n",
+				    (unsigned long long)(f == 2 ? m.queued :
+				    m.inflight));
+			}
 		}
 	}
 }
@@ -334,6 +455,59 @@ metrics_write(struct evbuffer *b)
 	metrics_write_sends(b);
 	metrics_write_states(b);
 	metrics_write_gauges(b);
+	if (wx_conf->metrics_aggregate)
+		metrics_write_authorizers(b);
+}
+
+/*
+ * Whether req carries "Authorization: Bearer TOKEN" with metrics_token_file's
+ * token (or none is configured). The comparison takes the same time whatever
+ * the bytes sent.
+ */
+static int
+metrics_authorized(struct evhttp_request *req)
+{
+	const char	*want = wx_conf->metrics_token, *got;
+	unsigned char	 diff = 0;
+	size_t		 wl, gl, i;
+
+	if (want == NULL)
+		return (1);
+	got = evhttp_find_header(evhttp_request_get_input_headers(req),
+	    "Authorization");
+	if (got == NULL || strncasecmp(got, "Bearer ", 7) != 0)
+		return (0);
+	for (got += 7; *got == ' '; got++)
+		;
+	wl = strlen(want);
+	gl = strlen(got);
+	for (i = 0; i < wl; i++)
+		diff |= (unsigned char)want[i] ^ (unsigned char)(i < gl ?
+		    got[i] : 0);
+	return (diff == 0 && gl == wl);
+}
+
+/* 401, and a line (rate-limited per address): no token or the wrong one. */
+static void
+metrics_unauthorized(struct evhttp_request *req)
+{
+	struct evhttp_connection	*conn;
+	struct evbuffer			*b;
+	char				*addr = NULL;
+	ev_uint16_t			 port;
+
+	if ((conn = evhttp_request_get_connection(req)) != NULL)
+		evhttp_connection_get_peer(conn, &addr, &port);
+	ratelog(LOG_LEVEL_WARN, "metrics unauthorized", addr != NULL ? addr :
+	    "unknown", "metrics: refused a scrape from %s without the right "
+	    "bearer token", addr != NULL ? addr : "unknown");
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "WWW-Authenticate", "Bearer realm=\"wxpushd\"");
+	if ((b = evbuffer_new()) == NULL)
+		fatalx("evbuffer_new");
+	evbuffer_add_printf(b, "unauthorized: see metrics_token_file\n");
+	evhttp_send_reply(req, 401, "Unauthorized", b);
+	evbuffer_free(b);
 }
 
 /* GET /metrics. */
@@ -344,6 +518,11 @@ metrics_request(struct evhttp_request *req, void *arg)
 	struct evbuffer		*b;
 
 	(void)arg;
+	httpd_dispatched(&metrics_httpd, req);
+	if (!metrics_authorized(req)) {
+		metrics_unauthorized(req);
+		return;
+	}
 	switch (evhttp_request_get_command(req)) {
 	case EVHTTP_REQ_GET:
 	case EVHTTP_REQ_HEAD:
@@ -368,6 +547,7 @@ static void
 metrics_notfound(struct evhttp_request *req, void *arg)
 {
 	(void)arg;
+	httpd_dispatched(&metrics_httpd, req);
 	evhttp_send_error(req, 404, "Not Found");
 }
 
@@ -389,7 +569,7 @@ metrics_start(void)
 		    EVHTTP_REQ_HEAD | EVHTTP_REQ_POST);
 		evhttp_set_cb(http, "/metrics", metrics_request, NULL);
 		evhttp_set_gencb(http, metrics_notfound, NULL);
-		metrics_httpd.http = http;
+		httpd_setup(&metrics_httpd, http);
 	}
 	return (httpd_listen(&metrics_httpd, wx_conf->metrics_listen));
 }

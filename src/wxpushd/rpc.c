@@ -11,6 +11,9 @@
 
 #include "wxpushd.h"
 
+/* The longest unknown key quoted back in an error. */
+#define RPC_KEY_QUOTE_MAX	32
+
 /* Decoded requests live in this zone only until their method returns. */
 static msgpack_zone	*rpc_zone;
 uint64_t		 rpc_requests;
@@ -65,6 +68,67 @@ rpc_map_get(const msgpack_object *m, const char *key)
 			return (&m->via.map.ptr[i].val);
 	}
 	return (NULL);
+}
+
+/*
+ * Check that params (NULL, or a map) has only string keys, each one of the
+ * n names, and none twice. Returns 0, or -1 after answering invalid_request
+ * with the offending key as the field when it is printable.
+ */
+int
+rpc_params_check(struct request *req, const msgpack_object *params,
+    const char *const *names, size_t n)
+{
+	const msgpack_object	*k;
+	char			 key[RPC_KEY_QUOTE_MAX + 1];
+	uint32_t		 i, l;
+	size_t			 j;
+
+	if (params == NULL)
+		return (0);
+	if (params->type != MSGPACK_OBJECT_MAP) {
+		rpc_reply_errorx(req, "invalid_request", 0, "params",
+		    "params must be a map");
+		return (-1);
+	}
+	for (i = 0; i < params->via.map.size; i++) {
+		k = &params->via.map.ptr[i].key;
+		if (k->type != MSGPACK_OBJECT_STR) {
+			rpc_reply_errorx(req, "invalid_request", 0, "params",
+			    "params has a key that is not a string");
+			return (-1);
+		}
+		for (j = 0; j < n; j++) {
+			if (rpc_str_eq(k, names[j]))
+				break;
+		}
+		if (j == n) {
+			if (k->via.str.size == 0 || !rpc_printable(
+			    k->via.str.ptr, k->via.str.size,
+			    RPC_KEY_QUOTE_MAX)) {
+				rpc_reply_errorx(req, "invalid_request", 0,
+				    "params", "params has an unknown field "
+				    "(its name is empty, long or not "
+				    "printable)");
+				return (-1);
+			}
+			memcpy(key, k->via.str.ptr, k->via.str.size);
+			key[k->via.str.size] = '\0';
+			rpc_reply_errorx(req, "invalid_request", 0, key,
+			    "unknown field '%s'", key);
+			return (-1);
+		}
+		for (l = 0; l < i; l++) {
+			if (rpc_str_eq(&params->via.map.ptr[l].key,
+			    names[j])) {
+				rpc_reply_errorx(req, "invalid_request", 0,
+				    names[j], "duplicate field '%s'",
+				    names[j]);
+				return (-1);
+			}
+		}
+	}
+	return (0);
 }
 
 static int

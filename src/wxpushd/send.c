@@ -711,14 +711,21 @@ send_method(struct request *req, const msgpack_object *params)
 	TAILQ_INSERT_TAIL(&send_all, s, all);
 	c = cred_find(s->msg.appid);
 	if (c == NULL || cred_removed(c) || cred_kind(c) == CRED_COMPONENT) {
-		send_failx(s, SEND_UNKNOWN_APPID, "unknown_appid", 0,
-		    "the appid is not configured here");
+		memset(&e, 0, sizeof e);
+		e.code = "unknown_appid";
+		e.field = "appid";
+		e.message = "the appid is not configured here";
+		send_fail(s, SEND_UNKNOWN_APPID, &e);
 		return;
 	}
 	s->lane = l = send_lane_get(c);	/* counted per appid from here on */
 	if (req->client == NULL || !cred_allows(c, &req->client->peer)) {
-		log_info("%s: send refused to uid %u", cred_appid(c),
-		    req->client ? (unsigned)req->client->peer.uid : 0);
+		char peer[32];
+
+		snprintf(peer, sizeof peer, "uid %u", req->client ?
+		    (unsigned)req->client->peer.uid : 0);
+		ratelog(LOG_LEVEL_INFO, "send refused", peer,
+		    "%s: send refused to %s", cred_appid(c), peer);
 		send_failx(s, SEND_FORBIDDEN, "forbidden", 0,
 		    "this user may not send as this appid");
 		return;

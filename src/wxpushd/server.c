@@ -400,6 +400,22 @@ server_client_more_cb(evutil_socket_t fd, short events, void *arg)
 		server_client_read(c);
 }
 
+/*
+ * Close c for a frame that is not MessagePack-RPC: one info line per
+ * connection, rate-limited per uid, so a broken client shows without debug.
+ */
+static void
+server_client_malformed(struct client *c, const char *why)
+{
+	char peer[32];
+
+	snprintf(peer, sizeof peer, "uid %u", (unsigned)c->peer.uid);
+	ratelog(LOG_LEVEL_INFO, "malformed frame", peer, "client %llu (%s, "
+	    "pid %d): malformed frame (%s), closing", (unsigned long long)c->id,
+	    peer, (int)c->peer.pid, why);
+	server_client_free(c);
+}
+
 /* Parse and dispatch the complete frames in c's input, up to the quota. */
 static void
 server_client_read(struct client *c)
@@ -414,25 +430,26 @@ server_client_read(struct client *c)
 			return;
 		if ((len = evbuffer_get_length(in)) == 0)
 			return;
+		/* Resumed where the last read stopped: linear per frame. */
 		p = evbuffer_pullup(in, len > limit ? limit : len);
-		switch (rpc_scan(p, len > limit ? limit : len, limit, &objlen)) {
+		switch (rpc_scan_more(&c->scan, p, len > limit ? limit : len,
+		    limit, RPC_MAX_OBJECTS(limit), &objlen)) {
 		case RPC_SCAN_MORE:
 			return;
 		case RPC_SCAN_BAD:
-			log_debug("client %llu: not MessagePack-RPC or over "
-			    "max_request, closing", (unsigned long long)c->id);
-			server_client_free(c);
+			server_client_malformed(c, "not MessagePack, over "
+			    "max_request, too deep or too many objects");
 			return;
 		case RPC_SCAN_OK:
 			break;
 		}
 		if (rpc_input(c, p, objlen) == -1) {
-			log_debug("client %llu: malformed request, closing",
-			    (unsigned long long)c->id);
-			server_client_free(c);
+			server_client_malformed(c, "not a MessagePack-RPC "
+			    "request or notification");
 			return;
 		}
 		evbuffer_drain(in, objlen);
+		rpc_scan_reset(&c->scan);
 		server_client_update(c);
 	}
 	/* Quota used up: let other clients run, then continue. */
@@ -542,6 +559,7 @@ server_accept_cb(evutil_socket_t lfd, short events, void *arg)
 		u->n++;
 		server_n++;
 		c->id = ++server_next_id;
+		rpc_scan_reset(&c->scan);
 		TAILQ_INIT(&c->requests);
 		c->bev = bufferevent_socket_new(wx_base, fd, BEV_OPT_CLOSE_ON_FREE);
 		c->more = event_new(wx_base, -1, 0, server_client_more_cb, c);

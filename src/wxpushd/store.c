@@ -307,8 +307,24 @@ store_mkdir(const char *dir, char **cause)
 		xasprintf(cause, "%s: not a directory", dir);
 		return (-1);
 	}
-	if (sb.st_mode & (S_IWGRP | S_IWOTH))
-		log_warnx("store: %s is writable by others", dir);
+	/*
+	 * Anyone else who can write here can plant the database files (or
+	 * links in their place) and read back the tokens stored in them.
+	 */
+	if (sb.st_uid != geteuid()) {
+		xasprintf(cause, "state_dir %s belongs to uid %u, not to the "
+		    "daemon's user (uid %u): run chown %u %s (or give the "
+		    "daemon a state_dir of its own)", dir,
+		    (unsigned)sb.st_uid, (unsigned)geteuid(),
+		    (unsigned)geteuid(), dir);
+		return (-1);
+	}
+	if (sb.st_mode & (S_IWGRP | S_IWOTH)) {
+		xasprintf(cause, "state_dir %s is mode %04o, writable by group "
+		    "or others, who could plant files in it: run chmod 700 %s",
+		    dir, (unsigned)(sb.st_mode & 07777), dir);
+		return (-1);
+	}
 	return (0);
 }
 
@@ -323,11 +339,20 @@ store_tighten(const char *path, int must_exist, char **cause)
 	struct stat	 sb;
 	int		 fd;
 
-	/* O_NONBLOCK: a FIFO in its place must not hang the daemon. */
-	if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) == -1) {
+	/*
+	 * O_NONBLOCK: a FIFO in its place must not hang the daemon.
+	 * O_NOFOLLOW: a link must not make the daemon use (or chmod) a file
+	 * elsewhere.
+	 */
+	if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW |
+	    O_CLOEXEC)) == -1) {
 		if (errno == ENOENT && !must_exist)
 			return (0);
-		xasprintf(cause, "%s: %s", path, strerror(errno));
+		if (errno == ELOOP)
+			xasprintf(cause, "%s is a symbolic link: remove it "
+			    "(the store's files are never links)", path);
+		else
+			xasprintf(cause, "%s: %s", path, strerror(errno));
 		return (-1);
 	}
 	if (fstat(fd, &sb) != 0) {
@@ -337,6 +362,16 @@ store_tighten(const char *path, int must_exist, char **cause)
 	}
 	if (!S_ISREG(sb.st_mode)) {
 		xasprintf(cause, "%s: not a regular file", path);
+		close(fd);
+		return (-1);
+	}
+	/* Someone else's file: they could read back what is stored. */
+	if (sb.st_uid != geteuid()) {
+		xasprintf(cause, "%s belongs to uid %u, not to the daemon's "
+		    "user (uid %u): someone may have planted it; remove it, or "
+		    "run chown %u %s if it is the daemon's own", path,
+		    (unsigned)sb.st_uid, (unsigned)geteuid(),
+		    (unsigned)geteuid(), path);
 		close(fd);
 		return (-1);
 	}

@@ -4,6 +4,8 @@
  */
 #include "config.h"
 
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <errno.h>
@@ -215,6 +217,23 @@ wxpushd_drop_privileges(void)
 	    (unsigned)gid);
 }
 
+/*
+ * Before any secret is read: no core dump (RLIMIT_CORE 0, soft and hard) and
+ * not dumpable, so neither a crash nor another process of the daemon's user
+ * (ptrace, /proc/PID/mem) gets the AppSecrets or tokens. Dumpability is reset
+ * by the kernel when the ids change, so it is set again after the drop.
+ */
+static void
+wxpushd_no_core(void)
+{
+	struct rlimit	rl = { 0, 0 };
+
+	if (setrlimit(RLIMIT_CORE, &rl) == -1)
+		log_warn("setrlimit RLIMIT_CORE");
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == -1)
+		log_warn("prctl PR_SET_DUMPABLE");
+}
+
 int
 main(int argc, char **argv)
 {
@@ -245,6 +264,7 @@ main(int argc, char **argv)
 		usage();
 
 	log_init("wxpushd", 0, wxpushd_debug ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO);
+	wxpushd_no_core();
 	if ((wx_conf = config_load(path, &nerr)) == NULL) {
 		fprintf(stderr, "%s: %d error%s\n", path, nerr, nerr == 1 ? "" : "s");
 		return (1);
@@ -272,6 +292,7 @@ main(int argc, char **argv)
 	if (metrics_start() == -1)
 		fatalx("cannot listen on %s", wx_conf->metrics_listen);
 	wxpushd_drop_privileges();
+	wxpushd_no_core();
 	/* After dropping privileges, so the state belongs to the daemon's user. */
 	if (store_open(wx_conf->state_dir, &cause) == -1)
 		fatalx("%s", cause);
@@ -308,6 +329,7 @@ main(int argc, char **argv)
 	upstream_shutdown();
 	store_close();
 	rpc_shutdown();
+	ratelog_shutdown();
 	event_free(ev_term);
 	event_free(ev_int);
 	event_free(ev_hup);

@@ -115,10 +115,14 @@ struct config {
 	int		 max_clients_per_uid;
 	int		 idle_timeout;		/* seconds; 0 disables */
 	int		 drain_timeout;
+	int		 http_max_connections;	/* per HTTP endpoint */
+	int		 http_request_timeout;	/* seconds for a whole request */
 	size_t		 max_request;
 	int		 log_level;
 	char		*callback_listen;
 	char		*metrics_listen;
+	char		*metrics_token;		/* from metrics_token_file; wiped on free */
+	int		 metrics_aggregate;	/* metrics_authorizers = aggregate */
 	char		*redis;
 	char		*redis_password;	/* from redis_password_file; wiped on free */
 	char		*user;
@@ -143,6 +147,7 @@ struct client {
 	size_t			 nrequests;
 	int			 closing;	/* flush the output, then free */
 	int			 paused;	/* reading stopped for backpressure */
+	struct rpc_scan_state	 scan;		/* how far the next frame is scanned */
 	TAILQ_ENTRY(client)	 entry;
 };
 int	 server_listen(void);
@@ -201,6 +206,8 @@ void	 rpc_pack_kv_bool(msgpack_packer *, const char *, int);
 const msgpack_object	*rpc_map_get(const msgpack_object *, const char *);
 int	 rpc_str_eq(const msgpack_object *, const char *);
 int	 rpc_printable(const char *, size_t, size_t);
+int	 rpc_params_check(struct request *, const msgpack_object *,
+	    const char *const *, size_t);
 void	 rpc_shutdown(void);
 extern uint64_t	rpc_requests;
 
@@ -503,12 +510,23 @@ struct send_queue_state	 send_queue_of(const struct cred *);
 /* httpd.c: an evhttp endpoint on a configured HOST:PORT, movable on reload. */
 struct evhttp;
 struct evhttp_bound_socket;
+struct evhttp_request;
+struct httpd_conn;
 struct httpd {
 	const char			*name;	/* for the log: "callback", "metrics" */
-	struct evhttp			*http;	/* set up by the owner */
+	struct evhttp			*http;	/* made by the owner, httpd_setup */
 	struct evhttp_bound_socket	*sock;
 	char				*addr;	/* what sock is bound to */
+	TAILQ_HEAD(, httpd_conn)	 conns;	/* open connections */
+	size_t				 nconns;
+	struct event			*adopt;	/* finds evhttp's new connections */
+	struct event			*pause;	/* EMFILE: accept again after it */
+	int				 paused;
+	int				 full;	/* at http_max_connections */
+	int				 closing;
 };
+void	 httpd_setup(struct httpd *, struct evhttp *);
+void	 httpd_dispatched(struct httpd *, struct evhttp_request *);
 int	 httpd_listen(struct httpd *, const char *);
 void	 httpd_reload(struct httpd *, const char *);
 void	 httpd_close(struct httpd *);
@@ -672,6 +690,12 @@ size_t	 upstream_inflight(void);
 int	 metrics_start(void);
 void	 metrics_reload(void);
 void	 metrics_stop(void);
+
+/* ratelog.c: log lines a peer can cause, rate-limited per peer and cause. */
+void	 ratelog(int, const char *, const char *, const char *, ...)
+	    __attribute__((format(printf, 4, 5)));
+void	 ratelog_shutdown(void);
+extern uint64_t	ratelog_suppressed;
 
 /* systemd.c: notifications, watchdog and socket activation (libsystemd). */
 int	 systemd_listen_fd(const char *);

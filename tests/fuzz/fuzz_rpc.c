@@ -83,6 +83,32 @@ fuzz_rpc_frame(msgpack_zone *zone, const unsigned char *p, size_t len)
 }
 
 /* Frame and decode the input as one client connection's bytes. */
+/*
+ * server.c scans a frame as its bytes arrive, resuming each time: fed in
+ * pieces (cut where the data says), the scan must end as a whole scan does.
+ */
+static void
+fuzz_rpc_resume(const uint8_t *data, size_t n)
+{
+	struct rpc_scan_state	 st;
+	enum rpc_scan		 whole, rc = RPC_SCAN_MORE;
+	size_t			 len1 = 0, len2 = 0, have, step;
+
+	whole = rpc_scan(data, n, FUZZ_RPC_LIMIT, &len1);
+	rpc_scan_reset(&st);
+	step = n > 0 ? 1 + data[0] % 7 : 1;
+	for (have = step < n ? step : n; ; have += step) {
+		if (have > n)
+			have = n;
+		rc = rpc_scan_more(&st, data, have, FUZZ_RPC_LIMIT,
+		    RPC_MAX_OBJECTS(FUZZ_RPC_LIMIT), &len2);
+		if (rc != RPC_SCAN_MORE || have == n)
+			break;
+	}
+	if (rc != whole || (rc == RPC_SCAN_OK && len1 != len2))
+		abort();
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -97,6 +123,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		/* server.c looks at no more than the limit at once. */
 		n = size > FUZZ_RPC_LIMIT ? FUZZ_RPC_LIMIT : size;
 		objlen = 0;
+		fuzz_rpc_resume(data, n);
 		switch (rpc_scan(data, n, FUZZ_RPC_LIMIT, &objlen)) {
 		case RPC_SCAN_OK:
 			if (objlen == 0 || objlen > n)

@@ -80,8 +80,10 @@ def free_port():
     return port
 
 
-def scrape(port, path="/metrics", method="GET"):
+def scrape(port, path="/metrics", method="GET", token=None):
     req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), method=method)
+    if token is not None:
+        req.add_header("Authorization", "Bearer " + token)
     with urllib.request.urlopen(req, timeout=10) as r:
         return r.status, r.headers.get("Content-Type"), r.read().decode()
 
@@ -356,4 +358,62 @@ t.ok(0 <= st["appids"].get(COMPONENT, {}).get("verify_ticket_age", -1) < 60,
      "stats: the verify ticket's age", st["appids"].get(COMPONENT))
 t.eq(st["appids"].get(AUTH, {}).get("sends_ok"), 1, "stats: the authorizer's send")
 t.eq(d3.stop(), 0, "the platform's daemon stops cleanly")
+
+# metrics_token_file: a bearer token; metrics_authorizers = aggregate: the
+# merchants' appids are not listed, only counted per platform (issue 13 item 8).
+import os
+import subprocess
+from wxtest import WXPUSHD
+TOKEN = "scrape-token-0123456789abcdef"
+mock4 = Mock(components=COMPONENTS)
+port4 = free_port()
+d4 = Daemon(mock=mock4, accounts={}, components=COMPONENTS, callback=True, start=False,
+            extra='metrics_listen = "127.0.0.1:%d"\nmetrics_authorizers = aggregate\n'
+                  'metrics_token_file = "metrics.token"' % port4)
+tf = os.path.join(d4.dir, "metrics.token")
+with open(tf, "w") as f:
+    f.write(TOKEN + "\n")
+os.chmod(tf, 0o644)
+r = subprocess.run([WXPUSHD, "-n", "-f", d4.conf], capture_output=True, text=True)
+t.ok(r.returncode == 1 and tf in r.stderr and "chmod 600" in r.stderr,
+     "a metrics_token_file others can read is refused", r.stderr)
+os.chmod(tf, 0o600)
+mock4.config(event_url=d4.callback_url)
+d4.start()
+t.ok(wait_for(lambda: any(c["appid"] == COMPONENT and c["state"] == "valid"
+                          for c in d4.status()["credentials"]), 10),
+     "the platform gets a ticket and a token")
+mock4.component_event("authorized", AUTH)
+t.ok(wait_for(lambda: any(c["appid"] == AUTH and c["state"] == "valid"
+                          for c in d4.status()["credentials"]), 10), "a merchant authorizes it")
+err, res = d4.call("send", message(appid=AUTH))
+t.ok(err is None, "a send as the authorizer", err)
+
+
+def status_of(**kw):
+    try:
+        st, _, body = scrape(port4, **kw)
+        return st, None
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("WWW-Authenticate")
+
+
+t.eq(status_of(), (401, 'Bearer realm="wxpushd"'), "no token: 401 with WWW-Authenticate")
+t.eq(status_of(token="wrong")[0], 401, "a wrong token: 401")
+t.eq(status_of(token=TOKEN[:-1])[0], 401, "the token's prefix: 401")
+t.eq(status_of(token=TOKEN + "x")[0], 401, "the token and more: 401")
+st, _, body = scrape(port4, token=TOKEN)
+t.eq(st, 200, "the right token: 200")
+s6, _ = parse(body)
+t.ok(not any(("appid", AUTH) in l for n, l in s6), "aggregate: the authorizer's appid is "
+     "in no series")
+t.eq(get(s6, "wxpushd_authorizers", component=COMPONENT, state="valid"), 1.0,
+     "aggregate: one valid authorizer counted under its platform")
+t.eq(get(s6, "wxpushd_authorizer_sends_total", component=COMPONENT, outcome="ok",
+         errcode="0"), 1.0, "aggregate: its send counted under its platform")
+t.ok(get(s6, "wxpushd_credential_state", appid=COMPONENT, kind="component",
+         state="valid") == 1.0, "the platform's own series stay")
+t.ok(TOKEN not in d4.logtext(), "the scrape token is not in the log")
+t.ok("without the right bearer token" in d4.logtext(), "refused scrapes are logged")
+t.eq(d4.stop(), 0, "the daemon stops cleanly")
 t.done()

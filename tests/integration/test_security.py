@@ -454,7 +454,8 @@ t.ok(wait_for(lambda: d.call("ping")[0] is None, 5), "a freed slot takes a new c
 # max_request (2048 here): under it answered, over it closed.
 c = mine[0]
 err, res = c.call("ping", {"pad": "x" * 1800})
-t.ok(err is None, "a 1.8 KB request is answered under max_request 2048")
+t.ok(err is not None and err.get("field") == "pad",
+     "a 1.8 KB request is answered under max_request 2048", err)
 c.send_raw(msgpack.packb([0, 99, "ping", [{"pad": "x" * 3000}]]))
 t.ok(c.closed(3), "a 3 KB request closes the connection")
 

@@ -269,8 +269,9 @@ class Daemon:
             text = self.default_conf()
         with open(self.conf, "w") as f:
             f.write(text)
-        if self.components:
-            os.chmod(self.conf, 0o600)   # it holds the tokens and AES keys
+        # Never group- or world-writable, whatever the umask: the daemon
+        # refuses such a file (docs/security.md).
+        os.chmod(self.conf, 0o600 if self.components else 0o644)
 
     def default_conf(self, accounts=None, extra=None, account_extra=None):
         accounts = self.accounts if accounts is None else accounts

@@ -694,6 +694,101 @@ test_comment_lines(void)
 	ok(all, "error lines are right among comments");
 }
 
+/*
+ * libconfuse ends silently at EOF inside a C comment, dropping the rest of the
+ * file: that must be an error at the comment's line, and nothing else changes.
+ */
+static void
+test_unterminated(void)
+{
+	struct config	*conf;
+	int		 n;
+
+	one_error("an unterminated comment", "socket_mode = \"0660\"\n"
+	    "/* the rest is commented out\nmax_clients = 10\n", 2,
+	    "never closed");
+	one_error("an unterminated comment after a closed one",
+	    "/* closed */\n# x /* not one\nmax_clients = 10 /* open\n\n", 3,
+	    "never closed");
+	one_error("an unclosed section", "max_clients = 10\naccount \"wx1\" {\n"
+	    "  secret = \"s\"\n", 4, "end of the file");
+	one_error("the end key is not a key of the file",
+	    "wxpushd.end-of-file = 1\n", 1, "no such option");
+	conf = load_text("/* a */ max_clients = 10 // c /* d\n/* e\n */\n", &n);
+	ok(conf != NULL && n == 0 && conf->max_clients == 10,
+	    "closed comments of every form still load");
+	config_free(conf);
+	conf = load_text("", &n);
+	ok(conf != NULL && n == 0, "an empty file still loads");
+	config_free(conf);
+}
+
+/*
+ * Like sshd's StrictModes: the configuration file and secret files must not
+ * be writable by group or others, nor owned by anyone but root or the
+ * daemon's user (issue 13 item 6).
+ */
+static void
+test_strict_modes(void)
+{
+	struct config	*conf;
+	char		 sf[PATH_MAX], text[PATH_MAX + 128];
+	int		 n;
+
+	/* put_file's answer is static: keep a copy. */
+	snprintf(sf, sizeof sf, "%s", put_file("strict.secret", 0600, "%s\n",
+	    SECRET));
+	snprintf(text, sizeof text, "account \"wx1\" {\n\tsecret_file = "
+	    "\"%s\"\n}\n", sf);
+	snprintf(conf_path, sizeof conf_path, "%s", put_file("t.conf", 0664,
+	    "%s", text));
+	conf = load_path(conf_path, &n);
+	ok(conf == NULL && n == 1 && strstr(errors, "mode 0664") != NULL &&
+	    strstr(errors, "chmod go-w") != NULL,
+	    "a group-writable configuration file is refused, with the fix");
+	config_free(conf);
+	chmod(conf_path, 0646);
+	conf = load_path(conf_path, &n);
+	ok(conf == NULL && n == 1 && strstr(errors, "mode 0646") != NULL,
+	    "a world-writable configuration file is refused");
+	config_free(conf);
+	chmod(conf_path, 0644);
+	conf = load_path(conf_path, &n);
+	ok(conf != NULL && n == 0, "0644 and owned by us: loads");
+	config_free(conf);
+	if (geteuid() != 0) {
+		ok(1, "# SKIP owners need root");
+		ok(1, "# SKIP owners need root");
+		ok(1, "# SKIP owners need root");
+		return;
+	}
+	if (chown(conf_path, 65534, 65534) != 0)
+		perror("chown");
+	conf = load_path(conf_path, &n);
+	ok(conf == NULL && n == 1 && strstr(errors, "uid 65534") != NULL &&
+	    strstr(errors, "chown root") != NULL,
+	    "a configuration file owned by another user is refused");
+	config_free(conf);
+	if (chown(conf_path, 0, 0) != 0 || chown(sf, 65534, 65534) != 0)
+		perror("chown");
+	conf = load_path(conf_path, &n);
+	ok(conf == NULL && n == 1 && has_error(2, "uid 65534") &&
+	    strstr(errors, sf) != NULL,
+	    "a secret file owned by another user is refused, at its line");
+	if (conf != NULL || n != 1 || !has_error(2, "uid 65534"))
+		printf("# %s", errors);
+	config_free(conf);
+	/* The daemon's user (user = ...) may own them. */
+	snprintf(text + strlen(text), sizeof text - strlen(text),
+	    "user = \"nobody\"\n");
+	put_file("t.conf", 0644, "%s", text);
+	conf = load_path(conf_path, &n);
+	ok(conf != NULL && n == 0, "a secret file owned by the daemon's user loads");
+	if (conf == NULL)
+		printf("# %s", errors);
+	config_free(conf);
+}
+
 /* The example configuration, once its paths are substituted, must load. */
 static void
 test_example(void)
@@ -767,6 +862,8 @@ main(void)
 	test_accepted();
 	test_relative();
 	test_comment_lines();
+	test_unterminated();
+	test_strict_modes();
 	test_example();
 	free(errors);
 	if (tap_failed == 0) {

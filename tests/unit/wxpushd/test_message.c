@@ -467,7 +467,7 @@ t_shape(void)
 	t_base("touser", 1);
 	t_str("touser");
 	msgpack_pack_nil(&t_pk);
-	t_bad("touser", "must be a string", "touser nil");
+	t_bad("touser", "missing required field", "touser nil (nil is absent)");
 	t_base("template_id", 1);
 	t_str("template_id");
 	msgpack_pack_bin_with_body(&t_pk, "TPL", 3);
@@ -543,7 +543,7 @@ t_values(void)
 	t_base("scene", 1);
 	t_str("scene");
 	msgpack_pack_nil(&t_pk);
-	t_bad("scene", "0..10000", "scene nil");
+	t_bad("scene", "missing required field", "scene nil (nil is absent)");
 	t_with("scene", "10001");
 	t_bad("scene", "0..10000", "scene \"10001\"");
 	t_with("scene", "-1");

@@ -26,6 +26,111 @@ scan_hex(const char *hex, size_t limit, size_t *objlen)
 	return (rpc_scan(buf, n, limit, objlen));
 }
 
+/* A frame of n positive fixints in an array32, packed into *sb. */
+static void
+pack_ints(msgpack_sbuffer *sb, size_t n, int nil)
+{
+	msgpack_packer	pk;
+	size_t		i;
+
+	msgpack_sbuffer_init(sb);
+	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+	msgpack_pack_array(&pk, 4);
+	msgpack_pack_uint8(&pk, 0);
+	msgpack_pack_uint8(&pk, 1);
+	msgpack_pack_str_with_body(&pk, "ping", 4);
+	msgpack_pack_array(&pk, 1);
+	msgpack_pack_array(&pk, (uint32_t)n);
+	for (i = 0; i < n; i++) {
+		if (nil)
+			msgpack_pack_nil(&pk);
+		else
+			msgpack_pack_uint8(&pk, 1);
+	}
+}
+
+/*
+ * rpc_scan_more goes on where it stopped: fed a byte at a time it finds the
+ * same end as a whole scan, and never walks an object twice (its position
+ * only moves forward, to the last whole object before the bytes end).
+ */
+static void
+test_resume(void)
+{
+	struct rpc_scan_state	 st;
+	msgpack_sbuffer		 sb;
+	size_t			 len = 0, whole = 0, i, lastpos = 0;
+	enum rpc_scan		 rc = RPC_SCAN_MORE;
+	int			 forward = 1, cut_ok = 1;
+	const unsigned char	*p;
+
+	pack_ints(&sb, 1000, 0);
+	p = (const unsigned char *)sb.data;
+	is_int(rpc_scan(p, sb.size, 65536, &whole), RPC_SCAN_OK, "1000 ints whole");
+	rpc_scan_reset(&st);
+	for (i = 1; i <= sb.size; i++) {
+		rc = rpc_scan_more(&st, p, i, 65536, RPC_MAX_OBJECTS(65536),
+		    &len);
+		if (rc != (i == sb.size ? RPC_SCAN_OK : RPC_SCAN_MORE))
+			break;
+		if (st.pos < lastpos)
+			forward = 0;
+		/* Every byte but a cut object's is behind the position. */
+		if (rc == RPC_SCAN_MORE && i > 16 && st.pos + 1 < i)
+			cut_ok = 0;
+		lastpos = st.pos;
+	}
+	is_int(rc, RPC_SCAN_OK, "fed a byte at a time, the frame ends");
+	is_int(len, whole, "at the same length as a whole scan");
+	ok(forward && cut_ok, "the scan resumes where it stopped: nothing is "
+	    "walked twice");
+	msgpack_sbuffer_destroy(&sb);
+
+	/* A long string cut in its payload is resumed at its header. */
+	msgpack_sbuffer_init(&sb);
+	{
+		msgpack_packer	pk;
+		char		s[3000];
+
+		memset(s, 'y', sizeof s);
+		msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+		msgpack_pack_array(&pk, 2);
+		msgpack_pack_uint8(&pk, 7);
+		msgpack_pack_str_with_body(&pk, s, sizeof s);
+	}
+	p = (const unsigned char *)sb.data;
+	rpc_scan_reset(&st);
+	is_int(rpc_scan_more(&st, p, 100, 65536, 100, &len), RPC_SCAN_MORE,
+	    "a string cut in its payload asks for more");
+	is_int(st.pos, 2, "the position is at the string's header");
+	is_int(rpc_scan_more(&st, p, sb.size, 65536, 100, &len), RPC_SCAN_OK,
+	    "and the rest completes it");
+	is_int(len, sb.size, "to its size");
+	msgpack_sbuffer_destroy(&sb);
+}
+
+/* RPC_MAX_OBJECTS: a frame of many tiny objects is refused before decoding. */
+static void
+test_objects(void)
+{
+	msgpack_sbuffer	sb;
+	size_t		len;
+	size_t		limit = 1024 * 1024;
+
+	pack_ints(&sb, limit / 16, 1);
+	is_int(rpc_scan((unsigned char *)sb.data, sb.size, limit, &len),
+	    RPC_SCAN_OK, "limit/16 nils in a frame are accepted");
+	msgpack_sbuffer_destroy(&sb);
+	pack_ints(&sb, limit / 16 + 64, 1);
+	is_int(rpc_scan((unsigned char *)sb.data, sb.size, limit, &len),
+	    RPC_SCAN_BAD, "limit/16 + 64 nils (past RPC_MAX_OBJECTS with the "
+	    "envelope) are refused");
+	is_int(rpc_scan((unsigned char *)sb.data, 70000, limit, &len),
+	    RPC_SCAN_BAD, "refused as soon as the count passes, before the "
+	    "frame is complete");
+	msgpack_sbuffer_destroy(&sb);
+}
+
 int
 main(void)
 {
@@ -94,5 +199,7 @@ main(void)
 	    "the same request over a 100-byte limit is refused");
 	free(big);
 	msgpack_sbuffer_destroy(&sb);
+	test_resume();
+	test_objects();
 	return (tap_done());
 }

@@ -640,6 +640,75 @@ test_rm(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 	return (remove(path));
 }
 
+/* Expect store_open(dir) to fail with a cause holding what; closes the store. */
+static void
+test_refused(const char *dir, const char *what, const char *name)
+{
+	char	*cause = NULL;
+	int	 rc;
+
+	rc = store_open(dir, &cause);
+	ok(rc == -1 && cause != NULL && strstr(cause, what) != NULL,
+	    "%s is refused", name);
+	if (rc != -1 || cause == NULL || strstr(cause, what) == NULL)
+		printf("#   cause: %s\n", cause != NULL ? cause : "(none)");
+	store_close();
+	free(cause);
+}
+
+/*
+ * A state_dir others can write, or that is not ours, is refused; so are
+ * database files that are links or belong to someone else (issue 13 item 5).
+ */
+static void
+test_trust(const char *base)
+{
+	char	*dir, *db, *wal, *elsewhere;
+	int	 fd;
+
+	xasprintf(&dir, "%s/trust", base);
+	xasprintf(&db, "%s/wxpushd.db", dir);
+	xasprintf(&wal, "%s/wxpushd.db-wal", dir);
+	xasprintf(&elsewhere, "%s/elsewhere", base);
+	mkdir(dir, 0700);
+	chmod(dir, 01777);
+	test_refused(dir, "chmod 700", "a 1777 state_dir");
+	chmod(dir, 0770);
+	test_refused(dir, "writable by group", "a 0770 state_dir");
+	chmod(dir, 0700);
+	if (geteuid() == 0) {
+		if (chown(dir, 65534, 65534) != 0)
+			perror("chown");
+		test_refused(dir, "belongs to uid 65534", "another user's state_dir");
+		if (chown(dir, 0, 0) != 0)
+			perror("chown");
+	} else
+		ok(1, "# SKIP another user's state_dir needs root");
+	if ((fd = open(elsewhere, O_CREAT | O_WRONLY, 0644)) != -1)
+		close(fd);
+	if (symlink(elsewhere, db) != 0)
+		perror("symlink");
+	test_refused(dir, "symbolic link", "a database that is a link");
+	is_int(test_mode(elsewhere), 0644, "the link's target was not chmod'ed");
+	unlink(db);
+	ok(test_open(dir) == 0, "a private state_dir opens");
+	store_close();
+	if (symlink(elsewhere, wal) != 0)
+		perror("symlink");
+	test_refused(dir, "symbolic link", "a -wal that is a link");
+	unlink(wal);
+	if (geteuid() == 0) {
+		if (chown(db, 65534, 65534) != 0)
+			perror("chown");
+		test_refused(dir, "belongs to uid 65534", "a planted database");
+	} else
+		ok(1, "# SKIP a planted database needs root");
+	free(elsewhere);
+	free(wal);
+	free(db);
+	free(dir);
+}
+
 int
 main(void)
 {
@@ -662,6 +731,7 @@ main(void)
 	test_corrupt_rows(dir, db);
 	test_corrupt_file(dir, db);
 	test_crash(test_base);
+	test_trust(test_base);
 
 	nftw(test_base, test_rm, 16, FTW_DEPTH | FTW_PHYS);
 	free(db);
