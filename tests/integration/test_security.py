@@ -574,6 +574,8 @@ d.stop()
 mock = Mock()
 d = Daemon(mock=mock, start=False, extra='user = "nobody"')
 d.start()
+# The socket answers before the privileges are dropped: wait for the drop.
+wait_for(lambda: "running as nobody" in d.logtext(), 10)
 st = proc_status(d.proc.pid)
 t.eq((st["Uid"], st["Gid"], st.get("Groups")), (["65534"] * 4, ["65534"] * 4, ["65534"]),
      "user = nobody: real, effective, saved and fs ids are nobody's")
