@@ -130,7 +130,7 @@ test_raw(const char *db, const char *sql, const char *text)
 	}
 	sqlite3_exec(h, "PRAGMA ignore_check_constraints = ON", NULL, NULL, NULL);
 	if (sqlite3_prepare_v2(h, sql, -1, &stmt, NULL) != SQLITE_OK) {
-		printf("# raw: %s\n", sqlite3_errmsg(h));
+		diag("raw: %s", sqlite3_errmsg(h));
 		sqlite3_close(h);
 		return (-1);
 	}
@@ -151,7 +151,7 @@ test_open(const char *dir)
 
 	if (store_open(dir, &cause) == 0)
 		return (0);
-	printf("# store_open: %s\n", cause);
+	diag("store_open: %s", cause);
 	free(cause);
 	return (-1);
 }
@@ -364,7 +364,7 @@ test_many(void)
 	t2 = test_now();
 	is_int(tl.n, TEST_MANY, "all %d loaded", TEST_MANY);
 	ok(tl.ordered, "in appid order");
-	printf("# %d saves (one transaction each) in %.3f s; foreach in %.3f s\n",
+	diag("%d saves (one transaction each) in %.3f s; foreach in %.3f s",
 	    TEST_MANY, t1 - t0, t2 - t1);
 }
 
@@ -567,7 +567,7 @@ test_crash(const char *base)
 
 	seed = (unsigned)time(NULL) ^ (unsigned)getpid();
 	srand(seed);
-	printf("# crash test seed %u\n", seed);
+	diag("crash test seed %u", seed);
 	for (round = 0; round < TEST_CRASH_ROUNDS; round++) {
 		/* Each round on a new database, so generations start at 1. */
 		xasprintf(&dir, "%s/crash%d", base, round);
