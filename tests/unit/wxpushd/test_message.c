@@ -252,7 +252,9 @@ t_valid(void)
 	ok(t_msg.json == NULL && t_msg.idempotency_key == NULL &&
 	    t_msg.len == 0 && t_msg.appid[0] == '\0', "message_free zeroes");
 	message_free(&t_msg);
-	ok(1, "message_free twice is safe");
+	ok(t_msg.json == NULL && t_msg.idempotency_key == NULL &&
+	    t_msg.len == 0 && t_msg.appid[0] == '\0',
+	    "message_free twice is safe: the message stays zeroed");
 
 	t_base(NULL, 0);
 	t_good(T_BASE_JSON, "base message");
