@@ -347,6 +347,8 @@ def main():
     config_args = out.strip()
     root = a.scratch or tempfile.mkdtemp(prefix="wxpushd-mutants.")
     os.makedirs(root, exist_ok=True)
+    # Integration tests run clients as other users (nobody): they must reach it.
+    os.chmod(root, 0o755)
     jobs = max(1, min(a.jobs, len(live)))
     scratches = [Scratch(root, "w%d" % k, builddir, config_args, None) for k in range(jobs)]
     errors = []
