@@ -371,21 +371,42 @@ def main():
         return 2
     t_setup = time.monotonic() - t_start
 
-    # The unmutated tree must pass every test the mutants use.
-    base = {}
+    # The unmutated tree must pass every test the mutants use (and how long
+    # each takes sets its time limit). Shared out among the scratch copies.
+    base, broken = {}, []
+    pending = list(tests)
+    lock = threading.Lock()
     t0 = time.monotonic()
-    for t in tests:
-        passed, how, secs, out = scratches[0].test(t, 600)
-        base[t] = secs
-        print("  baseline %-45s %s (%.1f s)" % (t, how, secs))
-        if not passed:
-            print(out[-4000:])
-            print("check-mutants: %s fails without any mutant: fix it first" % t)
-            return 2
+
+    def baseline(s):
+        while True:
+            with lock:
+                if not pending:
+                    return
+                t = pending.pop(0)
+            passed, how, secs, out = s.test(t, 600)
+            with lock:
+                base[t] = secs
+                print("  baseline %-45s %s (%.1f s)" % (t, how, secs))
+                if not passed:
+                    broken.append((t, out))
+                sys.stdout.flush()
+
+    ths = [threading.Thread(target=baseline, args=(s,)) for s in scratches]
+    for th in ths:
+        th.start()
+    for th in ths:
+        th.join()
+    for t, out in broken:
+        print(out[-4000:])
+        print("check-mutants: %s fails without any mutant: fix it first" % t)
+    if broken:
+        return 2
     t_base = time.monotonic() - t0
 
-    queue = list(live)
-    lock = threading.Lock()
+    # Longest first (by the unmutated time of their tests), so that with -j2
+    # the slow integration mutants do not all come last on one copy.
+    queue = sorted(live, key=lambda m: -sum(base[t] for t in m.tests))
     done = []
 
     def worker(s):
