@@ -305,6 +305,9 @@ def main():
     ap.add_argument("--min-score", type=float, default=95.0)
     ap.add_argument("--scratch", default=None, help="where to put the scratch copies")
     ap.add_argument("--keep", action="store_true", help="keep the scratch copies")
+    ap.add_argument("--plain", action="store_true",
+                    help="configure the scratch copies without the build "
+                    "directory's arguments (say, no sanitizers)")
     ap.add_argument("--check", action="store_true",
                     help="only check the list against the sources")
     ap.add_argument("-v", "--verbose", action="store_true",
@@ -344,7 +347,7 @@ def main():
     if rc != 0:
         print("check-mutants: %s is not a configured build directory" % builddir)
         return 2
-    config_args = out.strip()
+    config_args = "" if a.plain else out.strip()
     root = a.scratch or tempfile.mkdtemp(prefix="wxpushd-mutants.")
     os.makedirs(root, exist_ok=True)
     # Integration tests run clients as other users (nobody): they must reach it.
