@@ -419,29 +419,36 @@ def main():
                     return
                 m = queue.pop(0)
             t0 = time.monotonic()
-            orig = s.apply(m)
             try:
-                built, out = s.build(targets_for(m.tests), 2 if jobs == 1 else 1)
-                if not built:
-                    m.result = "invalid"
-                    m.detail = out[-2000:]
-                else:
-                    m.result = "survived"
-                    for t in m.tests:
-                        limit = a.timeout or 4 * base[t] + 20
-                        passed, how, secs, tout = s.test(t, limit)
-                        if not passed:
-                            m.result, m.by, m.how = "killed", t, how
-                            break
-                        m.detail += tout
+                orig = s.apply(m)
+            except (OSError, RuntimeError) as e:
+                # Not in the distribution, or changed under us: a broken entry.
+                m.result, m.detail, orig = "invalid", str(e), None
+            try:
+                if orig is not None:
+                    built, out = s.build(targets_for(m.tests),
+                                         2 if jobs == 1 else 1)
+                    if not built:
+                        m.result = "invalid"
+                        m.detail = out[-2000:]
+                    else:
+                        m.result = "survived"
+                        for t in m.tests:
+                            limit = a.timeout or 4 * base[t] + 20
+                            passed, how, secs, tout = s.test(t, limit)
+                            if not passed:
+                                m.result, m.by, m.how = "killed", t, how
+                                break
+                            m.detail += tout
             finally:
-                s.restore(m, orig)
+                if orig is not None:
+                    s.restore(m, orig)
             m.seconds = time.monotonic() - t0
             with lock:
                 done.append(m)
                 print(line(m, len(done), len(live)))
                 if m.result == "invalid":
-                    print("    build output:\n" + indent(m.detail))
+                    print("    why:\n" + indent(m.detail))
                 elif m.result == "survived" and a.verbose:
                     print(indent(m.detail[-3000:]))
                 sys.stdout.flush()
