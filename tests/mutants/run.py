@@ -209,6 +209,14 @@ class Scratch:
         self.builddir = builddir
         self.config_args = config_args
         self.log = log
+        self.python = sys.executable
+        try:
+            with open(os.path.join(builddir, "Makefile")) as f:
+                m = re.search(r"^PYTHON3 = (\S+)$", f.read(), re.M)
+            if m:
+                self.python = m.group(1)     # the one configure found, as make check
+        except OSError:
+            pass
         self.env = dict(os.environ)
         self.env.update(WX_SRCDIR=self.dir, WX_BUILDDIR=self.dir,
                         PYTHONPATH=os.path.join(self.dir, "tests", "integration"),
@@ -239,7 +247,7 @@ class Scratch:
     def test(self, t, timeout):
         """Run one test; (passed, how, seconds, output)."""
         path = os.path.join(self.dir, t)
-        cmd = [sys.executable, path] if t.endswith(".py") else [path]
+        cmd = [self.python, path] if t.endswith(".py") else [path]
         rc, out, secs, timed_out = run(cmd, self.dir, timeout, self.env,
                                        stop_at_failure=True)
         if timed_out:
