@@ -358,6 +358,19 @@ def main():
     config_args = "" if a.plain else out.strip()
     root = a.scratch or tempfile.mkdtemp(prefix="wxpushd-mutants.")
     os.makedirs(root, exist_ok=True)
+    try:
+        return run_mutants(a, root, mutants, live, tests, targets, builddir,
+                           config_args, t_start)
+    finally:
+        if a.keep or a.scratch:
+            print("check-mutants: scratch copies kept in %s" % root)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def run_mutants(a, root, mutants, live, tests, targets, builddir, config_args,
+                t_start):
+    """Build the scratch copies, run the baseline, then every live mutant."""
     # Integration tests run clients as other users (nobody): they must reach it.
     os.chmod(root, 0o755)
     jobs = max(1, min(a.jobs, len(live)))
@@ -489,10 +502,6 @@ def main():
           "score %.1f%% (minimum %.0f%%)"
           % (killed, len(survived), len(invalid), len(mutants) - len(live), score,
              a.min_score))
-    if a.keep or a.scratch:
-        print("check-mutants: scratch copies kept in %s" % root)
-    else:
-        shutil.rmtree(root, ignore_errors=True)
     return 0 if score >= a.min_score else 1
 
 
