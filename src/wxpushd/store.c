@@ -1064,6 +1064,29 @@ store_integrity_check(char **cause)
 }
 
 /*
+ * The durability setting in force on the store's connection, as PRAGMA
+ * synchronous reads it back: 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA; -1 if the store
+ * is not open or the pragma fails. What docs/operations.md promises (FULL
+ * between batches) is checked with it.
+ */
+int
+store_synchronous(void)
+{
+	sqlite3_stmt	*stmt;
+	int		 v = -1;
+
+	if (store_db == NULL)
+		return (-1);
+	if (sqlite3_prepare_v2(store_db, "PRAGMA synchronous", -1, &stmt,
+	    NULL) != SQLITE_OK)
+		return (-1);
+	if (sqlite3_step(stmt) == SQLITE_ROW)
+		v = sqlite3_column_int(stmt, 0);
+	sqlite3_finalize(stmt);
+	return (v);
+}
+
+/*
  * Begin a batch of writes in one transaction (idempotency keys written behind
  * the sends, the state saved at a stop). Its commit does not wait for fsync
  * (synchronous NORMAL in WAL mode): a crash of the daemon loses nothing

@@ -633,6 +633,7 @@ int	 store_authorizer_foreach(const char *,
 	    int (*)(const struct store_authorizer *, void *), void *);
 	    /* 0 all visited, the callback's non-zero value, or -1 */
 int	 store_integrity_check(char **);	/* 0 "ok", or -1 and a cause */
+int	 store_synchronous(void);	/* PRAGMA synchronous now: 0..3, or -1 */
 #define IDEM_KEY_MAX		128	/* message.c: 1..128 bytes */
 #define IDEM_DIGEST_LEN		32	/* SHA-256 of the WeChat body */
 struct store_idem {

@@ -167,4 +167,19 @@ t.ok(p.returncode != 0 and "another wxpushd is running" in p.stderr,
      "a second daemon on a live socket refuses to start", p.stderr)
 d2.stop()
 
+# Something that is not a socket at the socket path is never removed.
+with open(d2.sock, "w") as f:
+    f.write("not a socket\n")
+p = subprocess.Popen([WXPUSHD, "-f", d2.conf], stdout=subprocess.PIPE,
+                     stderr=subprocess.PIPE, text=True)
+try:
+    _, err = p.communicate(timeout=10)
+except subprocess.TimeoutExpired:     # it started: the file was taken for a socket
+    p.kill()
+    _, err = p.communicate()
+t.ok(p.returncode not in (0, -signal.SIGKILL) and "is not a socket" in err,
+     "a regular file at the socket path: the daemon refuses to start", err)
+t.ok(os.path.isfile(d2.sock) and open(d2.sock).read() == "not a socket\n",
+     "and the file is left as it was")
+
 t.done()

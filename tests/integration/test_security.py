@@ -353,8 +353,16 @@ try:
     outputs.append(urllib.request.urlopen(req, timeout=10).read().decode())
 except urllib.error.HTTPError as e:
     outputs.append(e.read().decode(errors="replace"))
-rec(call_as(NOBODY, d.sock, "send", message(appid=AUTH1)))
-rec(call_as(NOBODY, d.sock, "status", {"appid": COMPONENT}))
+# The platform has no allow list: only root (the daemon's user) may use it.
+err, res = rec(call_as(NOBODY, d.sock, "send", message(appid=AUTH1)))
+t.ok(is_code(err, "forbidden") and res is None,
+     "scan: nobody may not send as an authorizer of a platform without allow list", err)
+err, res = rec(call_as(NOBODY, d.sock, "status", {"appid": COMPONENT}))
+t.ok(is_code(err, "forbidden") and res is None,
+     "scan: nor see the platform's status", err)
+err, res = rec(call_as(NOBODY, d.sock, "status", {"appid": AUTH1}))
+t.ok(is_code(err, "forbidden") and res is None,
+     "scan: nor its authorizer's status", err)
 mock.config(rotate_refresh_token=False)
 send("wxnotconfigured001")
 for field, kw in (("title", {"title": "x" * 30}), ("touser", {"touser": "bad openid!"}),
@@ -364,8 +372,12 @@ for field, kw in (("title", {"title": "x" * 30}), ("touser", {"touser": "bad ope
          "scan: invalid %s" % field, err)
 rec(call_as(NOBODY, d.sock, "send", message(appid=A_FORBID)))
 rec(call_as(NOBODY, d.sock, "status", {"appid": A_FORBID}))
-rec(call_as(NOBODY, d.sock, "status", {}))
-rec(call_as(NOBODY, d.sock, "stats", None))
+err, res = rec(call_as(NOBODY, d.sock, "status", {}))
+t.eq(sorted(c["appid"] for c in res["credentials"]) if res else None, [APPID],
+     "scan: nobody's status lists only the appid that allows user:nobody")
+err, res = rec(call_as(NOBODY, d.sock, "stats", None))
+t.eq(sorted(res["appids"]) if res else None, [APPID],
+     "scan: and so do nobody's stats")
 c = d.client()
 c.send_raw(b"\xc1garbage")
 c.closed()

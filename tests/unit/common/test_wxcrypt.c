@@ -167,7 +167,7 @@ test_roundtrip(void)
 		cause = test_decrypt(ct, strlen(ct), A_APPID, &out, &outlen);
 		if (cause != NULL || outlen != n || memcmp(out, msg, n) != 0 ||
 		    out[n] != '\0') {
-			printf("# size %zu: %s\n", n, cause ? cause : "differs");
+			diag("size %zu: %s", n, cause ? cause : "differs");
 			good = 0;
 		}
 		free(out);
@@ -248,7 +248,7 @@ test_tamper(void)
 		cause = test_decrypt(ct, strlen(ct), A_APPID, &out, &outlen);
 		if (cause == NULL || (strcmp(cause, "bad padding") != 0 &&
 		    strcmp(cause, "appid mismatch") != 0)) {
-			printf("# byte %zu: %s\n", i, cause ? cause : "success");
+			diag("byte %zu: %s", i, cause ? cause : "success");
 			good = 0;
 		}
 		free(out);
@@ -263,7 +263,7 @@ test_tamper(void)
 		ct = test_flip(i, 0x80);
 		cause = test_decrypt(ct, strlen(ct), A_APPID, &out, &outlen);
 		if (cause == NULL) {
-			printf("# byte %zu: success\n", i);
+			diag("byte %zu: success", i);
 			good = 0;
 		}
 		free(out);
@@ -369,7 +369,7 @@ test_padding(void)
 	unsigned char	 pt[96];
 	char		*ct, *out = NULL;
 	const char	*cause;
-	size_t		 outlen, n;
+	size_t		 outlen, n, i;
 
 	/* Pad 0: the last byte is 0. */
 	n = test_plain(pt, 19, A_MSG, 19, A_APPID, 0, 7);
@@ -400,6 +400,17 @@ test_padding(void)
 	cause = test_decrypt(ct, strlen(ct), A_APPID, &out, &outlen);
 	is_str(cause, "bad padding", "unequal pad bytes");
 	free(ct);
+
+	/* Each pad byte is checked, the first (farthest from the end) too. */
+	for (i = 1; i <= 7; i++) {
+		n = test_plain(pt, 19, A_MSG, 19, A_APPID, 7, 7);
+		pt[n - i] = 6;
+		ct = test_craft(pt, n);
+		cause = test_decrypt(ct, strlen(ct), A_APPID, &out, &outlen);
+		is_str(cause, "bad padding", "pad 7 with byte %zu of 7 wrong",
+		    8 - i);
+		free(ct);
+	}
 
 	/* The crafted plaintext itself is right: vector A again. */
 	n = test_plain(pt, 19, A_MSG, 19, A_APPID, 7, 7);

@@ -27,7 +27,7 @@ rule_ok(const char *s, enum acl_kind kind, uint32_t id)
 	ok(r == 0 && rule.kind == kind && rule.id == id && cause == NULL,
 	    "%s parses", s);
 	if (r != 0)
-		printf("#   cause: %s\n", cause);
+		diag("  cause: %s", cause);
 	free(r != 0 ? cause : NULL);
 }
 
@@ -43,7 +43,7 @@ rule_bad(const char *s, const char *what)
 	ok(r == -1 && cause != NULL && strstr(cause, what) != NULL,
 	    "\"%s\" refused", s);
 	if (cause != NULL && strstr(cause, what) == NULL)
-		printf("#   cause: %s\n", cause);
+		diag("  cause: %s", cause);
 	free(cause);
 }
 
@@ -196,7 +196,7 @@ test_peer_many_groups(void)
 	ok(WIFEXITED(status) && WEXITSTATUS(status) == 0,
 	    "300 supplementary groups read and matched");
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		printf("#   child status %d\n", status);
+		diag("  child status %d", status);
 }
 
 static void

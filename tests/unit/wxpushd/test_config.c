@@ -130,7 +130,7 @@ one_error(const char *name, const char *text, int line, const char *what)
 	ok(conf == NULL && n == 1 && has_error(line, what),
 	    "%s: one error at line %d", name, line);
 	if (conf != NULL || n != 1 || !has_error(line, what))
-		printf("#   nerrors %d, stderr:\n# %s", n, errors);
+		diag("  nerrors %d, stderr:\n%s", n, errors);
 	config_free(conf);
 }
 
@@ -144,7 +144,7 @@ loads(const char *name, const char *text)
 	conf = load_text(text, &n);
 	ok(conf != NULL && n == 0, "%s: loads", name);
 	if (conf == NULL)
-		printf("#   nerrors %d, stderr:\n# %s", n, errors);
+		diag("  nerrors %d, stderr:\n%s", n, errors);
 	return (conf);
 }
 
@@ -388,6 +388,12 @@ test_errors(void)
 	    "api_base");
 	one_error("http to a remote host",
 	    "api_base = \"http://api.weixin.qq.com\"\n", 1, "loopback");
+	one_error("http to a name that starts with localhost",
+	    "api_base = \"http://localhost.example.com\"\n", 1, "loopback");
+	one_error("port 65536", "api_base = \"https://a.b:65536\"\n", 1,
+	    "port out of range");
+	one_error("port 0", "callback_listen = \"127.0.0.1:0\"\n", 1,
+	    "port out of range");
 	one_error("http to a private address",
 	    "api_base = \"http://10.0.0.1:8080\"\n", 1, "loopback");
 	one_error("ca_file missing", "ca_file = \"nosuch.pem\"\n", 1,
@@ -448,6 +454,10 @@ test_errors(void)
 	one_error("secret file group-writable",
 	    "account \"wx1\" {\n\tsecret_file = \"gw.secret\"\n}\n", 2,
 	    "gw.secret");
+	mkdir(in_dir("adir.secret"), 0700);
+	one_error("secret file a directory",
+	    "account \"wx1\" {\n\tsecret_file = \"adir.secret\"\n}\n", 2,
+	    "not a regular file");
 	one_error("secret file missing",
 	    "account \"wx1\" {\n\tsecret_file = \"none.secret\"\n}\n", 2,
 	    "No such file");
@@ -475,6 +485,13 @@ test_errors(void)
 	    "\tsecret_file = \"ok.secret\"\n\ttoken = \"abc\"\n"
 	    "\taes_key = \"" KEY_A "\"\n"
 	    "\tprevious_aes_key = \"" KEY_A "!\"\n}\n", 5, "previous_aes_key");
+	one_error("appid of WX_APPID_MAX + 1", "account \"wx"
+	    "12345678901234567890123456789012345678901234567890123456789012"
+	    "3\" {\n\tsecret_file = \"ok.secret\"\n}\n", 1, "appid");
+	one_error("token of 33", "component \"wxc\" {\n"
+	    "\tsecret_file = \"ok.secret\"\n"
+	    "\ttoken = \"abcdefghijklmnopqrstuvwxyz0123456\"\n"
+	    "\taes_key = \"" KEY_A "\"\n}\n", 3, "token");
 	one_error("token too short", "component \"wxc\" {\n"
 	    "\tsecret_file = \"ok.secret\"\n\ttoken = \"ab\"\n"
 	    "\taes_key = \"" KEY_A "\"\n}\n", 3, "token");
@@ -525,7 +542,7 @@ test_errors(void)
 	    has_error(4, "open.secret") && has_error(5, "nosuchuser-wx"),
 	    "four errors reported with their lines");
 	if (n != 4)
-		printf("# %s", errors);
+		diag("%s", errors);
 	config_free(conf);
 
 	/* The file itself. */
@@ -561,6 +578,45 @@ test_accepted(void)
 	conf = loads("socket_mode 600", "socket_mode = \"600\"\n");
 	if (conf != NULL)
 		is_int(conf->socket_mode, 0600, "mode without a leading 0");
+	config_free(conf);
+
+	/* Every integer key at the top and at the bottom of its range. */
+	conf = loads("integers at their maximum", "refresh_margin = 3600\n"
+	    "upstream_timeout = 120\nsend_timeout = 600\nmax_inflight = 4096\n"
+	    "queue_limit = 1000000\nmax_clients = 1000000\n"
+	    "max_clients_per_uid = 1000000\nidle_timeout = 86400\n"
+	    "drain_timeout = 600\nmax_request = 16777216\n");
+	if (conf != NULL) {
+		ok(conf->refresh_margin == 3600 && conf->upstream_timeout == 120 &&
+		    conf->send_timeout == 600 && conf->max_inflight == 4096 &&
+		    conf->queue_limit == 1000000 && conf->max_clients == 1000000 &&
+		    conf->max_clients_per_uid == 1000000 &&
+		    conf->idle_timeout == 86400 && conf->drain_timeout == 600 &&
+		    conf->max_request == 16777216, "maximums kept");
+	}
+	config_free(conf);
+	/* send_timeout may equal upstream_timeout, per uid equal max_clients. */
+	conf = loads("integers at their minimum", "refresh_margin = 10\n"
+	    "upstream_timeout = 1\nsend_timeout = 1\nmax_inflight = 1\n"
+	    "queue_limit = 0\nmax_clients = 1\nmax_clients_per_uid = 1\n"
+	    "idle_timeout = 0\ndrain_timeout = 0\nmax_request = 1024\n");
+	if (conf != NULL) {
+		ok(conf->refresh_margin == 10 && conf->upstream_timeout == 1 &&
+		    conf->send_timeout == 1 && conf->max_inflight == 1 &&
+		    conf->queue_limit == 0 && conf->max_clients == 1 &&
+		    conf->max_clients_per_uid == 1 && conf->idle_timeout == 0 &&
+		    conf->drain_timeout == 0 && conf->max_request == 1024,
+		    "minimums kept");
+	}
+	config_free(conf);
+	conf = loads("http to LOCALHOST", "api_base = \"http://LOCALHOST:8080\"\n"
+	    "callback_listen = \"127.0.0.1:65535\"\n");
+	config_free(conf);
+	conf = loads("appid of WX_APPID_MAX, token of 32", "component \"wx"
+	    "12345678901234567890123456789012345678901234567890123456789012"
+	    "\" {\n\tsecret_file = \"ok.secret\"\n"
+	    "\ttoken = \"abcdefghijklmnopqrstuvwxyz012345\"\n"
+	    "\taes_key = \"" KEY_A "\"\n}\n");
 	config_free(conf);
 
 	/* allow = {} is a list that admits root only; += appends. */
@@ -606,7 +662,7 @@ test_relative(void)
 		perror(cwd);
 	ok(conf != NULL, "relative configuration path loads");
 	if (conf == NULL) {
-		printf("# %s", errors);
+		diag("%s", errors);
 		return;
 	}
 	is_str(conf->path, in_dir("sub/x.conf"), "path made absolute");
@@ -681,11 +737,14 @@ test_comment_lines(void)
 				all = 0;
 		}
 		if (!all) {
-			printf("# round %d: %d errors, want %d at:", j, n,
-			    nwant);
+			char at[64 * 12] = "", *q = at;
+
 			for (i = 0; i < nwant; i++)
-				printf(" %d", want[i]);
-			printf("\n# %s", errors);
+				q += snprintf(q, at + sizeof at - q, " %d",
+				    want[i]);
+			diag("round %d: %d errors, want %d at:%s", j, n, nwant,
+			    at);
+			diag("%s", errors);
 			config_free(conf);
 			break;
 		}
@@ -836,7 +895,7 @@ test_example(void)
 	conf = load_path(conf_path, &n);
 	ok(conf != NULL && n == 0, "the example loads");
 	if (conf == NULL)
-		printf("# %s", errors);
+		diag("%s", errors);
 	else {
 		ok(config_find_account(conf, "wx1234567890abcdef") != NULL,
 		    "the example's account");
@@ -871,7 +930,7 @@ main(void)
 
 		snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
 		if (system(cmd) != 0)
-			printf("# could not remove %s\n", dir);
+			diag("could not remove %s", dir);
 	}
 	return (tap_done());
 }

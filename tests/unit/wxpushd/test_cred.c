@@ -322,6 +322,7 @@ test_backoff(struct cred *c)
 static void
 test_send(struct cred *c)
 {
+	struct timeval two = { 2, 0 };
 	struct upstream_call *call;
 
 	cred_refresh(c, 0);
@@ -343,6 +344,8 @@ test_send(struct cred *c)
 	do_send(cred_appid(c));
 	fake_answer(fake_first(SUBSCRIBE), "{\"errcode\":-1}");
 	is_int(fake_pending(SUBSCRIBE), 0, "-1: no attempt at once");
+	/* The retry's backoff, at most 2 s even if none was armed. */
+	event_base_loopexit(wx_base, &two);
 	event_base_loop(wx_base, EVLOOP_ONCE);
 	ok((call = fake_first(SUBSCRIBE)) != NULL, "a retry after a backoff");
 	if (call != NULL)

@@ -121,7 +121,7 @@ t_good(const char *want, const char *desc)
 
 	rc = message_parse(t_end(), &t_msg, &t_err);
 	if (!ok(rc == 0, "%s: accepted", desc))
-		printf("#   refused: %s: %s\n", t_err.field, t_err.message);
+		diag("  refused: %s: %s", t_err.field, t_err.message);
 	if (rc != 0)
 		return;
 	is_str(t_msg.json, want, "%s: body", desc);
@@ -143,7 +143,7 @@ t_bad(const char *field, const char *needle, const char *desc)
 	    strcmp(t_err.code, "invalid_request") == 0 && !t_err.retryable &&
 	    t_msg.json == NULL && t_msg.idempotency_key == NULL &&
 	    t_msg.appid[0] == '\0', "%s: refused on %s", desc, field))
-		printf("#   rc %d field '%s' message '%s' (want '%s')\n", rc,
+		diag("  rc %d field '%s' message '%s' (want '%s')", rc,
 		    t_err.field ? t_err.field : "(null)",
 		    t_err.message ? t_err.message : "(null)", needle);
 	if (rc == 0)
@@ -252,7 +252,9 @@ t_valid(void)
 	ok(t_msg.json == NULL && t_msg.idempotency_key == NULL &&
 	    t_msg.len == 0 && t_msg.appid[0] == '\0', "message_free zeroes");
 	message_free(&t_msg);
-	ok(1, "message_free twice is safe");
+	ok(t_msg.json == NULL && t_msg.idempotency_key == NULL &&
+	    t_msg.len == 0 && t_msg.appid[0] == '\0',
+	    "message_free twice is safe: the message stays zeroed");
 
 	t_base(NULL, 0);
 	t_good(T_BASE_JSON, "base message");

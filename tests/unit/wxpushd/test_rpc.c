@@ -1,4 +1,7 @@
-/* rpc_scan: frame boundaries and the refusal of headers that over-declare. */
+/*
+ * rpc_scan: frame boundaries and the refusal of headers that over-declare;
+ * rpc_decode: the request envelope; rpc_printable.
+ */
 #include "config.h"
 
 #include <stdlib.h>
@@ -129,6 +132,81 @@ test_objects(void)
 	    RPC_SCAN_BAD, "refused as soon as the count passes, before the "
 	    "frame is complete");
 	msgpack_sbuffer_destroy(&sb);
+/* Decode a hex frame with rpc_decode into d (valid until the next call). */
+static int
+decode_hex(const char *hex, msgpack_zone *zone, struct rpc_decoded *d)
+{
+	static unsigned char buf[256];	/* d's strings point into it */
+	size_t n = 0;
+	unsigned int b;
+
+	while (hex[0] != '\0' && hex[1] != '\0' && n < sizeof buf) {
+		if (hex[0] == ' ') {
+			hex++;
+			continue;
+		}
+		sscanf(hex, "%2x", &b);
+		buf[n++] = (unsigned char)b;
+		hex += 2;
+	}
+	msgpack_zone_clear(zone);
+	return (rpc_decode(zone, buf, n, d));
+}
+
+/* The envelope: [0, msgid, method, params] or [2, method, params]. */
+static void
+test_decode(void)
+{
+	msgpack_zone *zone = msgpack_zone_new(4096);
+	struct rpc_decoded d;
+
+	/* [0, 4294967295, "ping", []] */
+	is_int(decode_hex("94 00 ce ff ff ff ff a4 70 69 6e 67 90", zone, &d), 0,
+	    "msgid 2^32-1 is accepted");
+	ok(d.msgid == 4294967295U && !d.notify && d.bad_field == NULL &&
+	    d.methodlen == 4 && memcmp(d.method, "ping", 4) == 0 &&
+	    d.params == NULL, "and decoded whole");
+	/* [0, 4294967296, "ping", []] */
+	is_int(decode_hex("94 00 cf 00 00 00 01 00 00 00 00 a4 70 69 6e 67 90",
+	    zone, &d), -1, "msgid 2^32 is refused, not truncated");
+	/* [2, "ping", []] and [2, 7, "ping", []] */
+	is_int(decode_hex("93 02 a4 70 69 6e 67 90", zone, &d), 0,
+	    "a notification of three elements");
+	ok(d.notify && d.msgid == 0, "is a notification");
+	is_int(decode_hex("94 02 07 a4 70 69 6e 67 90", zone, &d), -1,
+	    "a notification of four elements is refused");
+	/* [0, 1, "send", [{}]] */
+	is_int(decode_hex("94 00 01 a4 73 65 6e 64 91 80", zone, &d), 0,
+	    "params of one map");
+	ok(d.params != NULL && d.params->type == MSGPACK_OBJECT_MAP &&
+	    d.bad_field == NULL, "give the map");
+	/* [0, 1, "send", [{}, {}]] */
+	is_int(decode_hex("94 00 01 a4 73 65 6e 64 92 80 80", zone, &d), 0,
+	    "params of two maps decode");
+	ok(d.bad_field != NULL && strcmp(d.bad_field, "params") == 0 &&
+	    d.params == NULL, "but are an invalid request on params");
+	/* [0, 1, 5, []] */
+	is_int(decode_hex("94 00 01 05 90", zone, &d), 0,
+	    "a method that is not a string decodes");
+	ok(d.bad_field != NULL && strcmp(d.bad_field, "method") == 0,
+	    "but is an invalid request on method");
+	/* [1, 1, "ping", []]: a response is not a request. */
+	is_int(decode_hex("94 01 01 a4 70 69 6e 67 90", zone, &d), -1,
+	    "a response is refused");
+	msgpack_zone_free(zone);
+}
+
+/* What may be quoted back to a peer: printable ASCII only, bounded. */
+static void
+test_printable(void)
+{
+	ok(rpc_printable("send", 4, 64), "a method name is printable");
+	ok(rpc_printable("~ !", 3, 64), "space and tilde are printable");
+	ok(!rpc_printable("a\x7f", 2, 64), "DEL is not printable");
+	ok(!rpc_printable("a\x80", 2, 64), "a byte over 0x7e is not printable");
+	ok(!rpc_printable("a\nb", 3, 64), "a newline is not printable");
+	ok(rpc_printable("abcd", 4, 4) && !rpc_printable("abcde", 5, 4),
+	    "the bound is inclusive");
 }
 
 int
@@ -162,6 +240,23 @@ main(void)
 	    1024, &len), RPC_SCAN_BAD, "nesting deeper than RPC_MAX_DEPTH is refused");
 	is_int(scan_hex("91 91 91 91 00", 1024, &len), RPC_SCAN_OK,
 	    "shallow nesting is fine");
+	/* RPC_MAX_DEPTH (16) arrays deep is the most; one more is refused. */
+	is_int(scan_hex("91 91 91 91 91 91 91 91 91 91 91 91 91 91 91 91 00",
+	    1024, &len), RPC_SCAN_OK, "nesting of exactly RPC_MAX_DEPTH is fine");
+	is_int(len, 17, "its length");
+	is_int(scan_hex("91 91 91 91 91 91 91 91 91 91 91 91 91 91 91 91 91 00",
+	    1024, &len), RPC_SCAN_BAD, "nesting of RPC_MAX_DEPTH + 1 is refused");
+	/* [[0], ...]: the limit is used up and an element is still due. */
+	is_int(scan_hex("92 91 00", 3, &len), RPC_SCAN_BAD,
+	    "an object still incomplete at the limit is refused, not waited for");
+	is_int(scan_hex("92 91 00", 4, &len), RPC_SCAN_MORE,
+	    "with one byte of room left it waits");
+	/* map16 {"a": 1, "b": 2}: two pairs are four objects. */
+	is_int(scan_hex("de 00 02 a1 61 01 a1 62 02", 1024, &len), RPC_SCAN_OK,
+	    "a map16 of two pairs");
+	is_int(len, 9, "ends after its fourth object");
+	is_int(scan_hex("de 00 02 a1 61 01 a1 62", 1024, &len), RPC_SCAN_MORE,
+	    "a map16 missing its last value asks for more");
 	is_int(scan_hex("d8 01 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00", 1024,
 	    &len), RPC_SCAN_OK, "fixext16 is 18 bytes");
 	is_int(len, 18, "fixext16 length");
@@ -201,5 +296,8 @@ main(void)
 	msgpack_sbuffer_destroy(&sb);
 	test_resume();
 	test_objects();
+
+	test_decode();
+	test_printable();
 	return (tap_done());
 }

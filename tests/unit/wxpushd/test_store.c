@@ -2,6 +2,8 @@
 #include "config.h"
 
 #include <sys/types.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -9,6 +11,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,7 +133,7 @@ test_raw(const char *db, const char *sql, const char *text)
 	}
 	sqlite3_exec(h, "PRAGMA ignore_check_constraints = ON", NULL, NULL, NULL);
 	if (sqlite3_prepare_v2(h, sql, -1, &stmt, NULL) != SQLITE_OK) {
-		printf("# raw: %s\n", sqlite3_errmsg(h));
+		diag("raw: %s", sqlite3_errmsg(h));
 		sqlite3_close(h);
 		return (-1);
 	}
@@ -151,7 +154,7 @@ test_open(const char *dir)
 
 	if (store_open(dir, &cause) == 0)
 		return (0);
-	printf("# store_open: %s\n", cause);
+	diag("store_open: %s", cause);
 	free(cause);
 	return (-1);
 }
@@ -178,6 +181,26 @@ test_open_modes(const char *dir, const char *db)
 	ok(rc == -1 && cause != NULL, "a second store_open is refused: %s",
 	    cause != NULL ? cause : "");
 	free(cause);
+}
+
+/*
+ * What docs/operations.md promises: a single save (a token, a refresh token)
+ * is on disk when it returns (synchronous FULL); only a batch of idempotency
+ * keys commits without waiting (NORMAL), and FULL is back after it. Read back
+ * from the store's own connection: the setting is per connection.
+ */
+static void
+test_durability(void)
+{
+	is_int(store_synchronous(), 2, "synchronous is FULL after store_open");
+	is_int(store_batch_begin(), 0, "a batch begins");
+	is_int(store_synchronous(), 1, "synchronous is NORMAL inside a batch");
+	is_int(store_batch_end(1), 0, "the batch commits");
+	is_int(store_synchronous(), 2, "synchronous is FULL after a committed batch");
+	is_int(store_batch_begin(), 0, "another batch begins");
+	is_int(store_batch_end(0), -1, "and is rolled back when asked");
+	is_int(store_synchronous(), 2,
+	    "synchronous is FULL after a rolled-back batch");
 }
 
 /* Tokens: round trip, upsert, 512 characters, not found, bad input. */
@@ -364,7 +387,7 @@ test_many(void)
 	t2 = test_now();
 	is_int(tl.n, TEST_MANY, "all %d loaded", TEST_MANY);
 	ok(tl.ordered, "in appid order");
-	printf("# %d saves (one transaction each) in %.3f s; foreach in %.3f s\n",
+	diag("%d saves (one transaction each) in %.3f s; foreach in %.3f s",
 	    TEST_MANY, t1 - t0, t2 - t1);
 }
 
@@ -379,12 +402,14 @@ test_reopen(const char *dir, const char *db)
 
 	store_close();
 	store_close();
-	ok(1, "store_close twice is safe");
+	is_int(store_synchronous(), -1, "store_close twice is safe: the store "
+	    "is closed");
 	is_int(store_token_load("wx0000000000000001", &st), -1,
 	    "a load on a closed store is an error");
-	chmod(db, 0644);
+	chmod(db, 0640);
 	ok(test_open(dir) == 0, "reopen");
-	is_int(test_mode(db), 0600, "reopen took group and others' access away");
+	is_int(test_mode(db), 0600, "reopen took the group's access away");
+	is_int(store_synchronous(), 2, "synchronous is FULL after a reopen");
 	is_int(store_token_load("wx0000000000000001", &st), 1, "token kept");
 	is_str(st.token, "ACCESS_TOKEN_2", "its value kept");
 	is_int(store_ticket_load("wxcomponent000001", buf, sizeof buf, NULL), 1,
@@ -567,7 +592,7 @@ test_crash(const char *base)
 
 	seed = (unsigned)time(NULL) ^ (unsigned)getpid();
 	srand(seed);
-	printf("# crash test seed %u\n", seed);
+	diag("crash test seed %u", seed);
 	for (round = 0; round < TEST_CRASH_ROUNDS; round++) {
 		/* Each round on a new database, so generations start at 1. */
 		xasprintf(&dir, "%s/crash%d", base, round);
@@ -627,6 +652,379 @@ test_crash(const char *base)
 		is_int(tc.future, 0, "round %d: nothing newer than possible", round);
 		store_close();
 		free(dir);
+	}
+}
+
+/* Fill an idempotency row. */
+static void
+test_idem_row(struct store_idem *si, const char *key, time_t created)
+{
+	memset(si, 0, sizeof *si);
+	si->uid = 1001;
+	snprintf(si->appid, sizeof si->appid, "wx0000000000000001");
+	snprintf(si->key, sizeof si->key, "%s", key);
+	si->created = created;
+	memset(si->digest, (int)created & 0xff, sizeof si->digest);
+	snprintf(si->code, sizeof si->code, "wechat");
+	si->attempts = 2;
+	si->errcode = 43101;
+	snprintf(si->errmsg, sizeof si->errmsg, "user refuse to accept the msg");
+	snprintf(si->message, sizeof si->message, "refused by WeChat");
+	si->retryable = 0;
+	si->retry_after = 7;
+}
+
+struct test_idem_seen {
+	char			keys[256];
+	struct store_idem	last;
+};
+
+/* idem foreach callback: the keys in the order given, and the last row. */
+static int
+test_idem_cb(const struct store_idem *si, void *arg)
+{
+	struct test_idem_seen	*seen = arg;
+	size_t			 n = strlen(seen->keys);
+
+	snprintf(seen->keys + n, sizeof seen->keys - n, "%s%s", n ? "," : "",
+	    si->key);
+	seen->last = *si;
+	return (0);
+}
+
+/* Idempotency keys: a batch, the cut-off of loading and of expiry. */
+static void
+test_idem(void)
+{
+	struct store_idem	si, want;
+	struct test_idem_seen	seen;
+	int			good = 1;
+	time_t			t;
+
+	is_int(store_batch_begin(), 0, "idempotency batch begins");
+	for (t = 100; t <= 300; t += 100) {
+		char key[16];
+
+		snprintf(key, sizeof key, "k%lld", (long long)t);
+		test_idem_row(&si, key, t);
+		good &= store_idem_put(&si) == 0;
+	}
+	ok(good, "three keys put");
+	is_int(store_batch_end(1), 0, "and committed");
+
+	memset(&seen, 0, sizeof seen);
+	is_int(store_idem_foreach(200, test_idem_cb, &seen), 0, "foreach since 200");
+	is_str(seen.keys, "k300", "loads only the keys created after 200");
+	test_idem_row(&want, "k300", 300);
+	ok(seen.last.uid == want.uid && strcmp(seen.last.appid, want.appid) == 0 &&
+	    memcmp(seen.last.digest, want.digest, sizeof want.digest) == 0 &&
+	    strcmp(seen.last.code, "wechat") == 0 && seen.last.attempts == 2 &&
+	    seen.last.errcode == 43101 &&
+	    strcmp(seen.last.errmsg, want.errmsg) == 0 &&
+	    strcmp(seen.last.message, want.message) == 0 &&
+	    seen.last.retryable == 0 && seen.last.retry_after == 7,
+	    "an idempotency row round trip");
+	memset(&seen, 0, sizeof seen);
+	store_idem_foreach(0, test_idem_cb, &seen);
+	is_str(seen.keys, "k100,k200,k300", "all three, oldest first");
+
+	is_int(store_batch_begin(), 0, "expiry batch begins");
+	is_int(store_idem_expire(200), 0, "expire up to 200");
+	is_int(store_batch_end(1), 0, "and commit");
+	memset(&seen, 0, sizeof seen);
+	store_idem_foreach(0, test_idem_cb, &seen);
+	is_str(seen.keys, "k300", "keys created at or before 200 are gone");
+}
+
+/*
+ * A check made in a child process, sent to the parent as "1 desc" or "0 desc"
+ * ("s reason": skipped).
+ */
+static void
+child_ok(int fd, int cond, const char *desc)
+{
+	dprintf(fd, "%d %s\n", cond ? 1 : 0, desc);
+}
+
+/* Run fn(dir, fd) in a child; its checks become this test's results. */
+static void
+test_in_child(const char *what, void (*fn)(const char *, int), const char *dir)
+{
+	char	 line[512];
+	FILE	*f;
+	pid_t	 pid;
+	int	 p[2], n = 0, status;
+
+	if (pipe(p) != 0) {
+		ok(0, "%s: pipe: %s", what, strerror(errno));
+		return;
+	}
+	fflush(stdout);
+	if ((pid = fork()) == -1) {
+		ok(0, "%s: fork: %s", what, strerror(errno));
+		return;
+	}
+	if (pid == 0) {
+		close(p[0]);
+		fn(dir, p[1]);
+		_exit(0);
+	}
+	close(p[1]);
+	f = fdopen(p[0], "r");
+	while (f != NULL && fgets(line, sizeof line, f) != NULL) {
+		line[strcspn(line, "\n")] = '\0';
+		if (line[0] == 's')
+			ok(1, "# SKIP %s: %s", what, line + 2);
+		else
+			ok(line[0] == '1', "%s: %s", what, line + 2);
+		n++;
+	}
+	if (f != NULL)
+		fclose(f);
+	waitpid(pid, &status, 0);
+	ok(WIFEXITED(status) && WEXITSTATUS(status) == 0 && n > 0,
+	    "%s: the child finished after %d checks", what, n);
+}
+
+/*
+ * With the store open, writing becomes impossible (fail() makes it so); every
+ * kind of write must then report failure and leave the old data, and writing
+ * works again once recover() has run. The lead's credential core relies on
+ * this for refresh tokens: a token whose save failed must not be used.
+ */
+static void
+test_fail_writes(const char *dir, int fd, int (*fail)(const char *),
+    int (*recover)(const char *))
+{
+	struct store_authorizer	sa, got;
+	struct store_token	st;
+	struct store_idem	si;
+	struct test_idem_seen	seen;
+	char			big[WX_TOKEN_MAX + 1];
+
+	if (test_open(dir) != 0) {
+		child_ok(fd, 0, "the store opens");
+		return;
+	}
+	test_authorizer(&sa, "wxcompFail", "wxfail0001", "refresh@@@old", 0, 1);
+	child_ok(fd, store_authorizer_save(&sa) == 0, "a save works before");
+	if (fail(dir) != 0) {
+		child_ok(fd, 0, "writing made impossible");
+		return;
+	}
+	/* A refresh token of the largest size: more than any slack left. */
+	memset(big, 'N', sizeof big - 1);
+	big[sizeof big - 1] = '\0';
+	test_authorizer(&sa, "wxcompFail", "wxfail0001", big, 0, 2);
+	child_ok(fd, store_authorizer_save(&sa) == -1,
+	    "saving a refresh token that cannot be written returns -1");
+	child_ok(fd, store_authorizer_load("wxfail0001", &got) == 1 &&
+	    strcmp(got.refresh_token, "refresh@@@old") == 0,
+	    "and the stored refresh token is still the old one");
+	memset(&st, 0, sizeof st);
+	snprintf(st.appid, sizeof st.appid, "wxfail0002");
+	st.kind = CRED_OFFICIAL;
+	memcpy(st.token, big, sizeof big);
+	child_ok(fd, store_token_save(&st) == -1,
+	    "saving an access token that cannot be written returns -1");
+	child_ok(fd, store_token_load("wxfail0002", &st) == 0,
+	    "and no token is stored");
+	child_ok(fd, store_batch_begin() == 0, "a batch begins");
+	test_idem_row(&si, "kfail", 1000);
+	memcpy(si.errmsg, big, sizeof si.errmsg - 1);
+	si.errmsg[sizeof si.errmsg - 1] = '\0';
+	child_ok(fd, store_idem_put(&si) == 0, "a key is put into the batch");
+	child_ok(fd, store_batch_end(1) == -1,
+	    "a batch whose commit cannot be written returns -1");
+	memset(&seen, 0, sizeof seen);
+	store_idem_foreach(0, test_idem_cb, &seen);
+	child_ok(fd, strstr(seen.keys, "kfail") == NULL, "and its key is not stored");
+	child_ok(fd, store_synchronous() == 2, "synchronous is FULL after it");
+
+	if (recover(dir) != 0) {
+		child_ok(fd, 0, "writing possible again");
+		return;
+	}
+	child_ok(fd, store_authorizer_save(&sa) == 0,
+	    "once the disk has room again, the save works");
+	child_ok(fd, store_authorizer_load("wxfail0001", &got) == 1 &&
+	    strcmp(got.refresh_token, big) == 0, "and the new token is stored");
+	store_close();
+}
+
+/* No file may grow or be written (RLIMIT_FSIZE 0: EFBIG, as an I/O error). */
+static int
+test_fsize_fail(const char *dir)
+{
+	struct rlimit	rl = { 0, RLIM_INFINITY };
+
+	(void)dir;
+	signal(SIGXFSZ, SIG_IGN);
+	return (setrlimit(RLIMIT_FSIZE, &rl));
+}
+
+static int
+test_fsize_recover(const char *dir)
+{
+	struct rlimit	rl = { RLIM_INFINITY, RLIM_INFINITY };
+
+	(void)dir;
+	return (setrlimit(RLIMIT_FSIZE, &rl));
+}
+
+static void
+test_fsize_child(const char *dir, int fd)
+{
+	test_fail_writes(dir, fd, test_fsize_fail, test_fsize_recover);
+}
+
+/* The directory that holds dir (which need not exist yet), allocated. */
+static char *
+test_parent(const char *dir)
+{
+	char	*top = xstrdup(dir);
+
+	*strrchr(top, '/') = '\0';
+	return (top);
+}
+
+/* Fill the file system of dir's parent with a filler file until ENOSPC. */
+static int
+test_full_fail(const char *dir)
+{
+	char	 buf[4096], *path, *top;
+	int	 fd;
+
+	memset(buf, 'F', sizeof buf);
+	top = test_parent(dir);
+	xasprintf(&path, "%s/filler", top);
+	free(top);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	free(path);
+	if (fd == -1)
+		return (-1);
+	while (write(fd, buf, sizeof buf) > 0)
+		;
+	/* Then the last bytes of a partly used page. */
+	while (write(fd, buf, 1) > 0)
+		;
+	close(fd);
+	return (errno == ENOSPC ? 0 : -1);
+}
+
+static int
+test_full_recover(const char *dir)
+{
+	char	*path, *top;
+	int	 rc;
+
+	top = test_parent(dir);
+	xasprintf(&path, "%s/filler", top);
+	free(top);
+	rc = unlink(path);
+	free(path);
+	return (rc);
+}
+
+/*
+ * Mount a private 1 MiB tmpfs on top, in a mount namespace of this (child)
+ * process; 0, or -1 after reporting: a skip where mount namespaces are not
+ * allowed (a container without CAP_SYS_ADMIN), else a failure.
+ */
+static int
+test_private_tmpfs(int fd, const char *top)
+{
+	if (unshare(CLONE_NEWNS) != 0) {
+		dprintf(fd, "%c mount namespace: %s\n",
+		    errno == EPERM || errno == EINVAL ? 's' : '0',
+		    strerror(errno));
+		return (-1);
+	}
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+	    mount("tmpfs", top, "tmpfs", 0, "size=1m,mode=0700") != 0) {
+		dprintf(fd, "%c mount a 1 MiB tmpfs on %s: %s\n",
+		    errno == EPERM ? 's' : '0', top, strerror(errno));
+		return (-1);
+	}
+	return (0);
+}
+
+/* As root: dir's parent is a private 1 MiB tmpfs, then filled up. */
+static void
+test_full_child(const char *dir, int fd)
+{
+	char	*top;
+
+	top = test_parent(dir);
+	if (test_private_tmpfs(fd, top) != 0) {
+		free(top);
+		return;
+	}
+	free(top);
+	test_fail_writes(dir, fd, test_full_fail, test_full_recover);
+}
+
+/* As root: a state_dir on a read-only file system is refused at store_open. */
+static void
+test_readonly_child(const char *dir, int fd)
+{
+	char	*top, *cause = NULL;
+	int	 rc;
+
+	top = test_parent(dir);
+	if (test_private_tmpfs(fd, top) != 0) {
+		free(top);
+		return;
+	}
+	/* A store made while it was writable, then the file system read-only. */
+	if (test_open(dir) != 0) {
+		child_ok(fd, 0, "the store opens on the tmpfs");
+		free(top);
+		return;
+	}
+	store_close();
+	if (mount(NULL, top, NULL, MS_REMOUNT | MS_RDONLY, NULL) != 0) {
+		child_ok(fd, 0, "remount read-only");
+		free(top);
+		return;
+	}
+	rc = store_open(dir, &cause);
+	child_ok(fd, rc == -1 && cause != NULL && strstr(cause, dir) != NULL,
+	    "store_open on a read-only file system fails, naming the path");
+	free(cause);
+	store_close();
+	free(top);
+}
+
+/* The store failing under it: an I/O error, a full disk, a read-only one. */
+static void
+test_fail(const char *base)
+{
+	static const struct {
+		const char	*name;
+		const char	*what;
+		void		(*fn)(const char *, int);
+		int		 root;
+	} cases[] = {
+		{ "fsize", "I/O error (RLIMIT_FSIZE)", test_fsize_child, 0 },
+		{ "full", "full disk (1 MiB tmpfs)", test_full_child, 1 },
+		{ "ro", "read-only file system", test_readonly_child, 1 },
+	};
+	char	*top, *dir;
+	size_t	 i;
+
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		if (cases[i].root && geteuid() != 0) {
+			ok(1, "# SKIP %s: not root", cases[i].what);
+			continue;
+		}
+		/* The store's parent: a plain directory, or a mount point. */
+		xasprintf(&top, "%s/%s", base, cases[i].name);
+		xasprintf(&dir, "%s/state", top);
+		mkdir(top, 0700);
+		test_in_child(cases[i].what, cases[i].fn, dir);
+		free(dir);
+		free(top);
 	}
 }
 
@@ -723,6 +1121,8 @@ main(void)
 	xasprintf(&db, "%s/wxpushd.db", dir);
 
 	test_open_modes(dir, db);
+	test_durability();
+	test_idem();
 	test_tokens();
 	test_tickets();
 	test_authorizers();
@@ -732,6 +1132,7 @@ main(void)
 	test_corrupt_file(dir, db);
 	test_crash(test_base);
 	test_trust(test_base);
+	test_fail(test_base);
 
 	nftw(test_base, test_rm, 16, FTW_DEPTH | FTW_PHYS);
 	free(db);

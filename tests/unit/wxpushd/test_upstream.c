@@ -647,7 +647,7 @@ test_tls(const char *dir)
 static void
 test_shutdown(void)
 {
-	struct result	a, b, c[5];
+	struct result	a, b, c[5], r;
 	int		i, any;
 
 	memset(&a, 0, sizeof a);
@@ -678,7 +678,14 @@ test_shutdown(void)
 		any += c[i].called;
 	is_int(any, 0, "shutdown: no callbacks");
 	upstream_shutdown();
-	ok(1, "shutdown twice is harmless");
+	is_int(upstream_inflight(), 0, "shutdown twice: none in flight");
+	/* The second shutdown left nothing behind that a new start trips on. */
+	is_int(upstream_init(base), 0, "shutdown twice: init works again");
+	configure("http", http_port, 5, NULL);
+	call(&r, "GET", "/ok", NULL, NULL, 5000);
+	ok(r.ok && r.n == 42, "shutdown twice: then a call works (%s)",
+	    r.error);
+	upstream_shutdown();
 }
 
 int
