@@ -132,6 +132,8 @@ test_objects(void)
 	    RPC_SCAN_BAD, "refused as soon as the count passes, before the "
 	    "frame is complete");
 	msgpack_sbuffer_destroy(&sb);
+}
+
 /* Decode a hex frame with rpc_decode into d (valid until the next call). */
 static int
 decode_hex(const char *hex, msgpack_zone *zone, struct rpc_decoded *d)
