@@ -436,6 +436,8 @@ void	 cred_token_reply(struct cred *, const struct upstream_reply *);
 void	 cred_fetch_failed(struct cred *, long, const char *, int);
 void	 cred_note(struct cred *, long, const char *);
 void	 cred_token_failed(struct cred *, uint64_t, long);
+void	 cred_call_refused(struct cred *, long, const char *);
+void	 cred_call_ok(struct cred *);
 void	 cred_adopt(struct cred *, const char *, time_t, uint64_t);
 void	 cred_install(struct cred *, const char *, int);
 void	 cred_revoke(struct cred *);
