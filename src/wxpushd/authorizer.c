@@ -656,6 +656,34 @@ authorizer_revoked(struct cred *c, void *data)
 	a->revoke_how = AUTHORIZER_REVOKE_COMMIT;
 }
 
+/*
+ * An authorization whose api_query_auth answer may have been lost (no answer,
+ * then 61010 for the same code): WeChat may have issued tokens we never saw.
+ * The authorizer's refresh token is looked for in api_get_authorizer_list;
+ * if WeChat lists none, the merchant must authorize again. 0, or -1 if appid
+ * is another account's or component's, or needs nothing.
+ */
+int
+authorizer_recover(struct authorizer_set *set, const char *appid)
+{
+	struct cred *c = cred_find(appid);
+	struct authorizer *a = authorizer_of(c);
+
+	if (c != NULL && !cred_removed(c) && (a == NULL || a->set != set))
+		return (-1);
+	if (a == NULL)
+		a = authorizer_new(set, appid, "");
+	else if (!cred_revoked(a->cred))
+		return (-1);	/* it has a refresh token of its own */
+	else {
+		a->revoke_how = AUTHORIZER_REVOKE_COMMIT;
+		cred_unrevoke(a->cred);
+	}
+	a->waiting = a->staggered = a->reauth = a->rtwait = a->rtnew = 0;
+	authorizer_list_join(a);
+	return (0);
+}
+
 /* An unauthorized event for appid: revoke it if it is ours. */
 void
 authorizer_unauthorized(struct authorizer_set *set, const char *appid)

@@ -837,6 +837,15 @@ component_pending_done(void *arg, const struct rpc_error *e,
 		component_pending_drop(p);
 		return;
 	}
+	if (e->errcode == 61010 && p->attempts > 1 &&
+	    authorizer_recover(comp->authorizers, p->authorizer) == 0) {
+		/* An earlier attempt may have used the code unseen. */
+		log_warnx("%s: the code of %s was refused (61010) after an "
+		    "attempt without an answer: looking for its refresh token "
+		    "in api_get_authorizer_list", comp->appid, p->authorizer);
+		component_pending_drop(p);
+		return;
+	}
 	if (!e->retryable || p->attempts >= COMPONENT_EXCHANGE_TRIES ||
 	    clock_now() - p->create_time > COMPONENT_EXCHANGE_LIFE) {
 		component_pending_failed(p, e->code, e->errcode, e->message);

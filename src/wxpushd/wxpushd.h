@@ -530,6 +530,7 @@ void	 authorizer_set_sync(struct authorizer_set *);
 int	 authorizer_install(struct authorizer_set *, const char *, const char *,
 	    const char *, int, const char **, char *, size_t);
 void	 authorizer_unauthorized(struct authorizer_set *, const char *);
+int	 authorizer_recover(struct authorizer_set *, const char *);
 void	 authorizer_shared(struct authorizer_set *, const char *, const char *,
 	    const char *, int, time_t);
 const char	*authorizer_detail(const struct cred *);

@@ -22,7 +22,7 @@ from wxtest import (COMPONENT, COMPONENT_SECRET, COMPONENT_TOKEN, COMPONENT_KEY,
 QUERY_EP = "/cgi-bin/component/api_query_auth"
 TOKEN_EP = "/cgi-bin/component/api_component_token"
 WINDOW = 900        # CALLBACK_EVENT_WINDOW
-AUTH = ["wxeventauthor%05d" % i for i in range(10)]
+AUTH = ["wxeventauthor%05d" % i for i in range(12)]
 
 t = Tap(timeout=600)
 
@@ -244,6 +244,23 @@ t.ok(wait_for(lambda: state(d, AUTH[4]) == "valid", 20),
 with db(d) as conn:
     n = conn.execute("SELECT count(*) FROM pending_authorizations").fetchone()[0]
 t.eq(n, 0, "and the record is gone")
+
+# WeChat takes the code but its answer is lost (longer than upstream_timeout):
+# the retry gets 61010, and the refresh token is found in the authorizer list.
+LIST_EP = "/cgi-bin/component/api_get_authorizer_list"
+lists = mock.calls(LIST_EP)
+mock.fault(QUERY_EP, 1, delay_ms=4500)
+code = mock.component_code(AUTH[10])
+bl, ql = auth_event("authorized", AUTH[10], int(time.time()), code)
+st, text, took = post_callback(d, bl, ql)
+t.ok(st == 200 and text == "success" and took < 1.5,
+     "an authorized event answered at once while api_query_auth hangs (%.1f s)" % took,
+     (st, text))
+t.ok(wait_for(lambda: state(d, AUTH[10]) == "valid", 40),
+     "the exchange timed out and its retry met 61010, yet the authorizer is valid",
+     cred(d, AUTH[10]))
+t.ok(mock.calls(LIST_EP) > lists, "its refresh token came from api_get_authorizer_list")
+t.ok("after an attempt without an answer" in d.logtext(), "logged")
 
 # --- Item 10: a captured unauthorized event replayed after a re-authorization. ---
 
