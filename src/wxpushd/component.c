@@ -2,8 +2,10 @@
  * Third-party platforms (components): the verify ticket WeChat pushes, the
  * component_access_token it buys (a token source), the calls made with that
  * token for authorizations (api_query_auth, api_create_preauthcode), and what
- * component events do. The authorizers themselves are authorizer.c's; the
- * component methods are method-component.c's.
+ * component events do: applied in CreateTime order per ticket and per
+ * authorizer (marks in the store), an authorization's code recorded and
+ * exchanged in the background. The authorizers themselves are authorizer.c's;
+ * the component methods are method-component.c's.
  */
 #include "config.h"
 

@@ -289,6 +289,7 @@ metrics_exchanges_pending(const struct cred *c, int64_t *v)
 	return (1);
 }
 
+/* A platform's authorization events whose code could not be exchanged. */
 static int
 metrics_exchange_failures(const struct cred *c, int64_t *v)
 {
