@@ -1,7 +1,9 @@
 /*
  * Component events as WeChat POSTs them: opening an event (the signature, the
- * decryption, the outer and inner XML) for both ways in, and the optional HTTP
- * endpoint on callback_listen. What an event does is component.c's business.
+ * decryption, the outer and inner XML) and judging its freshness (the time
+ * window, the memory of recent events) for both ways in, and the optional
+ * HTTP endpoint on callback_listen. What an event does is component.c's
+ * business.
  */
 #include "config.h"
 
