@@ -454,6 +454,21 @@ out:
 	json_decref(body);
 }
 
+/* func_info as WeChat writes it, for the permission set ids configured. */
+static json_t *
+mock_component_func_info(void)
+{
+	json_t *list = json_array(), *id;
+	size_t i;
+
+	if (mock_conf.func_info == NULL)
+		return (list);
+	json_array_foreach(mock_conf.func_info, i, id)
+		json_array_append_new(list, json_pack("{s:{s:I}}",
+		    "funcscope_category", "id", json_integer_value(id)));
+	return (list);
+}
+
 /* POST /cgi-bin/component/api_query_auth: an authorization code for tokens. */
 void
 mock_component_query_auth(struct mock_call *call)
@@ -489,13 +504,21 @@ mock_component_query_auth(struct mock_call *call)
 		mock_reply_busy(call, "token table full");
 		goto out;
 	}
-	mock_reply_json(call, json_pack("{s:{s:s,s:s,s:I,s:s,s:[]}}",
+	if (mock_conf.func_info != NULL &&
+	    json_array_size(mock_conf.func_info) == 0) {
+		/* WeChat: no API permission granted, no tokens. */
+		mock_reply_json(call, json_pack("{s:{s:s,s:[]}}",
+		    "authorization_info", "authorizer_appid", a->appid,
+		    "func_info"));
+		goto out;
+	}
+	mock_reply_json(call, json_pack("{s:{s:s,s:s,s:I,s:s,s:o}}",
 	    "authorization_info",
 	    "authorizer_appid", a->appid,
 	    "authorizer_access_token", t->value,
 	    "expires_in", (json_int_t)(t->expires_at - call->now),
 	    "authorizer_refresh_token", a->refresh_token,
-	    "func_info"));
+	    "func_info", mock_component_func_info()));
 out:
 	json_decref(body);
 }

@@ -633,12 +633,13 @@ mock_ctl_expire(struct evhttp_request *req, json_t *body)
 static json_t *
 mock_ctl_config_json(void)
 {
-	return (json_pack("{s:i,s:i,s:i,s:b,s:s?}",
+	return (json_pack("{s:i,s:i,s:i,s:b,s:s?,s:O?}",
 	    "expires_in", mock_conf.expires_in,
 	    "rotation_window", mock_conf.rotation_window,
 	    "overlap", mock_conf.overlap,
 	    "rotate_refresh_token", mock_conf.rotate_refresh_token,
-	    "event_url", mock_conf.event_url));
+	    "event_url", mock_conf.event_url,
+	    "func_info", mock_conf.func_info));
 }
 
 /* GET /mock/config */
@@ -655,10 +656,10 @@ mock_ctl_config(struct evhttp_request *req, json_t *body)
 {
 	static const char *keys[] = { "expires_in", "rotation_window",
 	    "overlap", "rotate_refresh_token", "event_url", "account",
-	    "component" };
+	    "component", "func_info" };
 	long long expires = -1, window = -1, overlap = -1;
 	const char *key, *url = NULL;
-	json_t *value, *acct, *comp, *rot;
+	json_t *value, *acct, *comp, *rot, *fi, *id;
 	char *cause = NULL;
 	size_t i;
 	int status;
@@ -698,6 +699,22 @@ mock_ctl_config(struct evhttp_request *req, json_t *body)
 			return;
 		}
 	}
+	fi = json_object_get(body, "func_info");
+	if (fi != NULL && !json_is_null(fi)) {
+		if (!json_is_array(fi) || json_array_size(fi) > 64) {
+			mock_ctl_error(req, 400, "func_info is null or an array "
+			    "of up to 64 permission set ids");
+			return;
+		}
+		json_array_foreach(fi, i, id) {
+			if (!json_is_integer(id) || json_integer_value(id) < 1 ||
+			    json_integer_value(id) > 1000) {
+				mock_ctl_error(req, 400, "func_info: ids are "
+				    "integers from 1 to 1000");
+				return;
+			}
+		}
+	}
 	acct = json_object_get(body, "account");
 	if (acct != NULL && !json_is_object(acct)) {
 		mock_ctl_error(req, 400, "account is {\"appid\",\"secret\"}");
@@ -731,6 +748,10 @@ mock_ctl_config(struct evhttp_request *req, json_t *body)
 		mock_conf.overlap = (int)overlap;
 	if (rot != NULL)
 		mock_conf.rotate_refresh_token = json_is_true(rot);
+	if (fi != NULL) {
+		json_decref(mock_conf.func_info);
+		mock_conf.func_info = json_is_null(fi) ? NULL : json_incref(fi);
+	}
 	if (url != NULL) {
 		free(mock_conf.event_url);
 		mock_conf.event_url = *url == '\0' ? NULL : xstrdup(url);

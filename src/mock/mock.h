@@ -175,6 +175,8 @@ struct mock_config {
 	int			 overlap;
 	int			 rotate_refresh_token;
 	char			*event_url;
+	json_t			*func_info;	/* permission set ids granted; NULL:
+						 * tokens and func_info [] */
 };
 
 struct mock_stats {

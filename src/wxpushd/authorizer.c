@@ -53,6 +53,7 @@ struct authorizer {
 	struct cred		*cred;
 	struct authorizer_set	*set;
 	char			*refresh_token;	/* wiped on free */
+	char			*permissions;	/* granted set ids "1,2", NULL unknown */
 	uint64_t		 parent_gen;	/* the component token its refresh used */
 	int			 waiting;	/* refresh once the component has a token */
 	int			 staggered;	/* refresh deferred to spread the load */
@@ -176,6 +177,7 @@ authorizer_free(struct authorizer *a, int stopping)
 	a->set->n--;
 	event_free(a->stagger);
 	event_free(a->rtwait_timer);
+	free(a->permissions);
 	if (stopping)
 		cred_set_data(a->cred, NULL);
 	else
@@ -654,6 +656,34 @@ authorizer_revoked(struct cred *c, void *data)
 	a->revoke_how = AUTHORIZER_REVOKE_COMMIT;
 }
 
+/*
+ * An authorization whose api_query_auth answer may have been lost (no answer,
+ * then 61010 for the same code): WeChat may have issued tokens we never saw.
+ * The authorizer's refresh token is looked for in api_get_authorizer_list;
+ * if WeChat lists none, the merchant must authorize again. 0, or -1 if appid
+ * is another account's or component's, or needs nothing.
+ */
+int
+authorizer_recover(struct authorizer_set *set, const char *appid)
+{
+	struct cred *c = cred_find(appid);
+	struct authorizer *a = authorizer_of(c);
+
+	if (c != NULL && !cred_removed(c) && (a == NULL || a->set != set))
+		return (-1);
+	if (a == NULL)
+		a = authorizer_new(set, appid, "");
+	else if (!cred_revoked(a->cred))
+		return (-1);	/* it has a refresh token of its own */
+	else {
+		a->revoke_how = AUTHORIZER_REVOKE_COMMIT;
+		cred_unrevoke(a->cred);
+	}
+	a->waiting = a->staggered = a->reauth = a->rtwait = a->rtnew = 0;
+	authorizer_list_join(a);
+	return (0);
+}
+
 /* An unauthorized event for appid: revoke it if it is ours. */
 void
 authorizer_unauthorized(struct authorizer_set *set, const char *appid)
@@ -834,6 +864,47 @@ authorizer_set_sync(struct authorizer_set *set)
 	}
 }
 
+/* The permission sets a stored authorizer granted, if known. */
+static void
+authorizer_load_permissions(struct authorizer *a)
+{
+	char ids[1025];
+
+	if (store_permissions_load(cred_appid(a->cred), ids, sizeof ids) == 1) {
+		free(a->permissions);
+		a->permissions = xstrdup(ids);
+	}
+}
+
+/*
+ * The permission sets (func_info ids, "1,2,15") authorizer appid of set just
+ * granted: kept durably and shown in status.
+ */
+void
+authorizer_set_permissions(struct authorizer_set *set, const char *appid,
+    const char *ids)
+{
+	struct authorizer *a;
+
+	if (store_permissions_save(appid, ids) != 0)
+		log_warnx("%s: could not store its permissions", appid);
+	if ((a = authorizer_find(set, appid)) == NULL)
+		return;
+	free(a->permissions);
+	a->permissions = xstrdup(ids);
+	log_info("%s: permission sets granted to %s: [%s]", appid, set->appid,
+	    ids);
+}
+
+/* The permission set ids an authorizer granted ("1,2"), NULL if unknown. */
+const char *
+authorizer_permissions(const struct cred *c)
+{
+	struct authorizer *a = authorizer_of(c);
+
+	return (a != NULL ? a->permissions : NULL);
+}
+
 /* A stored authorizer, at start: its token if still good, else wait. */
 static int
 authorizer_load_one(const struct store_authorizer *sa, void *arg)
@@ -848,6 +919,7 @@ authorizer_load_one(const struct store_authorizer *sa, void *arg)
 		return (0);
 	}
 	a = authorizer_new(set, sa->appid, sa->refresh_token);
+	authorizer_load_permissions(a);
 	if (sa->revoked) {
 		a->revoke_how = AUTHORIZER_REVOKE_LOADED;
 		cred_revoke(a->cred);

@@ -1,7 +1,9 @@
 /*
  * Component events as WeChat POSTs them: opening an event (the signature, the
- * decryption, the outer and inner XML) for both ways in, and the optional HTTP
- * endpoint on callback_listen. What an event does is component.c's business.
+ * decryption, the outer and inner XML) and judging its freshness (the time
+ * window, the memory of recent events) for both ways in, and the optional
+ * HTTP endpoint on callback_listen. What an event does is component.c's
+ * business.
  */
 #include "config.h"
 
@@ -16,6 +18,8 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <expat.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
 
 #include "wxpushd.h"
 #include "wxcrypt.h"
@@ -27,6 +31,23 @@
 #define CALLBACK_XML_DEPTH	8
 #define CALLBACK_XML_FIELDS	8	/* fields read from one document */
 #define CALLBACK_TIME_MAX	20	/* digits of CreateTime */
+#define CALLBACK_REPLAY_MAX	4096	/* signed events remembered */
+
+/* A signed event answered lately: its (timestamp, nonce, signature). */
+struct callback_seen {
+	unsigned char	 key[SHA256_DIGEST_LENGTH];	/* all zero: free */
+	time_t		 timestamp;
+	char		 info_type[CALLBACK_INFO_TYPE_MAX + 1];
+	char		 authorizer_appid[WX_APPID_MAX + 1];
+};
+
+/* An accepted event on its way through component.c: remembered when done. */
+struct callback_pass {
+	component_done_cb	 done;
+	void			*arg;
+	unsigned char		 key[SHA256_DIGEST_LENGTH];
+	time_t			 timestamp;
+};
 
 /* An element read from the children of <xml>, and its longest text. */
 struct callback_field {
@@ -65,6 +86,8 @@ struct callback_xml {
 };
 
 static struct httpd			 callback_httpd = { .name = "callback" };
+static struct callback_seen		 callback_seen[CALLBACK_REPLAY_MAX];
+static size_t				 callback_seen_next;
 
 /* Stop the parse with a reason of our own. */
 static void
@@ -326,12 +349,16 @@ callback_event_fields(const struct component_conf *cc, struct callback_xml *x,
 		    "word");
 		return (-1);
 	}
-	if (x->value[INNER_TIME] != NULL &&
-	    strspn(x->value[INNER_TIME], "0123456789") != x->len[INNER_TIME]) {
+	if (x->value[INNER_TIME] != NULL && (x->len[INNER_TIME] == 0 ||
+	    x->len[INNER_TIME] > 12 || strspn(x->value[INNER_TIME],
+	    "0123456789") != x->len[INNER_TIME])) {
 		*cause = xstrdup("the decrypted event's <CreateTime> is not a "
 		    "number");
 		return (-1);
 	}
+	if (x->value[INNER_TIME] != NULL)
+		ev->create_time = (time_t)strtoll(x->value[INNER_TIME], NULL,
+		    10);
 	memcpy(ev->info_type, type, x->len[INNER_TYPE] + 1);
 
 	if (strcmp(type, "component_verify_ticket") == 0) {
@@ -368,6 +395,11 @@ callback_event_fields(const struct component_conf *cc, struct callback_xml *x,
 	} else if (need_authorizer) {
 		*cause = xstrdup("the decrypted event has no "
 		    "<AuthorizerAppid>");
+		return (-1);
+	}
+	if ((secret != NULL || need_authorizer) && ev->create_time == 0) {
+		/* Events are applied in CreateTime order: it must be there. */
+		*cause = xstrdup("the decrypted event has no <CreateTime>");
 		return (-1);
 	}
 	if (secret != NULL) {
@@ -453,6 +485,130 @@ callback_event_clear(struct callback_event *ev)
 	if (ev->secret != NULL)
 		freezero(ev->secret, ev->secretlen + 1);
 	memset(ev, 0, sizeof *ev);
+}
+
+/* The key an event is remembered by: its component and signed triple. */
+static void
+callback_seen_key(const char *appid, const char *timestamp, const char *nonce,
+    const char *sig, unsigned char *key)
+{
+	char *s;
+	int n;
+
+	/* Each part is a word without NUL: NUL-separated, the join is unique. */
+	n = xasprintf(&s, "%s%c%s%c%s%c%s", appid, 0, timestamp, 0, nonce, 0,
+	    sig);
+	if (EVP_Digest(s, (size_t)n, key, NULL, EVP_sha256(), NULL) != 1)
+		fatalx("%s: EVP_Digest", __func__);
+	free(s);
+}
+
+/* The event answered lately under key, if it is still in the window. */
+static const struct callback_seen *
+callback_seen_find(const unsigned char *key)
+{
+	time_t now = clock_now();
+	size_t i;
+
+	for (i = 0; i < CALLBACK_REPLAY_MAX; i++) {
+		if (memcmp(callback_seen[i].key, key, SHA256_DIGEST_LENGTH) == 0 &&
+		    callback_seen[i].timestamp > now - 2 * CALLBACK_EVENT_WINDOW)
+			return (&callback_seen[i]);
+	}
+	return (NULL);
+}
+
+/* Remember an answered event, over the oldest one remembered. */
+static void
+callback_seen_add(const unsigned char *key, time_t timestamp,
+    const char *info_type, const char *authorizer_appid)
+{
+	struct callback_seen *s = &callback_seen[callback_seen_next];
+
+	callback_seen_next = (callback_seen_next + 1) % CALLBACK_REPLAY_MAX;
+	memcpy(s->key, key, SHA256_DIGEST_LENGTH);
+	s->timestamp = timestamp;
+	snprintf(s->info_type, sizeof s->info_type, "%s", info_type);
+	snprintf(s->authorizer_appid, sizeof s->authorizer_appid, "%s",
+	    authorizer_appid != NULL ? authorizer_appid : "");
+}
+
+/* component.c is done with an accepted event: remember it if it succeeded. */
+static void
+callback_pass_done(void *arg, const struct rpc_error *e, const char *info_type,
+    const char *authorizer_appid)
+{
+	struct callback_pass *p = arg;
+
+	if (e == NULL && info_type != NULL)
+		callback_seen_add(p->key, p->timestamp, info_type,
+		    authorizer_appid);
+	p->done(p->arg, e, info_type, authorizer_appid);
+	free(p);
+}
+
+/*
+ * Take an event for component cc from either way in: open it (see
+ * callback_event_open), refuse it if its signed timestamp (or CreateTime) is
+ * more than CALLBACK_EVENT_WINDOW seconds from our clock, answer an exact
+ * replay of one answered lately with success again without applying it, and
+ * hand the rest to component.c, which answers done. 0, or -1, *field and an
+ * allocated *cause (done is not called).
+ */
+int
+callback_event_accept(struct component_conf *cc, const char *sig,
+    const char *timestamp, const char *nonce, const char *body, size_t len,
+    component_done_cb done, void *arg, const char **field, char **cause)
+{
+	struct callback_event ev;
+	struct callback_pass *p;
+	const struct callback_seen *seen;
+	unsigned char key[SHA256_DIGEST_LENGTH];
+	time_t now = clock_now(), ts;
+	long long skew;
+
+	if (callback_event_open(cc, sig, timestamp, nonce, body, len, &ev,
+	    field, cause) != 0)
+		return (-1);
+	if (strspn(timestamp, "0123456789") != strlen(timestamp) ||
+	    strlen(timestamp) > 12) {
+		callback_event_clear(&ev);
+		*field = "timestamp";
+		*cause = xstrdup("timestamp is not a number of seconds");
+		return (-1);
+	}
+	ts = (time_t)strtoll(timestamp, NULL, 10);
+	skew = (long long)ts - (long long)now;
+	if (skew < -CALLBACK_EVENT_WINDOW || skew > CALLBACK_EVENT_WINDOW ||
+	    (long long)ev.create_time - (long long)now >
+	    CALLBACK_EVENT_WINDOW) {
+		callback_event_clear(&ev);
+		*field = "timestamp";
+		xasprintf(cause, "the event is dated %lld s %s this host's "
+		    "clock; events more than %d s away are refused (a replay, "
+		    "or a clock to fix)", skew < 0 ? -skew : skew,
+		    skew < 0 ? "behind" : "ahead of", CALLBACK_EVENT_WINDOW);
+		return (-1);
+	}
+	callback_seen_key(cc->appid, timestamp, nonce, sig, key);
+	if ((seen = callback_seen_find(key)) != NULL) {
+		log_info("%s: event %s%s%s seen already (same timestamp, nonce "
+		    "and signature): answered, not applied again", cc->appid,
+		    seen->info_type, seen->authorizer_appid[0] != '\0' ?
+		    " for " : "", seen->authorizer_appid);
+		callback_event_clear(&ev);
+		done(arg, NULL, seen->info_type, seen->authorizer_appid[0] !=
+		    '\0' ? seen->authorizer_appid : NULL);
+		return (0);
+	}
+	p = xcalloc(1, sizeof *p);
+	p->done = done;
+	p->arg = arg;
+	memcpy(p->key, key, sizeof p->key);
+	p->timestamp = ts;
+	component_event_handle(cc, &ev, callback_pass_done, p);
+	callback_event_clear(&ev);
+	return (0);
 }
 
 /* Answer an HTTP request with a short plain-text body. */
@@ -544,7 +700,6 @@ static void
 callback_request(struct evhttp_request *req, void *arg)
 {
 	struct component_conf *cc;
-	struct callback_event ev;
 	struct evkeyvalq q;
 	struct evbuffer *in;
 	const struct evhttp_uri *uri;
@@ -599,15 +754,12 @@ callback_request(struct evhttp_request *req, void *arg)
 		    "configured component");
 		goto out;
 	}
-	if (callback_event_open(cc, sig, ts, nonce, body, len, &ev, &field,
-	    &cause) != 0) {
+	if (callback_event_accept(cc, sig, ts, nonce, body, len,
+	    callback_done, req, &field, &cause) != 0) {
 		xasprintf(&why, "%s: %s", field, cause);
 		callback_refuse(req, appid, why);
 		free(why);
-		goto out;
 	}
-	component_event_handle(cc, &ev, callback_done, req);
-	callback_event_clear(&ev);
 out:
 	free(cause);
 	evhttp_clear_headers(&q);

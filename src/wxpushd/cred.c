@@ -60,6 +60,8 @@ struct cred {
 	int			 backoff;	/* seconds, doubled on failure */
 	int			 failures;	/* consecutive failed refreshes */
 	int			 permanent;	/* last failure needs an operator */
+	int			 call_refused;	/* a call with the token was refused
+						 * for an operator (40164...) */
 	long			 last_errcode;
 	char			 last_error[96];
 	time_t			 breaker_until;	/* no token-failure refreshes before */
@@ -286,6 +288,8 @@ cred_state_name(const struct cred *c)
 		return ("revoked");
 	if (c->call != NULL)
 		return ("refreshing");
+	if (c->call_refused)
+		return ("failed");
 	if (cred_usable(c))
 		return ("valid");
 	if (c->permanent || clock_now() < c->breaker_until)
@@ -614,6 +618,7 @@ cred_succeeded(struct cred *c)
 {
 	c->failures = 0;
 	c->permanent = 0;
+	c->call_refused = 0;
 	c->backoff = CRED_BACKOFF_MIN;
 	c->last_errcode = 0;
 	c->last_error[0] = '\0';
@@ -713,6 +718,35 @@ cred_note(struct cred *c, long errcode, const char *why)
 {
 	c->last_errcode = errcode;
 	snprintf(c->last_error, sizeof c->last_error, "%s", why);
+}
+
+/*
+ * WeChat refused a call made with c's token for a reason only an operator can
+ * fix (40164: this host's IP is not whitelisted): c is failed in status and
+ * metrics until a call with the token succeeds or a refresh does. The token
+ * stays usable, since the fix (the whitelist) does not change it.
+ */
+void
+cred_call_refused(struct cred *c, long errcode, const char *why)
+{
+	if (!c->call_refused)
+		log_warnx("%s: WeChat refused a call with the token (%s, "
+		    "errcode %ld): an operator must act", c->appid, why,
+		    errcode);
+	c->call_refused = 1;
+	cred_note(c, errcode, why);
+}
+
+/* A call with c's token succeeded: what cred_call_refused marked is over. */
+void
+cred_call_ok(struct cred *c)
+{
+	if (!c->call_refused)
+		return;
+	c->call_refused = 0;
+	if (c->failures == 0)
+		cred_note(c, 0, "");
+	log_info("%s: calls with the token succeed again", c->appid);
 }
 
 /*

@@ -210,7 +210,6 @@ method_component_event(struct request *req, const msgpack_object *params)
 		{ "body", CALLBACK_BODY_MAX, 1, NULL, 0, 0, 0, 0, 0 },
 	};
 	struct component_conf *cc;
-	struct callback_event ev;
 	char word[3][65], *cause;
 	const char *field;
 	size_t i;
@@ -228,8 +227,9 @@ method_component_event(struct request *req, const msgpack_object *params)
 			return;
 		}
 	}
-	if (callback_event_open(cc, word[0], word[1], word[2], p[4].ptr,
-	    p[4].len, &ev, &field, &cause) != 0) {
+	if (callback_event_accept(cc, word[0], word[1], word[2], p[4].ptr,
+	    p[4].len, method_component_event_done, req, &field,
+	    &cause) != 0) {
 		char peer[32];
 
 		snprintf(peer, sizeof peer, "uid %u", req->client != NULL ?
@@ -238,10 +238,7 @@ method_component_event(struct request *req, const msgpack_object *params)
 		    "%s: component_event refused: %s", cc->appid, cause);
 		rpc_reply_errorx(req, "invalid_request", 0, field, "%s", cause);
 		free(cause);
-		return;
 	}
-	component_event_handle(cc, &ev, method_component_event_done, req);
-	callback_event_clear(&ev);
 }
 
 /* authorize's answer: {authorizer_appid}, or the error. */

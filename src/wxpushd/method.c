@@ -4,6 +4,7 @@
  */
 #include "config.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -54,9 +55,11 @@ static void
 method_pack_cred(msgpack_packer *pk, const struct cred *c)
 {
 	const char *parent = authorizer_component_appid(c);
+	const char *perms = authorizer_permissions(c), *s;
 	struct send_queue_state q = send_queue_of(c);
+	uint32_t n;
 
-	msgpack_pack_map(pk, 12 + (parent != NULL));
+	msgpack_pack_map(pk, 12 + (parent != NULL) + (perms != NULL));
 	rpc_pack_kv_str(pk, "appid", cred_appid(c));
 	rpc_pack_kv_str(pk, "kind", cred_kind_name(cred_kind(c)));
 	rpc_pack_kv_str(pk, "state", cred_state_name(c));
@@ -71,6 +74,17 @@ method_pack_cred(msgpack_packer *pk, const struct cred *c)
 	rpc_pack_kv_str(pk, "detail", component_detail(c));
 	if (parent != NULL)
 		rpc_pack_kv_str(pk, "component_appid", parent);
+	if (perms != NULL) {
+		/* "1,2,15" as [1, 2, 15]: the permission sets granted. */
+		for (n = 0, s = perms; *s != '\0'; s++)
+			n += *s == ',';
+		rpc_pack_str(pk, "permissions");
+		msgpack_pack_array(pk, *perms != '\0' ? n + 1 : 0);
+		for (s = perms; *s != '\0'; s += *s == ',') {
+			msgpack_pack_uint32(pk, (uint32_t)strtoul(s, NULL, 10));
+			s += strspn(s, "0123456789");
+		}
+	}
 }
 
 /* Whether c is shown for a status filter: the appid itself, or its component's. */

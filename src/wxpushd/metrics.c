@@ -299,6 +299,32 @@ metrics_ticket_age(const struct cred *c, int64_t *v)
 	return ((*v = component_ticket_age(c)) >= 0);
 }
 
+/* Only components have authorization exchanges. */
+static int
+metrics_exchanges_pending(const struct cred *c, int64_t *v)
+{
+	uint64_t failed;
+	int pending;
+
+	if (!component_exchanges(c, &pending, &failed))
+		return (0);
+	*v = pending;
+	return (1);
+}
+
+/* A platform's authorization events whose code could not be exchanged. */
+static int
+metrics_exchange_failures(const struct cred *c, int64_t *v)
+{
+	uint64_t failed;
+	int pending;
+
+	if (!component_exchanges(c, &pending, &failed))
+		return (0);
+	*v = (int64_t)failed;
+	return (1);
+}
+
 static const struct metrics_gauge metrics_gauges[] = {
 	{ "wxpushd_token_expires_in_seconds", "gauge", "Seconds until the "
 	    "current token expires; 0 if there is none.", 0,
@@ -322,8 +348,16 @@ static const struct metrics_gauge metrics_gauges[] = {
 	{ "wxpushd_sends_inflight", "gauge", "Sends waiting for WeChat's "
 	    "answer now.", 1, metrics_inflight },
 	{ "wxpushd_verify_ticket_age_seconds", "gauge", "Seconds since a "
-	    "third-party platform's component_verify_ticket arrived.", 0,
-	    metrics_ticket_age },
+	    "third-party platform's component_verify_ticket was created "
+	    "(its CreateTime).", 0, metrics_ticket_age },
+	{ "wxpushd_authorization_exchanges_pending", "gauge", "Authorization "
+	    "codes from authorized/updateauthorized events waiting to be "
+	    "exchanged (api_query_auth, in the background).", 0,
+	    metrics_exchanges_pending },
+	{ "wxpushd_authorization_exchange_failures_total", "counter",
+	    "Authorization events whose code could not be exchanged for tokens "
+	    "(61010, no permission, retries exhausted).", 0,
+	    metrics_exchange_failures },
 };
 
 /* Every per-credential metric of metrics_gauges. */

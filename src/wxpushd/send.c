@@ -612,6 +612,7 @@ send_upstream_cb(const struct upstream_reply *r, void *arg)
 	}
 	switch (wxapi_classify(s->msg.kind->endpoint, errcode, &retry_after)) {
 	case WXAPI_OK:
+		cred_call_ok(l->cred);
 		send_succeed(s);
 		return;
 	case WXAPI_TOKEN_REFUSED:
@@ -625,7 +626,15 @@ send_upstream_cb(const struct upstream_reply *r, void *arg)
 		send_fail_wechat(s, errcode, errmsg, 1, 0);
 		return;
 	case WXAPI_RATE_LIMITED:
+	case WXAPI_QUOTA:	/* 45009: again once the quota day turns */
 		send_fail_wechat(s, errcode, errmsg, 1, retry_after);
+		return;
+	case WXAPI_OPERATOR:
+		cred_call_refused(l->cred, errcode, errcode == 40164 ?
+		    "this host's IP is not in the account's IP whitelist "
+		    "(40164)" : "WeChat refused a send for a reason an "
+		    "operator must fix");
+		send_fail_wechat(s, errcode, errmsg, 0, 0);
 		return;
 	case WXAPI_REVOKED:
 		cred_revoke(l->cred);

@@ -1,6 +1,7 @@
 /*
  * Durable state in SQLite (WAL): tokens, verify tickets, authorizer refresh
- * tokens, idempotency keys.
+ * tokens, idempotency keys, the order of component events, pending
+ * authorization exchanges and the permissions authorizers granted.
  */
 #include "config.h"
 
@@ -24,6 +25,7 @@
 #define STORE_CHUNK		256	/* authorizers read per query by foreach */
 #define STORE_TICKET_MAX	WX_TOKEN_MAX
 #define STORE_INTEGRITY_MAX	200	/* bytes of an integrity message in a cause */
+#define STORE_PERMS_MAX		1024	/* bytes of an authorizer's permission ids */
 
 #define STORE_NITEMS(a)		(sizeof (a) / sizeof (a)[0])
 
@@ -40,6 +42,13 @@ enum store_query {
 	STORE_IDEM_PUT,
 	STORE_IDEM_LOAD,
 	STORE_IDEM_EXPIRE,
+	STORE_MARK_SAVE,
+	STORE_MARK_LOAD,
+	STORE_PENDING_SAVE,
+	STORE_PENDING_DELETE,
+	STORE_PENDING_LIST,
+	STORE_PERMS_SAVE,
+	STORE_PERMS_LOAD,
 	STORE_NQUERIES
 };
 
@@ -88,6 +97,34 @@ static const char *store_sql[STORE_NQUERIES] = {
 	    " WHERE created > ?1 ORDER BY created",
 	[STORE_IDEM_EXPIRE] =
 	    "DELETE FROM idempotency WHERE created <= ?1",
+	[STORE_MARK_SAVE] =
+	    "INSERT INTO event_marks (component_appid, subject, create_time,"
+	    " info_type, digest) VALUES (?1, ?2, ?3, ?4, ?5)"
+	    " ON CONFLICT (component_appid, subject) DO UPDATE SET"
+	    " create_time = excluded.create_time,"
+	    " info_type = excluded.info_type, digest = excluded.digest",
+	[STORE_MARK_LOAD] =
+	    "SELECT create_time, info_type, digest FROM event_marks"
+	    " WHERE component_appid = ?1 AND subject = ?2",
+	[STORE_PENDING_SAVE] =
+	    "INSERT INTO pending_authorizations (component_appid,"
+	    " authorizer_appid, info_type, code, create_time, attempts)"
+	    " VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+	    " ON CONFLICT (component_appid, authorizer_appid) DO UPDATE SET"
+	    " info_type = excluded.info_type, code = excluded.code,"
+	    " create_time = excluded.create_time, attempts = excluded.attempts",
+	[STORE_PENDING_DELETE] =
+	    "DELETE FROM pending_authorizations WHERE component_appid = ?1"
+	    " AND authorizer_appid = ?2",
+	[STORE_PENDING_LIST] =
+	    "SELECT authorizer_appid, info_type, code, create_time, attempts"
+	    " FROM pending_authorizations WHERE component_appid = ?1"
+	    " ORDER BY create_time LIMIT ?2",
+	[STORE_PERMS_SAVE] =
+	    "INSERT INTO authorizer_permissions (appid, ids) VALUES (?1, ?2)"
+	    " ON CONFLICT (appid) DO UPDATE SET ids = excluded.ids",
+	[STORE_PERMS_LOAD] =
+	    "SELECT ids FROM authorizer_permissions WHERE appid = ?1",
 };
 
 /*
@@ -133,6 +170,30 @@ static const char *store_migrations[] = {
 	" PRIMARY KEY (uid, appid, key)) WITHOUT ROWID;"
 	"CREATE INDEX IF NOT EXISTS idempotency_created"
 	" ON idempotency (created);",
+	/*
+	 * 3: the CreateTime of the last event applied per component (subject
+	 * "": the verify ticket) and per authorizer (authorization changes),
+	 * authorization codes whose exchange is pending, and the permission
+	 * sets (func_info) each authorizer granted.
+	 */
+	"CREATE TABLE IF NOT EXISTS event_marks ("
+	" component_appid TEXT NOT NULL,"
+	" subject TEXT NOT NULL,"
+	" create_time INTEGER NOT NULL,"
+	" info_type TEXT NOT NULL,"
+	" digest TEXT NOT NULL,"
+	" PRIMARY KEY (component_appid, subject)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS pending_authorizations ("
+	" component_appid TEXT NOT NULL,"
+	" authorizer_appid TEXT NOT NULL,"
+	" info_type TEXT NOT NULL,"
+	" code TEXT NOT NULL,"
+	" create_time INTEGER NOT NULL,"
+	" attempts INTEGER NOT NULL,"
+	" PRIMARY KEY (component_appid, authorizer_appid)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS authorizer_permissions ("
+	" appid TEXT PRIMARY KEY NOT NULL,"
+	" ids TEXT NOT NULL);",
 };
 
 /* Stored names of enum cred_kind, so reordering the enum cannot remap rows. */
@@ -1274,4 +1335,271 @@ store_idem_foreach(time_t since, int (*cb)(const struct store_idem *, void *),
 	store_done(stmt);
 	free(si);
 	return (ret);
+}
+
+/*
+ * Save the last event applied for a component's subject ("" for its verify
+ * ticket, else an authorizer): its CreateTime, InfoType and a digest that
+ * tells it from another of the same second; 0 or -1.
+ */
+int
+store_mark_save(const struct store_mark *sm)
+{
+	sqlite3_stmt	*stmt;
+	const char	*component_appid = sm->component_appid;
+
+	if (!store_appid_ok(component_appid) ||
+	    strnlen(sm->subject, sizeof sm->subject) == sizeof sm->subject ||
+	    !store_str_ok(sm->info_type, sizeof sm->info_type - 1) ||
+	    !store_str_ok(sm->digest, sizeof sm->digest - 1)) {
+		log_warnx("store: saving an event mark: bad row");
+		return (-1);
+	}
+	if (!store_ready("saving an event mark for", component_appid))
+		return (-1);
+	stmt = store_stmts[STORE_MARK_SAVE];
+	if (sqlite3_bind_text(stmt, 1, component_appid, -1,
+	    SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 2, sm->subject, -1, SQLITE_STATIC) !=
+	    SQLITE_OK ||
+	    sqlite3_bind_int64(stmt, 3, sm->create_time) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 4, sm->info_type, -1, SQLITE_STATIC) !=
+	    SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 5, sm->digest, -1, SQLITE_STATIC) !=
+	    SQLITE_OK) {
+		log_warnx("store: saving an event mark for %s: %s",
+		    component_appid, sqlite3_errmsg(store_db));
+		store_done(stmt);
+		return (-1);
+	}
+	return (store_step_done(stmt, "event mark", component_appid));
+}
+
+/*
+ * The last event applied for a component's subject, into sm (keyed by its
+ * component_appid and subject): 1 found, 0 not, -1 error (logged).
+ */
+int
+store_mark_load(struct store_mark *sm)
+{
+	sqlite3_stmt	*stmt;
+	const char	*component_appid = sm->component_appid;
+	int		 rc, found = -1;
+
+	if (!store_appid_ok(component_appid) ||
+	    strnlen(sm->subject, sizeof sm->subject) == sizeof sm->subject) {
+		log_warnx("store: loading an event mark: bad key");
+		return (-1);
+	}
+	if (!store_ready("loading an event mark for", component_appid))
+		return (-1);
+	stmt = store_stmts[STORE_MARK_LOAD];
+	if (sqlite3_bind_text(stmt, 1, component_appid, -1,
+	    SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 2, sm->subject, -1, SQLITE_STATIC) !=
+	    SQLITE_OK) {
+		log_warnx("store: loading an event mark for %s: %s",
+		    component_appid, sqlite3_errmsg(store_db));
+		goto out;
+	}
+	rc = sqlite3_step(stmt);
+	if (rc == SQLITE_DONE) {
+		found = 0;
+		goto out;
+	}
+	if (rc != SQLITE_ROW) {
+		log_warnx("store: loading an event mark for %s: %s",
+		    component_appid, sqlite3_errmsg(store_db));
+		goto out;
+	}
+	if (store_column_time(stmt, 0, &sm->create_time) != 0 ||
+	    store_column_text(stmt, 1, sm->info_type,
+	    sizeof sm->info_type) != 0 ||
+	    store_column_text(stmt, 2, sm->digest, sizeof sm->digest) != 0) {
+		log_warnx("store: an event mark of %s is corrupt; ignored",
+		    component_appid);
+		goto out;
+	}
+	found = 1;
+out:
+	store_done(stmt);
+	return (found);
+}
+
+/* Save (insert or replace) a pending authorization exchange; 0 or -1. */
+int
+store_pending_save(const struct store_pending *sp)
+{
+	sqlite3_stmt	*stmt;
+
+	if (!store_appid_ok(sp->component_appid) ||
+	    !store_appid_ok(sp->authorizer_appid) ||
+	    !store_str_ok(sp->info_type, sizeof sp->info_type - 1) ||
+	    !store_str_ok(sp->code, sizeof sp->code - 1)) {
+		log_warnx("store: saving a pending authorization: bad row");
+		return (-1);
+	}
+	if (!store_ready("saving a pending authorization of",
+	    sp->authorizer_appid))
+		return (-1);
+	stmt = store_stmts[STORE_PENDING_SAVE];
+	if (sqlite3_bind_text(stmt, 1, sp->component_appid, -1,
+	    SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 2, sp->authorizer_appid, -1,
+	    SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 3, sp->info_type, -1, SQLITE_STATIC) !=
+	    SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 4, sp->code, -1, SQLITE_STATIC) !=
+	    SQLITE_OK ||
+	    sqlite3_bind_int64(stmt, 5, sp->create_time) != SQLITE_OK ||
+	    sqlite3_bind_int(stmt, 6, sp->attempts) != SQLITE_OK) {
+		log_warnx("store: saving a pending authorization of %s: %s",
+		    sp->authorizer_appid, sqlite3_errmsg(store_db));
+		store_done(stmt);
+		return (-1);
+	}
+	return (store_step_done(stmt, "pending authorization",
+	    sp->authorizer_appid));
+}
+
+/* Forget a pending authorization exchange (done, or over); 0 or -1. */
+int
+store_pending_delete(const char *component_appid, const char *authorizer_appid)
+{
+	sqlite3_stmt	*stmt;
+
+	if (!store_appid_ok(component_appid) ||
+	    !store_appid_ok(authorizer_appid)) {
+		log_warnx("store: deleting a pending authorization: bad key");
+		return (-1);
+	}
+	if (!store_ready("deleting a pending authorization of",
+	    authorizer_appid))
+		return (-1);
+	stmt = store_stmts[STORE_PENDING_DELETE];
+	if (sqlite3_bind_text(stmt, 1, component_appid, -1,
+	    SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 2, authorizer_appid, -1,
+	    SQLITE_STATIC) != SQLITE_OK) {
+		store_done(stmt);
+		return (-1);
+	}
+	return (store_step_done(stmt, "deleted pending authorization",
+	    authorizer_appid));
+}
+
+/*
+ * Call cb for each of a component's pending authorization exchanges (at most
+ * max, oldest first), read all before the first call so that cb may save or
+ * delete. A corrupt row is skipped. 0, cb's non-zero value, or -1.
+ */
+int
+store_pending_foreach(const char *component_appid, int max,
+    int (*cb)(const struct store_pending *, void *), void *arg)
+{
+	sqlite3_stmt		*stmt;
+	struct store_pending	*rows;
+	int			 rc, n = 0, i, ret = 0;
+
+	if (!store_appid_ok(component_appid) || max < 1) {
+		log_warnx("store: listing pending authorizations: bad key");
+		return (-1);
+	}
+	if (!store_ready("listing pending authorizations of",
+	    component_appid))
+		return (-1);
+	rows = xcalloc((size_t)max, sizeof *rows);
+	stmt = store_stmts[STORE_PENDING_LIST];
+	if (sqlite3_bind_text(stmt, 1, component_appid, -1,
+	    SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_int(stmt, 2, max) != SQLITE_OK) {
+		store_done(stmt);
+		ret = -1;
+		goto out;
+	}
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW && n < max) {
+		struct store_pending *sp = &rows[n];
+
+		memcpy(sp->component_appid, component_appid,
+		    strlen(component_appid) + 1);
+		if (store_column_text(stmt, 0, sp->authorizer_appid,
+		    sizeof sp->authorizer_appid) != 0 ||
+		    store_column_text(stmt, 1, sp->info_type,
+		    sizeof sp->info_type) != 0 ||
+		    store_column_text(stmt, 2, sp->code, sizeof sp->code) != 0 ||
+		    sp->code[0] == '\0' ||
+		    store_column_time(stmt, 3, &sp->create_time) != 0 ||
+		    store_column_int(stmt, 4, 0, INT_MAX, &sp->attempts) != 0) {
+			log_warnx("store: a pending authorization of %s is "
+			    "corrupt; skipped", component_appid);
+			explicit_bzero(sp, sizeof *sp);
+			continue;
+		}
+		n++;
+	}
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+		log_warnx("store: listing pending authorizations of %s: %s",
+		    component_appid, sqlite3_errmsg(store_db));
+		ret = -1;
+	}
+	store_done(stmt);
+	for (i = 0; i < n && ret == 0; i++)
+		ret = cb(&rows[i], arg);
+out:
+	freezero(rows, (size_t)max * sizeof *rows);
+	return (ret);
+}
+
+/* Save the permission set ids ("1,2,15") an authorizer granted; 0 or -1. */
+int
+store_permissions_save(const char *appid, const char *ids)
+{
+	sqlite3_stmt	*stmt;
+
+	if (!store_appid_ok(appid) || ids == NULL ||
+	    strlen(ids) > STORE_PERMS_MAX) {
+		log_warnx("store: saving permissions: bad row");
+		return (-1);
+	}
+	if (!store_ready("saving permissions of", appid))
+		return (-1);
+	stmt = store_stmts[STORE_PERMS_SAVE];
+	if (sqlite3_bind_text(stmt, 1, appid, -1, SQLITE_STATIC) !=
+	    SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 2, ids, -1, SQLITE_STATIC) != SQLITE_OK) {
+		store_done(stmt);
+		return (-1);
+	}
+	return (store_step_done(stmt, "permissions", appid));
+}
+
+/* The permission set ids an authorizer granted: 1 found, 0 not, -1 error. */
+int
+store_permissions_load(const char *appid, char *ids, size_t size)
+{
+	sqlite3_stmt	*stmt;
+	int		 rc, found = -1;
+
+	if (!store_appid_ok(appid))
+		return (-1);
+	if (!store_ready("loading permissions of", appid))
+		return (-1);
+	stmt = store_stmts[STORE_PERMS_LOAD];
+	if (sqlite3_bind_text(stmt, 1, appid, -1, SQLITE_STATIC) !=
+	    SQLITE_OK)
+		goto out;
+	rc = sqlite3_step(stmt);
+	if (rc == SQLITE_DONE)
+		found = 0;
+	else if (rc != SQLITE_ROW)
+		log_warnx("store: loading permissions of %s: %s", appid,
+		    sqlite3_errmsg(store_db));
+	else if (store_column_text(stmt, 0, ids, size) != 0)
+		log_warnx("store: the permissions of %s are corrupt; ignored",
+		    appid);
+	else
+		found = 1;
+out:
+	store_done(stmt);
+	return (found);
 }

@@ -151,6 +151,8 @@ wxapi_classify(enum wxapi_ep ep, long errcode, int *retry_after)
 		return (WXAPI_RETRY);
 	case 41001:
 		return (WXAPI_TOKEN_MISSING);
+	case 40164:	/* this host's IP is not whitelisted, whatever the call */
+		return (WXAPI_OPERATOR);
 	case 45011:
 		*retry_after = 60 - (int)(clock_now() % 60);
 		return (WXAPI_RATE_LIMITED);

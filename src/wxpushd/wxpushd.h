@@ -443,6 +443,8 @@ void	 cred_token_reply(struct cred *, const struct upstream_reply *);
 void	 cred_fetch_failed(struct cred *, long, const char *, int);
 void	 cred_note(struct cred *, long, const char *);
 void	 cred_token_failed(struct cred *, uint64_t, long);
+void	 cred_call_refused(struct cred *, long, const char *);
+void	 cred_call_ok(struct cred *);
 void	 cred_adopt(struct cred *, const char *, time_t, uint64_t);
 void	 cred_install(struct cred *, const char *, int);
 void	 cred_revoke(struct cred *);
@@ -546,9 +548,13 @@ void	 authorizer_set_sync(struct authorizer_set *);
 int	 authorizer_install(struct authorizer_set *, const char *, const char *,
 	    const char *, int, const char **, char *, size_t);
 void	 authorizer_unauthorized(struct authorizer_set *, const char *);
+int	 authorizer_recover(struct authorizer_set *, const char *);
 void	 authorizer_shared(struct authorizer_set *, const char *, const char *,
 	    const char *, int, time_t);
 const char	*authorizer_detail(const struct cred *);
+void	 authorizer_set_permissions(struct authorizer_set *, const char *,
+	    const char *);
+const char	*authorizer_permissions(const struct cred *);
 const char	*authorizer_component_appid(const struct cred *);
 
 /* component.c: third-party platforms: the verify ticket, the component token. */
@@ -564,6 +570,7 @@ void	 component_reconcile(struct config *);
 void	 component_shutdown(void);
 const char	*component_detail(const struct cred *);
 int64_t	 component_ticket_age(const struct cred *);
+int	 component_exchanges(const struct cred *, int *, uint64_t *);
 int	 component_running(const char *);
 void	 component_event_handle(struct component_conf *,
 	    const struct callback_event *, component_done_cb, void *);
@@ -587,12 +594,18 @@ struct callback_event {
 	char		 authorizer_appid[WX_APPID_MAX + 1];	/* "" if none */
 	char		*secret;	/* the ticket or authorization code; wiped */
 	size_t		 secretlen;
+	time_t		 create_time;	/* <CreateTime>, 0 if none */
 };
+/* How far (seconds) an event's signed timestamp may be from our clock. */
+#define CALLBACK_EVENT_WINDOW	900
 int	 callback_outer_appid(const char *, size_t, char *, size_t, char **);
 int	 callback_event_open(const struct component_conf *, const char *,
 	    const char *, const char *, const char *, size_t,
 	    struct callback_event *, const char **, char **);
 void	 callback_event_clear(struct callback_event *);
+int	 callback_event_accept(struct component_conf *, const char *,
+	    const char *, const char *, const char *, size_t,
+	    component_done_cb, void *, const char **, char **);
 int	 callback_start(void);
 void	 callback_reload(void);
 void	 callback_stop(void);
@@ -634,6 +647,30 @@ int	 store_authorizer_foreach(const char *,
 	    /* 0 all visited, the callback's non-zero value, or -1 */
 int	 store_integrity_check(char **);	/* 0 "ok", or -1 and a cause */
 int	 store_synchronous(void);	/* PRAGMA synchronous now: 0..3, or -1 */
+/* The last component event applied for a subject ("": the ticket). */
+struct store_mark {
+	char		 component_appid[WX_APPID_MAX + 1];
+	char		 subject[WX_APPID_MAX + 1];
+	time_t		 create_time;
+	char		 info_type[CALLBACK_INFO_TYPE_MAX + 1];
+	char		 digest[2 * 32 + 1];	/* hex SHA-256 of type and secret */
+};
+int	 store_mark_save(const struct store_mark *);
+int	 store_mark_load(struct store_mark *);	/* 1, 0, -1 */
+struct store_pending {
+	char		 component_appid[WX_APPID_MAX + 1];
+	char		 authorizer_appid[WX_APPID_MAX + 1];
+	char		 info_type[CALLBACK_INFO_TYPE_MAX + 1];
+	char		 code[WX_TOKEN_MAX + 1];	/* wiped */
+	time_t		 create_time;
+	int		 attempts;
+};
+int	 store_pending_save(const struct store_pending *);
+int	 store_pending_delete(const char *, const char *);
+int	 store_pending_foreach(const char *, int,
+	    int (*)(const struct store_pending *, void *), void *);
+int	 store_permissions_save(const char *, const char *);
+int	 store_permissions_load(const char *, char *, size_t);	/* 1, 0, -1 */
 #define IDEM_KEY_MAX		128	/* message.c: 1..128 bytes */
 #define IDEM_DIGEST_LEN		32	/* SHA-256 of the WeChat body */
 struct store_idem {

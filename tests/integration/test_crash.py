@@ -164,10 +164,12 @@ t.ok(wait_for(lambda: d.cred(COMPONENT) and d.cred(COMPONENT)["state"] == "valid
 # (wxpushd wants a first authorizer token to live a minute at least.)
 mock.config(expires_in=60)
 r = mock.component_event("authorized", AUTH1)
-mock.config(expires_in=20)
+# The code is exchanged in the background after the answer: wait for it
+# before shortening the lifetime of the tokens issued.
 t.ok(r.get("reply") == "success" and wait_for(
     lambda: d.cred(AUTH1) and d.cred(AUTH1)["state"] == "valid", 10),
     "a merchant authorizes it", (r, d.cred(AUTH1)))
+mock.config(expires_in=20)
 for th in threads:
     th.start()
 

@@ -333,6 +333,8 @@ t.ok(wait_for(lambda: d.cred(COMPONENT)["state"] == "valid", 10),
 # (The mock's answer holds the ticket or code it made: keep only the daemon's reply.)
 outputs.append(repr(mock.component_event("component_verify_ticket").get("reply")))
 outputs.append(repr(mock.component_event("authorized", AUTH1).get("reply")))
+# The code is exchanged in the background, after the answer.
+wait_for(lambda: (d.cred(AUTH1) or {}).get("state") == "valid", 10)
 err, res = send(AUTH1)
 t.ok(err is None, "scan: a send as an authorizer", err)
 mock.config(rotate_refresh_token=True)

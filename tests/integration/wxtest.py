@@ -471,10 +471,11 @@ def wx_signature(token, timestamp, nonce, encrypt):
 
 
 def wx_event(xml, component=COMPONENT, key=COMPONENT_KEY, token=COMPONENT_TOKEN,
-             outer_appid=None, encrypt_appid=None):
-    """An encrypted, signed event: (body, {msg_signature, timestamp, nonce})."""
+             outer_appid=None, encrypt_appid=None, timestamp=None):
+    """An encrypted, signed event: (body, {msg_signature, timestamp, nonce});
+    timestamp (the signed one in the query) defaults to now."""
     enc = wx_encrypt(key, encrypt_appid or component, xml)
-    ts = str(int(time.time()))
+    ts = str(int(time.time()) if timestamp is None else int(timestamp))
     nonce = str(int.from_bytes(os.urandom(4), "big"))
     body = ("<xml><AppId><![CDATA[%s]]></AppId><Encrypt><![CDATA[%s]]></Encrypt></xml>"
             % (outer_appid or component, enc))

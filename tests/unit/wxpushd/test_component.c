@@ -136,11 +136,13 @@ test_good(void)
 	free(body);
 
 	body = test_event(TEST_KEY, TEST_APPID, "<xml>\n  <AppId>" TEST_APPID
-	    "</AppId>\n  <InfoType>unauthorized</InfoType>\n  <AuthorizerAppid>"
+	    "</AppId>\n  <CreateTime>1413192605</CreateTime>\n"
+	    "  <InfoType>unauthorized</InfoType>\n  <AuthorizerAppid>"
 	    "wxauthorizer000001</AuthorizerAppid>\n</xml>\n", sig);
 	r = test_open(body, strlen(body), sig, &ev, &field, &cause);
 	ok(r == 0 && strcmp(ev.info_type, "unauthorized") == 0 &&
 	    ev.secret == NULL, "an unauthorized event opens (indented XML)");
+	ok(ev.create_time == 1413192605, "with its CreateTime");
 	callback_event_clear(&ev);
 	free(body);
 
@@ -421,6 +423,20 @@ test_xml(void)
 	    "</AuthorizerAppid></xml>", sig);
 	test_refused("an AuthorizerAppid with a space", body, strlen(body),
 	    sig, "body", "is not an appid");
+	free(body);
+
+	/* Authorization changes and tickets are applied in CreateTime order. */
+	body = test_event(TEST_KEY, TEST_APPID, "<xml><AppId>" TEST_APPID
+	    "</AppId><InfoType>unauthorized</InfoType><AuthorizerAppid>wxa"
+	    "</AuthorizerAppid></xml>", sig);
+	test_refused("unauthorized without a CreateTime", body, strlen(body),
+	    sig, "body", "no <CreateTime>");
+	free(body);
+	body = test_event(TEST_KEY, TEST_APPID, "<xml><AppId>" TEST_APPID
+	    "</AppId><InfoType>component_verify_ticket</InfoType>"
+	    "<ComponentVerifyTicket>t</ComponentVerifyTicket></xml>", sig);
+	test_refused("a ticket without a CreateTime", body, strlen(body),
+	    sig, "body", "no <CreateTime>");
 	free(body);
 
 	body = test_event(TEST_KEY, TEST_APPID, "<xml><AppId>" TEST_APPID

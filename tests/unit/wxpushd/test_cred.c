@@ -4,7 +4,7 @@
  * compare-and-refresh (a refusal that arrives after the new token included),
  * the breaker, force_refresh and its limits, backoff, errors that need an
  * operator, and sends: success, requeue on a refused token, retry of -1, the
- * 500 ms floor before a deadline.
+ * 500 ms floor before a deadline, 45009's retry_after, 40164's failed state.
  */
 #include "config.h"
 
@@ -17,6 +17,8 @@
 #include <unistd.h>
 
 #include <event2/event.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <jansson.h>
 #include <msgpack.h>
 
@@ -358,6 +360,95 @@ test_send(struct cred *c)
 	is_int(fake_pending(NULL), 0, "nothing pending");
 }
 
+/* The last reply written to the client: its error map's int field, or -1. */
+static long long
+reply_int(const char *field)
+{
+	struct evbuffer *out = bufferevent_get_output(client.bev);
+	msgpack_unpacked up;
+	const msgpack_object *err, *v;
+	size_t len = evbuffer_get_length(out), off = 0;
+	const char *data;
+	long long r = -1;
+
+	if (len == 0)
+		return (-1);
+	data = (const char *)evbuffer_pullup(out, -1);
+	msgpack_unpacked_init(&up);
+	while (msgpack_unpack_next(&up, data, len, &off) ==
+	    MSGPACK_UNPACK_SUCCESS) {
+		r = -1;
+		if (up.data.type != MSGPACK_OBJECT_ARRAY ||
+		    up.data.via.array.size != 4)
+			continue;
+		err = &up.data.via.array.ptr[2];
+		if (err->type == MSGPACK_OBJECT_MAP &&
+		    (v = rpc_map_get(err, field)) != NULL &&
+		    v->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+			r = (long long)v->via.u64;
+		else if (err->type == MSGPACK_OBJECT_MAP &&
+		    (v = rpc_map_get(err, field)) != NULL &&
+		    v->type == MSGPACK_OBJECT_BOOLEAN)
+			r = v->via.boolean;
+	}
+	msgpack_unpacked_destroy(&up);
+	evbuffer_drain(out, len);
+	return (r);
+}
+
+/*
+ * 45009 on a send is retryable after the rest of WeChat's quota day
+ * (midnight UTC+8); 40164 on a send marks the credential failed (status,
+ * metrics) until a call with the token succeeds again, or a refresh does.
+ */
+static void
+test_quota_and_whitelist(struct cred *c)
+{
+	/* 2023-11-14 22:13:20 UTC is 06:13:20 in Beijing: 17:46:40 left. */
+	client.bev = bufferevent_socket_new(wx_base, -1, 0);
+	cred_refresh(c, 0);
+	give_token("QUOTATOKEN");
+	do_send(cred_appid(c));
+	fake_answer(fake_first(SUBSCRIBE), "{\"errcode\":45009,"
+	    "\"errmsg\":\"reach max api daily quota limit\"}");
+	is_int(reply_int("retry_after"), 86400 - (6 * 3600 + 13 * 60 + 20),
+	    "45009: retry_after is the time until midnight UTC+8");
+	do_send(cred_appid(c));
+	fake_answer(fake_first(SUBSCRIBE), "{\"errcode\":45009}");
+	is_int(reply_int("retryable"), 1, "45009: retryable");
+	ok(strcmp(cred_state_name(c), "valid") == 0, "45009 on a send leaves "
+	    "the credential valid");
+
+	do_send(cred_appid(c));
+	fake_answer(fake_first(SUBSCRIBE), "{\"errcode\":40164,"
+	    "\"errmsg\":\"invalid ip 192.0.2.1, not in whitelist\"}");
+	is_int(reply_int("retryable"), 0, "40164: not retryable");
+	ok(strcmp(cred_state_name(c), "failed") == 0, "40164 on a send: the "
+	    "credential is failed");
+	is_int(cred_last_errcode(c), 40164, "last_errcode 40164");
+	ok(strstr(cred_last_error(c), "whitelist") != NULL, "last_error "
+	    "names the whitelist");
+	ok(cred_usable(c), "the token is still used");
+	is_int(fake_pending(STABLE), 0, "40164 refreshes nothing");
+	do_send(cred_appid(c));
+	ok(send_uses("QUOTATOKEN"), "the next send goes out with the token");
+	fake_answer(fake_first(SUBSCRIBE), "{\"errcode\":0,\"errmsg\":\"ok\"}");
+	ok(strcmp(cred_state_name(c), "valid") == 0, "a send that succeeds "
+	    "clears it");
+	is_int(cred_last_errcode(c), 0, "and last_errcode");
+
+	do_send(cred_appid(c));
+	fake_answer(fake_first(SUBSCRIBE), "{\"errcode\":40164}");
+	ok(strcmp(cred_state_name(c), "failed") == 0, "40164 again: failed");
+	cred_refresh(c, 0);
+	give_token("QUOTATOKEN2");
+	ok(strcmp(cred_state_name(c), "valid") == 0, "a refresh that "
+	    "succeeds clears it");
+	is_int(cred_last_errcode(c), 0, "and last_errcode");
+	bufferevent_free(client.bev);
+	client.bev = NULL;
+}
+
 /* A send waits for a token; with under 500 ms left it is not started. */
 static void
 test_deadline_floor(struct cred *c)
@@ -389,5 +480,6 @@ main(void)
 	test_backoff(cred_find(accounts[2].appid));
 	test_send(cred_find(accounts[3].appid));
 	test_deadline_floor(cred_find(accounts[4].appid));
+	test_quota_and_whitelist(cred_find(accounts[5].appid));
 	return (tap_done());
 }

@@ -159,6 +159,137 @@ test_open(const char *dir)
 	return (-1);
 }
 
+/* A pending exchange's row, collected by test_pending_cb. */
+struct test_pendings {
+	int			 n;
+	struct store_pending	 p[4];
+};
+
+static int
+test_pending_cb(const struct store_pending *sp, void *arg)
+{
+	struct test_pendings *tp = arg;
+
+	if (tp->n < 4)
+		tp->p[tp->n] = *sp;
+	tp->n++;
+	return (0);
+}
+
+/* A mark keyed by component and subject, with the rest filled in. */
+static void
+test_mark(struct store_mark *sm, const char *component, const char *subject,
+    time_t ct, const char *type, const char *digest)
+{
+	memset(sm, 0, sizeof *sm);
+	snprintf(sm->component_appid, sizeof sm->component_appid, "%s",
+	    component);
+	snprintf(sm->subject, sizeof sm->subject, "%s", subject);
+	sm->create_time = ct;
+	snprintf(sm->info_type, sizeof sm->info_type, "%s", type);
+	snprintf(sm->digest, sizeof sm->digest, "%s", digest);
+}
+
+/* Event marks, pending authorization exchanges, permissions (schema 3). */
+static void
+test_events(void)
+{
+	struct store_mark	sm, got;
+	struct store_pending	sp;
+	struct test_pendings	tp;
+	char			ids[64];
+
+	test_mark(&sm, "wxcompE", "", 1700000000, "component_verify_ticket",
+	    "aa");
+	is_int(store_mark_save(&sm), 0, "a ticket mark saves");
+	test_mark(&sm, "wxcompE", "wxauthE1", 1700000100, "unauthorized", "bb");
+	is_int(store_mark_save(&sm), 0, "an authorizer's mark saves");
+	test_mark(&got, "wxcompE", "", 0, "", "");
+	is_int(store_mark_load(&got), 1, "the ticket mark loads");
+	ok(got.create_time == 1700000000 && strcmp(got.info_type,
+	    "component_verify_ticket") == 0 && strcmp(got.digest, "aa") == 0,
+	    "with its CreateTime, InfoType and digest");
+	test_mark(&got, "wxcompE", "wxauthE1", 0, "", "");
+	is_int(store_mark_load(&got), 1, "the authorizer's mark loads");
+	ok(got.create_time == 1700000100 && strcmp(got.digest, "bb") == 0,
+	    "its own, not the ticket's");
+	test_mark(&sm, "wxcompE", "wxauthE1", 1700000200, "authorized", "cc");
+	is_int(store_mark_save(&sm), 0, "a newer mark replaces it");
+	test_mark(&got, "wxcompE", "wxauthE1", 0, "", "");
+	ok(store_mark_load(&got) == 1 && got.create_time == 1700000200 &&
+	    strcmp(got.info_type, "authorized") == 0, "replaced");
+	test_mark(&got, "wxcompE", "wxauthE2", 0, "", "");
+	is_int(store_mark_load(&got), 0, "no mark for another authorizer");
+	test_mark(&sm, "wxcompE", "wxauthE1", 1, "", "cc");
+	is_int(store_mark_save(&sm), -1, "a mark without InfoType is refused");
+
+	memset(&sp, 0, sizeof sp);
+	snprintf(sp.component_appid, sizeof sp.component_appid, "%s", "wxcompE");
+	snprintf(sp.authorizer_appid, sizeof sp.authorizer_appid, "%s", "wxauthE1");
+	snprintf(sp.info_type, sizeof sp.info_type, "%s", "authorized");
+	snprintf(sp.code, sizeof sp.code, "%s", "queryauthcode@@@1");
+	sp.create_time = 1700000200;
+	is_int(store_pending_save(&sp), 0, "a pending exchange saves");
+	snprintf(sp.authorizer_appid, sizeof sp.authorizer_appid, "%s", "wxauthE2");
+	sp.create_time = 1700000100;
+	sp.attempts = 3;
+	is_int(store_pending_save(&sp), 0, "another");
+	memset(&tp, 0, sizeof tp);
+	is_int(store_pending_foreach("wxcompE", 16, test_pending_cb, &tp), 0,
+	    "foreach pending");
+	is_int(tp.n, 2, "both");
+	ok(strcmp(tp.p[0].authorizer_appid, "wxauthE2") == 0 &&
+	    tp.p[0].attempts == 3 && strcmp(tp.p[0].code,
+	    "queryauthcode@@@1") == 0 && tp.p[1].create_time == 1700000200,
+	    "oldest first, every field kept");
+	memset(&tp, 0, sizeof tp);
+	store_pending_foreach("wxcompE", 1, test_pending_cb, &tp);
+	is_int(tp.n, 1, "at most max");
+	is_int(store_pending_delete("wxcompE", "wxauthE2"), 0, "delete one");
+	memset(&tp, 0, sizeof tp);
+	store_pending_foreach("wxcompE", 16, test_pending_cb, &tp);
+	ok(tp.n == 1 && strcmp(tp.p[0].authorizer_appid, "wxauthE1") == 0,
+	    "the other is left");
+	memset(&tp, 0, sizeof tp);
+	store_pending_foreach("wxcompOther", 16, test_pending_cb, &tp);
+	is_int(tp.n, 0, "none for another component");
+	sp.code[0] = '\0';
+	is_int(store_pending_save(&sp), -1, "a pending exchange without a code "
+	    "is refused");
+
+	is_int(store_permissions_save("wxauthE1", "1,2,15"), 0,
+	    "permissions save");
+	ok(store_permissions_load("wxauthE1", ids, sizeof ids) == 1 &&
+	    strcmp(ids, "1,2,15") == 0, "and load");
+	is_int(store_permissions_save("wxauthE1", ""), 0, "none granted saves");
+	ok(store_permissions_load("wxauthE1", ids, sizeof ids) == 1 &&
+	    ids[0] == '\0', "and loads as none, not unknown");
+	is_int(store_permissions_load("wxauthE9", ids, sizeof ids), 0,
+	    "unknown for another");
+}
+
+/* A state_dir of the previous release (schema 2) loads and gains schema 3. */
+static void
+test_from_v2(const char *dir, const char *db)
+{
+	struct store_mark	got;
+	char			ids[64];
+
+	store_close();
+	ok(test_raw(db, "DROP TABLE event_marks", NULL) == 0 &&
+	    test_raw(db, "DROP TABLE pending_authorizations", NULL) == 0 &&
+	    test_raw(db, "DROP TABLE authorizer_permissions", NULL) == 0 &&
+	    test_raw(db, "PRAGMA user_version = 2", NULL) == 0,
+	    "a schema 2 database");
+	ok(test_open(dir) == 0, "opens");
+	is_int(store_permissions_save("wxauthE1", "1"), 0, "and gains the "
+	    "permissions table");
+	ok(store_permissions_load("wxauthE1", ids, sizeof ids) == 1,
+	    "which works");
+	test_mark(&got, "wxcompE", "", 0, "", "");
+	is_int(store_mark_load(&got), 0, "and the event marks (empty)");
+}
+
 /* Open: the directory and the files get their modes whatever the umask. */
 static void
 test_open_modes(const char *dir, const char *db)
@@ -1127,7 +1258,9 @@ main(void)
 	test_tickets();
 	test_authorizers();
 	test_many();
+	test_events();
 	test_reopen(dir, db);
+	test_from_v2(dir, db);
 	test_corrupt_rows(dir, db);
 	test_corrupt_file(dir, db);
 	test_crash(test_base);
