@@ -328,17 +328,18 @@ send_succeed(struct send *s, const json_t *reply)
 	struct send_lane *l = s->lane;
 	msgpack_packer *pk;
 	const json_t *id = json_object_get(reply, "msgid");
-	int hasid = json_is_integer(id);
+	int64_t msgid = json_is_integer(id) ? (int64_t)json_integer_value(id) :
+	    0;
 
 	send_count(l, SEND_OK, 0, &s->started);
 	if (s->idem != NULL)
-		idem_finish_ok(s->idem, s->attempts);
-	pk = rpc_reply_begin(s->req, 3 + hasid);
+		idem_finish_ok(s->idem, s->attempts, msgid);
+	pk = rpc_reply_begin(s->req, 3 + (msgid != 0));
 	rpc_pack_kv_int(pk, "errcode", 0);
 	rpc_pack_kv_str(pk, "errmsg", "ok");
 	rpc_pack_kv_int(pk, "attempts", s->attempts);
-	if (hasid)
-		rpc_pack_kv_int(pk, "msgid", (int64_t)json_integer_value(id));
+	if (msgid != 0)
+		rpc_pack_kv_int(pk, "msgid", msgid);
 	rpc_reply_end(s->req);
 	send_free(s);
 	send_pump(l);

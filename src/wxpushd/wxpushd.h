@@ -664,6 +664,7 @@ struct store_idem {
 	char		 message[256];
 	int		 retryable;
 	int		 retry_after;
+	int64_t		 msgid;		/* WeChat's, 0 if none */
 };
 int	 store_batch_begin(void);
 int	 store_idem_put(const struct store_idem *);
@@ -680,7 +681,7 @@ void	 idem_shutdown(void);
 void	 idem_flush(void);
 enum idem_begin	 idem_begin(struct request *, const struct message *,
 	    struct idem **);
-void	 idem_finish_ok(struct idem *, int);
+void	 idem_finish_ok(struct idem *, int, int64_t);
 void	 idem_finish_error(struct idem *, const struct rpc_error *);
 size_t	 idem_count(void);
 
