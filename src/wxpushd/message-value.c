@@ -342,20 +342,22 @@ message_typed_value(const char *name, size_t len, const msgpack_object *o,
 		break;
 	case MV_TIME:
 		if (mv_when(cp, n, MV_TIME) != 0)
-			what = "a time is a 24-hour time such as 15:01, "
-			    "optionally after a date (2019年10月1日 15:01), "
-			    "or two joined by ~";
+			what = "a time is a 24-hour time such as 15:01 or "
+			    "15:01:59, optionally after a date, or two joined "
+			    "by ~";
 		break;
 	case MV_DATE:
 		if (mv_when(cp, n, MV_DATE) != 0)
-			what = "a date is such as 2019年10月1日 or "
-			    "2019-10-01, optionally with a 24-hour time, or "
+			what = "a date is y-m-d, y-m or m-d (joined by - / "
+			    "or .) or the same with the characters for year, "
+			    "month and day, optionally with a 24-hour time, or "
 			    "two joined by ~";
 		break;
 	case MV_AMOUNT:
 		if (mv_amount(cp, n) != 0)
 			what = "an amount is a currency symbol, at most 10 "
-			    "digits, decimals if any, and optionally 元";
+			    "digits, decimals if any, and optionally the "
+			    "character for yuan";
 		break;
 	case MV_PHONE:
 		for (i = 0; i < n && !mv_han(cp[i]) && !mv_letter(cp[i]); i++)

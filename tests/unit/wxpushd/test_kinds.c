@@ -118,6 +118,17 @@ t_good(const char *params, enum wxapi_ep ep, const char *want,
 	message_free(&t_msg);
 }
 
+/* Whether s is one line of printable ASCII, as an error message must be. */
+static int
+t_line(const char *s)
+{
+	for (; s != NULL && *s != '\0'; s++) {
+		if (*s < 0x20 || *s > 0x7e)
+			return (0);
+	}
+	return (s != NULL);
+}
+
 /* params are refused on field, the message saying needle. */
 static void
 t_bad(const char *params, const char *field, const char *needle,
@@ -129,7 +140,7 @@ t_bad(const char *params, const char *field, const char *needle,
 	rc = message_parse(t_params(params), &t_msg, &t_err);
 	if (!ok(rc == -1 && t_err.field != NULL && strcmp(t_err.field,
 	    field) == 0 && t_err.message != NULL &&
-	    strstr(t_err.message, needle) != NULL &&
+	    strstr(t_err.message, needle) != NULL && t_line(t_err.message) &&
 	    strcmp(t_err.code, "invalid_request") == 0 &&
 	    t_msg.json == NULL, "%s: refused on %s", desc, field))
 		printf("#   rc %d field '%s' message '%s' (want '%s')\n", rc,
