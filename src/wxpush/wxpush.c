@@ -876,9 +876,13 @@ wxpush_call_json(const char *method, json_t *params, int how)
 		wxpush_print_json(r != NULL ? wxpush_mp_to_json(r) : NULL);
 	else if (how == 's') {
 		if (wxpush_get_int(wxpush_get(r, "attempts"), &n))
-			printf("sent (attempts %lld)\n", n);
+			printf("sent (attempts %lld", n);
 		else
-			printf("sent\n");
+			printf("sent (");
+		/* WeChat's msgid, for the kinds that answer one. */
+		if (wxpush_get_int(wxpush_get(r, "msgid"), &n))
+			printf(", msgid %lld", n);
+		printf(")\n");
 	} else if (how == 'a') {
 		v = wxpush_get(r, "authorizer_appid");
 		wxpush_fmt_value(buf, sizeof buf, v);

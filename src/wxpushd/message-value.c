@@ -2,8 +2,8 @@
  * The values of a subscribe message's data, checked by their name's type
  * prefix (thing1, number01, character_string2...) as WeChat's documentation
  * defines each type (docs/protocol.md, "Data value types", has the table and
- * its source). A value WeChat would refuse with 47003 is refused here first,
- * naming the field. Names without a known prefix get the generic check.
+ * its source). A value WeChat would refuse with 47003 is refused before the
+ * call. Names without a known prefix get only message.c's generic check.
  */
 #include "config.h"
 
@@ -11,8 +11,6 @@
 
 #include "wxpushd.h"
 
-#define MV_MAX_CPS	200	/* code points of a value we look at */
-#define MV_GENERIC_MAX	200	/* an unknown type's value: characters */
 
 enum mv_type { MV_THING, MV_NUMBER, MV_LETTER, MV_SYMBOL, MV_STRING,
 	MV_TIME, MV_DATE, MV_AMOUNT, MV_PHONE, MV_CAR, MV_NAME, MV_PHRASE,
@@ -286,29 +284,20 @@ mv_number(const uint32_t *cp, size_t n)
 }
 
 /*
- * Check the value of data entry name[0..len) at field: a string that is not
- * empty, without control characters, and as its type prefix requires.
+ * Why value s[0..n) (UTF-8 that message.c checked: not empty, no control
+ * characters, at most MESSAGE_VALUE_MAX code points) breaks the rule of data
+ * name[0..len)'s type prefix, or NULL if it does not. A leaf: it calls no other
+ * file, and message.c turns the reason into the error.
  */
-int
-message_typed_value(const char *name, size_t len, const msgpack_object *o,
-    const char *field, struct rpc_error *err)
+const char *
+message_value_check(const char *name, size_t len, const char *s, size_t n)
 {
-	uint32_t	 cp[MV_MAX_CPS];
-	size_t		 count, n, i, han = 0;
+	uint32_t	 cp[MESSAGE_VALUE_MAX];
+	size_t		 i, han = 0;
 	enum mv_type	 t = message_value_type(name, len);
 	const char	*what = NULL;
 
-	if (message_want_str(o, field, err) != 0)
-		return (-1);
-	if (o->via.str.size == 0)
-		return (message_error(err, field, "%s is empty", field));
-	if (message_check_utf8(o, field, 1, &count, err) != 0)
-		return (-1);
-	if (count > MV_MAX_CPS)
-		return (message_error(err, field, "%s is %zu characters; at "
-		    "most %d", field, count, MV_GENERIC_MAX));
-	n = message_value_decode(o->via.str.ptr, o->via.str.size, cp,
-	    MV_MAX_CPS);
+	n = message_value_decode(s, n, cp, MESSAGE_VALUE_MAX);
 	for (i = 0; i < n; i++)
 		han += mv_han(cp[i]);
 
@@ -395,8 +384,5 @@ message_typed_value(const char *name, size_t len, const msgpack_object *o,
 	case MV_GENERIC:
 		break;
 	}
-	if (what != NULL)
-		return (message_error(err, field, "%s is not valid: %s", field,
-		    what));
-	return (0);
+	return (what);
 }

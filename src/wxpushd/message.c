@@ -873,3 +873,31 @@ message_part_data(struct message_part *parts, size_t *np, const char *lit,
 	}
 	message_part(parts, np, n > 0 ? "}}" : "}", NULL, 0);
 }
+
+/*
+ * Check the value of data entry name[0..len) at field: a string that is not
+ * empty, at most 200 characters without control characters, and as its name's
+ * type prefix requires (message-value.c).
+ */
+int
+message_typed_value(const char *name, size_t len, const msgpack_object *o,
+    const char *field, struct rpc_error *err)
+{
+	const char	*why;
+	size_t		 count;
+
+	if (message_want_str(o, field, err) != 0)
+		return (-1);
+	if (o->via.str.size == 0)
+		return (message_error(err, field, "%s is empty", field));
+	if (message_check_utf8(o, field, 1, &count, err) != 0)
+		return (-1);
+	if (count > MESSAGE_VALUE_MAX)
+		return (message_error(err, field, "%s is %zu characters; at "
+		    "most %d", field, count, MESSAGE_VALUE_MAX));
+	why = message_value_check(name, len, o->via.str.ptr, o->via.str.size);
+	if (why != NULL)
+		return (message_error(err, field, "%s is not valid: %s", field,
+		    why));
+	return (0);
+}

@@ -354,6 +354,9 @@ int	 message_data(const msgpack_object *, const char *, int,
 	    struct rpc_error *);
 int	 message_typed_value(const char *, size_t, const msgpack_object *,
 	    const char *, struct rpc_error *);
+/* message-value.c: subscribe data values by type prefix (a leaf). */
+#define MESSAGE_VALUE_MAX	200	/* code points of any data value */
+const char	*message_value_check(const char *, size_t, const char *, size_t);
 void	 message_part_data(struct message_part *, size_t *, const char *,
 	    const struct message_datum *, size_t);
 enum { MESSAGE_MP_APPID, MESSAGE_MP_PAGEPATH, MESSAGE_NMP };
