@@ -230,6 +230,23 @@ p = d.wxpush("send", "--appid", APPID, "--kind", "bogus", "--body", pf)
 t.ok(p.returncode != 0 and "kind" in p.stderr,
      "wxpush send --kind bogus is refused naming kind", (p.returncode, p.stderr))
 
+p = d.wxpush("send", "--appid", APPID, "--kind", "template", "--touser", "oUSER1",
+             "--template-id", "T")
+t.ok(p.returncode == 2 and "--body" in p.stderr,
+     "wxpush send --kind template without --body is a usage error", (p.returncode, p.stderr))
+with open(pf, "w") as f:
+    json.dump({"kind": "custom", "touser": "oUSER1", "msgtype": "text",
+               "text": {"content": "cli"}}, f)
+p = d.wxpush("send", "--appid", APPID, "--kind", "template", "--body", pf)
+t.ok(p.returncode != 0 and "kind" in p.stderr,
+     "wxpush refuses a --kind that differs from the body's kind", (p.returncode, p.stderr))
+with open(pf, "w") as f:
+    json.dump(dict(KINDS[0][2], client_msg_id="MSG_cli"), f)
+p = d.wxpush("send", "--appid", APPID, "--body", pf)
+t.ok(p.returncode == 0 and "msgid" in p.stdout and
+     mock.sends(APPID)[-1]["path"] == TEMPLATE,
+     "wxpush send --body with kind template in the body prints the msgid", p.stdout)
+
 d.stop()
 mock.stop()
 t.done()
