@@ -566,6 +566,54 @@ t_custom(void)
 #undef CS
 }
 
+/* wxapi.c knows the kinds' endpoints and what their errcodes mean. */
+static void
+t_wxapi(void)
+{
+	static const struct {
+		enum wxapi_ep	 ep;
+		const char	*path;
+	} eps[] = {
+		{ WXAPI_TEMPLATE_SEND, "/cgi-bin/message/template/send" },
+		{ WXAPI_SUBSCRIBE_BIZSEND, "/cgi-bin/message/subscribe/bizsend" },
+		{ WXAPI_SUBSCRIBE_SEND, "/cgi-bin/message/subscribe/send" },
+		{ WXAPI_CUSTOM_SEND, "/cgi-bin/message/custom/send" },
+	};
+	const struct wxapi_endpoint *e;
+	const char *hint;
+	size_t i;
+	int ra;
+
+	for (i = 0; i < sizeof eps / sizeof eps[0]; i++) {
+		e = wxapi_endpoint(eps[i].ep);
+		ok(strcmp(e->path, eps[i].path) == 0 &&
+		    strcmp(e->method, "POST") == 0 && e->token_param != NULL &&
+		    strcmp(e->token_param, "access_token") == 0 && !e->fetch,
+		    "%s: POST with access_token, not a token endpoint",
+		    eps[i].path);
+		ok(wxapi_classify(eps[i].ep, 40001, &ra) == WXAPI_TOKEN_REFUSED &&
+		    wxapi_classify(eps[i].ep, 42001, &ra) == WXAPI_TOKEN_REFUSED,
+		    "%s: 40001 and 42001 are a refused token (compare-and-"
+		    "refresh)", eps[i].path);
+		ok(wxapi_classify(eps[i].ep, -1, &ra) == WXAPI_RETRY &&
+		    wxapi_classify(eps[i].ep, 61003, &ra) == WXAPI_REVOKED,
+		    "%s: -1 retried, 61003 revoked", eps[i].path);
+	}
+	ok(wxapi_classify(WXAPI_CUSTOM_SEND, 45015, &ra) == WXAPI_FINAL &&
+	    ra == 0, "45015 is final");
+	ok(wxapi_classify(WXAPI_SUBSCRIBE_SEND, 47003, &ra) == WXAPI_FINAL,
+	    "47003 is final");
+	hint = wxapi_errcode_hint(45015);
+	ok(hint != NULL && strstr(hint, "48 hours") != NULL &&
+	    strstr(hint, "do not retry") != NULL,
+	    "45015's hint says 48 hours and not to retry");
+	ok(wxapi_errcode_hint(47003) != NULL && wxapi_errcode_hint(1) == NULL,
+	    "47003 has a hint, an unknown errcode none");
+	ok(strcmp(wxapi_errcode_name(wxapi_errcode_index(45015)), "45015") == 0 &&
+	    strcmp(wxapi_errcode_name(wxapi_errcode_index(47003)), "47003") == 0,
+	    "45015 and 47003 have counters of their own");
+}
+
 int
 main(void)
 {
@@ -578,6 +626,7 @@ main(void)
 	t_subscribe();
 	t_mini_subscribe();
 	t_custom();
+	t_wxapi();
 
 	msgpack_zone_destroy(&t_zone);
 	msgpack_sbuffer_destroy(&t_sb);
