@@ -12,6 +12,8 @@
 #include "wxpushd.h"
 
 
+#define MV_NUM_CAP	100000000L	/* mv_num's values stop growing here */
+
 enum mv_type { MV_THING, MV_NUMBER, MV_LETTER, MV_SYMBOL, MV_STRING,
 	MV_TIME, MV_DATE, MV_AMOUNT, MV_PHONE, MV_CAR, MV_NAME, MV_PHRASE,
 	MV_ENUM, MV_GENERIC };
@@ -101,7 +103,10 @@ mv_symbol(uint32_t c)
 	return (!mv_han(c) && !mv_letter(c) && !mv_digit(c) && c != ' ');
 }
 
-/* Read 1..max digits at cp[*i]; their value, or -1. */
+/*
+ * Read min..max digits at cp[*i]; their value (held at MV_NUM_CAP once past
+ * it: callers only compare with small bounds), or -1.
+ */
 static long
 mv_num(const uint32_t *cp, size_t n, size_t *i, size_t min, size_t max)
 {
@@ -109,7 +114,8 @@ mv_num(const uint32_t *cp, size_t n, size_t *i, size_t min, size_t max)
 	long	v = 0;
 
 	while (*i < n && mv_digit(cp[*i]) && k < max) {
-		v = v * 10 + (long)(cp[*i] - '0');
+		if (v < MV_NUM_CAP)
+			v = v * 10 + (long)(cp[*i] - '0');
 		(*i)++;
 		k++;
 	}
