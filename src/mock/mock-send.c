@@ -1,6 +1,6 @@
 /*
  * The subscribe endpoint (templateSubscribe) and the ring of accepted sends
- * that /mock/sends shows.
+ * that /mock/sends shows: each with its endpoint and its exact body bytes.
  */
 #include "config.h"
 
@@ -8,13 +8,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/buffer.h>
+
 #include "log.h"
 #include "xmalloc.h"
 #include "mock.h"
 
 struct mock_send {
 	char		 appid[MOCK_APPID_MAX + 1];
+	const char	*path;		/* the endpoint's, static */
 	json_t		*body;
+	json_t		*raw;		/* the body's bytes, as a string */
 	time_t		 time;
 };
 
@@ -22,22 +26,32 @@ static struct mock_send	 mock_sends[MOCK_SENDS];
 static size_t		 mock_sends_first;	/* oldest */
 static size_t		 mock_sends_n;
 
-/* Keep an accepted send; past MOCK_SENDS the oldest goes. */
-static void
-mock_send_record(const char *appid, json_t *body, time_t now)
+/*
+ * Keep an accepted send of call, its parsed body and its exact bytes (UTF-8:
+ * jansson parsed them); past MOCK_SENDS the oldest goes.
+ */
+void
+mock_send_record(struct mock_call *call, const char *appid, json_t *body)
 {
+	struct evbuffer *in = evhttp_request_get_input_buffer(call->req);
 	struct mock_send *s;
+	size_t len = evbuffer_get_length(in);
 
 	if (mock_sends_n == MOCK_SENDS) {
 		s = &mock_sends[mock_sends_first];
 		json_decref(s->body);
+		json_decref(s->raw);
 		mock_sends_first = (mock_sends_first + 1) % MOCK_SENDS;
 		mock_sends_n--;
 	}
 	s = &mock_sends[(mock_sends_first + mock_sends_n) % MOCK_SENDS];
 	snprintf(s->appid, sizeof s->appid, "%s", appid);
+	s->path = mock_endpoints[call->ep].path;
 	s->body = json_incref(body);
-	s->time = now;
+	s->raw = json_stringn((const char *)evbuffer_pullup(in, -1), len);
+	if (s->raw == NULL)
+		s->raw = json_null();
+	s->time = call->now;
 	mock_sends_n++;
 }
 
@@ -54,9 +68,9 @@ mock_send_list(const char *appid)
 		s = &mock_sends[(mock_sends_first + i) % MOCK_SENDS];
 		if (appid != NULL && strcmp(appid, s->appid) != 0)
 			continue;
-		json_array_append_new(list, json_pack("{s:s,s:O,s:I}",
-		    "appid", s->appid, "body", s->body, "time",
-		    (json_int_t)s->time));
+		json_array_append_new(list, json_pack("{s:s,s:s,s:O,s:O,s:I}",
+		    "appid", s->appid, "path", s->path, "body", s->body,
+		    "raw", s->raw, "time", (json_int_t)s->time));
 	}
 	return (json_pack("{s:o}", "sends", list));
 }
@@ -70,6 +84,8 @@ mock_send_clear(void)
 	for (i = 0; i < mock_sends_n; i++) {
 		json_decref(mock_sends[(mock_sends_first + i) %
 		    MOCK_SENDS].body);
+		json_decref(mock_sends[(mock_sends_first + i) %
+		    MOCK_SENDS].raw);
 	}
 	mock_sends_first = mock_sends_n = 0;
 }
@@ -167,21 +183,20 @@ mock_send_check(struct mock_call *call, json_t *body)
 }
 
 /*
- * POST /cgi-bin/message/template/subscribe?access_token=T: check the token,
- * then the body, and record the send.
+ * The sender of a message call: the account whose access_token is in the
+ * query, or NULL after answering the error (41001, 40001, 42001, 48001).
  */
-void
-mock_send_subscribe(struct mock_call *call)
+struct mock_account *
+mock_send_sender(struct mock_call *call)
 {
 	const char *value;
 	struct mock_token *t;
-	json_t *body;
 	int error;
 
 	value = mock_call_param(call, "access_token");
 	if (value == NULL || *value == '\0') {
 		mock_reply_error(call, 41001, "access_token missing");
-		return;
+		return (NULL);
 	}
 	if ((error = mock_token_check(value, call->now, &t)) != 0) {
 		if (error == 42001)
@@ -189,17 +204,32 @@ mock_send_subscribe(struct mock_call *call)
 		else
 			mock_reply_error(call, error, "invalid credential, "
 			    "access_token is invalid or not latest");
-		return;
+		return (NULL);
 	}
 	if (t->owner->kind == MOCK_COMPONENT) {
 		mock_reply_error(call, 48001, "api unauthorized: a "
 		    "component_access_token cannot send");
-		return;
+		return (NULL);
 	}
+	return (t->owner);
+}
+
+/*
+ * POST /cgi-bin/message/template/subscribe?access_token=T: check the token,
+ * then the body, and record the send.
+ */
+void
+mock_send_subscribe(struct mock_call *call)
+{
+	struct mock_account *a;
+	json_t *body;
+
+	if ((a = mock_send_sender(call)) == NULL)
+		return;
 	if ((body = mock_call_body(call)) == NULL)
 		return;
 	if (mock_send_check(call, body) == 0) {
-		mock_send_record(t->owner->appid, body, call->now);
+		mock_send_record(call, a->appid, body);
 		mock_stats.sends_ok++;
 		mock_reply_ok(call);
 	}

@@ -70,6 +70,14 @@ const struct mock_endpoint mock_endpoints[MOCK_EP_COUNT] = {
 	[MOCK_EP_PREAUTHCODE] = {
 	    "/cgi-bin/component/api_create_preauthcode", EVHTTP_REQ_POST,
 	    mock_component_preauthcode },
+	[MOCK_EP_TEMPLATE_SEND] = { "/cgi-bin/message/template/send",
+	    EVHTTP_REQ_POST, mock_kinds_template },
+	[MOCK_EP_BIZSEND] = { "/cgi-bin/message/subscribe/bizsend",
+	    EVHTTP_REQ_POST, mock_kinds_bizsend },
+	[MOCK_EP_SUBSCRIBE_SEND] = { "/cgi-bin/message/subscribe/send",
+	    EVHTTP_REQ_POST, mock_kinds_subscribe },
+	[MOCK_EP_CUSTOM_SEND] = { "/cgi-bin/message/custom/send",
+	    EVHTTP_REQ_POST, mock_kinds_custom },
 };
 
 static int		 mock_debug;

@@ -83,6 +83,10 @@ enum mock_ep {
 	MOCK_EP_AUTHORIZER_LIST,
 	MOCK_EP_START_PUSH_TICKET,
 	MOCK_EP_PREAUTHCODE,
+	MOCK_EP_TEMPLATE_SEND,
+	MOCK_EP_BIZSEND,
+	MOCK_EP_SUBSCRIBE_SEND,
+	MOCK_EP_CUSTOM_SEND,
 	MOCK_EP_COUNT
 };
 
@@ -247,8 +251,16 @@ void		 mock_token_stable(struct mock_call *);
 
 /* mock-send.c */
 void		 mock_send_subscribe(struct mock_call *);
+struct mock_account *mock_send_sender(struct mock_call *);
+void		 mock_send_record(struct mock_call *, const char *, json_t *);
 json_t		*mock_send_list(const char *);
 void		 mock_send_clear(void);
+
+/* mock-kinds.c */
+void		 mock_kinds_template(struct mock_call *);
+void		 mock_kinds_bizsend(struct mock_call *);
+void		 mock_kinds_subscribe(struct mock_call *);
+void		 mock_kinds_custom(struct mock_call *);
 
 /* mock-component.c */
 void		 mock_component_init(void);

@@ -46,7 +46,9 @@ static const struct {
 	  "  send --appid A --touser OPENID --template-id T --scene S --title TEXT\n"
 	  "       --content TEXT [--color #RRGGBB] [--url URL]\n"
 	  "       [--miniprogram-appid X --miniprogram-pagepath P] [--idempotency-key K]\n"
-	  "  send --appid A --body FILE   (a WeChat request body as JSON, - for stdin)\n" },
+	  "  send --appid A [--kind K] [--idempotency-key K] --body FILE\n"
+	  "       (the send params as JSON, - for stdin; K: subscribe_once,\n"
+	  "       template, subscribe, mini_subscribe, custom)\n" },
 	{ "authorize", "  authorize --component-appid C --code CODE\n" },
 	{ "preauth",
 	  "  preauth --component-appid C --redirect-uri URL [--auth-type 1|2|3]\n"
@@ -875,9 +877,13 @@ wxpush_call_json(const char *method, json_t *params, int how)
 		wxpush_print_json(r != NULL ? wxpush_mp_to_json(r) : NULL);
 	else if (how == 's') {
 		if (wxpush_get_int(wxpush_get(r, "attempts"), &n))
-			printf("sent (attempts %lld)\n", n);
+			printf("sent (attempts %lld", n);
 		else
-			printf("sent\n");
+			printf("sent (");
+		/* WeChat's msgid, for the kinds that answer one. */
+		if (wxpush_get_int(wxpush_get(r, "msgid"), &n))
+			printf(", msgid %lld", n);
+		printf(")\n");
 	} else if (how == 'a') {
 		v = wxpush_get(r, "authorizer_appid");
 		wxpush_fmt_value(buf, sizeof buf, v);
@@ -962,7 +968,7 @@ enum {
 	OPT_CONTENT, OPT_COLOR, OPT_URL, OPT_MP_APPID, OPT_MP_PAGEPATH,
 	OPT_IDEMPOTENCY_KEY, OPT_BODY, OPT_COMPONENT_APPID, OPT_CODE,
 	OPT_REDIRECT_URL, OPT_RESERVED, OPT_REDIRECT_URI, OPT_AUTH_TYPE,
-	OPT_BIZ_APPID, OPT_MOBILE, OPT_COUNT, OPT_BATCH,
+	OPT_BIZ_APPID, OPT_MOBILE, OPT_COUNT, OPT_BATCH, OPT_KIND,
 	OPT_LAST
 };
 static const struct option wxpush_cmd_longopts[] = {
@@ -989,6 +995,7 @@ static const struct option wxpush_cmd_longopts[] = {
 	{ "mobile", no_argument, NULL, OPT_MOBILE },
 	{ "count", required_argument, NULL, OPT_COUNT },
 	{ "batch", no_argument, NULL, OPT_BATCH },
+	{ "kind", required_argument, NULL, OPT_KIND },
 	{ NULL, 0, NULL, 0 }
 };
 
@@ -1057,13 +1064,15 @@ static int
 wxpush_cmd_send(const char **opts)
 {
 	json_t		*p, *data, *content, *mp, *v;
-	const char	*appid;
+	const char	*appid, *kind;
 	int		 i;
 
 	appid = wxpush_need(opts, OPT_APPID);
+	kind = opts[OPT_KIND - OPT_APPID];
 	if (opts[OPT_BODY - OPT_APPID] != NULL) {
 		for (i = OPT_APPID + 1; i < OPT_LAST; i++) {
-			if (i != OPT_BODY && opts[i - OPT_APPID] != NULL)
+			if (i != OPT_BODY && i != OPT_KIND &&
+			    i != OPT_IDEMPOTENCY_KEY && opts[i - OPT_APPID] != NULL)
 				wxpush_usage("--%s cannot be used with --body",
 				    wxpush_optname(i));
 		}
@@ -1074,7 +1083,22 @@ wxpush_cmd_send(const char **opts)
 			wxpush_bad_input("the appid in the body differs from "
 			    "--appid");
 		wxpush_json_set(p, "appid", appid);
+		/* --kind and --idempotency-key: as given, or agreeing. */
+		if (kind != NULL) {
+			if ((v = json_object_get(p, "kind")) != NULL &&
+			    (!json_is_string(v) ||
+			    strcmp(json_string_value(v), kind) != 0))
+				wxpush_bad_input("the kind in the body differs "
+				    "from --kind");
+			wxpush_json_set(p, "kind", kind);
+		}
+		if (opts[OPT_IDEMPOTENCY_KEY - OPT_APPID] != NULL)
+			wxpush_json_set(p, "idempotency_key",
+			    opts[OPT_IDEMPOTENCY_KEY - OPT_APPID]);
 	} else {
+		if (kind != NULL && strcmp(kind, "subscribe_once") != 0)
+			wxpush_usage("--kind %s takes its params as JSON: "
+			    "--body FILE", kind);
 		if ((opts[OPT_MP_APPID - OPT_APPID] == NULL) !=
 		    (opts[OPT_MP_PAGEPATH - OPT_APPID] == NULL))
 			wxpush_usage("--miniprogram-appid and "
@@ -1309,7 +1333,7 @@ main(int argc, char **argv)
 	static const int send_opts[] = { OPT_APPID, OPT_TOUSER,
 	    OPT_TEMPLATE_ID, OPT_SCENE, OPT_TITLE, OPT_CONTENT, OPT_COLOR,
 	    OPT_URL, OPT_MP_APPID, OPT_MP_PAGEPATH, OPT_IDEMPOTENCY_KEY,
-	    OPT_BODY, 0 };
+	    OPT_BODY, OPT_KIND, 0 };
 	static const int authorize_opts[] = { OPT_COMPONENT_APPID, OPT_CODE,
 	    0 };
 	static const int preauth_opts[] = { OPT_COMPONENT_APPID,

@@ -49,6 +49,7 @@ struct idem {
 	/* The outcome, once the first send has one worth remembering. */
 	const char		*code;		/* NULL: delivered */
 	int			 attempts;
+	int64_t			 msgid;		/* WeChat's, 0 if none */
 	long			 errcode;
 	int			 retryable;
 	int			 retry_after;
@@ -214,10 +215,12 @@ idem_reply(const struct idem *i, struct request *req)
 	msgpack_packer		*pk;
 
 	if (i->code == NULL) {
-		pk = rpc_reply_begin(req, 3);
+		pk = rpc_reply_begin(req, 3 + (i->msgid != 0));
 		rpc_pack_kv_int(pk, "errcode", 0);
 		rpc_pack_kv_str(pk, "errmsg", "ok");
 		rpc_pack_kv_int(pk, "attempts", i->attempts);
+		if (i->msgid != 0)
+			rpc_pack_kv_int(pk, "msgid", i->msgid);
 		rpc_reply_end(req);
 		return;
 	}
@@ -317,11 +320,12 @@ idem_wake(struct idem *i)
 
 /* The first send of i was delivered: remember that. */
 void
-idem_finish_ok(struct idem *i, int attempts)
+idem_finish_ok(struct idem *i, int attempts, int64_t msgid)
 {
 	i->pending = 0;
 	i->code = NULL;
 	i->attempts = attempts;
+	i->msgid = msgid;
 	idem_wake(i);
 	idem_mark_dirty(i);
 }
@@ -373,6 +377,7 @@ idem_row(const struct idem *i, struct store_idem *si)
 	snprintf(si->code, sizeof si->code, "%s", i->code != NULL ? i->code :
 	    "ok");
 	si->attempts = i->attempts;
+	si->msgid = i->msgid;
 	si->errcode = i->errcode;
 	snprintf(si->errmsg, sizeof si->errmsg, "%s", i->errmsg != NULL ?
 	    i->errmsg : "");
@@ -493,6 +498,7 @@ idem_load_cb(const struct store_idem *si, void *arg)
 	    si->appid, si->key, si->created, si->digest);
 	i->code = code;
 	i->attempts = si->attempts;
+	i->msgid = si->msgid;
 	i->errcode = si->errcode;
 	i->retryable = si->retryable;
 	i->retry_after = si->retry_after;

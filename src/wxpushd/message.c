@@ -1,7 +1,8 @@
 /*
- * A message's params: the fields every kind shares (appid, kind,
- * idempotency_key), the kind table, and the checks and the body writer the
- * kinds (kind-*.c) are built from. A kind is one row here plus one file.
+ * The checks and the body writer that message kinds (kind-*.c) are built
+ * from: fields sorted by a key table in one pass, identifiers, UTF-8 text,
+ * colours, URLs, mini program links, data maps, and WeChat's body written
+ * at its exact size. message-parse.c holds the kind table and the parse.
  */
 #include "config.h"
 
@@ -17,12 +18,7 @@
 #define MESSAGE_MP_APPID_MAX	64
 #define MESSAGE_IKEY_MAX	128
 #define MESSAGE_KEY_QUOTE_MAX	32	/* longest unknown key quoted back */
-
-/* Every kind of message; the first is the one a send without kind means. */
-static const struct kind *const message_kinds[] = {
-	&kind_subscribe_once,
-};
-#define MESSAGE_NKINDS	(sizeof message_kinds / sizeof message_kinds[0])
+#define MESSAGE_DATA_TEXT_MAX	200	/* characters of an untyped data value */
 
 static const struct message_key message_mp[MESSAGE_NMP] = {
 	MESSAGE_REQ("appid"), MESSAGE_REQ("pagepath")
@@ -346,30 +342,38 @@ message_prefix(const char *p, size_t n, const char *prefix, size_t plen)
 int
 message_url(const msgpack_object *o, struct rpc_error *err)
 {
+	return (message_url_field(o, "url", err));
+}
+
+/* A link like message_url's, at field (a complete path, static). */
+int
+message_url_field(const msgpack_object *o, const char *field,
+    struct rpc_error *err)
+{
 	const char	*p, *end, *host, *hend, *sp;
 	size_t		 n, count, i;
 
-	if (message_want_str(o, "url", err) != 0)
+	if (message_want_str(o, field, err) != 0)
 		return (-1);
 	p = o->via.str.ptr;
 	n = o->via.str.size;
 	if (n > MESSAGE_URL_MAX) {
-		return (message_error(err, "url",
-		    "url is %zu bytes; at most %d", n, MESSAGE_URL_MAX));
+		return (message_error(err, field,
+		    "%s is %zu bytes; at most %d", field, n, MESSAGE_URL_MAX));
 	}
 	if (message_prefix(p, n, "http://", 7))
 		i = 7;
 	else if (message_prefix(p, n, "https://", 8))
 		i = 8;
 	else {
-		return (message_error(err, "url",
-		    "url must start with http:// or https://"));
+		return (message_error(err, field,
+		    "%s must start with http:// or https://", field));
 	}
-	if (message_check_utf8(o, "url", 1, &count, err) != 0)
+	if (message_check_utf8(o, field, 1, &count, err) != 0)
 		return (-1);
 	if ((sp = memchr(p, ' ', n)) != NULL) {
-		return (message_error(err, "url",
-		    "url contains a space at byte %zu", (size_t)(sp - p)));
+		return (message_error(err, field,
+		    "%s contains a space at byte %zu", field, (size_t)(sp - p)));
 	}
 
 	/* The host: after any userinfo, before a port, path or query. */
@@ -393,7 +397,35 @@ message_url(const msgpack_object *o, struct rpc_error *err)
 			/* nothing */;
 	}
 	if (hend == host)
-		return (message_error(err, "url", "url has no host"));
+		return (message_error(err, field, "%s has no host", field));
+	return (0);
+}
+
+/*
+ * A page inside a mini program (or a page link WeChat takes as is): 1..1024
+ * bytes of UTF-8 without spaces or control characters.
+ */
+int
+message_path_field(const msgpack_object *o, const char *field,
+    struct rpc_error *err)
+{
+	const char	*sp;
+	size_t		 count;
+
+	if (message_want_str(o, field, err) != 0)
+		return (-1);
+	if (o->via.str.size == 0)
+		return (message_error(err, field, "%s is empty", field));
+	if (o->via.str.size > MESSAGE_PAGEPATH_MAX) {
+		return (message_error(err, field, "%s is %zu bytes; at most %d",
+		    field, (size_t)o->via.str.size, MESSAGE_PAGEPATH_MAX));
+	}
+	if (message_check_utf8(o, field, 1, &count, err) != 0)
+		return (-1);
+	if ((sp = memchr(o->via.str.ptr, ' ', o->via.str.size)) != NULL) {
+		return (message_error(err, field, "%s contains a space at byte "
+		    "%zu", field, (size_t)(sp - o->via.str.ptr)));
+	}
 	return (0);
 }
 
@@ -401,6 +433,17 @@ message_url(const msgpack_object *o, struct rpc_error *err)
 int
 message_miniprogram(const msgpack_object *o, const msgpack_object **vals,
     struct rpc_error *err)
+{
+	return (message_miniprogram_opt(o, vals, 1, err));
+}
+
+/*
+ * The mini program to jump to: appid, and pagepath (required if
+ * need_page; the template message takes an appid alone).
+ */
+int
+message_miniprogram_opt(const msgpack_object *o, const msgpack_object **vals,
+    int need_page, struct rpc_error *err)
 {
 	const msgpack_object	*v;
 	size_t			 count;
@@ -413,8 +456,11 @@ message_miniprogram(const msgpack_object *o, const msgpack_object **vals,
 		return (message_missing(err, "miniprogram", &message_mp[0]));
 	if (message_id(v, "miniprogram.appid", MESSAGE_MP_APPID_MAX, err) != 0)
 		return (-1);
-	if ((v = vals[MESSAGE_MP_PAGEPATH]) == NULL)
+	if ((v = vals[MESSAGE_MP_PAGEPATH]) == NULL) {
+		if (!need_page)
+			return (0);
 		return (message_missing(err, "miniprogram", &message_mp[1]));
+	}
 	if (message_want_str(v, "miniprogram.pagepath", err) != 0)
 		return (-1);
 	if (v->via.str.size == 0) {
@@ -429,27 +475,30 @@ message_miniprogram(const msgpack_object *o, const msgpack_object **vals,
 	return (message_check_utf8(v, "miniprogram.pagepath", 1, &count, err));
 }
 
-/* The optional idempotency key: 1..128 bytes of printable ASCII, no spaces. */
-static int
-message_ikey(const msgpack_object *o, struct rpc_error *err)
+/*
+ * A key (the idempotency key, the template's client_msg_id): 1..128 bytes of
+ * printable ASCII, no spaces.
+ */
+int
+message_ikey(const msgpack_object *o, const char *field,
+    struct rpc_error *err)
 {
 	const char	*p;
 	size_t		 i, n;
 
-	if (message_want_str(o, "idempotency_key", err) != 0)
+	if (message_want_str(o, field, err) != 0)
 		return (-1);
 	p = o->via.str.ptr;
 	n = o->via.str.size;
 	if (n == 0 || n > MESSAGE_IKEY_MAX) {
-		return (message_error(err, "idempotency_key",
-		    "idempotency_key is %zu bytes; must be 1..%d", n,
-		    MESSAGE_IKEY_MAX));
+		return (message_error(err, field, "%s is %zu bytes; must be "
+		    "1..%d", field, n, MESSAGE_IKEY_MAX));
 	}
 	for (i = 0; i < n; i++) {
 		if (p[i] < 0x21 || p[i] > 0x7e) {
-			return (message_error(err, "idempotency_key",
-			    "idempotency_key may hold only printable ASCII "
-			    "without spaces (bad byte at %zu)", i));
+			return (message_error(err, field, "%s may hold only "
+			    "printable ASCII without spaces (bad byte at %zu)",
+			    field, i));
 		}
 	}
 	return (0);
@@ -593,83 +642,6 @@ message_body(struct message *msg, const struct message_part *parts,
 	msg->len = len;
 }
 
-/* The kind named name[0..len), or NULL. */
-const struct kind *
-message_kind_find(const char *name, size_t len)
-{
-	size_t i;
-
-	for (i = 0; i < MESSAGE_NKINDS; i++) {
-		if (strlen(message_kinds[i]->name) == len &&
-		    memcmp(message_kinds[i]->name, name, len) == 0)
-			return (message_kinds[i]);
-	}
-	return (NULL);
-}
-
-/* The kind params name: absent means the first; NULL and err if unknown. */
-static const struct kind *
-message_kind(const msgpack_object *params, struct rpc_error *err)
-{
-	const msgpack_object *o = rpc_map_get(params, "kind");
-	const struct kind *k;
-
-	if (o == NULL)
-		return (message_kinds[0]);
-	if (message_want_str(o, "kind", err) != 0)
-		return (NULL);
-	if ((k = message_kind_find(o->via.str.ptr, o->via.str.size)) == NULL)
-		message_error(err, "kind", "kind must be one of: %s",
-		    message_kinds[0]->name);
-	return (k);
-}
-
-/*
- * Validate the params of a send request and build the WeChat body. Returns 0
- * with msg filled (the caller frees it with message_free), or -1 with err
- * filled and msg zeroed. Whatever msg held before is overwritten.
- */
-int
-message_parse(const msgpack_object *params, struct message *msg,
-    struct rpc_error *err)
-{
-	const msgpack_object	*vals[MESSAGE_KEYS_MAX], *v;
-	const struct kind	*kind;
-	size_t			 i;
-
-	memset(msg, 0, sizeof *msg);
-	if (params == NULL || params->type != MSGPACK_OBJECT_MAP)
-		return (message_error(err, "params", "params must be a map"));
-	if ((kind = message_kind(params, err)) == NULL)
-		return (-1);
-	if (message_fields(params, NULL, kind->keys, kind->nkeys, vals,
-	    err) != 0)
-		return (-1);
-	for (i = 0; i < kind->nkeys; i++) {
-		if (vals[i] == NULL && kind->keys[i].required)
-			return (message_missing(err, NULL, &kind->keys[i]));
-	}
-	if (message_id(vals[MESSAGE_APPID], "appid", WX_APPID_MAX, err) != 0)
-		return (-1);
-	if (kind->build(vals, msg, err) != 0) {
-		message_free(msg);
-		return (-1);
-	}
-	if (vals[MESSAGE_IDEMPOTENCY_KEY] != NULL &&
-	    message_ikey(vals[MESSAGE_IDEMPOTENCY_KEY], err) != 0) {
-		message_free(msg);
-		return (-1);
-	}
-	v = vals[MESSAGE_APPID];
-	memcpy(msg->appid, v->via.str.ptr, v->via.str.size);
-	msg->appid[v->via.str.size] = '\0';
-	msg->kind = kind;
-	if ((v = vals[MESSAGE_IDEMPOTENCY_KEY]) != NULL)
-		msg->idempotency_key = xstrndup(v->via.str.ptr,
-		    v->via.str.size);
-	return (0);
-}
-
 /* Free what message_parse allocated; safe on a zeroed message. */
 void
 message_free(struct message *msg)
@@ -677,4 +649,170 @@ message_free(struct message *msg)
 	free(msg->json);
 	free(msg->idempotency_key);
 	memset(msg, 0, sizeof *msg);
+}
+
+/* Static storage for a data entry's field path ("data.NAME.value"). */
+static char	message_dfield[MESSAGE_KEY_QUOTE_MAX + 64];
+
+/* The path field.NAME.leaf of a data entry, in static storage. */
+static const char *
+message_data_path(const char *field, const msgpack_object *name,
+    const char *leaf)
+{
+	snprintf(message_dfield, sizeof message_dfield, "%s.%.*s%s%s", field,
+	    (int)name->via.str.size, name->via.str.ptr, leaf != NULL ? "." : "",
+	    leaf != NULL ? leaf : "");
+	return (message_dfield);
+}
+
+/* A data entry's name: 1..32 bytes of A-Z a-z 0-9 _. */
+static int
+message_data_name(const msgpack_object *k, const char *field,
+    struct rpc_error *err)
+{
+	size_t	i;
+	char	c;
+
+	if (k->type != MSGPACK_OBJECT_STR)
+		return (message_error(err, field, "%s has a key that is not a "
+		    "string", field));
+	if (k->via.str.size == 0 || k->via.str.size > MESSAGE_DATA_NAME_MAX)
+		return (message_error(err, field, "%s has a key of %zu bytes; "
+		    "names are 1..%d bytes", field, (size_t)k->via.str.size,
+		    MESSAGE_DATA_NAME_MAX));
+	for (i = 0; i < k->via.str.size; i++) {
+		c = k->via.str.ptr[i];
+		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+		    (c >= '0' && c <= '9') || c == '_')
+			continue;
+		return (message_error(err, field, "%s has a key with a byte "
+		    "other than A-Z a-z 0-9 _ (at %zu)", field, i));
+	}
+	return (0);
+}
+
+static const struct message_key message_datum_keys[] = {
+	MESSAGE_REQ("value"), MESSAGE_KEY("color")
+};
+
+/*
+ * A data map with names of the caller's choosing (a template's keyword1, a
+ * subscribe message's thing1): field is {NAME: {value[, color]}}, 1..32
+ * entries, each name 1..32 bytes of A-Z a-z 0-9 _ and seen once, color only
+ * if color_ok. Each value is checked by rule: MESSAGE_DATA_TEXT (0..200
+ * characters), MESSAGE_DATA_TYPED (by its name's type prefix, as WeChat's
+ * subscribe messages define them). Fills out[0..*n) in the caller's order.
+ */
+int
+message_data(const msgpack_object *o, const char *field, int color_ok,
+    enum message_data_rule rule, struct message_datum *out, size_t *n,
+    struct rpc_error *err)
+{
+	const msgpack_object	*kv[2], *k, *v;
+	const char		*path;
+	uint32_t		 i, j;
+	size_t			 count;
+
+	*n = 0;
+	if (message_want_map(o, field, err) != 0)
+		return (-1);
+	if (o->via.map.size == 0)
+		return (message_error(err, field, "%s is empty", field));
+	if (o->via.map.size > MESSAGE_DATA_MAX)
+		return (message_error(err, field, "%s has %u entries; at most "
+		    "%d", field, (unsigned)o->via.map.size, MESSAGE_DATA_MAX));
+	for (i = 0; i < o->via.map.size; i++) {
+		k = &o->via.map.ptr[i].key;
+		v = &o->via.map.ptr[i].val;
+		if (message_data_name(k, field, err) != 0)
+			return (-1);
+		for (j = 0; j < i; j++) {
+			if (o->via.map.ptr[j].key.via.str.size ==
+			    k->via.str.size && memcmp(k->via.str.ptr,
+			    o->via.map.ptr[j].key.via.str.ptr,
+			    k->via.str.size) == 0) {
+				path = message_data_path(field, k, NULL);
+				return (message_error(err, path,
+				    "duplicate field '%s'", path));
+			}
+		}
+		path = message_data_path(field, k, NULL);
+		if (message_want_map(v, path, err) != 0 ||
+		    message_fields(v, path, message_datum_keys,
+		    color_ok ? 2 : 1, kv, err) != 0)
+			return (-1);
+		if (kv[0] == NULL)
+			return (message_missing(err, path,
+			    &message_datum_keys[0]));
+		path = message_data_path(field, k, "value");
+		if (rule == MESSAGE_DATA_TYPED) {
+			if (message_typed_value(k->via.str.ptr,
+			    k->via.str.size, kv[0], path, err) != 0)
+				return (-1);
+		} else {
+			if (message_want_str(kv[0], path, err) != 0 ||
+			    message_check_utf8(kv[0], path, 0, &count,
+			    err) != 0)
+				return (-1);
+			if (count > MESSAGE_DATA_TEXT_MAX)
+				return (message_error(err, path, "%s is %zu "
+				    "characters; at most %d", path, count,
+				    MESSAGE_DATA_TEXT_MAX));
+		}
+		if (color_ok && kv[1] != NULL && message_color(kv[1],
+		    message_data_path(field, k, "color"), err) != 0)
+			return (-1);
+		out[*n].name = k;
+		out[*n].value = kv[0];
+		out[*n].color = color_ok ? kv[1] : NULL;
+		(*n)++;
+	}
+	return (0);
+}
+
+/*
+ * Write a data map: lit (which opens it, e.g. ",\"data\":{"), then each
+ * entry as "NAME":{"value":V[,"color":C]}, then the closing brace.
+ */
+void
+message_part_data(struct message_part *parts, size_t *np, const char *lit,
+    const struct message_datum *d, size_t n)
+{
+	size_t	i;
+
+	for (i = 0; i < n; i++) {
+		message_part_str(parts, np, i == 0 ? lit : "},", d[i].name);
+		message_part_str(parts, np, ":{\"value\":", d[i].value);
+		if (d[i].color != NULL)
+			message_part_str(parts, np, ",\"color\":", d[i].color);
+	}
+	message_part(parts, np, n > 0 ? "}}" : "}", NULL, 0);
+}
+
+/*
+ * Check the value of data entry name[0..len) at field: a string that is not
+ * empty, at most 200 characters without control characters, and as its name's
+ * type prefix requires (message-value.c).
+ */
+int
+message_typed_value(const char *name, size_t len, const msgpack_object *o,
+    const char *field, struct rpc_error *err)
+{
+	const char	*why;
+	size_t		 count;
+
+	if (message_want_str(o, field, err) != 0)
+		return (-1);
+	if (o->via.str.size == 0)
+		return (message_error(err, field, "%s is empty", field));
+	if (message_check_utf8(o, field, 1, &count, err) != 0)
+		return (-1);
+	if (count > MESSAGE_VALUE_MAX)
+		return (message_error(err, field, "%s is %zu characters; at "
+		    "most %d", field, count, MESSAGE_VALUE_MAX));
+	why = message_value_check(name, len, o->via.str.ptr, o->via.str.size);
+	if (why != NULL)
+		return (message_error(err, field, "%s is not valid: %s", field,
+		    why));
+	return (0);
 }

@@ -306,10 +306,11 @@ send_fail_wechat(struct send *s, long errcode, const char *errmsg,
     int retryable, int retry_after)
 {
 	struct rpc_error e;
-	char msg[160];
+	const char *hint = wxapi_errcode_hint(errcode);
+	char msg[256];
 
-	snprintf(msg, sizeof msg, "WeChat refused the message (errcode %ld)",
-	    errcode);
+	snprintf(msg, sizeof msg, "WeChat refused the message (errcode %ld)%s%s",
+	    errcode, hint != NULL ? ": " : "", hint != NULL ? hint : "");
 	memset(&e, 0, sizeof e);
 	e.code = "wechat";
 	e.message = msg;
@@ -325,19 +326,28 @@ send_fail_wechat(struct send *s, long errcode, const char *errmsg,
 	send_fail(s, SEND_WECHAT, &e);
 }
 
+/*
+ * Answer a delivered send; WeChat's msgid (the template message's, and any
+ * other kind's that carries one) goes into the result as msgid.
+ */
 static void
-send_succeed(struct send *s)
+send_succeed(struct send *s, const json_t *reply)
 {
 	struct send_lane *l = s->lane;
 	msgpack_packer *pk;
+	const json_t *id = json_object_get(reply, "msgid");
+	int64_t msgid = json_is_integer(id) ? (int64_t)json_integer_value(id) :
+	    0;
 
 	send_count(l, SEND_OK, 0, &s->started);
 	if (s->idem != NULL)
-		idem_finish_ok(s->idem, s->attempts);
-	pk = rpc_reply_begin(s->req, 3);
+		idem_finish_ok(s->idem, s->attempts, msgid);
+	pk = rpc_reply_begin(s->req, 3 + (msgid != 0));
 	rpc_pack_kv_int(pk, "errcode", 0);
 	rpc_pack_kv_str(pk, "errmsg", "ok");
 	rpc_pack_kv_int(pk, "attempts", s->attempts);
+	if (msgid != 0)
+		rpc_pack_kv_int(pk, "msgid", msgid);
 	rpc_reply_end(s->req);
 	send_free(s);
 	send_pump(l);
@@ -613,7 +623,7 @@ send_upstream_cb(const struct upstream_reply *r, void *arg)
 	switch (wxapi_classify(s->msg.kind->endpoint, errcode, &retry_after)) {
 	case WXAPI_OK:
 		cred_call_ok(l->cred);
-		send_succeed(s);
+		send_succeed(s, r->json);
 		return;
 	case WXAPI_TOKEN_REFUSED:
 		send_token_refused(s, errcode, errmsg);

@@ -89,11 +89,11 @@ static const char *store_sql[STORE_NQUERIES] = {
 	[STORE_IDEM_PUT] =
 	    "INSERT OR REPLACE INTO idempotency (uid, appid, key, created,"
 	    " digest, code, attempts, errcode, errmsg, message, retryable,"
-	    " retry_after) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,"
-	    " ?11, ?12)",
+	    " retry_after, msgid) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9,"
+	    " ?10, ?11, ?12, ?13)",
 	[STORE_IDEM_LOAD] =
 	    "SELECT uid, appid, key, created, digest, code, attempts, errcode,"
-	    " errmsg, message, retryable, retry_after FROM idempotency"
+	    " errmsg, message, retryable, retry_after, msgid FROM idempotency"
 	    " WHERE created > ?1 ORDER BY created",
 	[STORE_IDEM_EXPIRE] =
 	    "DELETE FROM idempotency WHERE created <= ?1",
@@ -194,6 +194,34 @@ static const char *store_migrations[] = {
 	"CREATE TABLE IF NOT EXISTS authorizer_permissions ("
 	" appid TEXT PRIMARY KEY NOT NULL,"
 	" ids TEXT NOT NULL);",
+	/*
+	 * 4: WeChat's msgid of a delivered send (0: none), for repeats. A new
+	 * table copied over rather than ALTER TABLE ADD COLUMN, so that the
+	 * step can run again on a table that has the column.
+	 */
+	"CREATE TABLE idempotency_3 ("
+	" uid INTEGER NOT NULL,"
+	" appid TEXT NOT NULL,"
+	" key TEXT NOT NULL,"
+	" created INTEGER NOT NULL,"
+	" digest BLOB NOT NULL,"
+	" code TEXT NOT NULL,"
+	" attempts INTEGER NOT NULL,"
+	" errcode INTEGER NOT NULL,"
+	" errmsg TEXT NOT NULL,"
+	" message TEXT NOT NULL,"
+	" retryable INTEGER NOT NULL,"
+	" retry_after INTEGER NOT NULL,"
+	" msgid INTEGER NOT NULL DEFAULT 0,"
+	" PRIMARY KEY (uid, appid, key)) WITHOUT ROWID;"
+	"INSERT INTO idempotency_3 (uid, appid, key, created, digest, code,"
+	" attempts, errcode, errmsg, message, retryable, retry_after)"
+	" SELECT uid, appid, key, created, digest, code, attempts, errcode,"
+	" errmsg, message, retryable, retry_after FROM idempotency;"
+	"DROP TABLE idempotency;"
+	"ALTER TABLE idempotency_3 RENAME TO idempotency;"
+	"CREATE INDEX IF NOT EXISTS idempotency_created"
+	" ON idempotency (created);",
 };
 
 /* Stored names of enum cred_kind, so reordering the enum cannot remap rows. */
@@ -1232,7 +1260,8 @@ store_idem_put(const struct store_idem *si)
 	    sqlite3_bind_text(stmt, 10, si->message, -1, SQLITE_STATIC) !=
 	    SQLITE_OK ||
 	    sqlite3_bind_int(stmt, 11, si->retryable != 0) != SQLITE_OK ||
-	    sqlite3_bind_int(stmt, 12, si->retry_after) != SQLITE_OK) {
+	    sqlite3_bind_int(stmt, 12, si->retry_after) != SQLITE_OK ||
+	    sqlite3_bind_int64(stmt, 13, si->msgid) != SQLITE_OK) {
 		log_warnx("store: saving idempotency key for %s: %s",
 		    si->appid, sqlite3_errmsg(store_db));
 		store_done(stmt);
@@ -1285,9 +1314,11 @@ store_idem_row(sqlite3_stmt *stmt, struct store_idem *si)
 	    store_column_text(stmt, 8, si->errmsg, sizeof si->errmsg) != 0 ||
 	    store_column_text(stmt, 9, si->message, sizeof si->message) != 0 ||
 	    store_column_int(stmt, 10, 0, 1, &si->retryable) != 0 ||
-	    store_column_int(stmt, 11, 0, INT_MAX, &si->retry_after) != 0)
+	    store_column_int(stmt, 11, 0, INT_MAX, &si->retry_after) != 0 ||
+	    sqlite3_column_type(stmt, 12) != SQLITE_INTEGER)
 		return (-1);
 	memcpy(si->digest, blob, sizeof si->digest);
+	si->msgid = sqlite3_column_int64(stmt, 12);
 	v = sqlite3_column_int64(stmt, 7);
 	if (v < LONG_MIN || v > LONG_MAX)
 		return (-1);

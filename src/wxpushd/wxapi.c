@@ -34,12 +34,40 @@ static const struct wxapi_endpoint wxapi_endpoints[WXAPI_NENDPOINTS] = {
 	    "component_access_token", 0 },
 	[WXAPI_SUBSCRIBE_ONCE] = { "template_subscribe", "POST",
 	    "/cgi-bin/message/template/subscribe", "access_token", 0 },
+	[WXAPI_TEMPLATE_SEND] = { "template_send", "POST",
+	    "/cgi-bin/message/template/send", "access_token", 0 },
+	[WXAPI_SUBSCRIBE_BIZSEND] = { "subscribe_bizsend", "POST",
+	    "/cgi-bin/message/subscribe/bizsend", "access_token", 0 },
+	[WXAPI_SUBSCRIBE_SEND] = { "subscribe_send", "POST",
+	    "/cgi-bin/message/subscribe/send", "access_token", 0 },
+	[WXAPI_CUSTOM_SEND] = { "custom_send", "POST",
+	    "/cgi-bin/message/custom/send", "access_token", 0 },
 };
 
 /* WeChat errcodes that get a label of their own in the send counters. */
 static const long wxapi_labelled[WXAPI_NERRCODES - 1] = {
 	-1, 40001, 40003, 40013, 40014, 40037, 40164, 42001, 43101, 45009,
-	45011, 47001, 48001, 89501, 89502, 89503, 89504, 89505, 89506, 89507
+	45011, 47001, 48001, 89501, 89502, 89503, 89504, 89505, 89506, 89507,
+	45015, 47003, 41030
+};
+
+/* What a final send errcode means, for the caller's error message. */
+static const struct {
+	long		 errcode;
+	const char	*hint;
+} wxapi_hints[] = {
+	{ 40003, "the touser openid is not valid for this appid" },
+	{ 40037, "the template_id is not valid" },
+	{ 41030, "the page does not exist in the released mini program" },
+	{ 43101, "the user has not consented (or the consent was used)" },
+	{ 45008, "a custom news message may hold only one article" },
+	{ 45015, "the user has not interacted with the account within 48 "
+	    "hours: a customer-service message cannot reach them until they "
+	    "do; final, do not retry" },
+	{ 45047, "too many customer-service messages to this user without "
+	    "a reply" },
+	{ 47003, "a data value breaks its type's rule (WeChat's errmsg names "
+	    "the field)" },
 };
 
 /* Errcodes of a token endpoint that only an operator can fix. */
@@ -228,6 +256,19 @@ wxapi_errcode_index(long errcode)
 			return (i);
 	}
 	return (WXAPI_NERRCODES - 1);
+}
+
+/* A short explanation of a send's final errcode, or NULL. */
+const char *
+wxapi_errcode_hint(long errcode)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof wxapi_hints / sizeof wxapi_hints[0]; i++) {
+		if (wxapi_hints[i].errcode == errcode)
+			return (wxapi_hints[i].hint);
+	}
+	return (NULL);
 }
 
 /* The label of errcode counter i: "43101", "-1" or "other". */

@@ -228,7 +228,10 @@ void	 clock_set(time_t);
 enum wxapi_ep { WXAPI_TOKEN, WXAPI_STABLE_TOKEN, WXAPI_COMPONENT_TOKEN,
 	WXAPI_START_PUSH_TICKET, WXAPI_AUTHORIZER_TOKEN, WXAPI_QUERY_AUTH,
 	WXAPI_CREATE_PREAUTHCODE, WXAPI_GET_AUTHORIZER_LIST,
-	WXAPI_SUBSCRIBE_ONCE, WXAPI_NENDPOINTS };
+	WXAPI_SUBSCRIBE_ONCE,
+	WXAPI_TEMPLATE_SEND, WXAPI_SUBSCRIBE_BIZSEND, WXAPI_SUBSCRIBE_SEND,
+	WXAPI_CUSTOM_SEND,
+	WXAPI_NENDPOINTS };
 struct wxapi_endpoint {
 	const char	*name;		/* for logs and metrics */
 	const char	*method;	/* GET, POST */
@@ -249,7 +252,7 @@ enum wxapi_class {
 	WXAPI_TOKEN_MISSING,	/* 41001: our bug */
 	WXAPI_FINAL		/* any other refusal: final */
 };
-#define WXAPI_NERRCODES		21	/* labelled send errcodes, and other */
+#define WXAPI_NERRCODES		24	/* labelled send errcodes, and other */
 struct json_t;
 struct upstream_reply;
 struct upstream_call;
@@ -265,6 +268,7 @@ void	 wxapi_errmsg(const struct json_t *, char *, size_t);
 int	 wxapi_reply_parse(const struct json_t *, long *, char *, size_t);
 int	 wxapi_errcode_index(long);
 const char	*wxapi_errcode_name(int);
+const char	*wxapi_errcode_hint(long);
 
 /* message.c and kind-*.c: validating a send and building WeChat's body. */
 struct message;
@@ -305,7 +309,7 @@ struct message_part {
 	const char	*s;
 	size_t		 n;
 };
-#define MESSAGE_PARTS_MAX	16
+#define MESSAGE_PARTS_MAX	160
 /* 0: msg filled; -1: err filled (static strings, until the next call), msg zeroed. */
 int	 message_parse(const msgpack_object *, struct message *, struct rpc_error *);
 void	 message_free(struct message *);
@@ -329,16 +333,51 @@ int	 message_text_field(const msgpack_object *, const char *, size_t,
 int	 message_color(const msgpack_object *, const char *,
 	    struct rpc_error *);
 int	 message_url(const msgpack_object *, struct rpc_error *);
+int	 message_url_field(const msgpack_object *, const char *,
+	    struct rpc_error *);
+int	 message_path_field(const msgpack_object *, const char *,
+	    struct rpc_error *);
 int	 message_miniprogram(const msgpack_object *, const msgpack_object **,
 	    struct rpc_error *);
+int	 message_miniprogram_opt(const msgpack_object *,
+	    const msgpack_object **, int, struct rpc_error *);
+int	 message_ikey(const msgpack_object *, const char *,
+	    struct rpc_error *);
+/* One entry of a data map: name -> {value[, color]}. */
+struct message_datum {
+	const msgpack_object	*name;
+	const msgpack_object	*value;
+	const msgpack_object	*color;		/* NULL if none */
+};
+#define MESSAGE_DATA_MAX	32	/* entries of a data map */
+#define MESSAGE_DATA_NAME_MAX	32	/* bytes of an entry's name */
+/* How message_data checks each value. */
+enum message_data_rule {
+	MESSAGE_DATA_TEXT,	/* text of 1..200 characters */
+	MESSAGE_DATA_TYPED	/* by the name's type prefix (thing1, ...) */
+};
+int	 message_data(const msgpack_object *, const char *, int,
+	    enum message_data_rule, struct message_datum *, size_t *,
+	    struct rpc_error *);
+int	 message_typed_value(const char *, size_t, const msgpack_object *,
+	    const char *, struct rpc_error *);
+/* message-value.c: subscribe data values by type prefix (a leaf). */
+#define MESSAGE_VALUE_MAX	200	/* code points of any data value */
+const char	*message_value_check(const char *, size_t, const char *, size_t);
+void	 message_part_data(struct message_part *, size_t *, const char *,
+	    const struct message_datum *, size_t);
 enum { MESSAGE_MP_APPID, MESSAGE_MP_PAGEPATH, MESSAGE_NMP };
 void	 message_part(struct message_part *, size_t *, const char *,
 	    const char *, size_t);
 void	 message_part_str(struct message_part *, size_t *, const char *,
 	    const msgpack_object *);
 void	 message_body(struct message *, const struct message_part *, size_t);
-const struct kind	*message_kind_find(const char *, size_t);
+const struct kind	*message_parse_kind(const char *, size_t);
 extern const struct kind	kind_subscribe_once;
+extern const struct kind	kind_template;
+extern const struct kind	kind_subscribe;
+extern const struct kind	kind_mini_subscribe;
+extern const struct kind	kind_custom;
 
 /* send.c's outcomes of a send (the error codes, and ok). */
 enum send_outcome { SEND_OK, SEND_INVALID, SEND_UNKNOWN_APPID, SEND_FORBIDDEN,
@@ -686,6 +725,7 @@ struct store_idem {
 	char		 message[256];
 	int		 retryable;
 	int		 retry_after;
+	int64_t		 msgid;		/* WeChat's, 0 if none */
 };
 int	 store_batch_begin(void);
 int	 store_idem_put(const struct store_idem *);
@@ -702,7 +742,7 @@ void	 idem_shutdown(void);
 void	 idem_flush(void);
 enum idem_begin	 idem_begin(struct request *, const struct message *,
 	    struct idem **);
-void	 idem_finish_ok(struct idem *, int);
+void	 idem_finish_ok(struct idem *, int, int64_t);
 void	 idem_finish_error(struct idem *, const struct rpc_error *);
 size_t	 idem_count(void);
 

@@ -275,7 +275,7 @@ main(void)
 	    "a repeat while the first is in flight waits");
 	test_replies(alice, &r);
 	is_int(r.n, 0, "and is not answered yet");
-	idem_finish_ok(NEED(i), 2);
+	idem_finish_ok(NEED(i), 2, 0);
 	test_replies(alice, &r);
 	ok(r.n == 1 && r.ok && r.msgid == msgid && r.attempts == 2,
 	    "the waiting repeat gets the first send's answer (attempts %ld)",
@@ -300,7 +300,7 @@ main(void)
 	first = test_request(bob);
 	is_int(idem_begin(first, &b, &i), IDEM_NEW,
 	    "another uid's same key is a new send");
-	idem_finish_ok(NEED(i), 1);
+	idem_finish_ok(NEED(i), 1, 0);
 	test_answer(first);
 	test_replies(bob, &r);
 	is_int(idem_count(), 2, "two keys held");
@@ -365,7 +365,7 @@ main(void)
 	req = test_request(bob);
 	is_int(idem_begin(req, &a, &i), IDEM_NEW,
 	    "bob's order-2, which only alice used, is a new send for him");
-	idem_finish_ok(NEED(i), 1);
+	idem_finish_ok(NEED(i), 1, 0);
 	test_answer(req);
 	test_replies(bob, &r);
 

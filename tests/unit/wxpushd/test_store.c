@@ -522,6 +522,40 @@ test_many(void)
 	    TEST_MANY, t1 - t0, t2 - t1);
 }
 
+/* Collect the msgid of idempotency key "k-msgid" (and count rows). */
+static int
+test_idem_msgid_cb(const struct store_idem *si, void *arg)
+{
+	int64_t	*msgid = arg;
+
+	if (strcmp(si->key, "k-msgid") == 0)
+		*msgid = si->msgid;
+	return (0);
+}
+
+/* An idempotency outcome keeps WeChat's msgid (a template send's). */
+static void
+test_idem_msgid(void)
+{
+	struct store_idem	si;
+	int64_t			msgid = -1;
+
+	memset(&si, 0, sizeof si);
+	si.uid = 1000;
+	snprintf(si.appid, sizeof si.appid, "wx0000000000000001");
+	snprintf(si.key, sizeof si.key, "k-msgid");
+	si.created = time(NULL);
+	snprintf(si.code, sizeof si.code, "ok");
+	si.attempts = 1;
+	si.msgid = 200228332123456789LL;
+	ok(store_batch_begin() == 0 && store_idem_put(&si) == 0 &&
+	    store_batch_end(1) == 0, "an idempotency key with a msgid saved");
+	is_int(store_idem_foreach(0, test_idem_msgid_cb, &msgid), 0,
+	    "idempotency keys loaded");
+	ok(msgid == 200228332123456789LL, "its msgid kept (%lld)",
+	    (long long)msgid);
+}
+
 /* After close and reopen, everything is still there. */
 static void
 test_reopen(const char *dir, const char *db)
@@ -1259,6 +1293,7 @@ main(void)
 	test_authorizers();
 	test_many();
 	test_events();
+	test_idem_msgid();
 	test_reopen(dir, db);
 	test_from_v2(dir, db);
 	test_corrupt_rows(dir, db);
