@@ -28,7 +28,7 @@
 #define WX_APPID_MAX		64	/* appids are 18 characters; leave room */
 #define WX_TOKEN_MAX		512	/* WeChat: tokens are up to 512 characters */
 
-enum cred_kind { CRED_OFFICIAL, CRED_COMPONENT, CRED_AUTHORIZER };
+enum cred_kind { CRED_OFFICIAL, CRED_COMPONENT, CRED_AUTHORIZER, CRED_JSAPI };
 
 #ifndef TAILQ_FOREACH_SAFE
 #define TAILQ_FOREACH_SAFE(var, head, field, tvar)			\
@@ -76,12 +76,19 @@ void	 peer_free(struct peer *);
 /* config.c: the configuration file (libconfuse). */
 enum token_api { TOKEN_API_STABLE, TOKEN_API_CLASSIC };
 
+/* An apis list: the paths call may use; a final '*' makes a prefix. */
+struct apis {
+	size_t		 n;
+	char		**paths;
+};
+
 struct account_conf {
 	char			*appid;
 	char			*secret;	/* wiped on free */
 	char			*secret_file;	/* absolute */
 	enum token_api		 token_api;
 	struct acl		 allow;
+	struct apis		 apis;		/* call: allowed paths */
 	TAILQ_ENTRY(account_conf) entry;
 };
 TAILQ_HEAD(account_list, account_conf);
@@ -95,6 +102,7 @@ struct component_conf {
 	int			 has_previous_key;
 	unsigned char		 previous_aes_key[32];
 	struct acl		 allow;
+	struct apis		 apis;		/* call, for its authorizers */
 	TAILQ_ENTRY(component_conf) entry;
 };
 TAILQ_HEAD(component_list, component_conf);
@@ -116,6 +124,8 @@ struct config {
 	int		 idle_timeout;		/* seconds; 0 disables */
 	int		 drain_timeout;
 	size_t		 max_request;
+	size_t		 call_max_body;		/* bytes in a call's body */
+	size_t		 call_max_answer;	/* bytes of a call's answer */
 	int		 log_level;
 	char		*callback_listen;
 	char		*metrics_listen;
@@ -130,6 +140,7 @@ struct config	*config_load(const char *, int *);
 void		 config_free(struct config *);
 struct account_conf	*config_find_account(struct config *, const char *);
 struct component_conf	*config_find_component(struct config *, const char *);
+const char	*config_apis_match(const struct apis *, const char *, size_t);
 
 /* server.c: the listening socket and client connections. */
 struct client {
@@ -221,7 +232,7 @@ void	 clock_set(time_t);
 enum wxapi_ep { WXAPI_TOKEN, WXAPI_STABLE_TOKEN, WXAPI_COMPONENT_TOKEN,
 	WXAPI_START_PUSH_TICKET, WXAPI_AUTHORIZER_TOKEN, WXAPI_QUERY_AUTH,
 	WXAPI_CREATE_PREAUTHCODE, WXAPI_GET_AUTHORIZER_LIST,
-	WXAPI_SUBSCRIBE_ONCE, WXAPI_NENDPOINTS };
+	WXAPI_SUBSCRIBE_ONCE, WXAPI_GETTICKET, WXAPI_CALL, WXAPI_NENDPOINTS };
 struct wxapi_endpoint {
 	const char	*name;		/* for logs and metrics */
 	const char	*method;	/* GET, POST */
@@ -252,6 +263,14 @@ struct upstream_call	*wxapi_request(enum wxapi_ep, const char *,
 	    const char *, const char *, size_t, upstream_cb, void *);
 struct upstream_call	*wxapi_post_json(enum wxapi_ep, const char *,
 	    struct json_t *, upstream_cb, void *);
+struct upstream_call	*wxapi_request_path(enum wxapi_ep, const char *,
+	    const char *, const char *, const char *, const char *, size_t,
+	    upstream_cb, void *);
+#define WXAPI_PATH_MAX		256	/* bytes in a path for call */
+int	 wxapi_path_check(const char *, size_t, int, const char **);
+int	 wxapi_path_secret(const char *, size_t);
+int	 wxapi_secret_field(const char *, size_t);
+int	 wxapi_query_reserved(const char *, size_t);
 enum wxapi_class	 wxapi_classify(enum wxapi_ep, long, int *);
 long	 wxapi_errcode(const struct upstream_reply *);
 void	 wxapi_errmsg(const struct json_t *, char *, size_t);
