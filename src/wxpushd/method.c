@@ -21,6 +21,8 @@ static const struct method methods[] = {
 	{ "component_event", method_component_event },
 	{ "authorize", method_component_authorize },
 	{ "preauth", method_component_preauth },
+	{ "call", method_call },
+	{ "jssdk_sign", jsapi_method_sign },
 };
 
 const struct method *

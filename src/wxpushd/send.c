@@ -39,6 +39,8 @@ struct send {
 	TAILQ_ENTRY(send)	 entry;
 	struct idem		*idem;		/* idempotency key entry, or NULL */
 	TAILQ_ENTRY(send)	 all;		/* every send not yet answered */
+	const struct send_job	*job;		/* a call (msg unused), or NULL */
+	void			*jobarg;
 };
 
 /* A credential's sends: those waiting for a token or a slot, and counters. */
@@ -217,6 +219,23 @@ send_count(struct send_lane *l, enum send_outcome o, long errcode,
 	send_hist.sum_us += us;
 }
 
+/* Count s's outcome: a job counts its own, a message in the send counters. */
+static void
+send_tally(struct send *s, enum send_outcome o, long errcode)
+{
+	if (s->job != NULL)
+		s->job->done(s->jobarg, o, errcode);
+	else
+		send_count(s->lane, o, errcode, &s->started);
+}
+
+/* The endpoint s goes to, for wxapi_classify. */
+static enum wxapi_ep
+send_endpoint(const struct send *s)
+{
+	return (s->job != NULL ? s->job->endpoint : s->msg.kind->endpoint);
+}
+
 static void
 send_free(struct send *s)
 {
@@ -234,6 +253,8 @@ send_free(struct send *s)
 		event_free(s->retry);
 	TAILQ_REMOVE(&send_all, s, all);
 	message_free(&s->msg);
+	if (s->job != NULL)
+		s->job->free(s->jobarg);
 	free(s);
 }
 
@@ -243,7 +264,7 @@ send_fail(struct send *s, enum send_outcome o, const struct rpc_error *e)
 {
 	struct send_lane *l = s->lane;
 
-	send_count(l, o, e->errcode, &s->started);
+	send_tally(s, o, e->errcode);
 	if (s->idem != NULL)
 		idem_finish_error(s->idem, e);
 	rpc_reply_error(s->req, e);
@@ -300,8 +321,8 @@ send_fail_wechat(struct send *s, long errcode, const char *errmsg,
 	struct rpc_error e;
 	char msg[160];
 
-	snprintf(msg, sizeof msg, "WeChat refused the message (errcode %ld)",
-	    errcode);
+	snprintf(msg, sizeof msg, "WeChat refused the %s (errcode %ld)",
+	    s->job != NULL ? "call" : "message", errcode);
 	memset(&e, 0, sizeof e);
 	e.code = "wechat";
 	e.message = msg;
@@ -318,19 +339,23 @@ send_fail_wechat(struct send *s, long errcode, const char *errmsg,
 }
 
 static void
-send_succeed(struct send *s)
+send_succeed(struct send *s, const struct upstream_reply *r)
 {
 	struct send_lane *l = s->lane;
 	msgpack_packer *pk;
 
-	send_count(l, SEND_OK, 0, &s->started);
+	send_tally(s, SEND_OK, 0);
 	if (s->idem != NULL)
 		idem_finish_ok(s->idem, s->attempts);
-	pk = rpc_reply_begin(s->req, 3);
-	rpc_pack_kv_int(pk, "errcode", 0);
-	rpc_pack_kv_str(pk, "errmsg", "ok");
-	rpc_pack_kv_int(pk, "attempts", s->attempts);
-	rpc_reply_end(s->req);
+	if (s->job != NULL)
+		s->job->answer(s->jobarg, s->req, r);
+	else {
+		pk = rpc_reply_begin(s->req, 3);
+		rpc_pack_kv_int(pk, "errcode", 0);
+		rpc_pack_kv_str(pk, "errmsg", "ok");
+		rpc_pack_kv_int(pk, "attempts", s->attempts);
+		rpc_reply_end(s->req);
+	}
 	send_free(s);
 	send_pump(l);
 	send_lane_check(l);
@@ -371,7 +396,7 @@ send_start(struct send *s)
 
 	if (send_left_ms(s) < SEND_MIN_LEFT_MS) {
 		/* Not send_fail: we may be inside send_pump's loop. */
-		send_count(l, SEND_UNAVAILABLE, 0, &s->started);
+		send_tally(s, SEND_UNAVAILABLE, 0);
 		memset(&e, 0, sizeof e);
 		e.code = "unavailable";
 		e.retryable = 1;
@@ -386,8 +411,12 @@ send_start(struct send *s)
 	s->attempts++;
 	s->gen = cred_gen(c);
 	l->inflight++;
-	s->call = wxapi_request(s->msg.kind->endpoint, cred_token(c), NULL,
-	    s->msg.json, s->msg.len, send_upstream_cb, s);
+	if (s->job != NULL)
+		s->call = s->job->start(s->jobarg, cred_token(c),
+		    send_upstream_cb, s);
+	else
+		s->call = wxapi_request(s->msg.kind->endpoint, cred_token(c),
+		    NULL, s->msg.json, s->msg.len, send_upstream_cb, s);
 }
 
 /*
@@ -602,9 +631,9 @@ send_upstream_cb(const struct upstream_reply *r, void *arg)
 		    "delivered");
 		return;
 	}
-	switch (wxapi_classify(s->msg.kind->endpoint, errcode, &retry_after)) {
+	switch (wxapi_classify(send_endpoint(s), errcode, &retry_after)) {
 	case WXAPI_OK:
-		send_succeed(s);
+		send_succeed(s, r);
 		return;
 	case WXAPI_TOKEN_REFUSED:
 		send_token_refused(s, errcode, errmsg);
@@ -684,25 +713,22 @@ send_abort(const char *why)
 	}
 }
 
-void
-send_method(struct request *req, const msgpack_object *params)
+/*
+ * Admit s (its appid in s->msg.appid) into its credential's lane: the
+ * checks every send and call share, then its deadline and a start or a
+ * place in the queue.
+ */
+static void
+send_admit(struct send *s)
 {
-	struct send *s;
+	struct request *req = s->req;
 	struct send_lane *l;
-	struct rpc_error e;
 	struct cred *c;
 
-	s = xcalloc(1, sizeof *s);
-	s->req = req;
-	if (message_parse(params, &s->msg, &e) == -1) {
-		send_count(NULL, SEND_INVALID, 0, NULL);
-		rpc_reply_error(req, &e);
-		free(s);
-		return;
-	}
 	TAILQ_INSERT_TAIL(&send_all, s, all);
 	c = cred_find(s->msg.appid);
-	if (c == NULL || cred_removed(c) || cred_kind(c) == CRED_COMPONENT) {
+	if (c == NULL || cred_removed(c) || cred_kind(c) == CRED_COMPONENT ||
+	    cred_kind(c) == CRED_JSAPI) {
 		send_failx(s, SEND_UNKNOWN_APPID, "unknown_appid", 0,
 		    "the appid is not configured here");
 		return;
@@ -716,7 +742,7 @@ send_method(struct request *req, const msgpack_object *params)
 		return;
 	}
 	/* A repeated idempotency_key: answered with the first outcome. */
-	if (idem_begin(req, &s->msg, &s->idem) != IDEM_NEW) {
+	if (s->job == NULL && idem_begin(req, &s->msg, &s->idem) != IDEM_NEW) {
 		send_free(s);
 		return;
 	}
@@ -739,4 +765,39 @@ send_method(struct request *req, const msgpack_object *params)
 	s->deadline = evtimer_new(wx_base, send_deadline_cb, s);
 	evtimer_add(s->deadline, send_timeout_tv);
 	send_submit(s);
+}
+
+void
+send_method(struct request *req, const msgpack_object *params)
+{
+	struct send *s;
+	struct rpc_error e;
+
+	s = xcalloc(1, sizeof *s);
+	s->req = req;
+	if (message_parse(params, &s->msg, &e) == -1) {
+		send_count(NULL, SEND_INVALID, 0, NULL);
+		rpc_reply_error(req, &e);
+		free(s);
+		return;
+	}
+	send_admit(s);
+}
+
+/*
+ * Send a job (a call) for appid through its lane, exactly as a message: the
+ * job's callbacks start each attempt, answer, count and free it.
+ */
+void
+send_job(struct request *req, const char *appid, const struct send_job *job,
+    void *arg)
+{
+	struct send *s;
+
+	s = xcalloc(1, sizeof *s);
+	s->req = req;
+	s->job = job;
+	s->jobarg = arg;
+	snprintf(s->msg.appid, sizeof s->msg.appid, "%s", appid);
+	send_admit(s);
 }

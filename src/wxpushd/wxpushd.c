@@ -127,6 +127,7 @@ wxpushd_sighup(evutil_socket_t sig, short events, void *arg)
 	send_init();
 	official_reconcile(conf);
 	component_reconcile(conf);
+	jsapi_reconcile();
 	callback_reload();
 	metrics_reload();
 	config_free(old);
@@ -297,6 +298,7 @@ main(int argc, char **argv)
 	/* Anything still unanswered (a second signal) is answered now. */
 	wx_stopping = 1;
 	send_abort("wxpushd is stopping");
+	jsapi_shutdown();
 	idem_shutdown();
 	server_close();
 	component_shutdown();
@@ -308,6 +310,7 @@ main(int argc, char **argv)
 	upstream_shutdown();
 	store_close();
 	rpc_shutdown();
+	method_call_shutdown();
 	event_free(ev_term);
 	event_free(ev_int);
 	event_free(ev_hup);

@@ -505,7 +505,25 @@ struct send_queue_state {
 	int		 queued;
 	int		 inflight;
 };
+/*
+ * A request other than a message that rides a send lane (method-call.c):
+ * the same token wait, compare-and-refresh, -1 backoff and deadline.
+ */
+struct send_job {
+	enum wxapi_ep	 endpoint;	/* for wxapi_classify */
+	/* Start one attempt with token: as wxapi_request. */
+	struct upstream_call *(*start)(void *, const char *, upstream_cb,
+			    void *);
+	/* WeChat answered errcode 0 (r): reply to req. */
+	void		(*answer)(void *, struct request *,
+			    const struct upstream_reply *);
+	/* The job ends with an outcome (errcode when SEND_WECHAT). */
+	void		(*done)(void *, enum send_outcome, long);
+	void		(*free)(void *);
+};
 void	 send_method(struct request *, const msgpack_object *);
+void	 send_job(struct request *, const char *, const struct send_job *,
+	    void *);
 void	 send_init(void);
 void	 send_abort(const char *);
 void	 send_stop_queued(const char *);
@@ -595,6 +613,26 @@ void	 callback_event_clear(struct callback_event *);
 int	 callback_start(void);
 void	 callback_reload(void);
 void	 callback_stop(void);
+
+/* method-call.c: call, any allowed WeChat API with the appid's token. */
+struct call_stat {
+	char		*path;		/* the apis entry, or "other" */
+	uint64_t	 outcome[SEND_NOUTCOMES];
+	uint64_t	 stripped;	/* credential fields taken out of answers */
+	uint64_t	 too_large;	/* answers over call_max_answer */
+};
+void	 method_call(struct request *, const msgpack_object *);
+const struct call_stat	*method_call_stat(size_t);
+void	 method_call_shutdown(void);
+
+/* jsapi.c: the JS-SDK's jsapi_ticket per appid (a token source), jssdk_sign. */
+#define JSAPI_KEY_SUFFIX	"/jsapi"	/* its credential's key: APPID/jsapi */
+void	 jsapi_method_sign(struct request *, const msgpack_object *);
+void	 jsapi_reconcile(void);
+void	 jsapi_shutdown(void);
+const char	*jsapi_parent_appid(const struct cred *);
+int	 jsapi_sign(const char *, const char *, const char *, time_t,
+	    char *);
 
 /* method.c: the dispatch table. */
 struct method {
