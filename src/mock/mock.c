@@ -70,6 +70,15 @@ const struct mock_endpoint mock_endpoints[MOCK_EP_COUNT] = {
 	[MOCK_EP_PREAUTHCODE] = {
 	    "/cgi-bin/component/api_create_preauthcode", EVHTTP_REQ_POST,
 	    mock_component_preauthcode },
+	[MOCK_EP_GETTICKET] = { "/cgi-bin/ticket/getticket", EVHTTP_REQ_GET,
+	    mock_api_getticket },
+	[MOCK_EP_DOMAIN_IP] = { "/cgi-bin/get_api_domain_ip", EVHTTP_REQ_GET,
+	    mock_api_domain_ip },
+	[MOCK_EP_ECHO] = { "/cgi-bin/mock/echo", EVHTTP_REQ_POST,
+	    mock_api_echo },
+	[MOCK_EP_LEAK] = { "/cgi-bin/mock/leak", EVHTTP_REQ_GET,
+	    mock_api_leak },
+	[MOCK_EP_BIG] = { "/cgi-bin/mock/big", EVHTTP_REQ_GET, mock_api_big },
 };
 
 static int		 mock_debug;

@@ -83,6 +83,11 @@ enum mock_ep {
 	MOCK_EP_AUTHORIZER_LIST,
 	MOCK_EP_START_PUSH_TICKET,
 	MOCK_EP_PREAUTHCODE,
+	MOCK_EP_GETTICKET,
+	MOCK_EP_DOMAIN_IP,
+	MOCK_EP_ECHO,
+	MOCK_EP_LEAK,
+	MOCK_EP_BIG,
 	MOCK_EP_COUNT
 };
 
@@ -247,6 +252,13 @@ void		 mock_token_stable(struct mock_call *);
 void		 mock_send_subscribe(struct mock_call *);
 json_t		*mock_send_list(const char *);
 void		 mock_send_clear(void);
+
+/* mock-api.c */
+void		 mock_api_getticket(struct mock_call *);
+void		 mock_api_domain_ip(struct mock_call *);
+void		 mock_api_echo(struct mock_call *);
+void		 mock_api_leak(struct mock_call *);
+void		 mock_api_big(struct mock_call *);
 
 /* mock-component.c */
 void		 mock_component_init(void);
