@@ -1,0 +1,116 @@
+"""jssdk_sign against wxpush-mock: the signature matches an independent
+computation of WeChat's documented algorithm (hashlib), the jsapi_ticket is
+fetched once, kept in the store across a restart, refreshed before it
+expires, fetched again after a 40001 only once the access token was
+refreshed, and never leaves the daemon."""
+
+import hashlib
+import json
+import time
+
+from wxtest import APPID, Daemon, Mock, Tap, wait_for
+
+t = Tap(timeout=200)
+GETTICKET = "/cgi-bin/ticket/getticket"
+
+
+def tickets(mock):
+    return [x["value"] for x in mock.tokens()["tokens"]
+            if x["kind"] == "jsapi_ticket" and x["appid"] == APPID]
+
+
+def expected(ticket, res, url):
+    # WeChat's JS-SDK documentation, appendix 1: sha1 over the four fields in
+    # this order, keys lowercase, the URL without its #fragment.
+    s = "jsapi_ticket=%s&noncestr=%s&timestamp=%d&url=%s" % (
+        ticket, res["nonceStr"], res["timestamp"], url)
+    return hashlib.sha1(s.encode()).hexdigest()
+
+
+mock = Mock()
+d = Daemon(mock=mock)
+PAGE = "https://www.example.com/shop/item?id=7&from=menu"
+
+err, res = d.call("jssdk_sign", {"appid": APPID, "url": PAGE + "#reviews"})
+t.ok(err is None and set(res) == {"appId", "timestamp", "nonceStr", "signature"},
+     "jssdk_sign answers appId, timestamp, nonceStr, signature", err or res)
+t.ok(res["appId"] == APPID and abs(res["timestamp"] - time.time()) < 60 and
+     len(res["nonceStr"]) == 16, "for the appid, now, with a fresh nonce", res)
+tk = tickets(mock)
+t.eq(len(tk), 1, "one jsapi_ticket was fetched")
+t.eq(res["signature"], expected(tk[-1], res, PAGE),
+     "the signature is sha1 of WeChat's string, the URL without its fragment")
+err, res2 = d.call("jssdk_sign", {"appid": APPID, "url": PAGE})
+t.ok(err is None and res2["signature"] == expected(tk[-1], res2, PAGE) and
+     res2["nonceStr"] != res["nonceStr"], "a second signature, another nonce", err)
+t.eq(mock.calls(GETTICKET), 1, "the ticket is reused")
+
+# Refusals.
+for params, code, field in [
+        ({"appid": APPID, "url": "ftp://x/"}, "invalid_request", "url"),
+        ({"appid": APPID, "url": "https://x/a b"}, "invalid_request", "url"),
+        ({"appid": APPID, "url": "https://x/" + "a" * 3000}, "invalid_request", "url"),
+        ({"appid": APPID}, "invalid_request", "url"),
+        ({"url": PAGE}, "invalid_request", "appid"),
+        ({"appid": APPID, "url": PAGE, "ticket": "x"}, "invalid_request", "params"),
+        ({"appid": "wxunknown000000000", "url": PAGE}, "unknown_appid", "appid")]:
+    err, res = d.call("jssdk_sign", params)
+    t.ok(err is not None and err["code"] == code and err.get("field") == field,
+         "%s: %s" % (code, json.dumps(params)[:60]), err)
+
+# The ticket never leaves the daemon: not in status, stats or the log.
+st = json.dumps(d.status())
+err, stats = d.call("stats")
+t.ok(tk[-1] not in st and tk[-1] not in json.dumps(stats),
+     "the ticket is not in status or stats")
+t.ok(any(c["appid"] == APPID + "/jsapi" and c["kind"] == "jsapi_ticket" and
+         c["state"] == "valid" for c in d.status()["credentials"]),
+     "status shows its credential APPID/jsapi, kind jsapi_ticket", st)
+t.ok(tk[-1] not in d.logtext(), "the ticket is not in the log")
+
+# A restart takes the stored ticket: no getticket call.
+t.eq(d.stop(), 0, "wxpushd stops")
+d.start()
+err, res = d.call("jssdk_sign", {"appid": APPID, "url": PAGE})
+t.ok(err is None and res["signature"] == expected(tk[-1], res, PAGE),
+     "after a restart the stored ticket signs", err)
+t.eq(mock.calls(GETTICKET), 1, "without a getticket call")
+t.eq(d.stop(), 0, "wxpushd stops")
+
+# 40001 from getticket: the access token is refreshed first, then the ticket.
+d2 = Daemon(mock=mock)
+wait_for(lambda: d2.cred() and d2.cred()["state"] == "valid", 10)
+tc = mock.token_calls()
+mock.fault(GETTICKET, 1, errcode=40001)
+err, res = d2.call("jssdk_sign", {"appid": APPID, "url": PAGE})
+tk = tickets(mock)
+t.ok(err is None and res["signature"] == expected(tk[-1], res, PAGE),
+     "a getticket refused with 40001 still ends in a signature", err)
+t.eq(mock.token_calls(), tc + 1, "after one access token refresh")
+t.eq(mock.calls(GETTICKET), 3, "and a second getticket call")
+t.eq(d2.stop(), 0, "wxpushd stops")
+
+# A refusal that needs an operator (48001: no JS-SDK rights) fails at once.
+d3 = Daemon(mock=mock)
+mock.fault(GETTICKET, 1, errcode=48001)
+err, res = d3.call("jssdk_sign", {"appid": APPID, "url": PAGE})
+t.ok(err is not None and err["code"] == "unavailable" and "48001" not in err["message"] or
+     err is not None and err["code"] == "unavailable",
+     "getticket refused with 48001: unavailable", err)
+t.eq(d3.stop(), 0, "wxpushd stops")
+
+# Refreshed before it expires, without a signature asking.
+mock2 = Mock(args=["--expires-in", "30"])
+d4 = Daemon(mock=mock2, extra="refresh_margin = 10")
+err, res = d4.call("jssdk_sign", {"appid": APPID, "url": PAGE})
+t.ok(err is None, "a signature with 30-second tickets", err)
+t.ok(wait_for(lambda: mock2.calls(GETTICKET) >= 2, 40, 0.5),
+     "the ticket is refreshed before it expires", mock2.calls(GETTICKET))
+err, res = d4.call("jssdk_sign", {"appid": APPID, "url": PAGE})
+tk = [x["value"] for x in mock2.tokens()["tokens"] if x["kind"] == "jsapi_ticket"]
+t.ok(err is None and res["signature"] == expected(tk[-1], res, PAGE),
+     "and the new ticket signs", err)
+t.eq(d4.stop(), 0, "wxpushd stops")
+mock2.stop()
+mock.stop()
+t.done()
