@@ -204,6 +204,27 @@ jsapi_deadline_cb(evutil_socket_t fd, short events, void *arg)
 }
 
 /*
+ * After a failed fetch: if no ticket can come soon (an operator must act),
+ * the waiting signatures are answered now rather than at their deadline.
+ */
+static void
+jsapi_check_failed(struct cred *c)
+{
+	struct jsapi *j = cred_data(c);
+	char why[192];
+
+	if (j == NULL || cred_usable(c) || !cred_permanent(c))
+		return;
+	if (cred_last_errcode(c) != 0)
+		snprintf(why, sizeof why, "no jsapi_ticket for %s: %s (errcode "
+		    "%ld)", j->appid, cred_last_error(c), cred_last_errcode(c));
+	else
+		snprintf(why, sizeof why, "no jsapi_ticket for %s: %s",
+		    j->appid, cred_last_error(c));
+	jsapi_fail_waits(j, "unavailable", why);
+}
+
+/*
  * getticket answered. 40001/40014/42001 refuse the access token, not the
  * ticket: the access token's credential hears it (compare-and-refresh by
  * the generation used) and the ticket tries again after a short backoff.
@@ -241,7 +262,8 @@ jsapi_cb(const struct upstream_reply *r, void *arg)
 		cred_revoke(p);
 	cred_fetch_failed(c, errcode, "WeChat refused getticket",
 	    cls == WXAPI_QUOTA || cls == WXAPI_FINAL || cls == WXAPI_REVOKED ||
-	    cls == WXAPI_TOKEN_MISSING);
+	    cls == WXAPI_TOKEN_MISSING || cls == WXAPI_OPERATOR);
+	jsapi_check_failed(c);
 }
 
 /*
@@ -265,6 +287,7 @@ jsapi_fetch(struct cred *c, void *data, int force, struct upstream_call **call)
 		    cred_permanent(p)) {
 			cred_fetch_failed(c, cred_last_errcode(p),
 			    "the appid has no access token", 1);
+			jsapi_check_failed(c);
 			return (CRED_FETCH_NONE);
 		}
 		cred_fetch_failed(c, 0, "waiting for the appid's access token",
@@ -432,7 +455,8 @@ jsapi_method_sign(struct request *req, const msgpack_object *params)
 	}
 	if (cred_permanent(c) && !cred_refreshing(c)) {
 		rpc_reply_errorx(req, "unavailable", 1, NULL, "no jsapi_ticket "
-		    "for %s: %s", appid, cred_last_error(c));
+		    "for %s: %s (errcode %ld)", appid, cred_last_error(c),
+		    cred_last_errcode(c));
 		free(url);
 		return;
 	}
