@@ -6,9 +6,13 @@ refreshed, and never leaves the daemon."""
 
 import hashlib
 import json
+import os
+import shutil
+import socket
+import subprocess
 import time
 
-from wxtest import APPID, Daemon, Mock, Tap, wait_for
+from wxtest import APPID, Daemon, Mock, Tap, free_port, tmpdir, wait_for
 
 t = Tap(timeout=200)
 GETTICKET = "/cgi-bin/ticket/getticket"
@@ -117,5 +121,43 @@ t.ok(err is None and res["signature"] == expected(tk[-1], res, PAGE),
      "and the new ticket signs", err)
 t.eq(d4.stop(), 0, "wxpushd stops")
 mock2.stop()
+
+# Shared through Redis like a token: a second daemon signs with the first's
+# ticket, without a getticket call of its own.
+REDIS = shutil.which("redis-server")
+if REDIS is None:
+    t.ok(True, "# SKIP redis-server is not installed")
+else:
+    port = free_port()
+    rdir = tmpdir()
+    rlog = open(os.path.join(rdir, "redis.log"), "w")
+    redis = subprocess.Popen([REDIS, "--port", str(port), "--bind", "127.0.0.1",
+                              "--save", "", "--appendonly", "no", "--dir", rdir],
+                             stdout=rlog, stderr=rlog)
+
+    def redis_up():
+        try:
+            socket.create_connection(("127.0.0.1", port), 1).close()
+            return True
+        except OSError:
+            return False
+
+    wait_for(redis_up, 10, 0.05)
+    mock3 = Mock()
+    extra = 'redis = "redis://127.0.0.1:%d"' % port
+    a = Daemon(mock=mock3, extra=extra)
+    b = Daemon(mock=mock3, extra=extra)
+    err, res = a.call("jssdk_sign", {"appid": APPID, "url": PAGE})
+    t.ok(err is None, "daemon A signs", err)
+    err, res = b.call("jssdk_sign", {"appid": APPID, "url": PAGE})
+    tk = [x["value"] for x in mock3.tokens()["tokens"] if x["kind"] == "jsapi_ticket"]
+    t.ok(err is None and len(tk) == 1 and res["signature"] == expected(tk[0], res, PAGE),
+         "daemon B signs with the same ticket", (err, tk))
+    t.eq(mock3.calls(GETTICKET), 1, "one getticket call for both daemons")
+    t.eq(a.stop(), 0, "daemon A stops")
+    t.eq(b.stop(), 0, "daemon B stops")
+    mock3.stop()
+    redis.terminate()
+    redis.wait(10)
 mock.stop()
 t.done()
