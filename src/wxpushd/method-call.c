@@ -319,15 +319,39 @@ call_json(const msgpack_object *o, int depth, const char **why)
 	}
 }
 
+/* How deeply j nests (a scalar is 0); jansson bounds its own parse depth. */
+static int
+call_depth(const json_t *j)
+{
+	const char *key;
+	json_t *v;
+	size_t i;
+	int d, max = 0;
+
+	if (json_is_object(j)) {
+		json_object_foreach((json_t *)j, key, v) {
+			if ((d = call_depth(v)) > max)
+				max = d;
+		}
+		return (max + 1);
+	}
+	if (json_is_array(j)) {
+		json_array_foreach(j, i, v) {
+			if ((d = call_depth(v)) > max)
+				max = d;
+		}
+		return (max + 1);
+	}
+	return (0);
+}
+
 /* Check a raw JSON body: one object or array, within the depth bound. */
 static int
 call_raw_body(const msgpack_object *o, const char **why)
 {
 	json_error_t err;
 	json_t *j;
-	int depth = 0, max = 0;
-	size_t i;
-	int instr = 0, esc = 0;
+	int depth;
 
 	if ((j = json_loadb(o->via.str.ptr, o->via.str.size,
 	    JSON_REJECT_DUPLICATES, &err)) == NULL) {
@@ -339,27 +363,9 @@ call_raw_body(const msgpack_object *o, const char **why)
 		*why = "body must be a JSON object or array";
 		return (-1);
 	}
+	depth = call_depth(j);
 	json_decref(j);
-	/* Nesting, outside strings, of a text jansson has just accepted. */
-	for (i = 0; i < o->via.str.size; i++) {
-		char ch = o->via.str.ptr[i];
-
-		if (instr) {
-			if (esc)
-				esc = 0;
-			else if (ch == '\\')
-				esc = 1;
-			else if (ch == '"')
-				instr = 0;
-		} else if (ch == '"')
-			instr = 1;
-		else if (ch == '{' || ch == '[') {
-			if (++depth > max)
-				max = depth;
-		} else if (ch == '}' || ch == ']')
-			depth--;
-	}
-	if (max > CALL_DEPTH_MAX) {
+	if (depth > CALL_DEPTH_MAX) {
 		*why = "body is nested too deeply";
 		return (-1);
 	}
@@ -461,6 +467,15 @@ call_apis(const struct cred *c)
 	return (NULL);
 }
 
+/* Reply that the body is over call_max_body, and free k. */
+static void
+call_body_too_large(struct request *req, struct call *k)
+{
+	call_free(k);
+	rpc_reply_errorx(req, "invalid_request", 0, "body", "body is larger "
+	    "than call_max_body (%zu bytes)", wx_conf->call_max_body);
+}
+
 /* Reply invalid_request about field. */
 static void
 call_invalid(struct request *req, const char *field, const char *why)
@@ -552,11 +567,7 @@ method_call(struct request *req, const msgpack_object *params)
 		}
 		if (v[K_BODY]->type == MSGPACK_OBJECT_STR) {
 			if (v[K_BODY]->via.str.size > wx_conf->call_max_body) {
-				call_free(k);
-				rpc_reply_errorx(req, "invalid_request", 0,
-				    "body", "body is larger than "
-				    "call_max_body (%zu bytes)",
-				    wx_conf->call_max_body);
+				call_body_too_large(req, k);
 				return;
 			}
 			if (call_raw_body(v[K_BODY], &why) != 0) {
@@ -580,11 +591,7 @@ method_call(struct request *req, const msgpack_object *params)
 				fatalx("json_dumps");
 			k->len = strlen(k->body);
 			if (k->len > wx_conf->call_max_body) {
-				call_free(k);
-				rpc_reply_errorx(req, "invalid_request", 0,
-				    "body", "body is larger than "
-				    "call_max_body (%zu bytes) as JSON",
-				    wx_conf->call_max_body);
+				call_body_too_large(req, k);
 				return;
 			}
 		} else {

@@ -74,7 +74,10 @@ method_pack_cred(msgpack_packer *pk, const struct cred *c)
 		rpc_pack_kv_str(pk, "component_appid", parent);
 }
 
-/* Whether c is shown for a status filter: the appid itself, or its component's. */
+/*
+ * Whether c is shown for a status filter: the appid itself, its component's,
+ * or (a jsapi_ticket) its account's.
+ */
 static int
 method_status_match(const struct cred *c, const char *appid)
 {
@@ -83,6 +86,8 @@ method_status_match(const struct cred *c, const char *appid)
 	if (appid == NULL)
 		return (1);
 	parent = authorizer_component_appid(c);
+	if (parent == NULL)
+		parent = jsapi_parent_appid(c);	/* APPID/jsapi with APPID */
 	return (strcmp(cred_appid(c), appid) == 0 ||
 	    (parent != NULL && strcmp(parent, appid) == 0));
 }

@@ -68,8 +68,8 @@ err, stats = d.call("stats")
 t.ok(tk[-1] not in st and tk[-1] not in json.dumps(stats),
      "the ticket is not in status or stats")
 t.ok(any(c["appid"] == APPID + "/jsapi" and c["kind"] == "jsapi_ticket" and
-         c["state"] == "valid" for c in d.status()["credentials"]),
-     "status shows its credential APPID/jsapi, kind jsapi_ticket", st)
+         c["state"] == "valid" for c in d.status(APPID)["credentials"]),
+     "status --appid APPID shows its credential APPID/jsapi, kind jsapi_ticket", st)
 t.ok(tk[-1] not in d.logtext(), "the ticket is not in the log")
 
 # A restart takes the stored ticket: no getticket call.

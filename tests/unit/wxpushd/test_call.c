@@ -77,9 +77,10 @@ run(void (*method)(struct request *, const msgpack_object *),
 	msgpack_sbuffer_destroy(sb);
 }
 
-/* call {appid, path} (GET). */
+/* method {appid, key: value}: call {appid, path} or jssdk_sign {appid, url}. */
 static void
-do_call(const char *path)
+run_with(void (*method)(struct request *, const msgpack_object *),
+    const char *key, const char *value)
 {
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
@@ -88,24 +89,11 @@ do_call(const char *path)
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 	msgpack_pack_map(&pk, 2);
 	rpc_pack_kv_str(&pk, "appid", account.appid);
-	rpc_pack_kv_str(&pk, "path", path);
-	run(method_call, &sb);
+	rpc_pack_kv_str(&pk, key, value);
+	run(method, &sb);
 }
-
-/* jssdk_sign {appid, url}. */
-static void
-do_sign(const char *url)
-{
-	msgpack_sbuffer sb;
-	msgpack_packer pk;
-
-	msgpack_sbuffer_init(&sb);
-	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-	msgpack_pack_map(&pk, 2);
-	rpc_pack_kv_str(&pk, "appid", account.appid);
-	rpc_pack_kv_str(&pk, "url", url);
-	run(jsapi_method_sign, &sb);
-}
+#define do_call(path)	run_with(method_call, "path", (path))
+#define do_sign(url)	run_with(jsapi_method_sign, "url", (url))
 
 /*
  * The last reply written to the client, as JSON text of [error, result]
