@@ -6,10 +6,12 @@ apis entry in stats and /metrics, and `wxpush call`."""
 
 import json
 import os
+import signal
 import subprocess
 import urllib.request
 
-from wxtest import APPID, WXPUSHD, Daemon, Mock, Tap, free_port
+from wxtest import (APPID, COMPONENT, COMPONENT_KEY, COMPONENTS, WXPUSHD, Daemon,
+                    Mock, Tap, free_port, wait_for)
 
 t = Tap(timeout=200)
 mock = Mock()
@@ -173,6 +175,15 @@ r = d.wxpush("call", "ping")
 t.ok(r.returncode == 0 and "version" in r.stdout, "the raw form of call still works",
      r.stdout + r.stderr)
 
+# A reload changes the list at once.
+d.account_extra = 'apis = { "/cgi-bin/mock/*" }'
+d.write_conf()
+d.sig(signal.SIGHUP)
+t.ok(wait_for(lambda: (call(path=DOMAIN)[0] or {}).get("code") == "forbidden", 10, 0.2),
+     "after a reload without it, a path is forbidden")
+err, res = call(path=ECHO, body={})
+t.ok(err is None, "and the paths still listed work", err)
+
 # No token ever in the daemon's log.
 log = d.logtext()
 leaked = [x["value"] for x in mock.tokens()["tokens"] if x["value"] in log]
@@ -210,4 +221,32 @@ r = subprocess.run([WXPUSHD, "-n", "-f", path], capture_output=True, text=True, 
 t.ok(r.returncode == 0, "narrow patterns and exact paths load", r.stderr)
 
 mock.stop()
+
+# Authorizers: their platform's apis list and their own token.
+AUTH = "wxauthorizer00call"
+mc = Mock(components=COMPONENTS)
+dc = Daemon(mock=mc, components=COMPONENTS, callback=True, start=False)
+mc.config(event_url=dc.callback_url)
+conf = dc.default_conf()
+key_line = '    aes_key = "%s"\n' % COMPONENT_KEY
+t.ok(key_line in conf, "the platform block is where the test expects it")
+dc.write_conf(conf.replace(key_line, key_line + '    apis = { "%s" }\n' % DOMAIN))
+dc.start()
+t.ok(wait_for(lambda: any(c["appid"] == COMPONENT and c["state"] == "valid"
+                          for c in dc.status()["credentials"]), 15),
+     "the platform has its token")
+err, res = dc.call("authorize", {"component_appid": COMPONENT,
+                                 "authorization_code": mc.component_code(AUTH)})
+t.ok(err is None, "a merchant authorizes the platform", err)
+err, res = dc.call("call", {"appid": AUTH, "path": DOMAIN})
+t.ok(err is None and "ip_list" in res,
+     "an authorizer calls a path of its platform's apis list", err)
+err, res = dc.call("call", {"appid": AUTH, "path": ECHO, "body": {}})
+t.ok(err is not None and err["code"] == "forbidden" and err.get("field") == "path",
+     "and not one outside it", err)
+err, res = dc.call("call", {"appid": COMPONENT, "path": DOMAIN})
+t.ok(err is not None and err["code"] == "unknown_appid",
+     "a platform's own appid cannot call", err)
+t.eq(dc.stop(), 0, "wxpushd stops")
+mc.stop()
 t.done()

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -119,6 +120,15 @@ err, res = d4.call("jssdk_sign", {"appid": APPID, "url": PAGE})
 tk = [x["value"] for x in mock2.tokens()["tokens"] if x["kind"] == "jsapi_ticket"]
 t.ok(err is None and res["signature"] == expected(tk[-1], res, PAGE),
      "and the new ticket signs", err)
+
+# A reload that removes the appid removes its ticket too.
+d4.write_conf(d4.default_conf(accounts={"wxother00000000001": "othersecret"}))
+d4.sig(signal.SIGHUP)
+t.ok(wait_for(lambda: not any(c["appid"].startswith(APPID)
+                              for c in d4.status()["credentials"]), 10, 0.2),
+     "removing the appid removes APPID/jsapi", d4.status())
+err, res = d4.call("jssdk_sign", {"appid": APPID, "url": PAGE})
+t.ok(err is not None and err["code"] == "unknown_appid", "and signing is refused", err)
 t.eq(d4.stop(), 0, "wxpushd stops")
 mock2.stop()
 
