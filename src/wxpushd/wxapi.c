@@ -101,6 +101,8 @@ wxapi_request(enum wxapi_ep ep, const char *token, const char *extra,
 {
 	const struct wxapi_endpoint *e = wxapi_endpoint(ep);
 
+	if (e->path == NULL)
+		fatalx("%s: endpoint %s has no fixed path", __func__, e->name);
 	return (wxapi_request_path(ep, e->method, e->path, token, extra, body,
 	    len, cb, arg));
 }
