@@ -78,6 +78,15 @@ const struct mock_endpoint mock_endpoints[MOCK_EP_COUNT] = {
 	    EVHTTP_REQ_POST, mock_kinds_subscribe },
 	[MOCK_EP_CUSTOM_SEND] = { "/cgi-bin/message/custom/send",
 	    EVHTTP_REQ_POST, mock_kinds_custom },
+	[MOCK_EP_GETTICKET] = { "/cgi-bin/ticket/getticket", EVHTTP_REQ_GET,
+	    mock_api_getticket },
+	[MOCK_EP_DOMAIN_IP] = { "/cgi-bin/get_api_domain_ip", EVHTTP_REQ_GET,
+	    mock_api_domain_ip },
+	[MOCK_EP_ECHO] = { "/cgi-bin/mock/echo", EVHTTP_REQ_POST,
+	    mock_api_echo },
+	[MOCK_EP_LEAK] = { "/cgi-bin/mock/leak", EVHTTP_REQ_GET,
+	    mock_api_leak },
+	[MOCK_EP_BIG] = { "/cgi-bin/mock/big", EVHTTP_REQ_GET, mock_api_big },
 };
 
 static int		 mock_debug;

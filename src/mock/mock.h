@@ -87,6 +87,11 @@ enum mock_ep {
 	MOCK_EP_BIZSEND,
 	MOCK_EP_SUBSCRIBE_SEND,
 	MOCK_EP_CUSTOM_SEND,
+	MOCK_EP_GETTICKET,
+	MOCK_EP_DOMAIN_IP,
+	MOCK_EP_ECHO,
+	MOCK_EP_LEAK,
+	MOCK_EP_BIG,
 	MOCK_EP_COUNT
 };
 
@@ -261,6 +266,12 @@ void		 mock_kinds_template(struct mock_call *);
 void		 mock_kinds_bizsend(struct mock_call *);
 void		 mock_kinds_subscribe(struct mock_call *);
 void		 mock_kinds_custom(struct mock_call *);
+/* mock-api.c */
+void		 mock_api_getticket(struct mock_call *);
+void		 mock_api_domain_ip(struct mock_call *);
+void		 mock_api_echo(struct mock_call *);
+void		 mock_api_leak(struct mock_call *);
+void		 mock_api_big(struct mock_call *);
 
 /* mock-component.c */
 void		 mock_component_init(void);

@@ -53,7 +53,10 @@ static const struct {
 	{ "preauth",
 	  "  preauth --component-appid C --redirect-uri URL [--auth-type 1|2|3]\n"
 	  "       [--biz-appid A] [--mobile]   (the merchant's authorization page)\n" },
-	{ "call", "  call METHOD [JSON]           (any method, JSON params object or -)\n" },
+	{ "call", "  call METHOD [JSON]           (any method, JSON params object or -)\n"
+	  "  call --appid A [--method GET|POST] [--query JSON] [--body FILE] PATH\n"
+	  "       (a WeChat API the daemon allows, with the appid's token)\n" },
+	{ "jssdk-sign", "  jssdk-sign --appid A --url URL   (a JS-SDK wx.config signature)\n" },
 	{ "consent-url",
 	  "  consent-url --appid A --scene S --template-id T --redirect-url URL\n"
 	  "       [--reserved R]        (the user's consent page; no daemon needed)\n" },
@@ -969,6 +972,7 @@ enum {
 	OPT_IDEMPOTENCY_KEY, OPT_BODY, OPT_COMPONENT_APPID, OPT_CODE,
 	OPT_REDIRECT_URL, OPT_RESERVED, OPT_REDIRECT_URI, OPT_AUTH_TYPE,
 	OPT_BIZ_APPID, OPT_MOBILE, OPT_COUNT, OPT_BATCH, OPT_KIND,
+	OPT_METHOD, OPT_QUERY,
 	OPT_LAST
 };
 static const struct option wxpush_cmd_longopts[] = {
@@ -996,6 +1000,8 @@ static const struct option wxpush_cmd_longopts[] = {
 	{ "count", required_argument, NULL, OPT_COUNT },
 	{ "batch", no_argument, NULL, OPT_BATCH },
 	{ "kind", required_argument, NULL, OPT_KIND },
+	{ "method", required_argument, NULL, OPT_METHOD },
+	{ "query", required_argument, NULL, OPT_QUERY },
 	{ NULL, 0, NULL, 0 }
 };
 
@@ -1310,6 +1316,54 @@ wxpush_cmd_top(const char **opts)
 	return (top_run(count, opts[OPT_BATCH - OPT_APPID] != NULL));
 }
 
+/*
+ * call --appid A PATH: a WeChat API called by the daemon with the appid's
+ * token; the answer (WeChat's JSON, credentials stripped) is printed as JSON.
+ */
+static int
+wxpush_cmd_api(const char **opts, const char *path)
+{
+	const char	*m = opts[OPT_METHOD - OPT_APPID];
+	const char	*q = opts[OPT_QUERY - OPT_APPID];
+	const char	*b = opts[OPT_BODY - OPT_APPID];
+	json_error_t	 jerr;
+	json_t		*p, *v;
+
+	if ((p = json_object()) == NULL)
+		wxpush_nomem();
+	wxpush_json_set(p, "appid", wxpush_need(opts, OPT_APPID));
+	wxpush_json_set(p, "path", path);
+	if (m != NULL)
+		wxpush_json_set(p, "method", m);
+	if (q != NULL) {
+		v = json_loads(q, JSON_REJECT_DUPLICATES, &jerr);
+		if (v == NULL || !json_is_object(v))
+			wxpush_bad_input("--query must be a JSON object of "
+			    "strings");
+		json_object_set_new(p, "query", v);
+	}
+	if (b != NULL)
+		json_object_set_new(p, "body", wxpush_load_json(b, "body"));
+	wxpush_call_json("call", p, 0);
+	json_decref(p);
+	return (WXPUSH_OK);
+}
+
+/* jssdk-sign: the four values wx.config needs for the page at --url. */
+static int
+wxpush_cmd_jssdk_sign(const char **opts)
+{
+	json_t	*p;
+
+	if ((p = json_object()) == NULL)
+		wxpush_nomem();
+	wxpush_json_set(p, "appid", wxpush_need(opts, OPT_APPID));
+	wxpush_json_set(p, "url", wxpush_need(opts, OPT_URL));
+	wxpush_call_json("jssdk_sign", p, 0);
+	json_decref(p);
+	return (WXPUSH_OK);
+}
+
 /* Refuse positional arguments after a command that takes none. */
 static void
 wxpush_no_args(int argc, char **argv, int first)
@@ -1340,6 +1394,9 @@ main(int argc, char **argv)
 	    OPT_REDIRECT_URI, OPT_AUTH_TYPE, OPT_BIZ_APPID, OPT_MOBILE, 0 };
 	static const int consent_opts[] = { OPT_APPID, OPT_SCENE,
 	    OPT_TEMPLATE_ID, OPT_REDIRECT_URL, OPT_RESERVED, 0 };
+	static const int call_opts[] = { OPT_APPID, OPT_METHOD, OPT_QUERY,
+	    OPT_BODY, 0 };
+	static const int jssdk_opts[] = { OPT_APPID, OPT_URL, 0 };
 	const char	*opts[OPT_LAST - OPT_APPID];
 	json_t		*p;
 	int		 c, first;
@@ -1408,8 +1465,25 @@ main(int argc, char **argv)
 		wxpush_no_args(argc, argv, first);
 		return (wxpush_cmd_consent_url(opts));
 	}
+	if (strcmp(argv[0], "jssdk-sign") == 0) {
+		first = wxpush_parse(argc, argv, jssdk_opts, opts);
+		wxpush_no_args(argc, argv, first);
+		return (wxpush_cmd_jssdk_sign(opts));
+	}
 	if (strcmp(argv[0], "call") == 0) {
-		first = wxpush_parse(argc, argv, none, opts);
+		first = wxpush_parse(argc, argv, call_opts, opts);
+		if (opts[OPT_APPID - OPT_APPID] != NULL) {
+			if (first >= argc)
+				wxpush_usage("missing PATH");
+			if (argc - first > 1)
+				wxpush_usage("unexpected argument %s",
+				    argv[first + 1]);
+			return (wxpush_cmd_api(opts, argv[first]));
+		}
+		if (opts[OPT_METHOD - OPT_APPID] != NULL ||
+		    opts[OPT_QUERY - OPT_APPID] != NULL ||
+		    opts[OPT_BODY - OPT_APPID] != NULL)
+			wxpush_usage("--method, --query and --body need --appid");
 		if (first >= argc)
 			wxpush_usage("missing METHOD");
 		if (argc - first > 2)

@@ -39,6 +39,7 @@
 #define CONFIG_FILE_MAX		(4 * 1024 * 1024)	/* bytes in the file */
 #define CONFIG_SECRET_MAX	256	/* bytes in an AppSecret */
 #define CONFIG_ALLOW_MAX	4096	/* rules in one allow list */
+#define CONFIG_APIS_MAX		256	/* paths in one apis list */
 #define CONFIG_TOKEN_MIN	3	/* WeChat's rule for the token */
 #define CONFIG_TOKEN_MAX	32
 #define CONFIG_HOST_MAX		253
@@ -79,6 +80,10 @@ static const struct config_int config_ints[] = {
 	CONFIG_INT(http_request_timeout, 10, 1, 600),
 	{ "max_request", 65536, 1024, 16777216,
 	    offsetof(struct config, max_request), 1 },
+	{ "call_max_body", 65536, 2, 1048576,
+	    offsetof(struct config, call_max_body), 1 },
+	{ "call_max_answer", 65536, 1024, 1048576,
+	    offsetof(struct config, call_max_answer), 1 },
 };
 #undef CONFIG_INT
 
@@ -673,6 +678,19 @@ config_section(cfg_t *cfg)
 	return (s);
 }
 
+/* Free an apis list. */
+static void
+config_apis_free(struct apis *apis)
+{
+	size_t	i;
+
+	for (i = 0; i < apis->n; i++)
+		free(apis->paths[i]);
+	free(apis->paths);
+	apis->paths = NULL;
+	apis->n = 0;
+}
+
 /* Free one account. */
 static void
 config_account_free(struct account_conf *acc)
@@ -681,6 +699,7 @@ config_account_free(struct account_conf *acc)
 	freezero_str(acc->secret);
 	free(acc->secret_file);
 	acl_free(&acc->allow);
+	config_apis_free(&acc->apis);
 	free(acc);
 }
 
@@ -693,6 +712,7 @@ config_component_free(struct component_conf *comp)
 	free(comp->secret_file);
 	freezero_str(comp->token);
 	acl_free(&comp->allow);
+	config_apis_free(&comp->apis);
 	freezero(comp, sizeof *comp);
 }
 
@@ -1199,6 +1219,52 @@ config_cb_allow(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	return (0);
 }
 
+/*
+ * apis: one path of the list call may use (exact, or a prefix ending in '*');
+ * a path whose answer is a credential is refused whatever the list says.
+ */
+static int
+config_cb_apis(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	struct config_section	*s;
+	struct apis		*apis;
+	const char		*why;
+	size_t			 len;
+
+	*(const char **)result = value;
+	if (value == NULL)
+		return (0);
+	s = config_section(cfg);
+	apis = s->acc != NULL ? &s->acc->apis : &s->comp->apis;
+	/* libconfuse has already counted this value. */
+	if (opt->nvalues <= 1)
+		config_apis_free(apis);
+	len = strlen(value);
+	if (!wxapi_path_check(value, len, 1, &why)) {
+		if (config_printable(value, WXAPI_PATH_MAX))
+			config_error(cfg, "apis: \"" CONFIG_ECHO "\": %s",
+			    config_echo(value), why);
+		else
+			config_error(cfg, "apis: %s", why);
+		return (0);
+	}
+	if (wxapi_path_secret(value, len)) {
+		config_error(cfg, "apis: \"%s\" %s credentials (tokens, "
+		    "tickets, codes) and can never be allowed", value,
+		    value[len - 1] == '*' ? "covers a path that returns" :
+		    "returns");
+		return (0);
+	}
+	if (apis->n >= CONFIG_APIS_MAX) {
+		config_error(cfg, "apis: more than %d paths", CONFIG_APIS_MAX);
+		return (0);
+	}
+	apis->paths = xreallocarray(apis->paths, apis->n + 1,
+	    sizeof *apis->paths);
+	apis->paths[apis->n++] = xstrdup(value);
+	return (0);
+}
+
 /* token: the component's message-check token, 3 to 32 letters or digits. */
 static int
 config_cb_token(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
@@ -1502,6 +1568,7 @@ config_load(const char *path, int *nerrors)
 		CFG_STR_CB("token_api", NULL, CFGF_NODEFAULT,
 		    config_cb_token_api),
 		CFG_STR_LIST_CB("allow", NULL, CFGF_NODEFAULT, config_cb_allow),
+		CFG_STR_LIST_CB("apis", NULL, CFGF_NODEFAULT, config_cb_apis),
 		CFG_END()
 	};
 	cfg_opt_t	 component_opts[] = {
@@ -1513,6 +1580,7 @@ config_load(const char *path, int *nerrors)
 		CFG_STR_CB("previous_aes_key", NULL, CFGF_NODEFAULT,
 		    config_cb_aes_key),
 		CFG_STR_LIST_CB("allow", NULL, CFGF_NODEFAULT, config_cb_allow),
+		CFG_STR_LIST_CB("apis", NULL, CFGF_NODEFAULT, config_cb_apis),
 		CFG_END()
 	};
 	cfg_opt_t	 opts[] = {
@@ -1539,6 +1607,9 @@ config_load(const char *path, int *nerrors)
 		CFG_INT_CB("http_request_timeout", 0, CFGF_NODEFAULT,
 		    config_cb_int),
 		CFG_INT_CB("max_request", 0, CFGF_NODEFAULT, config_cb_int),
+		CFG_INT_CB("call_max_body", 0, CFGF_NODEFAULT, config_cb_int),
+		CFG_INT_CB("call_max_answer", 0, CFGF_NODEFAULT,
+		    config_cb_int),
 		CFG_STR_CB("log_level", NULL, CFGF_NODEFAULT,
 		    config_cb_log_level),
 		CFG_STR_CB("callback_listen", NULL, CFGF_NODEFAULT,
@@ -1707,6 +1778,28 @@ config_find_component(struct config *conf, const char *appid)
 	TAILQ_FOREACH(comp, &conf->components, entry) {
 		if (strcmp(comp->appid, appid) == 0)
 			return (comp);
+	}
+	return (NULL);
+}
+
+/*
+ * The entry of apis that allows path[0..len) (exact, or a prefix pattern), or
+ * NULL: the entry names the path in metrics, so their number stays bounded.
+ */
+const char *
+config_apis_match(const struct apis *apis, const char *path, size_t len)
+{
+	const char	*p;
+	size_t		 i, n;
+
+	for (i = 0; i < apis->n; i++) {
+		p = apis->paths[i];
+		n = strlen(p);
+		if (p[n - 1] == '*') {
+			if (len >= n - 1 && memcmp(path, p, n - 1) == 0)
+				return (p);
+		} else if (len == n && memcmp(path, p, n) == 0)
+			return (p);
 	}
 	return (NULL);
 }

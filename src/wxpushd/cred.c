@@ -115,6 +115,8 @@ cred_kind_name(enum cred_kind k)
 		return ("component");
 	case CRED_AUTHORIZER:
 		return ("authorizer");
+	case CRED_JSAPI:
+		return ("jsapi_ticket");
 	}
 	return ("unknown");
 }

@@ -22,6 +22,8 @@ static const struct method methods[] = {
 	{ "component_event", method_component_event },
 	{ "authorize", method_component_authorize },
 	{ "preauth", method_component_preauth },
+	{ "call", method_call },
+	{ "jssdk_sign", jsapi_method_sign },
 };
 
 const struct method *
@@ -87,7 +89,10 @@ method_pack_cred(msgpack_packer *pk, const struct cred *c)
 	}
 }
 
-/* Whether c is shown for a status filter: the appid itself, or its component's. */
+/*
+ * Whether c is shown for a status filter: the appid itself, its component's,
+ * or (a jsapi_ticket) its account's.
+ */
 static int
 method_status_match(const struct cred *c, const char *appid)
 {
@@ -96,6 +101,8 @@ method_status_match(const struct cred *c, const char *appid)
 	if (appid == NULL)
 		return (1);
 	parent = authorizer_component_appid(c);
+	if (parent == NULL)
+		parent = jsapi_parent_appid(c);	/* APPID/jsapi with APPID */
 	return (strcmp(cred_appid(c), appid) == 0 ||
 	    (parent != NULL && strcmp(parent, appid) == 0));
 }
@@ -220,6 +227,30 @@ method_stats_cred(msgpack_packer *pk, const struct cred *c)
 	}
 }
 
+/* The call counters by apis entry: "calls": {path: {outcome: n, ...}}. */
+static void
+method_stats_calls(msgpack_packer *pk)
+{
+	const struct call_stat *cs;
+	size_t i, n;
+	int o;
+
+	for (n = 0; method_call_stat(n) != NULL; n++)
+		;
+	rpc_pack_str(pk, "calls");
+	msgpack_pack_map(pk, n);
+	for (i = 0; i < n; i++) {
+		cs = method_call_stat(i);
+		rpc_pack_str(pk, cs->path);
+		msgpack_pack_map(pk, SEND_NOUTCOMES + 2);
+		for (o = 0; o < SEND_NOUTCOMES; o++)
+			rpc_pack_kv_int(pk, send_outcome_name(o),
+			    (int64_t)cs->outcome[o]);
+		rpc_pack_kv_int(pk, "stripped", (int64_t)cs->stripped);
+		rpc_pack_kv_int(pk, "too_large", (int64_t)cs->too_large);
+	}
+}
+
 /*
  * Counters for monitoring; docs/protocol.md lists them. The same figures as
  * /metrics; the per-appid ones only for the appids the peer may use.
@@ -251,7 +282,7 @@ method_stats(struct request *req, const msgpack_object *params)
 	while (send_outcome_name(n) != NULL)
 		n++;
 	pk = rpc_reply_begin(req, 8 + n + 3 + WXAPI_NERRCODES +
-	    SEND_NBUCKETS + 2 + 1);
+	    SEND_NBUCKETS + 2 + 1 + 1);
 	rpc_pack_kv_int(pk, "uptime", (int64_t)(time(NULL) - wx_start_time));
 	rpc_pack_kv_int(pk, "clients", (int64_t)server_nclients());
 	rpc_pack_kv_int(pk, "credentials", ncreds);
@@ -279,6 +310,7 @@ method_stats(struct request *req, const msgpack_object *params)
 	}
 	rpc_pack_kv_int(pk, "send_duration_count", (int64_t)h->count);
 	rpc_pack_kv_int(pk, "send_duration_sum_us", (int64_t)h->sum_us);
+	method_stats_calls(pk);
 	rpc_pack_str(pk, "appids");
 	msgpack_pack_map(pk, nshown);
 	for (c = cred_first(); c != NULL; c = cred_next(c)) {

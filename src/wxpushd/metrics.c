@@ -481,6 +481,41 @@ metrics_write_authorizers(struct evbuffer *b)
 	}
 }
 
+/*
+ * The call counters, labelled by the apis entry that allowed the path (so
+ * by the configuration, never by what a caller sent).
+ */
+static void
+metrics_write_calls(struct evbuffer *b)
+{
+	const struct call_stat *cs;
+	size_t i;
+	int o;
+
+	metrics_family(b, "wxpushd_calls_total", "counter", "Answered call "
+	    "requests by apis entry and outcome.");
+	for (i = 0; (cs = method_call_stat(i)) != NULL; i++) {
+		for (o = 0; o < SEND_NOUTCOMES; o++) {
+			if (cs->outcome[o] == 0)
+				continue;
+			evbuffer_add_printf(b, "wxpushd_calls_total{path=\"");
+			metrics_label(b, cs->path);
+			evbuffer_add_printf(b, "\",outcome=\"%s\"} %llu\n",
+			    send_outcome_name(o),
+			    (unsigned long long)cs->outcome[o]);
+		}
+	}
+	metrics_family(b, "wxpushd_call_stripped_fields_total", "counter",
+	    "Credential fields taken out of call answers, by apis entry.");
+	for (i = 0; (cs = method_call_stat(i)) != NULL; i++) {
+		evbuffer_add_printf(b, "wxpushd_call_stripped_fields_total"
+		    "{path=\"");
+		metrics_label(b, cs->path);
+		evbuffer_add_printf(b, "\"} %llu\n",
+		    (unsigned long long)cs->stripped);
+	}
+}
+
 /* The whole exposition, into b. */
 static void
 metrics_write(struct evbuffer *b)
@@ -491,6 +526,7 @@ metrics_write(struct evbuffer *b)
 	metrics_write_gauges(b);
 	if (wx_conf->metrics_aggregate)
 		metrics_write_authorizers(b);
+	metrics_write_calls(b);
 }
 
 /*

@@ -39,6 +39,8 @@ struct send {
 	TAILQ_ENTRY(send)	 entry;
 	struct idem		*idem;		/* idempotency key entry, or NULL */
 	TAILQ_ENTRY(send)	 all;		/* every send not yet answered */
+	const struct send_job	*job;		/* a call (msg unused), or NULL */
+	void			*jobarg;
 };
 
 /* A credential's sends: those waiting for a token or a slot, and counters. */
@@ -225,6 +227,23 @@ send_count(struct send_lane *l, enum send_outcome o, long errcode,
 	send_hist.sum_us += us;
 }
 
+/* Count s's outcome: a job counts its own, a message in the send counters. */
+static void
+send_tally(struct send *s, enum send_outcome o, long errcode)
+{
+	if (s->job != NULL)
+		s->job->done(s->jobarg, o, errcode);
+	else
+		send_count(s->lane, o, errcode, &s->started);
+}
+
+/* The endpoint s goes to, for wxapi_classify. */
+static enum wxapi_ep
+send_endpoint(const struct send *s)
+{
+	return (s->job != NULL ? s->job->endpoint : s->msg.kind->endpoint);
+}
+
 static void
 send_free(struct send *s)
 {
@@ -242,6 +261,8 @@ send_free(struct send *s)
 		event_free(s->retry);
 	TAILQ_REMOVE(&send_all, s, all);
 	message_free(&s->msg);
+	if (s->job != NULL)
+		s->job->free(s->jobarg);
 	free(s);
 }
 
@@ -251,7 +272,7 @@ send_fail(struct send *s, enum send_outcome o, const struct rpc_error *e)
 {
 	struct send_lane *l = s->lane;
 
-	send_count(l, o, e->errcode, &s->started);
+	send_tally(s, o, e->errcode);
 	if (s->idem != NULL)
 		idem_finish_error(s->idem, e);
 	rpc_reply_error(s->req, e);
@@ -309,8 +330,9 @@ send_fail_wechat(struct send *s, long errcode, const char *errmsg,
 	const char *hint = wxapi_errcode_hint(errcode);
 	char msg[256];
 
-	snprintf(msg, sizeof msg, "WeChat refused the message (errcode %ld)%s%s",
-	    errcode, hint != NULL ? ": " : "", hint != NULL ? hint : "");
+	snprintf(msg, sizeof msg, "WeChat refused the %s (errcode %ld)%s%s",
+	    s->job != NULL ? "call" : "message", errcode,
+	    hint != NULL ? ": " : "", hint != NULL ? hint : "");
 	memset(&e, 0, sizeof e);
 	e.code = "wechat";
 	e.message = msg;
@@ -331,24 +353,28 @@ send_fail_wechat(struct send *s, long errcode, const char *errmsg,
  * other kind's that carries one) goes into the result as msgid.
  */
 static void
-send_succeed(struct send *s, const json_t *reply)
+send_succeed(struct send *s, const struct upstream_reply *r)
 {
 	struct send_lane *l = s->lane;
 	msgpack_packer *pk;
-	const json_t *id = json_object_get(reply, "msgid");
+	const json_t *id = json_object_get(r->json, "msgid");
 	int64_t msgid = json_is_integer(id) ? (int64_t)json_integer_value(id) :
 	    0;
 
-	send_count(l, SEND_OK, 0, &s->started);
+	send_tally(s, SEND_OK, 0);
 	if (s->idem != NULL)
 		idem_finish_ok(s->idem, s->attempts, msgid);
-	pk = rpc_reply_begin(s->req, 3 + (msgid != 0));
-	rpc_pack_kv_int(pk, "errcode", 0);
-	rpc_pack_kv_str(pk, "errmsg", "ok");
-	rpc_pack_kv_int(pk, "attempts", s->attempts);
-	if (msgid != 0)
-		rpc_pack_kv_int(pk, "msgid", msgid);
-	rpc_reply_end(s->req);
+	if (s->job != NULL)
+		s->job->answer(s->jobarg, s->req, r);
+	else {
+		pk = rpc_reply_begin(s->req, 3 + (msgid != 0));
+		rpc_pack_kv_int(pk, "errcode", 0);
+		rpc_pack_kv_str(pk, "errmsg", "ok");
+		rpc_pack_kv_int(pk, "attempts", s->attempts);
+		if (msgid != 0)
+			rpc_pack_kv_int(pk, "msgid", msgid);
+		rpc_reply_end(s->req);
+	}
 	send_free(s);
 	send_pump(l);
 	send_lane_check(l);
@@ -389,7 +415,7 @@ send_start(struct send *s)
 
 	if (send_left_ms(s) < SEND_MIN_LEFT_MS) {
 		/* Not send_fail: we may be inside send_pump's loop. */
-		send_count(l, SEND_UNAVAILABLE, 0, &s->started);
+		send_tally(s, SEND_UNAVAILABLE, 0);
 		memset(&e, 0, sizeof e);
 		e.code = "unavailable";
 		e.retryable = 1;
@@ -404,8 +430,12 @@ send_start(struct send *s)
 	s->attempts++;
 	s->gen = cred_gen(c);
 	l->inflight++;
-	s->call = wxapi_request(s->msg.kind->endpoint, cred_token(c), NULL,
-	    s->msg.json, s->msg.len, send_upstream_cb, s);
+	if (s->job != NULL)
+		s->call = s->job->start(s->jobarg, cred_token(c),
+		    send_upstream_cb, s);
+	else
+		s->call = wxapi_request(s->msg.kind->endpoint, cred_token(c),
+		    NULL, s->msg.json, s->msg.len, send_upstream_cb, s);
 }
 
 /*
@@ -620,10 +650,10 @@ send_upstream_cb(const struct upstream_reply *r, void *arg)
 		    "delivered");
 		return;
 	}
-	switch (wxapi_classify(s->msg.kind->endpoint, errcode, &retry_after)) {
+	switch (wxapi_classify(send_endpoint(s), errcode, &retry_after)) {
 	case WXAPI_OK:
 		cred_call_ok(l->cred);
-		send_succeed(s, r->json);
+		send_succeed(s, r);
 		return;
 	case WXAPI_TOKEN_REFUSED:
 		send_token_refused(s, errcode, errmsg);
@@ -711,25 +741,23 @@ send_abort(const char *why)
 	}
 }
 
-void
-send_method(struct request *req, const msgpack_object *params)
+/*
+ * Admit s (its appid in s->msg.appid) into its credential's lane: the
+ * checks every send and call share, then its deadline and a start or a
+ * place in the queue.
+ */
+static void
+send_admit(struct send *s)
 {
-	struct send *s;
+	struct request *req = s->req;
 	struct send_lane *l;
 	struct rpc_error e;
 	struct cred *c;
 
-	s = xcalloc(1, sizeof *s);
-	s->req = req;
-	if (message_parse(params, &s->msg, &e) == -1) {
-		send_count(NULL, SEND_INVALID, 0, NULL);
-		rpc_reply_error(req, &e);
-		free(s);
-		return;
-	}
 	TAILQ_INSERT_TAIL(&send_all, s, all);
 	c = cred_find(s->msg.appid);
-	if (c == NULL || cred_removed(c) || cred_kind(c) == CRED_COMPONENT) {
+	if (c == NULL || cred_removed(c) || cred_kind(c) == CRED_COMPONENT ||
+	    cred_kind(c) == CRED_JSAPI) {
 		memset(&e, 0, sizeof e);
 		e.code = "unknown_appid";
 		e.field = "appid";
@@ -750,7 +778,7 @@ send_method(struct request *req, const msgpack_object *params)
 		return;
 	}
 	/* A repeated idempotency_key: answered with the first outcome. */
-	if (idem_begin(req, &s->msg, &s->idem) != IDEM_NEW) {
+	if (s->job == NULL && idem_begin(req, &s->msg, &s->idem) != IDEM_NEW) {
 		send_free(s);
 		return;
 	}
@@ -773,4 +801,39 @@ send_method(struct request *req, const msgpack_object *params)
 	s->deadline = evtimer_new(wx_base, send_deadline_cb, s);
 	evtimer_add(s->deadline, send_timeout_tv);
 	send_submit(s);
+}
+
+void
+send_method(struct request *req, const msgpack_object *params)
+{
+	struct send *s;
+	struct rpc_error e;
+
+	s = xcalloc(1, sizeof *s);
+	s->req = req;
+	if (message_parse(params, &s->msg, &e) == -1) {
+		send_count(NULL, SEND_INVALID, 0, NULL);
+		rpc_reply_error(req, &e);
+		free(s);
+		return;
+	}
+	send_admit(s);
+}
+
+/*
+ * Send a job (a call) for appid through its lane, exactly as a message: the
+ * job's callbacks start each attempt, answer, count and free it.
+ */
+void
+send_job(struct request *req, const char *appid, const struct send_job *job,
+    void *arg)
+{
+	struct send *s;
+
+	s = xcalloc(1, sizeof *s);
+	s->req = req;
+	s->job = job;
+	s->jobarg = arg;
+	snprintf(s->msg.appid, sizeof s->msg.appid, "%s", appid);
+	send_admit(s);
 }

@@ -229,6 +229,7 @@ static const char *store_kind_names[] = {
 	[CRED_OFFICIAL] = "official",
 	[CRED_COMPONENT] = "component",
 	[CRED_AUTHORIZER] = "authorizer",
+	[CRED_JSAPI] = "jsapi_ticket",
 };
 
 static sqlite3		*store_db;

@@ -7,7 +7,9 @@
 #include "config.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <jansson.h>
 
@@ -42,6 +44,38 @@ static const struct wxapi_endpoint wxapi_endpoints[WXAPI_NENDPOINTS] = {
 	    "/cgi-bin/message/subscribe/send", "access_token", 0 },
 	[WXAPI_CUSTOM_SEND] = { "custom_send", "POST",
 	    "/cgi-bin/message/custom/send", "access_token", 0 },
+	[WXAPI_GETTICKET] = { "getticket", "GET", "/cgi-bin/ticket/getticket",
+	    "access_token", 0 },
+	/* call: any path the configuration allows, given per call. */
+	[WXAPI_CALL] = { "call", "POST", NULL, "access_token", 0 },
+};
+
+/*
+ * Paths whose answers are credentials: never called for a peer, whatever
+ * the configuration says. A row ending in '/' or '_' is a prefix.
+ */
+static const char *wxapi_secret_paths[] = {
+	"/cgi-bin/token",			/* access_token */
+	"/cgi-bin/stable_token",
+	"/cgi-bin/component/api_",		/* component and authorizer tokens,
+						   pre_auth_code, refresh tokens */
+	"/cgi-bin/ticket/",			/* jsapi_ticket, wx_card ticket */
+	"/sns/oauth2/",				/* web authorization tokens */
+	"/sns/jscode2session",			/* session_key */
+	"/sns/component/",			/* the same, for platforms */
+	"/cgi-bin/account/getaccountbasicinfo/token",
+};
+
+/* Answer fields that carry a credential, stripped from what call returns. */
+static const char *wxapi_secret_fields[] = {
+	"ticket", "token", "pre_auth_code", "session_key", "auth_code",
+	"authorization_code", "secret", "appsecret",
+};
+
+/* Query parameters the daemon sets: a caller may not. */
+static const char *wxapi_reserved_query[] = {
+	"access_token", "component_access_token", "authorizer_access_token",
+	"secret", "appsecret",
 };
 
 /* WeChat errcodes that get a label of their own in the send counters. */
@@ -94,20 +128,171 @@ wxapi_request(enum wxapi_ep ep, const char *token, const char *extra,
     const char *body, size_t len, upstream_cb cb, void *arg)
 {
 	const struct wxapi_endpoint *e = wxapi_endpoint(ep);
+
+	if (e->path == NULL)
+		fatalx("%s: endpoint %s has no fixed path", __func__, e->name);
+	return (wxapi_request_path(ep, e->method, e->path, token, extra, body,
+	    len, cb, arg));
+}
+
+/*
+ * Call path with method as endpoint ep does (its token parameter): the
+ * endpoint's own row for the fixed endpoints, any path for WXAPI_CALL.
+ */
+struct upstream_call *
+wxapi_request_path(enum wxapi_ep ep, const char *method, const char *path,
+    const char *token, const char *extra, const char *body, size_t len,
+    upstream_cb cb, void *arg)
+{
+	const struct wxapi_endpoint *e = wxapi_endpoint(ep);
 	struct upstream_call *call;
-	char query[sizeof "component_access_token=" + WX_TOKEN_MAX + 1024];
+	char *query;
 	int n;
 
 	if (e->token_param == NULL || token == NULL)
-		return (upstream_request(e->method, e->path, extra, body, len,
-		    cb, arg));
-	n = snprintf(query, sizeof query, "%s=%s%s%s", e->token_param, token,
+		return (upstream_request(method, path, extra, body, len, cb,
+		    arg));
+	n = xasprintf(&query, "%s=%s%s%s", e->token_param, token,
 	    extra != NULL ? "&" : "", extra != NULL ? extra : "");
-	if (n < 0 || (size_t)n >= sizeof query)
-		fatalx("%s: query too long", __func__);
-	call = upstream_request(e->method, e->path, query, body, len, cb, arg);
-	OPENSSL_cleanse(query, sizeof query);
+	call = upstream_request(method, path, query, body, len, cb, arg);
+	OPENSSL_cleanse(query, (size_t)n);
+	free(query);
 	return (call);
+}
+
+/*
+ * Whether path[0..len) is a path call may send to: '/' then segments of
+ * A-Z a-z 0-9 _ - . (no scheme, host, query, "..", "//" or non-ASCII), at
+ * most WXAPI_PATH_MAX bytes; with pattern, a final '*' makes it a prefix.
+ * 1, or 0 and *why.
+ */
+int
+wxapi_path_check(const char *path, size_t len, int pattern, const char **why)
+{
+	size_t i;
+	char ch;
+
+	if (len == 0 || len > WXAPI_PATH_MAX) {
+		*why = "a path is 1 to 256 bytes";
+		return (0);
+	}
+	if (path[0] != '/') {
+		*why = "a path starts with '/' (no scheme or host)";
+		return (0);
+	}
+	for (i = 0; i < len; i++) {
+		ch = path[i];
+		if (pattern && ch == '*' && i == len - 1)
+			break;
+		if (ch == '?' || ch == '#') {
+			*why = "a path has no query or fragment (use query)";
+			return (0);
+		}
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		    (ch >= '0' && ch <= '9') || ch == '_' || ch == '-' ||
+		    ch == '.' || ch == '/')) {
+			*why = pattern ? "a path is ASCII letters, digits and "
+			    "_ - . /, with '*' only at its end" : "a path is "
+			    "ASCII letters, digits and _ - . /";
+			return (0);
+		}
+		if (ch == '/' && i + 1 < len && path[i + 1] == '/') {
+			*why = "a path has no empty segment (\"//\")";
+			return (0);
+		}
+		if (ch == '.' && (i == 0 || path[i - 1] == '/') &&
+		    (i + 1 == len || path[i + 1] == '/' || (path[i + 1] == '.' &&
+		    (i + 2 == len || path[i + 2] == '/')))) {
+			*why = "a path has no \".\" or \"..\" segment";
+			return (0);
+		}
+	}
+	return (1);
+}
+
+/* Whether a[0..alen) and b[0..blen) are the same or one starts the other. */
+static int
+wxapi_prefix_overlap(const char *a, size_t alen, const char *b, size_t blen)
+{
+	size_t n = alen < blen ? alen : blen;
+
+	return (memcmp(a, b, n) == 0);
+}
+
+/*
+ * Whether path[0..len) is, or (a pattern ending in '*') covers, a path whose
+ * answer is a credential: such a path can never be allowed for call.
+ */
+int
+wxapi_path_secret(const char *path, size_t len)
+{
+	const char *row;
+	size_t i, rlen;
+	int prefix = len > 0 && path[len - 1] == '*';
+
+	if (prefix)
+		len--;
+	for (i = 0; i < sizeof wxapi_secret_paths /
+	    sizeof wxapi_secret_paths[0]; i++) {
+		row = wxapi_secret_paths[i];
+		rlen = strlen(row);
+		if (row[rlen - 1] == '/' || row[rlen - 1] == '_') {
+			/* A prefix row: any path under it, or a pattern over it. */
+			if (len >= rlen && memcmp(path, row, rlen) == 0)
+				return (1);
+			if (prefix && wxapi_prefix_overlap(path, len, row, rlen))
+				return (1);
+		} else {
+			/* An exact row: that path, a sub-path, or a pattern
+			 * that covers it. */
+			if (len >= rlen && memcmp(path, row, rlen) == 0 &&
+			    (len == rlen || path[rlen] == '/'))
+				return (1);
+			if (prefix && len <= rlen && memcmp(path, row, len) == 0)
+				return (1);
+		}
+	}
+	return (0);
+}
+
+/*
+ * Whether an answer's key[0..len) names a credential: any *access_token,
+ * *refresh_token or *_ticket, and the fields of wxapi_secret_fields.
+ */
+int
+wxapi_secret_field(const char *key, size_t len)
+{
+	static const char *suffixes[] = { "access_token", "refresh_token",
+	    "_ticket", "_token" };
+	size_t i, n;
+
+	for (i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
+		n = strlen(suffixes[i]);
+		if (len >= n && strncasecmp(key + len - n, suffixes[i], n) == 0)
+			return (1);
+	}
+	for (i = 0; i < sizeof wxapi_secret_fields /
+	    sizeof wxapi_secret_fields[0]; i++) {
+		n = strlen(wxapi_secret_fields[i]);
+		if (len == n && strncasecmp(key, wxapi_secret_fields[i], n) == 0)
+			return (1);
+	}
+	return (0);
+}
+
+/* Whether a query parameter name is one only the daemon may set. */
+int
+wxapi_query_reserved(const char *key, size_t len)
+{
+	size_t i, n;
+
+	for (i = 0; i < sizeof wxapi_reserved_query /
+	    sizeof wxapi_reserved_query[0]; i++) {
+		n = strlen(wxapi_reserved_query[i]);
+		if (len == n && strncasecmp(key, wxapi_reserved_query[i], n) == 0)
+			return (1);
+	}
+	return (0);
 }
 
 /* POST a JSON object (consumed) to ep with token; see wxapi_request. */

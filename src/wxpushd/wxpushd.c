@@ -129,6 +129,7 @@ wxpushd_sighup(evutil_socket_t sig, short events, void *arg)
 	send_init();
 	official_reconcile(conf);
 	component_reconcile(conf);
+	jsapi_reconcile();
 	callback_reload();
 	metrics_reload();
 	config_free(old);
@@ -318,6 +319,7 @@ main(int argc, char **argv)
 	/* Anything still unanswered (a second signal) is answered now. */
 	wx_stopping = 1;
 	send_abort("wxpushd is stopping");
+	jsapi_shutdown();
 	idem_shutdown();
 	server_close();
 	component_shutdown();
@@ -330,6 +332,7 @@ main(int argc, char **argv)
 	store_close();
 	rpc_shutdown();
 	ratelog_shutdown();
+	method_call_shutdown();
 	event_free(ev_term);
 	event_free(ev_int);
 	event_free(ev_hup);

@@ -28,7 +28,7 @@
 #define WX_APPID_MAX		64	/* appids are 18 characters; leave room */
 #define WX_TOKEN_MAX		512	/* WeChat: tokens are up to 512 characters */
 
-enum cred_kind { CRED_OFFICIAL, CRED_COMPONENT, CRED_AUTHORIZER };
+enum cred_kind { CRED_OFFICIAL, CRED_COMPONENT, CRED_AUTHORIZER, CRED_JSAPI };
 
 #ifndef TAILQ_FOREACH_SAFE
 #define TAILQ_FOREACH_SAFE(var, head, field, tvar)			\
@@ -76,12 +76,19 @@ void	 peer_free(struct peer *);
 /* config.c: the configuration file (libconfuse). */
 enum token_api { TOKEN_API_STABLE, TOKEN_API_CLASSIC };
 
+/* An apis list: the paths call may use; a final '*' makes a prefix. */
+struct apis {
+	size_t		 n;
+	char		**paths;
+};
+
 struct account_conf {
 	char			*appid;
 	char			*secret;	/* wiped on free */
 	char			*secret_file;	/* absolute */
 	enum token_api		 token_api;
 	struct acl		 allow;
+	struct apis		 apis;		/* call: allowed paths */
 	TAILQ_ENTRY(account_conf) entry;
 };
 TAILQ_HEAD(account_list, account_conf);
@@ -95,6 +102,7 @@ struct component_conf {
 	int			 has_previous_key;
 	unsigned char		 previous_aes_key[32];
 	struct acl		 allow;
+	struct apis		 apis;		/* call, for its authorizers */
 	TAILQ_ENTRY(component_conf) entry;
 };
 TAILQ_HEAD(component_list, component_conf);
@@ -118,6 +126,8 @@ struct config {
 	int		 http_max_connections;	/* per HTTP endpoint */
 	int		 http_request_timeout;	/* seconds for a whole request */
 	size_t		 max_request;
+	size_t		 call_max_body;		/* bytes in a call's body */
+	size_t		 call_max_answer;	/* bytes of a call's answer */
 	int		 log_level;
 	char		*callback_listen;
 	char		*metrics_listen;
@@ -134,6 +144,7 @@ struct config	*config_load(const char *, int *);
 void		 config_free(struct config *);
 struct account_conf	*config_find_account(struct config *, const char *);
 struct component_conf	*config_find_component(struct config *, const char *);
+const char	*config_apis_match(const struct apis *, const char *, size_t);
 
 /* server.c: the listening socket and client connections. */
 struct client {
@@ -230,7 +241,7 @@ enum wxapi_ep { WXAPI_TOKEN, WXAPI_STABLE_TOKEN, WXAPI_COMPONENT_TOKEN,
 	WXAPI_CREATE_PREAUTHCODE, WXAPI_GET_AUTHORIZER_LIST,
 	WXAPI_SUBSCRIBE_ONCE,
 	WXAPI_TEMPLATE_SEND, WXAPI_SUBSCRIBE_BIZSEND, WXAPI_SUBSCRIBE_SEND,
-	WXAPI_CUSTOM_SEND,
+	WXAPI_CUSTOM_SEND, WXAPI_GETTICKET, WXAPI_CALL,
 	WXAPI_NENDPOINTS };
 struct wxapi_endpoint {
 	const char	*name;		/* for logs and metrics */
@@ -262,6 +273,14 @@ struct upstream_call	*wxapi_request(enum wxapi_ep, const char *,
 	    const char *, const char *, size_t, upstream_cb, void *);
 struct upstream_call	*wxapi_post_json(enum wxapi_ep, const char *,
 	    struct json_t *, upstream_cb, void *);
+struct upstream_call	*wxapi_request_path(enum wxapi_ep, const char *,
+	    const char *, const char *, const char *, const char *, size_t,
+	    upstream_cb, void *);
+#define WXAPI_PATH_MAX		256	/* bytes in a path for call */
+int	 wxapi_path_check(const char *, size_t, int, const char **);
+int	 wxapi_path_secret(const char *, size_t);
+int	 wxapi_secret_field(const char *, size_t);
+int	 wxapi_query_reserved(const char *, size_t);
 enum wxapi_class	 wxapi_classify(enum wxapi_ep, long, int *);
 long	 wxapi_errcode(const struct upstream_reply *);
 void	 wxapi_errmsg(const struct json_t *, char *, size_t);
@@ -536,7 +555,25 @@ struct send_queue_state {
 	int		 inflight;
 	int64_t		 oldest;	/* seconds the oldest queued send waited */
 };
+/*
+ * A request other than a message that rides a send lane (method-call.c):
+ * the same token wait, compare-and-refresh, -1 backoff and deadline.
+ */
+struct send_job {
+	enum wxapi_ep	 endpoint;	/* for wxapi_classify */
+	/* Start one attempt with token: as wxapi_request. */
+	struct upstream_call *(*start)(void *, const char *, upstream_cb,
+			    void *);
+	/* WeChat answered errcode 0 (r): reply to req. */
+	void		(*answer)(void *, struct request *,
+			    const struct upstream_reply *);
+	/* The job ends with an outcome (errcode when SEND_WECHAT). */
+	void		(*done)(void *, enum send_outcome, long);
+	void		(*free)(void *);
+};
 void	 send_method(struct request *, const msgpack_object *);
+void	 send_job(struct request *, const char *, const struct send_job *,
+	    void *);
 void	 send_init(void);
 void	 send_abort(const char *);
 void	 send_stop_queued(const char *);
@@ -648,6 +685,26 @@ int	 callback_event_accept(struct component_conf *, const char *,
 int	 callback_start(void);
 void	 callback_reload(void);
 void	 callback_stop(void);
+
+/* method-call.c: call, any allowed WeChat API with the appid's token. */
+struct call_stat {
+	char		*path;		/* the apis entry, or "other" */
+	uint64_t	 outcome[SEND_NOUTCOMES];
+	uint64_t	 stripped;	/* credential fields taken out of answers */
+	uint64_t	 too_large;	/* answers over call_max_answer */
+};
+void	 method_call(struct request *, const msgpack_object *);
+const struct call_stat	*method_call_stat(size_t);
+void	 method_call_shutdown(void);
+
+/* jsapi.c: the JS-SDK's jsapi_ticket per appid (a token source), jssdk_sign. */
+#define JSAPI_KEY_SUFFIX	"/jsapi"	/* its credential's key: APPID/jsapi */
+void	 jsapi_method_sign(struct request *, const msgpack_object *);
+void	 jsapi_reconcile(void);
+void	 jsapi_shutdown(void);
+const char	*jsapi_parent_appid(const struct cred *);
+int	 jsapi_sign(const char *, const char *, const char *, time_t,
+	    char *);
 
 /* method.c: the dispatch table. */
 struct method {
