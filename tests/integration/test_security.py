@@ -25,7 +25,7 @@ t = Tap(timeout=170)
 
 NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 PY = sys.executable if sys.executable.startswith("/usr/") else "/usr/bin/python3"
-ENV = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.abspath(wxtest.__file__)),
+ENV = dict(os.environ, PYTHONPATH=wxtest.everyone_pythonpath(),
            PYTHONDONTWRITEBYTECODE="1")
 
 # Run by another user: a list of operations on numbered connections, one

@@ -106,6 +106,15 @@ def tmpdir():
     return d
 
 
+def everyone_pythonpath():
+    """A directory any user can import wxtest from, for code run as another user: the
+    source tree may be readable by its owner only (a checkout in root's 0700 home)."""
+    d = tmpdir()
+    shutil.copy(os.path.abspath(__file__), os.path.join(d, "wxtest.py"))
+    os.chmod(os.path.join(d, "wxtest.py"), 0o644)
+    return d
+
+
 def free_port():
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
