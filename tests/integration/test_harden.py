@@ -214,8 +214,12 @@ t.ok(trickled < 0.6 + 2 * whole, "trickled, it costs %.2f s of CPU, not seconds 
 # A frame of tiny objects past RPC_MAX_OBJECTS (max_request / 16 + 64) is closed
 # before msgpack-c decodes it: 1,100,000 nils in 1.1 MB.
 c = d4.client()
-c.send_raw(msgpack.packb([0, 8, "ping", [{"pad": [None] * 1100000}]]))
-t.ok(c.closed(10), "a frame of 1,100,000 nils is refused (closed) under max_request 16 MiB")
+try:
+    c.send_raw(msgpack.packb([0, 8, "ping", [{"pad": [None] * 1100000}]]))
+    refused = c.closed(10)
+except (BrokenPipeError, ConnectionResetError):
+    refused = True      # closed before the whole frame was even written
+t.ok(refused, "a frame of 1,100,000 nils is refused (closed) under max_request 16 MiB")
 err, res = d4.call("ping")
 t.ok(err is None, "the daemon still answers")
 d4.stop()

@@ -104,15 +104,19 @@ t.ok(err is not None and err["code"] == "wechat" and err["errcode"] == 43101 and
      err["retryable"] is False, "43101 is a final wechat error", err)
 t.eq(mock.calls(SUBSCRIBE) - before, 1, "43101 is not retried")
 
-# 45011: retryable with retry_after; 45009 final.
+# 45011: retryable with retry_after (the rest of the minute); 45009 retryable
+# once WeChat's quota day turns (midnight UTC+8).
 mock.fault(SUBSCRIBE, 1, errcode=45011)
 err, res = send()
 t.ok(err is not None and err["errcode"] == 45011 and err["retryable"] and
      1 <= err.get("retry_after", 0) <= 60, "45011 is retryable with retry_after", err)
 mock.fault(SUBSCRIBE, 1, errcode=45009)
 err, res = send()
-t.ok(err is not None and err["errcode"] == 45009 and not err["retryable"],
-     "45009 is final for today", err)
+until_tomorrow = 86400 - (int(time.time()) + 8 * 3600) % 86400
+t.ok(err is not None and err["errcode"] == 45009 and err["retryable"] and
+     abs(err.get("retry_after", 0) - until_tomorrow) <= 5,
+     "45009 is retryable after the quota day turns (retry_after %s, want about %d)" %
+     (err.get("retry_after") if err else None, until_tomorrow), err)
 
 # -1 storm: bounded retries, a defined answer within send_timeout.
 before = mock.calls(SUBSCRIBE)
