@@ -530,4 +530,3 @@ func (c *Client) Call(ctx context.Context, appid, path, method string, query map
 	var r map[string]interface{}
 	return r, c.Request(ctx, "call", p, &r, opts...)
 }
-

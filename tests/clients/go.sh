@@ -25,4 +25,4 @@ github.com/vmihailenco/tagparser/v2/internal/parser
 MOD
 export GOFLAGS=-mod=vendor GOPROXY=off GO111MODULE=on
 export GOCACHE="${GOCACHE:-$WX_BUILDDIR/clients-build/go-cache}"
-suite_run "go client: go vet, go test" sh -c 'go vet ./... && go test -count=1 -v ./...'
+suite_run "go client: gofmt, go vet, go test" sh -c 'test -z "$(gofmt -l *.go)" && go vet ./... && go test -count=1 -v ./...'
