@@ -6,9 +6,7 @@
 suite_need go
 GOCODE=/usr/share/gocode/src/github.com/vmihailenco
 suite_need_file "$GOCODE/msgpack/v5/go.mod" golang-github-vmihailenco-msgpack.v5-dev
-cd "$CLIENTS/go" || exit 1
-# vendor/ is build output (.gitignore): made afresh from the Debian package.
-rm -rf vendor
+suite_workdir go
 mkdir -p vendor/github.com/vmihailenco
 cp -r "$GOCODE/msgpack" "$GOCODE/tagparser" vendor/github.com/vmihailenco/
 find vendor -name '*_test.go' -delete
@@ -24,5 +22,5 @@ github.com/vmihailenco/tagparser/v2/internal
 github.com/vmihailenco/tagparser/v2/internal/parser
 MOD
 export GOFLAGS=-mod=vendor GOPROXY=off GO111MODULE=on
-export GOCACHE="${GOCACHE:-$WX_BUILDDIR/clients-build/go-cache}"
+export GOCACHE="${GOCACHE:-$WX_BUILDDIR/clients-build/go-cache}" GOPATH="$WX_BUILDDIR/clients-build/gopath"
 suite_run "go client: gofmt, go vet, go test" sh -c 'test -z "$(gofmt -l *.go)" && go vet ./... && go test -count=1 -v ./...'

@@ -4,5 +4,5 @@
 suite_need php phpunit
 php -r 'exit(extension_loaded("msgpack") && extension_loaded("pcntl") ? 0 : 1);' ||
     { echo "1..0 # SKIP php-msgpack is not installed"; exit 0; }
-cd "$CLIENTS/php" || exit 1
+suite_workdir php
 suite_run "php client: phpunit" phpunit --testdox

@@ -28,6 +28,14 @@ suite_need_file() {
 	fi
 }
 
+# Go to a fresh copy of clients/$1 under the build tree, so that the build
+# output (target/, vendor/, caches) never lands in the source tree.
+suite_workdir() {
+	work="$WX_BUILDDIR/clients-build/$1"
+	rm -rf "$work" && mkdir -p "$work" && cp -R "$CLIENTS/$1/." "$work/" && cd "$work" ||
+	    { echo "1..1"; echo "not ok 1 - cannot copy clients/$1 to $work"; exit 1; }
+}
+
 # Run the command (in the current directory); one TAP line for it.
 suite_run() {
 	desc=$1
@@ -36,7 +44,8 @@ suite_run() {
 	start=$(date +%s)
 	if "$@" >"$out" 2>&1; then res=ok; else res="not ok"; fi
 	echo "1..1"
-	sed 's/^/# /' "$out"
+	# As comments, without colour codes, each line ended (Maven's last is not).
+	sed 's/\x1b\[[0-9;]*m//g' "$out" | awk '{ print "# " $0 }'
 	rm -f "$out"
 	echo "$res 1 - $desc ($(($(date +%s) - start)) s)"
 }
