@@ -36,13 +36,15 @@ suite_workdir() {
 	    { echo "1..1"; echo "not ok 1 - cannot copy clients/$1 to $work"; exit 1; }
 }
 
-# Run the command (in the current directory); one TAP line for it.
+# Run the command (in the current directory) for at most SUITE_TIMEOUT
+# seconds; one TAP line for it.
+SUITE_TIMEOUT=${SUITE_TIMEOUT:-300}
 suite_run() {
 	desc=$1
 	shift
 	out=$(mktemp)
 	start=$(date +%s)
-	if "$@" >"$out" 2>&1; then res=ok; else res="not ok"; fi
+	if timeout -k 10 "$SUITE_TIMEOUT" "$@" >"$out" 2>&1; then res=ok; else res="not ok"; fi
 	echo "1..1"
 	# As comments, without colour codes, each line ended (Maven's last is not).
 	sed 's/\x1b\[[0-9;]*m//g' "$out" | awk '{ print "# " $0 }'

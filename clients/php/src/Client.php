@@ -190,7 +190,7 @@ final class Client
         }
         $written = false;
         try {
-            $this->write($frames);
+            $this->write($frames, $deadline);
             $written = true;
             $out = [];
             foreach ($ids as $i => $id) {
@@ -242,6 +242,7 @@ final class Client
         }
         stream_set_read_buffer($s, 0);
         stream_set_write_buffer($s, 0);
+        stream_set_blocking($s, false);
         $this->sock = $s;
         $this->unpacker = new \MessagePackUnpacker();
         $this->fed = 0;
@@ -257,15 +258,37 @@ final class Client
         }
     }
 
-    private function write(string $data): void
+    /**
+     * Write all of $data, reading answers meanwhile: with a long pipeline the
+     * daemon stops reading until its answers are taken.
+     */
+    private function write(string $data, float $deadline): void
     {
         while ($data !== '') {
             $n = @fwrite($this->sock, $data);
-            if ($n === false || $n === 0) {
+            if ($n === false) {
                 $this->close();
                 throw new WxpushException('connect', 'connection lost while writing', true);
             }
             $data = substr($data, $n);
+            if ($data === '' || $n > 0) {
+                continue;
+            }
+            $left = $deadline - microtime(true);
+            if ($left <= 0) {
+                $this->close();     // a part of a frame is out: the connection is unusable
+                throw new WxpushException('timeout', 'the daemon took no requests in time');
+            }
+            $r = [$this->sock];
+            $w = [$this->sock];
+            $e = null;
+            if (@stream_select($r, $w, $e, (int) $left, (int) (($left - (int) $left) * 1e6)) === false) {
+                $this->close();
+                throw new WxpushException('connect', 'connection lost while writing', true);
+            }
+            if ($r) {
+                $this->readSome(0.0);
+            }
         }
     }
 
@@ -274,12 +297,10 @@ final class Client
     {
         while (!isset($this->answers[$id])) {
             $left = $deadline - microtime(true);
-            if ($left <= 0 || !$this->readSome($left)) {
-                if (isset($this->answers[$id])) {
-                    break;
-                }
+            if ($left <= 0) {
                 throw new WxpushException('timeout', 'no answer in time; the request may still be carried out');
             }
+            $this->readSome($left);
         }
         $a = $this->answers[$id];
         unset($this->answers[$id]);
@@ -300,9 +321,12 @@ final class Client
             return false;
         }
         $data = @fread($this->sock, 65536);
-        if ($data === false || $data === '') {
+        if ($data === false || ($data === '' && feof($this->sock))) {
             $this->close();
             throw new WxpushException('connect', 'the daemon closed the connection', true);
+        }
+        if ($data === '') {
+            return false;
         }
         $this->fed += strlen($data);
         $this->unpacker->feed($data);

@@ -144,6 +144,15 @@ final class ClientTest extends TestCase
         $this->assertGreaterThan(0.9, microtime(true) - $t0);
     }
 
+    public function testLongPipeline(): void
+    {
+        // More than the daemon's 4096 requests in flight and than a socket
+        // buffer holds: writing must go on reading answers, or both sides wait.
+        $rs = $this->client()->pipeline(array_fill(0, 50000, ['ping', null]));
+        $this->assertCount(50000, $rs);
+        $this->assertSame([1], array_values(array_unique(array_column($rs, 'protocol'))));
+    }
+
     public function testIdempotencyKey(): void
     {
         $c = $this->client();

@@ -78,7 +78,8 @@ class _Connection:
             raise WxpushError("connect", "cannot connect to %s: %s" % (path, e.strerror),
                               retryable=True)
         self.on_notification = on_notification
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()        # pending, msgids, closed
+        self.wlock = threading.Lock()       # the socket's write side
         self.pending = {}
         self.msgids = itertools.count(1)
         self.closed = None          # the WxpushError that ended it
@@ -97,15 +98,19 @@ class _Connection:
                 msgid = next(self.msgids) & 0xFFFFFFFF
             frame[1] = msgid
             self.pending[msgid] = w
-            try:
+        # Written outside self.lock: the reader must be able to take answers
+        # while a large write waits for the daemon (which may be waiting for
+        # its answers to be read).
+        try:
+            with self.wlock:
                 self.sock.sendall(msgpack.packb(frame, use_bin_type=True))
-            except OSError as e:
-                del self.pending[msgid]
-                self._fail_locked(WxpushError("connect", "connection lost: %s" % e.strerror,
-                                              retryable=True))
-                # Nothing (or a part the daemon drops) was written: safe to repeat.
-                raise WxpushError("connect", "connection lost: %s" % e.strerror,
-                                  retryable=True)
+        except OSError as e:
+            err = WxpushError("connect", "connection lost: %s" % e.strerror, retryable=True)
+            with self.lock:
+                self.pending.pop(msgid, None)
+                self._fail_locked(err)
+            # Nothing (or a part the daemon drops) was written: safe to repeat.
+            raise err
         if not w.event.wait(timeout):
             with self.lock:
                 self.pending.pop(msgid, None)
