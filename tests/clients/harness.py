@@ -9,13 +9,24 @@ Commands: {"op": "stop"} (SIGTERM), {"op": "kill"} (SIGKILL), {"op": "start"},
 {"op": "restart"}, {"op": "fault", "path": P, "count": N, ...} (the mock's
 POST /mock/fault), {"op": "sends"} ({"n": sends the mock has recorded}).
 Every answer has "ok" (true, or false with "error").
+
+enqueue, delivery and call (issues #14 and #16) are being built in other
+branches. Until the daemon has them, "planned" points the clients' tests of
+them at a stand-in on a socket of its own that answers them as the issues'
+contract says (Fake below); once the daemon knows a method, its tests go to
+the daemon. "methods" says which the daemon has.
 """
 
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
+
+import msgpack
 
 import wxtest
 
@@ -46,6 +57,114 @@ def methods(daemon):
         c.close()
 
 
+# The send params the stand-in checks, and what enqueue adds to them.
+SEND_FIELDS = {"appid", "touser", "template_id", "scene", "title", "data", "url",
+               "miniprogram", "idempotency_key", "kind"}
+REQUIRED = ("appid", "touser", "template_id", "scene", "title", "data")
+
+
+class Fake:
+    """enqueue, delivery and call as issues #14 and #16 define them, for the
+    methods the daemon does not have yet: a stand-in for the clients' tests,
+    not a model of the outbox (every message is delivered at once)."""
+
+    def __init__(self, path):
+        self.path = path
+        self.lock = threading.Lock()
+        self.queue = {}
+        self.next_id = 1
+        self.srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.srv.bind(path)
+        self.srv.listen(64)
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            c, _ = self.srv.accept()
+            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+
+    def serve(self, c):
+        unpacker = msgpack.Unpacker(raw=False, max_buffer_size=1 << 20)
+        try:
+            while True:
+                data = c.recv(65536)
+                if not data:
+                    return
+                unpacker.feed(data)
+                for msg in unpacker:
+                    if not (isinstance(msg, list) and len(msg) == 4 and msg[0] == 0):
+                        return
+                    _, msgid, method, params = msg
+                    p = params[0] if params and isinstance(params[0], dict) else {}
+                    err, res, note = self.answer(method, p)
+                    c.sendall(msgpack.packb([1, msgid, err, res]))
+                    if note is not None:
+                        c.sendall(msgpack.packb([2, "delivery", [note]]))
+        except OSError:
+            return
+        finally:
+            c.close()
+
+    @staticmethod
+    def error(code, message, field=None):
+        e = {"code": code, "message": message, "retryable": False}
+        if field:
+            e["field"] = field
+        return e
+
+    def check(self, m, prefix=""):
+        """The first problem of one message, as an error map; None if none."""
+        if not isinstance(m, dict):
+            return self.error("invalid_request", "a message is a map", prefix.rstrip(".") or "params")
+        for k in m:
+            if k not in SEND_FIELDS | {"not_after", "watch"}:
+                return self.error("invalid_request", "unknown field", prefix + str(k))
+        for k in REQUIRED:
+            if k not in m:
+                return self.error("invalid_request", "missing", prefix + k)
+        t = m["title"]
+        if not isinstance(t, str) or not 1 <= len(t) <= 15:
+            return self.error("invalid_request", "title is 1..15 characters", prefix + "title")
+        return None
+
+    def queued(self, m):
+        now = int(time.time())
+        with self.lock:
+            i = self.next_id
+            self.next_id += 1
+            self.queue[i] = {"id": i, "state": "delivered", "attempts": 1,
+                             "created_at": now, "updated_at": now}
+            return i
+
+    def answer(self, method, p):
+        """(error, result, notification) for one request."""
+        if method == "enqueue":
+            if "messages" in p:
+                ms = p["messages"]
+                if not isinstance(ms, list) or not 1 <= len(ms) <= 1000:
+                    return self.error("invalid_request", "1..1000 messages", "messages"), None, None
+                for n, m in enumerate(ms):
+                    e = self.check(m, "messages.%d." % n)
+                    if e:
+                        return e, None, None
+                return None, {"ids": [self.queued(m) for m in ms]}, None
+            e = self.check(p)
+            if e:
+                return e, None, None
+            i = self.queued(p)
+            return None, {"id": i}, dict(self.queue[i]) if p.get("watch") else None
+        if method == "delivery":
+            d = self.queue.get(p.get("id"))
+            if d is None:
+                return self.error("invalid_request", "no such message", "id"), None, None
+            return None, dict(d), None
+        if method == "call":
+            if p.get("path") != CALL_PATH:
+                return self.error("forbidden", "path not allowed", "path"), None, None
+            return None, {"errcode": 0, "errmsg": "ok", "ip_list": ["127.0.0.1"]}, None
+        return self.error("unknown_method", "no such method"), None, None
+
+
 def main():
     # Our stdout is the command channel: keep the children's output off it.
     out = os.fdopen(os.dup(1), "w", buffering=1)
@@ -58,9 +177,21 @@ def main():
     daemon.account_extra = apis
     daemon.write_conf()
     daemon.start()
+    has = methods(daemon)
+    planned = {"enqueue": daemon.sock, "call": daemon.sock}
+    if not (has["enqueue"] and has["delivery"]) or not has["call"]:
+        fake = Fake(os.path.join(daemon.dir, "fake.sock"))
+        if not (has["enqueue"] and has["delivery"]):
+            planned["enqueue"] = fake.path
+            print("harness: enqueue and delivery go to the stand-in (the daemon has not "
+                  "got them)", file=sys.stderr)
+        if not has["call"]:
+            planned["call"] = fake.path
+            print("harness: call goes to the stand-in (the daemon has not got it)",
+                  file=sys.stderr)
     out.write(json.dumps({"ok": True, "socket": daemon.sock, "appid": wxtest.APPID,
-                          "mock": mock.base, "call_path": CALL_PATH if apis else None,
-                          "methods": methods(daemon)}) + "\n")
+                          "mock": mock.base, "call_path": CALL_PATH, "methods": has,
+                          "planned": planned}) + "\n")
     for line in sys.stdin:
         line = line.strip()
         if not line:

@@ -215,6 +215,21 @@ final class Client
         }
     }
 
+    /**
+     * Read what the daemon sends within $wait seconds without making a
+     * request: the notifications of watched deliveries go to onNotification.
+     */
+    public function poll(float $wait = 0.0): void
+    {
+        $deadline = microtime(true) + $wait;
+        if ($this->sock === null) {
+            return;
+        }
+        do {
+            $this->readSome(max(0.0, $deadline - microtime(true)));
+        } while ($this->sock !== null && microtime(true) < $deadline);
+    }
+
     private function keyed(array $message, ?string $key, ?int $retries): array
     {
         if ($key !== null) {
