@@ -323,6 +323,32 @@ func TestRestart(t *testing.T) {
 	}
 }
 
+func TestConnectionLostDuringSend(t *testing.T) {
+	// A send the daemon was carrying out when it died may have been
+	// delivered: repeatable only under an idempotency key.
+	for _, retryable := range []bool{false, true} {
+		c := client(wxpush.Options{})
+		var opts []wxpush.CallOption
+		if retryable {
+			opts = append(opts, wxpush.WithIdempotencyKey(fmt.Sprintf("go-lost-%d", time.Now().UnixNano())))
+		}
+		H.fault(t, 1, "delay_ms", 1500)
+		done := make(chan error, 1)
+		go func() {
+			_, err := c.Send(bg, message(nil), opts...)
+			done <- err
+		}()
+		time.Sleep(500 * time.Millisecond)
+		H.do(t, "kill", nil)
+		err := <-done
+		H.do(t, "start", nil)
+		c.Close()
+		if e := wantError(t, err, "connect"); e.Retryable != retryable {
+			t.Fatalf("retryable %v, want %v", e.Retryable, retryable)
+		}
+	}
+}
+
 // enqueue, delivery and call (issues #14, #16): against the daemon once it
 // has them, until then against the harness's stand-in of their contract.
 func planned(o wxpush.Options, method string) *wxpush.Client {

@@ -195,6 +195,22 @@ test('a daemon restart in the middle of use', async () => {
   r.close();
 });
 
+test('a connection lost during a send: repeatable only under an idempotency key', async () => {
+  for (const [key, retryable] of [[undefined, false], [`js-lost-${Date.now()}`, true]]) {
+    const c = new Client({ socket: H.info.socket });
+    await H.do('fault', { path: SUBSCRIBE, count: 1, delay_ms: 1500 });
+    const p = c.send(message(), { idempotencyKey: key }).then(() => null, (e) => e);
+    await sleep(500);
+    await H.do('kill');
+    const e = await p;
+    await H.do('start');
+    assert.ok(e instanceof WxpushError, String(e));
+    assert.equal(e.code, 'connect');
+    assert.equal(e.retryable, retryable);
+    c.close();
+  }
+});
+
 // enqueue, delivery and call (issues #14, #16): against the daemon once it has
 // them, until then against the harness's stand-in of their contract.
 test('enqueue and delivery', async () => {
@@ -218,7 +234,10 @@ test('enqueue with watch', async () => {
   const got = new Promise((r) => { note = r; });
   const c = new Client({ socket: H.info.planned.enqueue, onNotification: (m, p) => note([m, p]) });
   const id = await c.enqueue(message(), { watch: true });
-  const [m, p] = await Promise.race([got, sleep(20000).then(() => [null, null])]);
+  let timer;
+  const late = new Promise((r) => { timer = setTimeout(() => r([null, null]), 20000); });
+  const [m, p] = await Promise.race([got, late]);
+  clearTimeout(timer);
   assert.equal(m, 'delivery');
   assert.equal(p[0].id, id);
   c.close();

@@ -195,6 +195,30 @@ final class ClientTest extends TestCase
         }
     }
 
+    public function testConnectionLostDuringSend(): void
+    {
+        // A send the daemon was carrying out when it died may have been
+        // delivered: repeatable only under an idempotency key.
+        foreach ([[null, false], ['php-lost-' . hrtime(true), true]] as [$key, $retryable]) {
+            $c = $this->client();
+            $this->assertSame(1, $c->ping()['protocol']);
+            $this->fault(1, ['delay_ms' => 1500]);
+            $pid = pcntl_fork();
+            if ($pid === 0) {
+                usleep(500000);
+                $this->h->do('kill');
+                posix_kill(posix_getpid(), SIGKILL);
+            }
+            try {
+                $e = $this->expect('connect', fn () => $c->send($this->message(), $key));
+                $this->assertSame($retryable, $e->isRetryable());
+            } finally {
+                pcntl_waitpid($pid, $status);
+                $this->h->do('start');
+            }
+        }
+    }
+
     // enqueue, delivery and call (issues #14, #16): against the daemon once it
     // has them, until then against the harness's stand-in of their contract.
 

@@ -199,6 +199,26 @@ class ClientTest(unittest.TestCase):
         c.close()
         self.assertEqual(out and out[0]["errcode"], 0)
 
+    def test_connection_lost_during_send(self):
+        # A send the daemon was carrying out when it died may have been
+        # delivered: repeatable only under an idempotency key.
+        for key, retryable in ((None, False), ("py-lost-%d" % time.time_ns(), True)):
+            H.do("fault", path=SUBSCRIBE, count=1, delay_ms=1500)
+            errs = []
+
+            def send():
+                try:
+                    self.c.send(message(), idempotency_key=key)
+                except wxpush.WxpushError as e:
+                    errs.append(e)
+            t = threading.Thread(target=send)
+            t.start()
+            time.sleep(0.5)
+            H.do("kill")
+            t.join(10)
+            H.do("start")
+            self.assertEqual([(e.code, e.retryable) for e in errs], [("connect", retryable)])
+
 
 class PlannedMethodsTest(unittest.TestCase):
     """enqueue, delivery and call (issues #14, #16): against the daemon once it

@@ -283,6 +283,32 @@ public class WxpushClientTest {
         }
     }
 
+    @Test
+    public void connectionLostDuringSend() throws Exception {
+        // A send the daemon was carrying out when it died may have been
+        // delivered: repeatable only under an idempotency key.
+        ExecutorService pool = Executors.newSingleThreadExecutor();
+        try {
+            for (boolean retryable : new boolean[] {false, true}) {
+                try (WxpushClient c = client().build()) {
+                    WxpushClient.Options o = WxpushClient.Options.create();
+                    if (retryable) {
+                        o.idempotencyKey("java-lost-" + System.nanoTime());
+                    }
+                    fault(1, "\"delay_ms\": 1500");
+                    Future<WxpushException> f = pool.submit(() -> expect("connect", () -> c.send(message(), o)));
+                    Thread.sleep(500);
+                    harness("{\"op\": \"kill\"}");
+                    WxpushException e = f.get(10, TimeUnit.SECONDS);
+                    harness("{\"op\": \"start\"}");
+                    assertEquals(retryable, e.isRetryable());
+                }
+            }
+        } finally {
+            pool.shutdownNow();
+        }
+    }
+
     // enqueue, delivery and call (issues #14, #16): against the daemon once it
     // has them, until then against the harness's stand-in of their contract.
 
