@@ -33,6 +33,7 @@ type harness struct {
 	Call    string            `json:"call_path"`
 	Has     map[string]bool   `json:"methods"`
 	Planned map[string]string `json:"planned"`
+	Fake    string            `json:"fake"`
 }
 
 var H *harness
@@ -333,6 +334,7 @@ func TestConnectionLostDuringSend(t *testing.T) {
 			opts = append(opts, wxpush.WithIdempotencyKey(fmt.Sprintf("go-lost-%d", time.Now().UnixNano())))
 		}
 		H.fault(t, 1, "delay_ms", 1500)
+		n := H.sends(t)
 		done := make(chan error, 1)
 		go func() {
 			_, err := c.Send(bg, message(nil), opts...)
@@ -345,6 +347,25 @@ func TestConnectionLostDuringSend(t *testing.T) {
 		c.Close()
 		if e := wantError(t, err, "connect"); e.Retryable != retryable {
 			t.Fatalf("retryable %v, want %v", e.Retryable, retryable)
+		}
+		// ... and it was: WeChat got it after the daemon died.
+		for end := time.Now().Add(10 * time.Second); H.sends(t) == n && time.Now().Before(end); {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if H.sends(t) != n+1 {
+			t.Fatal("WeChat did not get the send")
+		}
+	}
+}
+
+func TestProtocolErrors(t *testing.T) {
+	// What breaks the protocol ends the connection; the next request opens another.
+	c := wxpush.New(wxpush.Options{Socket: H.Fake})
+	defer c.Close()
+	for _, m := range []string{"test_garbage", "test_oversize", "test_malformed"} {
+		wantError(t, c.Request(bg, m, nil, nil), "protocol")
+		if r, err := c.Call(bg, H.Appid, H.Call, "GET", nil, nil); err != nil || r["errcode"] != int8(0) {
+			t.Fatalf("after %s: %v %v", m, r, err)
 		}
 	}
 }

@@ -14,7 +14,8 @@ enqueue, delivery and call (issues #14 and #16) are being built in other
 branches. Until the daemon has them, "planned" points the clients' tests of
 them at a stand-in on a socket of its own that answers them as the issues'
 contract says (Fake below); once the daemon knows a method, its tests go to
-the daemon. "methods" says which the daemon has.
+the daemon. "methods" says which the daemon has. The stand-in ("fake") also
+has methods that break the protocol (BROKEN), for the clients' limits.
 """
 
 import json
@@ -63,6 +64,16 @@ SEND_FIELDS = {"appid", "touser", "template_id", "scene", "title", "data", "url"
 REQUIRED = ("appid", "touser", "template_id", "scene", "title", "data")
 
 
+# Methods of the stand-in that break the protocol, for the clients' checks of
+# what they accept: bytes that are not MessagePack, an answer over the 16 MiB
+# the clients accept, and a response that is not one ([1, msgid] only).
+BROKEN = {
+    "test_garbage": lambda msgid: b"\xc1",
+    "test_oversize": lambda msgid: msgpack.packb([1, msgid, None, {"x": "x" * (17 << 20)}]),
+    "test_malformed": lambda msgid: msgpack.packb([1, msgid]),
+}
+
+
 class Fake:
     """enqueue, delivery and call as issues #14 and #16 define them, for the
     methods the daemon does not have yet: a stand-in for the clients' tests,
@@ -95,6 +106,9 @@ class Fake:
                     if not (isinstance(msg, list) and len(msg) == 4 and msg[0] == 0):
                         return
                     _, msgid, method, params = msg
+                    if method in BROKEN:
+                        c.sendall(BROKEN[method](msgid))
+                        continue
                     p = params[0] if params and isinstance(params[0], dict) else {}
                     err, res, note = self.answer(method, p)
                     c.sendall(msgpack.packb([1, msgid, err, res]))
@@ -179,19 +193,18 @@ def main():
     daemon.start()
     has = methods(daemon)
     planned = {"enqueue": daemon.sock, "call": daemon.sock}
-    if not (has["enqueue"] and has["delivery"]) or not has["call"]:
-        fake = Fake(os.path.join(daemon.dir, "fake.sock"))
-        if not (has["enqueue"] and has["delivery"]):
-            planned["enqueue"] = fake.path
-            print("harness: enqueue and delivery go to the stand-in (the daemon has not "
-                  "got them)", file=sys.stderr)
-        if not has["call"]:
-            planned["call"] = fake.path
-            print("harness: call goes to the stand-in (the daemon has not got it)",
-                  file=sys.stderr)
+    fake = Fake(os.path.join(daemon.dir, "fake.sock"))
+    if not (has["enqueue"] and has["delivery"]):
+        planned["enqueue"] = fake.path
+        print("harness: enqueue and delivery go to the stand-in (the daemon has not "
+              "got them)", file=sys.stderr)
+    if not has["call"]:
+        planned["call"] = fake.path
+        print("harness: call goes to the stand-in (the daemon has not got it)",
+              file=sys.stderr)
     out.write(json.dumps({"ok": True, "socket": daemon.sock, "appid": wxtest.APPID,
                           "mock": mock.base, "call_path": CALL_PATH, "methods": has,
-                          "planned": planned}) + "\n")
+                          "planned": planned, "fake": fake.path}) + "\n")
     for line in sys.stdin:
         line = line.strip()
         if not line:

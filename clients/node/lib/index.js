@@ -119,7 +119,8 @@ class Connection {
     this.sock.destroy();
     for (const [msgid, w] of this.pending) {
       this.forget(msgid, w);
-      w.reject(new WxpushError('connect', err.detail, {
+      // Written, then the connection died: only repeatable when harmless.
+      w.reject(err.code !== 'connect' ? err : new WxpushError('connect', err.detail, {
         retryable: err.retryable && (SAFE.has(w.method) || w.keyed) }));
     }
   }

@@ -199,6 +199,7 @@ test('a connection lost during a send: repeatable only under an idempotency key'
   for (const [key, retryable] of [[undefined, false], [`js-lost-${Date.now()}`, true]]) {
     const c = new Client({ socket: H.info.socket });
     await H.do('fault', { path: SUBSCRIBE, count: 1, delay_ms: 1500 });
+    const n = await H.sends();
     const p = c.send(message(), { idempotencyKey: key }).then(() => null, (e) => e);
     await sleep(500);
     await H.do('kill');
@@ -207,8 +208,20 @@ test('a connection lost during a send: repeatable only under an idempotency key'
     assert.ok(e instanceof WxpushError, String(e));
     assert.equal(e.code, 'connect');
     assert.equal(e.retryable, retryable);
+    // ... and it was: WeChat got it after the daemon died.
+    for (const end = Date.now() + 10000; (await H.sends()) === n && Date.now() < end;) await sleep(50);
+    assert.equal(await H.sends(), n + 1);
     c.close();
   }
+});
+
+test('what breaks the protocol ends the connection; the next request opens another', async () => {
+  const c = new Client({ socket: H.info.fake });
+  for (const method of ['test_garbage', 'test_oversize', 'test_malformed']) {
+    await rejects(c.request(method), (e) => assert.equal(e.code, 'protocol', method));
+    assert.equal((await c.call(H.info.appid, H.info.call_path)).errcode, 0);
+  }
+  c.close();
 });
 
 // enqueue, delivery and call (issues #14, #16): against the daemon once it has

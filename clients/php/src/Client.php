@@ -313,6 +313,13 @@ final class Client
         while (!isset($this->answers[$id])) {
             $left = $deadline - microtime(true);
             if ($left <= 0) {
+                if ($this->fed > 0) {
+                    // php-msgpack's stream unpacker reports bytes that are not
+                    // MessagePack as "not complete yet": a stalled message ends
+                    // the connection instead of blocking every later answer.
+                    $this->close();
+                    throw new WxpushException('protocol', 'the daemon sent an incomplete or invalid message');
+                }
                 throw new WxpushException('timeout', 'no answer in time; the request may still be carried out');
             }
             $this->readSome($left);

@@ -203,6 +203,7 @@ final class ClientTest extends TestCase
             $c = $this->client();
             $this->assertSame(1, $c->ping()['protocol']);
             $this->fault(1, ['delay_ms' => 1500]);
+            $n = $this->h->sends();
             $pid = pcntl_fork();
             if ($pid === 0) {
                 usleep(500000);
@@ -216,6 +217,22 @@ final class ClientTest extends TestCase
                 pcntl_waitpid($pid, $status);
                 $this->h->do('start');
             }
+            // ... and it was: WeChat got it after the daemon died.
+            for ($end = microtime(true) + 10; $this->h->sends() === $n && microtime(true) < $end;) {
+                usleep(50000);
+            }
+            $this->assertSame($n + 1, $this->h->sends());
+        }
+    }
+
+    public function testProtocolErrors(): void
+    {
+        // What breaks the protocol ends the connection; the next request opens another.
+        $c = new Client($this->h->info['fake'], 20.0);
+        foreach (['test_garbage', 'test_oversize', 'test_malformed'] as $m) {
+            // Not MessagePack is seen at the timeout (php-msgpack cannot tell it from "more to come").
+            $this->expect('protocol', fn () => $c->request($m, null, 1.0));
+            $this->assertSame(0, $c->call($this->h->info['appid'], $this->h->info['call_path'])['errcode']);
         }
     }
 

@@ -204,6 +204,7 @@ class ClientTest(unittest.TestCase):
         # delivered: repeatable only under an idempotency key.
         for key, retryable in ((None, False), ("py-lost-%d" % time.time_ns(), True)):
             H.do("fault", path=SUBSCRIBE, count=1, delay_ms=1500)
+            before = H.do("sends")["n"]
             errs = []
 
             def send():
@@ -218,6 +219,23 @@ class ClientTest(unittest.TestCase):
             t.join(10)
             H.do("start")
             self.assertEqual([(e.code, e.retryable) for e in errs], [("connect", retryable)])
+            # ... and it was: WeChat got it after the daemon died.
+            end = time.time() + 10
+            while H.do("sends")["n"] == before and time.time() < end:
+                time.sleep(0.05)
+            self.assertEqual(H.do("sends")["n"], before + 1)
+
+    def test_protocol_errors(self):
+        # What breaks the protocol ends the connection; the next request opens another.
+        c = wxpush.Client(H.info["fake"], timeout=20)
+        try:
+            for method in ("test_garbage", "test_oversize", "test_malformed"):
+                with self.assertRaises(wxpush.WxpushError) as cm:
+                    c.request(method)
+                self.assertEqual(cm.exception.code, "protocol", method)
+                self.assertEqual(c.call(H.appid, H.info["call_path"])["errcode"], 0)
+        finally:
+            c.close()
 
 
 class PlannedMethodsTest(unittest.TestCase):

@@ -296,16 +296,33 @@ public class WxpushClientTest {
                         o.idempotencyKey("java-lost-" + System.nanoTime());
                     }
                     fault(1, "\"delay_ms\": 1500");
+                    int n = sends();
                     Future<WxpushException> f = pool.submit(() -> expect("connect", () -> c.send(message(), o)));
                     Thread.sleep(500);
                     harness("{\"op\": \"kill\"}");
                     WxpushException e = f.get(10, TimeUnit.SECONDS);
                     harness("{\"op\": \"start\"}");
                     assertEquals(retryable, e.isRetryable());
+                    // ... and it was: WeChat got it after the daemon died.
+                    for (long end = System.nanoTime() + 10_000_000_000L; sends() == n && System.nanoTime() < end;) {
+                        Thread.sleep(50);
+                    }
+                    assertEquals(n + 1, sends());
                 }
             }
         } finally {
             pool.shutdownNow();
+        }
+    }
+
+    @Test
+    public void protocolErrors() throws Exception {
+        // What breaks the protocol ends the connection; the next request opens another.
+        try (WxpushClient c = WxpushClient.builder().socket(field(info, "fake")).build()) {
+            for (String m : new String[] {"test_garbage", "test_oversize", "test_malformed"}) {
+                expect("protocol", () -> c.request(m, null, WxpushClient.Options.create()));
+                assertEquals(0L, c.call(appid, field(info, "call_path"), "GET", null, null).get("errcode"));
+            }
         }
     }
 
