@@ -203,6 +203,7 @@ class ClientTest(unittest.TestCase):
         # A send the daemon was carrying out when it died may have been
         # delivered: repeatable only under an idempotency key.
         for key, retryable in ((None, False), ("py-lost-%d" % time.time_ns(), True)):
+            self.c.send(message())      # a token at hand: the next send goes out at once
             H.do("fault", path=SUBSCRIBE, count=1, delay_ms=1500)
             before = H.do("sends")["n"]
             errs = []
