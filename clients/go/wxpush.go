@@ -40,6 +40,8 @@ type Error struct {
 	Errcode    int    `msgpack:"errcode"`     // WeChat's errcode; 0 when WeChat did not answer
 	Errmsg     string `msgpack:"errmsg"`      // WeChat's errmsg
 	RetryAfter int    `msgpack:"retry_after"` // seconds to wait before retrying; 0 if not known
+
+	unsent bool // failed before the request reached the daemon
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
@@ -247,7 +249,7 @@ func (cn *conn) request(ctx context.Context, method string, params map[string]in
 	cn.mu.Lock()
 	if cn.closed != nil {
 		cn.mu.Unlock()
-		return nil, &Error{Code: "connect", Message: cn.closed.Message, Retryable: true}
+		return nil, &Error{Code: "connect", Message: cn.closed.Message, Retryable: true, unsent: true}
 	}
 	for {
 		cn.msgid++
@@ -269,7 +271,7 @@ func (cn *conn) request(ctx context.Context, method string, params map[string]in
 	if err != nil {
 		cn.forget(msgid)
 		cn.fail(&Error{Code: "connect", Message: "connection lost: " + err.Error(), Retryable: true})
-		return nil, &Error{Code: "connect", Message: "connection lost: " + err.Error(), Retryable: true}
+		return nil, &Error{Code: "connect", Message: "connection lost: " + err.Error(), Retryable: true, unsent: true}
 	}
 	select {
 	case r := <-ch:
@@ -359,8 +361,17 @@ func (c *Client) Request(ctx context.Context, method string, params map[string]i
 
 func (c *Client) request(ctx context.Context, method string, params map[string]interface{}, out interface{}, o callOpts) error {
 	delay := c.opts.Backoff
+	fresh := false
 	for attempt := 0; ; attempt++ {
 		raw, err := c.once(ctx, method, params, o.timeout)
+		var ue *Error
+		if errors.As(err, &ue) && ue.unsent && !fresh {
+			// The kept connection died while idle (a daemon restart): one
+			// more try on a new one, whatever the retries.
+			fresh = true
+			attempt--
+			continue
+		}
 		if err == nil {
 			if out == nil {
 				return nil

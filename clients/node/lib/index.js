@@ -129,7 +129,11 @@ class Connection {
   async request(method, params, timeout) {
     const cerr = await this.ready;
     if (cerr) { this.fail(cerr); throw cerr; }
-    if (this.closed) throw new WxpushError('connect', this.closed.detail, { retryable: true });
+    if (this.closed) {
+      const e = new WxpushError('connect', this.closed.detail, { retryable: true });
+      e.unsent = true;
+      throw e;
+    }
     do { this.msgid = (this.msgid + 1) >>> 0; } while (this.pending.has(this.msgid));
     const msgid = this.msgid;
     const frame = this.encoder.encode([0, msgid, method, params == null ? [] : [params]]);
@@ -179,10 +183,18 @@ class Client {
     const retries = opts.retries ?? this.retries;
     const timeout = opts.timeout ?? this.timeout;
     let delay = this.backoff;
+    let fresh = false;
     for (let attempt = 0; ; attempt++) {
       try {
         return await this.connection().request(method, params, timeout);
       } catch (e) {
+        if (e.unsent && !fresh) {
+          // The kept connection died while idle (a daemon restart): one more
+          // try on a new one, whatever the retries.
+          fresh = true;
+          attempt--;
+          continue;
+        }
         if (!(e instanceof WxpushError) || !e.retryable || attempt >= retries) throw e;
         if (e.retryAfter !== null && e.retryAfter > this.maxRetryAfter) throw e;
         const wait = e.retryAfter ? e.retryAfter * 1000 : delay / 2 + Math.random() * delay / 2;

@@ -57,6 +57,12 @@ class WxpushError(Exception):
                    ra if isinstance(ra, int) and not isinstance(ra, bool) else None)
 
 
+def _unsent(err):
+    """err, marked as raised before the request reached the daemon."""
+    err.unsent = True
+    return err
+
+
 class _Waiter:
     __slots__ = ("event", "error", "result")
 
@@ -92,7 +98,7 @@ class _Connection:
         frame = [0, 0, method, [params] if params is not None else []]
         with self.lock:
             if self.closed is not None:
-                raise WxpushError("connect", self.closed.message, retryable=True)
+                raise _unsent(WxpushError("connect", self.closed.message, retryable=True))
             msgid = next(self.msgids) & 0xFFFFFFFF
             while msgid in self.pending:
                 msgid = next(self.msgids) & 0xFFFFFFFF
@@ -110,7 +116,7 @@ class _Connection:
                 self.pending.pop(msgid, None)
                 self._fail_locked(err)
             # Nothing (or a part the daemon drops) was written: safe to repeat.
-            raise err
+            raise _unsent(err)
         if not w.event.wait(timeout):
             with self.lock:
                 self.pending.pop(msgid, None)
@@ -246,10 +252,16 @@ class Client:
         timeout = self.timeout if timeout is None else timeout
         delay = self.backoff
         attempt = 0
+        fresh = False
         while True:
             try:
                 return self._connection().request(method, params, timeout)
             except WxpushError as e:
+                if getattr(e, "unsent", False) and not fresh:
+                    # The kept connection died while idle (a daemon restart):
+                    # one more try on a new one, whatever retries says.
+                    fresh = True
+                    continue
                 if not e.retryable or attempt >= retries:
                     raise
                 if e.retry_after is not None and e.retry_after > self.max_retry_after:

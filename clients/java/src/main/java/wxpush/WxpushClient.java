@@ -227,10 +227,18 @@ public final class WxpushClient implements AutoCloseable {
         int tries = o.retries != null ? o.retries : retries;
         Duration limit = o.timeout != null ? o.timeout : timeout;
         long delay = backoff.toMillis();
+        boolean fresh = false;
         for (int attempt = 0;; attempt++) {
             try {
                 return connection().request(method, params, limit);
             } catch (WxpushException e) {
+                if (e.unsent && !fresh) {
+                    // The kept connection died while idle (a daemon restart):
+                    // one more try on a new one, whatever the retries.
+                    fresh = true;
+                    attempt--;
+                    continue;
+                }
                 if (!e.isRetryable() || attempt >= tries) {
                     throw e;
                 }
@@ -308,7 +316,9 @@ public final class WxpushClient implements AutoCloseable {
             byte[] frame;
             synchronized (writeLock) {
                 if (closed != null) {
-                    throw new WxpushException("connect", closed.getMessage(), true);
+                    WxpushException e = new WxpushException("connect", closed.getMessage(), true);
+                    e.unsent = true;
+                    throw e;
                 }
                 do {
                     msgid = (msgid + 1) & 0xFFFFFFFFL;
@@ -336,7 +346,9 @@ public final class WxpushClient implements AutoCloseable {
                     pending.remove(id);
                     WxpushException err = new WxpushException("connect", "connection lost: " + e.getMessage(), true);
                     fail(err);
-                    throw err;
+                    WxpushException unsent = new WxpushException("connect", "connection lost: " + e.getMessage(), true);
+                    unsent.unsent = true;
+                    throw unsent;
                 }
             }
             try {

@@ -17,6 +17,8 @@ public class WxpushException extends RuntimeException {
     private final Integer errcode;
     private final String errmsg;
     private final Integer retryAfter;
+    /** Raised before the request reached the daemon. */
+    transient boolean unsent;
 
     /** An error with every part given; null for the absent ones. */
     public WxpushException(String code, String message, boolean retryable, String field,
