@@ -373,6 +373,43 @@ func TestProtocolErrors(t *testing.T) {
 	}
 }
 
+func TestEnqueueParamsAndIdempotencyKeys(t *testing.T) {
+	// What Enqueue writes (the stand-in hands it back): not_after, watch, the
+	// caller's key, and a key of the client's own when it retries.
+	c := wxpush.New(wxpush.Options{Socket: H.Fake})
+	defer c.Close()
+	r := wxpush.New(wxpush.Options{Socket: H.Fake, Retries: 2})
+	defer r.Close()
+	last := func(cl *wxpush.Client) map[string]interface{} {
+		var out struct {
+			Params map[string]interface{} `msgpack:"params"`
+		}
+		if err := cl.Request(bg, "test_last", nil, &out); err != nil {
+			t.Fatal(err)
+		}
+		return out.Params
+	}
+	if _, err := c.Enqueue(bg, message(nil), wxpush.WithNotAfter(time.Unix(1900000000, 0)), wxpush.WithWatch(),
+		wxpush.WithIdempotencyKey("k-1")); err != nil {
+		t.Fatal(err)
+	}
+	p := last(c)
+	if fmt.Sprintf("%v %v %v %v", p["not_after"], p["watch"], p["idempotency_key"], p["title"]) != "1900000000 true k-1 订阅通知" {
+		t.Fatalf("params %v", p)
+	}
+	c.Enqueue(bg, message(nil))
+	if p := last(c); p["idempotency_key"] != nil || p["watch"] != nil {
+		t.Fatalf("params %v", p)
+	}
+	r.Enqueue(bg, message(nil))
+	k1, _ := last(r)["idempotency_key"].(string)
+	r.Enqueue(bg, message(nil))
+	k2, _ := last(r)["idempotency_key"].(string)
+	if len(k1) < 8 || k1[:7] != "wxpush-" || k1 == k2 {
+		t.Fatalf("keys %q %q", k1, k2)
+	}
+}
+
 // enqueue, delivery and call (issues #14, #16): against the daemon once it
 // has them, until then against the harness's stand-in of their contract.
 func planned(o wxpush.Options, method string) *wxpush.Client {

@@ -84,6 +84,7 @@ class Fake:
         self.lock = threading.Lock()
         self.queue = {}
         self.next_id = 1
+        self.last = None
         self.srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.srv.bind(path)
         self.srv.listen(64)
@@ -152,7 +153,11 @@ class Fake:
 
     def answer(self, method, p):
         """(error, result, notification) for one request."""
+        if method == "test_last":
+            # For the clients' tests: the params of the last enqueue, as received.
+            return None, {"params": self.last}, None
         if method == "enqueue":
+            self.last = p
             if "messages" in p:
                 ms = p["messages"]
                 if not isinstance(ms, list) or not 1 <= len(ms) <= 1000:

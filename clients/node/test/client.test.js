@@ -225,6 +225,26 @@ test('what breaks the protocol ends the connection; the next request opens anoth
   c.close();
 });
 
+test('enqueue params and idempotency keys', async () => {
+  // What enqueue writes (the stand-in hands it back): notAfter, watch, the
+  // caller's key, and a key of the client's own when it retries.
+  const c = new Client({ socket: H.info.fake });
+  const r = new Client({ socket: H.info.fake, retries: 2 });
+  await c.enqueue(message(), { notAfter: 1900000000, watch: true, idempotencyKey: 'k-1' });
+  let p = (await c.request('test_last')).params;
+  assert.deepEqual([p.not_after, p.watch, p.idempotency_key, p.title], [1900000000, true, 'k-1', '订阅通知']);
+  await c.enqueue(message());
+  p = (await c.request('test_last')).params;
+  assert.ok(!('idempotency_key' in p) && !('watch' in p));
+  await r.enqueue(message());
+  const k1 = (await r.request('test_last')).params.idempotency_key;
+  await r.enqueue(message());
+  const k2 = (await r.request('test_last')).params.idempotency_key;
+  assert.ok(k1.startsWith('wxpush-') && k1 !== k2, `${k1} ${k2}`);
+  c.close();
+  r.close();
+});
+
 // enqueue, delivery and call (issues #14, #16): against the daemon once it has
 // them, until then against the harness's stand-in of their contract.
 test('enqueue and delivery', async () => {

@@ -236,6 +236,28 @@ final class ClientTest extends TestCase
         }
     }
 
+    public function testEnqueueParamsAndIdempotencyKeys(): void
+    {
+        // What enqueue writes (the stand-in hands it back): notAfter, watch, the
+        // caller's key, and a key of the client's own when it retries.
+        $c = new Client($this->h->info['fake'], 20.0);
+        $r = new Client($this->h->info['fake'], 20.0, retries: 2);
+        $c->enqueue($this->message(), notAfter: 1900000000, watch: true, idempotencyKey: 'k-1');
+        $p = $c->request('test_last')['params'];
+        $this->assertSame([1900000000, true, 'k-1', '订阅通知'],
+            [$p['not_after'], $p['watch'], $p['idempotency_key'], $p['title']]);
+        $c->enqueue($this->message());
+        $p = $c->request('test_last')['params'];
+        $this->assertArrayNotHasKey('idempotency_key', $p);
+        $this->assertArrayNotHasKey('watch', $p);
+        $r->enqueue($this->message());
+        $k1 = $r->request('test_last')['params']['idempotency_key'];
+        $r->enqueue($this->message());
+        $k2 = $r->request('test_last')['params']['idempotency_key'];
+        $this->assertStringStartsWith('wxpush-', $k1);
+        $this->assertNotSame($k1, $k2);
+    }
+
     // enqueue, delivery and call (issues #14, #16): against the daemon once it
     // has them, until then against the harness's stand-in of their contract.
 

@@ -238,6 +238,29 @@ class ClientTest(unittest.TestCase):
         finally:
             c.close()
 
+    def test_enqueue_params_and_idempotency_keys(self):
+        # What enqueue writes (the stand-in hands it back): not_after, watch,
+        # the caller's key, and a key of the client's own when it retries.
+        c = wxpush.Client(H.info["fake"], timeout=20)
+        r = wxpush.Client(H.info["fake"], timeout=20, retries=2)
+        try:
+            c.enqueue(message(), not_after=1900000000, watch=True, idempotency_key="k-1")
+            p = c.request("test_last")["params"]
+            self.assertEqual((p["not_after"], p["watch"], p["idempotency_key"], p["title"]),
+                             (1900000000, True, "k-1", "订阅通知"))
+            c.enqueue(message())
+            p = c.request("test_last")["params"]
+            self.assertNotIn("idempotency_key", p)
+            self.assertNotIn("watch", p)
+            r.enqueue(message())
+            k1 = r.request("test_last")["params"]["idempotency_key"]
+            r.enqueue(message())
+            k2 = r.request("test_last")["params"]["idempotency_key"]
+            self.assertTrue(k1.startswith("wxpush-") and k1 != k2, (k1, k2))
+        finally:
+            c.close()
+            r.close()
+
 
 class PlannedMethodsTest(unittest.TestCase):
     """enqueue, delivery and call (issues #14, #16): against the daemon once it

@@ -327,6 +327,29 @@ public class WxpushClientTest {
         }
     }
 
+    @Test
+    public void enqueueParamsAndIdempotencyKeys() throws Exception {
+        // What enqueue writes (the stand-in hands it back): notAfter, watch, the
+        // caller's key, and a key of the client's own when it retries.
+        String fake = field(info, "fake");
+        try (WxpushClient c = WxpushClient.builder().socket(fake).build();
+                WxpushClient r = WxpushClient.builder().socket(fake).retries(2).build()) {
+            WxpushClient.Options none = WxpushClient.Options.create();
+            c.enqueue(message(), WxpushClient.Options.create().notAfter(1900000000L).watch().idempotencyKey("k-1"));
+            Map<?, ?> p = (Map<?, ?>) c.request("test_last", null, none).get("params");
+            assertEquals(List.of(1900000000L, true, "k-1", "订阅通知"),
+                    List.of(p.get("not_after"), p.get("watch"), p.get("idempotency_key"), p.get("title")));
+            c.enqueue(message(), none);
+            p = (Map<?, ?>) c.request("test_last", null, none).get("params");
+            assertFalse(p.containsKey("idempotency_key") || p.containsKey("watch"));
+            r.enqueue(message(), none);
+            String k1 = (String) ((Map<?, ?>) r.request("test_last", null, none).get("params")).get("idempotency_key");
+            r.enqueue(message(), none);
+            String k2 = (String) ((Map<?, ?>) r.request("test_last", null, none).get("params")).get("idempotency_key");
+            assertTrue(k1 + " " + k2, k1.startsWith("wxpush-") && !k1.equals(k2));
+        }
+    }
+
     // enqueue, delivery and call (issues #14, #16): against the daemon once it
     // has them, until then against the harness's stand-in of their contract.
 
