@@ -33,7 +33,7 @@ import wxtest
 
 # The `call` test's path: allowed in the account's `apis` list when the
 # daemon knows that setting (issue #16), left out while it does not.
-CALL_PATH = "/cgi-bin/getcallbackip"
+CALL_PATH = "/cgi-bin/get_api_domain_ip"
 PROBED = ("enqueue", "delivery", "call")
 
 
