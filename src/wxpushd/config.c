@@ -67,6 +67,9 @@ static const struct config_int config_ints[] = {
 	CONFIG_INT(max_clients_per_uid, 0, 1, 1000000), /* 0: max_clients */
 	CONFIG_INT(idle_timeout, 300, 0, 86400),
 	CONFIG_INT(drain_timeout, 10, 0, 600),
+	CONFIG_INT(outbox_ttl, 86400, 60, 2592000),
+	CONFIG_INT(outbox_limit, 1000000, 0, 100000000),
+	CONFIG_INT(outbox_keep, 604800, 0, 31536000),
 	{ "max_request", 65536, 1024, 16777216,
 	    offsetof(struct config, max_request), 1 },
 };
@@ -1357,6 +1360,9 @@ config_load(const char *path, int *nerrors)
 		    config_cb_int),
 		CFG_INT_CB("idle_timeout", 0, CFGF_NODEFAULT, config_cb_int),
 		CFG_INT_CB("drain_timeout", 0, CFGF_NODEFAULT, config_cb_int),
+		CFG_INT_CB("outbox_ttl", 0, CFGF_NODEFAULT, config_cb_int),
+		CFG_INT_CB("outbox_limit", 0, CFGF_NODEFAULT, config_cb_int),
+		CFG_INT_CB("outbox_keep", 0, CFGF_NODEFAULT, config_cb_int),
 		CFG_INT_CB("max_request", 0, CFGF_NODEFAULT, config_cb_int),
 		CFG_STR_CB("log_level", NULL, CFGF_NODEFAULT,
 		    config_cb_log_level),

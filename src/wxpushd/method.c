@@ -21,6 +21,9 @@ static const struct method methods[] = {
 	{ "component_event", method_component_event },
 	{ "authorize", method_component_authorize },
 	{ "preauth", method_component_preauth },
+	{ "enqueue", outbox_method_enqueue },
+	{ "delivery", outbox_method_delivery },
+	{ "outbox", outbox_method_outbox },
 };
 
 const struct method *
