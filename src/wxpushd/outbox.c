@@ -23,7 +23,7 @@
 #define OUTBOX_CLAIM_MAX	256	/* rows per claim */
 #define OUTBOX_MEM_MAX		8192	/* claimed messages in memory, all appids */
 #define OUTBOX_HASH		1024	/* appid buckets */
-#define OUTBOX_BACKOFF_MAX	300	/* seconds between retries, at most */
+#define OUTBOX_BACKOFF_MAX	30	/* seconds an appid waits after failures */
 #define OUTBOX_CRED_POLL	5	/* seconds: look at a blocked appid again */
 #define OUTBOX_EXPIRE_EVERY	5	/* seconds between expiry sweeps */
 #define OUTBOX_EXPIRE_CHUNK	1000
@@ -40,6 +40,7 @@ struct outbox_app {
 	int			 due;		/* on the due list */
 	time_t			 paused_until;	/* 45011, 45009 */
 	time_t			 blocked_until;	/* no usable credential */
+	int			 failing;	/* retryable failures in a row */
 	LIST_ENTRY(outbox_app)	 hash;
 	TAILQ_ENTRY(outbox_app)	 all;
 	TAILQ_ENTRY(outbox_app)	 dueq;
@@ -49,7 +50,8 @@ struct outbox_app {
 struct outbox_msg {
 	int64_t			 id;
 	struct outbox_app	*app;
-	struct message		 msg;
+	struct message		 msg;		/* send.c's once sent */
+	const struct kind	*kind;
 	uint32_t		 uid;
 	int			 watch;
 	int			 attempts;	/* before this claim */
@@ -255,17 +257,34 @@ outbox_requeue(struct outbox_msg *m, int attempts, time_t next_at)
 	outbox_msg_free(m);
 }
 
-/* Seconds before the next attempt after n attempts: 1, 2, 4 ... 300, jittered. */
-static time_t
-outbox_backoff(int n)
+/*
+ * A retryable failure (WeChat unreachable, -1, a timeout): the appid waits
+ * 1, 2, 4 ... 30 seconds (jittered), then sends one message as a probe until
+ * one goes through; m is due again at once, behind the wait. An outage thus
+ * costs one attempt per wait, not one per message.
+ */
+static void
+outbox_retry(struct outbox_msg *m, int attempts)
 {
+	struct outbox_app *a = m->app;
+	time_t now = clock_now();
 	long s = 1;
+	int n;
 
-	while (n-- > 1 && s < OUTBOX_BACKOFF_MAX)
+	if (a->paused_until > now) {
+		/* Others of the window failing alike: the same outage. */
+		outbox_requeue(m, attempts, now);
+		return;
+	}
+	n = a->failing++;
+	while (n-- > 0 && s < OUTBOX_BACKOFF_MAX)
 		s *= 2;
 	if (s > OUTBOX_BACKOFF_MAX)
 		s = OUTBOX_BACKOFF_MAX;
-	return ((time_t)(s + arc4random_uniform((uint32_t)s / 2 + 1)));
+	s += arc4random_uniform((uint32_t)s / 4 + 1);
+	if (a->paused_until < now + s)
+		a->paused_until = now + s;
+	outbox_requeue(m, attempts, now);
 }
 
 /* What send.c did with a claimed message: decide its next state. */
@@ -286,12 +305,15 @@ outbox_sent(void *arg, const struct send_result *r)
 		outbox_requeue(m, attempts, now);
 		return;
 	}
+	if (r->outcome == SEND_OK || (r->outcome == SEND_WECHAT &&
+	    !e->retryable))
+		a->failing = 0;		/* WeChat answers again */
 	switch (r->outcome) {
 	case SEND_OK:
 		outbox_final(m, OUTBOX_DELIVERED, attempts, NULL, 0, NULL);
 		return;
 	case SEND_WECHAT:
-		cls = wxapi_classify(m->msg.kind->endpoint, e->errcode,
+		cls = wxapi_classify(m->kind->endpoint, e->errcode,
 		    &retry_after);
 		if (cls == WXAPI_RATE_LIMITED || cls == WXAPI_QUOTA) {
 			/* The appid waits; the message loses no attempt. */
@@ -318,7 +340,7 @@ outbox_sent(void *arg, const struct send_result *r)
 			return;
 		}
 		if (e->retryable) {
-			outbox_requeue(m, attempts, now + outbox_backoff(attempts));
+			outbox_retry(m, attempts);
 			return;
 		}
 		outbox_final(m, OUTBOX_FAILED, attempts, "wechat", e->errcode,
@@ -334,11 +356,11 @@ outbox_sent(void *arg, const struct send_result *r)
 			outbox_requeue(m, attempts, now);
 			return;
 		}
-		outbox_requeue(m, attempts, now + outbox_backoff(attempts));
+		outbox_retry(m, attempts);
 		return;
 	default:
 		/* timeout (uncertain), internal, and the rest: again later. */
-		outbox_requeue(m, attempts, now + outbox_backoff(attempts));
+		outbox_retry(m, attempts);
 		return;
 	}
 }
@@ -364,7 +386,7 @@ outbox_start(struct outbox_app *a, struct outbox_claimed *c)
 	m->msg.json = c->body;
 	m->msg.len = c->len;
 	c->body = NULL;
-	m->msg.kind = message_kind_find(c->kind, strlen(c->kind));
+	m->msg.kind = m->kind = message_kind_find(c->kind, strlen(c->kind));
 	a->claimed++;
 	outbox_claimed++;
 	if (m->msg.kind == NULL) {
@@ -399,6 +421,7 @@ outbox_claim_done(struct outbox_op *op)
 
 	a->claiming = 0;
 	if (op->rc != 0) {
+		outbox_claimed -= op->limit;
 		log_warnx("outbox: %s: claiming messages: %s", a->appid,
 		    op->error);
 		free(op);
@@ -449,10 +472,14 @@ outbox_pump_cb(evutil_socket_t fd, short events, void *arg)
 		if (!outbox_app_ready(a, now))
 			continue;	/* the tick or an event puts it back */
 		limit = outbox_window() - a->claimed;
+		if (a->failing > 0)
+			limit = a->claimed == 0 ? 1 : 0;	/* one probe */
 		if (limit > OUTBOX_CLAIM_MAX)
 			limit = OUTBOX_CLAIM_MAX;
 		if (limit > OUTBOX_MEM_MAX - outbox_claimed)
 			limit = OUTBOX_MEM_MAX - outbox_claimed;
+		if (limit <= 0 && a->failing > 0)
+			continue;
 		if (limit <= 0) {
 			/* Memory is full: wait for a slot, keep the turn. */
 			a->due = 1;
