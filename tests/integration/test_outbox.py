@@ -64,6 +64,23 @@ t.ok(st["attempts"] == 1 and st["created_at"] <= st["updated_at"] and
      "errcode" not in st, "delivery shows attempts and times, no error", st)
 t.ok("one" in delivered_tags(), "WeChat got it")
 
+# The command line: send --queue prints the id, delivery shows the state.
+r = d.wxpush("send", "--queue", "--appid", APPID, "--touser", "oUSER_openid_0001",
+             "--template-id", "TEMPLATE_id_0001", "--scene", "7", "--title", "cli",
+             "--content", "cli")
+t.ok(r.returncode == 0 and r.stdout.strip().isdigit(), "wxpush send --queue prints the id",
+     (r.returncode, r.stdout, r.stderr))
+cli_id = r.stdout.strip()
+wait_state(int(cli_id or 0), "delivered")
+r = d.wxpush("delivery", cli_id)
+t.ok(r.returncode == 0 and r.stdout.startswith("delivered (attempts 1)"),
+     "wxpush delivery ID shows the state", (r.stdout, r.stderr))
+r = d.wxpush("outbox")
+t.ok(r.returncode == 0 and APPID in r.stdout and "DEPTH" in r.stdout,
+     "wxpush outbox lists the appids", (r.stdout, r.stderr))
+r = d.wxpush("send", "--appid", APPID, "--body", "-", "--watch", input="{}")
+t.eq(r.returncode, 2, "--watch without --queue is a usage error")
+
 # 2. A batch: ids in order; one bad message refuses the batch with nothing queued.
 err, res = d.call("enqueue", {"messages": [tagged("b1"), tagged("b2"), tagged("b3")]})
 t.ok(err is None and len(res["ids"]) == 3 and res["ids"] == sorted(res["ids"]),
