@@ -29,6 +29,17 @@
 #define OUTBOX_EXPIRE_CHUNK	1000
 #define OUTBOX_KEEP_EVERY	60	/* seconds between deletions of old rows */
 #define OUTBOX_NOT_AFTER_MAX	(366 * 86400)	/* not_after at most this far */
+#define OUTBOX_WATCH_HASH	4096
+#define OUTBOX_WATCH_MAX	100000	/* watched messages, all clients */
+
+/* A message whose final state its connection wants to hear of. */
+struct outbox_watch {
+	int64_t			 id;
+	uint64_t		 client;	/* struct client's id */
+	LIST_ENTRY(outbox_watch) entry;
+};
+static LIST_HEAD(, outbox_watch) outbox_watches[OUTBOX_WATCH_HASH];
+static size_t			 outbox_nwatches;
 
 /* An appid with messages on disk. */
 struct outbox_app {
@@ -177,6 +188,60 @@ outbox_window(void)
 	return (w < 16 ? 16 : w > 1024 ? 1024 : w);
 }
 
+/* Remember that the connection client watches message id. */
+static void
+outbox_watch_add(int64_t id, uint64_t client)
+{
+	struct outbox_watch *w;
+
+	w = xcalloc(1, sizeof *w);
+	w->id = id;
+	w->client = client;
+	LIST_INSERT_HEAD(&outbox_watches[(uint64_t)id % OUTBOX_WATCH_HASH], w,
+	    entry);
+	outbox_nwatches++;
+}
+
+/*
+ * Message id reached a final state: tell its watcher, if it has one and the
+ * connection is still open: [2, "delivery", [{id, state, attempts, ...}]].
+ */
+static void
+outbox_watch_fire(int64_t id, int state, int attempts, const char *code,
+    long errcode, const char *errmsg)
+{
+	struct outbox_watch *w;
+	struct client *c;
+	msgpack_packer *pk;
+	int err = code != NULL && state != OUTBOX_DELIVERED;
+
+	if (outbox_nwatches == 0)
+		return;
+	LIST_FOREACH(w, &outbox_watches[(uint64_t)id % OUTBOX_WATCH_HASH],
+	    entry) {
+		if (w->id == id)
+			break;
+	}
+	if (w == NULL)
+		return;
+	LIST_REMOVE(w, entry);
+	outbox_nwatches--;
+	if ((c = server_client_find(w->client)) != NULL) {
+		pk = rpc_notify_begin(c, "delivery", 1);
+		msgpack_pack_map(pk, 3 + (err ? 3 : 0));
+		rpc_pack_kv_int(pk, "id", id);
+		rpc_pack_kv_str(pk, "state", outbox_state_name(state));
+		rpc_pack_kv_int(pk, "attempts", attempts);
+		if (err) {
+			rpc_pack_kv_str(pk, "code", code);
+			rpc_pack_kv_int(pk, "errcode", errcode);
+			rpc_pack_kv_str(pk, "errmsg", errmsg != NULL ? errmsg :
+			    "");
+		}
+	}
+	free(w);
+}
+
 /* A set operation is done; a failed one (disk full) is tried again later. */
 static TAILQ_HEAD(, outbox_op)	outbox_retry_ops =
     TAILQ_HEAD_INITIALIZER(outbox_retry_ops);
@@ -238,6 +303,8 @@ outbox_final(struct outbox_msg *m, int state, int attempts, const char *code,
     long errcode, const char *errmsg)
 {
 	outbox_set(m, state, attempts, 0, code, errcode, errmsg);
+	if (m->watch)
+		outbox_watch_fire(m->id, state, attempts, code, errcode, errmsg);
 	if (m->app->depth > 0)
 		m->app->depth--;
 	if (outbox_total > 0)
@@ -517,6 +584,10 @@ outbox_expire_done(struct outbox_op *op)
 			a->depth--;
 		if (outbox_total > 0)
 			outbox_total--;
+		if (op->claimed[i].watch)
+			outbox_watch_fire(op->claimed[i].id, OUTBOX_EXPIRED,
+			    op->claimed[i].attempts, "expired", 0,
+			    "not_after passed");
 	}
 	if (op->nclaimed > 0)
 		log_info("outbox: %zu message%s expired (not_after passed)",
@@ -636,6 +707,8 @@ outbox_shutdown(void)
 {
 	struct outbox_app *a;
 	struct outbox_op *op;
+	struct outbox_watch *w;
+	size_t i;
 
 	if (!outbox_open)
 		return;
@@ -648,6 +721,13 @@ outbox_shutdown(void)
 		TAILQ_REMOVE(&outbox_apps, a, all);
 		free(a);
 	}
+	for (i = 0; i < OUTBOX_WATCH_HASH; i++) {
+		while ((w = LIST_FIRST(&outbox_watches[i])) != NULL) {
+			LIST_REMOVE(w, entry);
+			free(w);
+		}
+	}
+	outbox_nwatches = 0;
 	TAILQ_INIT(&outbox_dueq);
 	memset(outbox_hash, 0, sizeof outbox_hash);
 	if (outbox_pump_ev != NULL)
@@ -668,6 +748,13 @@ outbox_enqueue_done(struct outbox_op *op)
 	size_t i;
 
 	outbox_inserting -= (int64_t)q->n;
+	if (op->rc == 0 && q->req->client != NULL) {
+		for (i = 0; i < q->n; i++) {
+			if (q->items[i].watch)
+				outbox_watch_add(q->items[i].id,
+				    q->req->client->id);
+		}
+	}
 	if (op->rc != 0) {
 		log_warnx("outbox: queueing %zu message%s: %s", q->n,
 		    q->n == 1 ? "" : "s", op->error);
@@ -792,7 +879,7 @@ outbox_method_enqueue(struct request *req, const msgpack_object *params)
 	struct outbox_enqueue *q;
 	struct outbox_item *it;
 	char where[32];
-	size_t i, n;
+	size_t i, n, nwatch;
 
 	if (!outbox_open || wx_stopping) {
 		rpc_reply_errorx(req, "unavailable", 1, NULL,
@@ -833,6 +920,13 @@ outbox_method_enqueue(struct request *req, const msgpack_object *params)
 		it->body = q->msgs[i].json;
 		it->len = q->msgs[i].len;
 		it->uid = (uint32_t)req->client->peer.uid;
+	}
+	for (i = 0, nwatch = 0; i < n; i++)
+		nwatch += q->items[i].watch != 0;
+	if (outbox_nwatches + nwatch > OUTBOX_WATCH_MAX) {
+		rpc_reply_errorx(req, "busy", 1, "watch", "too many messages "
+		    "are watched now");
+		goto fail;
 	}
 	if (outbox_total + outbox_inserting + (int64_t)n >
 	    wx_conf->outbox_limit) {

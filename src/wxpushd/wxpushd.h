@@ -155,6 +155,7 @@ void	 server_client_request_done(struct client *);
 size_t	 server_nclients(void);
 const char	*server_socket_path(void);
 void	 server_drain(void (*)(void));
+struct client	*server_client_find(uint64_t);
 
 /* rpc.c: MessagePack-RPC framing, decoding and replies. */
 
@@ -197,6 +198,7 @@ void	 rpc_reply_end(struct request *);
 void	 rpc_reply_error(struct request *, const struct rpc_error *);
 void	 rpc_reply_errorx(struct request *, const char *, int, const char *,
 	    const char *, ...) __attribute__((format(printf, 5, 6)));
+msgpack_packer	*rpc_notify_begin(struct client *, const char *, size_t);
 void	 rpc_pack_str(msgpack_packer *, const char *);
 void	 rpc_pack_kv_str(msgpack_packer *, const char *, const char *);
 void	 rpc_pack_kv_int(msgpack_packer *, const char *, int64_t);

@@ -12,7 +12,9 @@ import subprocess
 import sys
 import time
 
-from wxtest import (APPID, SECRET, SUBSCRIBE, Daemon, Mock, Tap, message, tmpdir,
+import urllib.request
+
+from wxtest import (APPID, SECRET, SUBSCRIBE, Client, Daemon, Mock, Tap, free_port, message, tmpdir,
                     wait_for)
 
 t = Tap(timeout=200)
@@ -21,9 +23,11 @@ APPID2 = "wx00000000000000b2"
 SECRET2 = "another-secret-0123456789"
 BADAPP = "wx00000000000000c3"       # the mock refuses its secret: no token ever
 
+METRICS = free_port()
 mock = Mock(accounts={APPID: SECRET, APPID2: SECRET2, BADAPP: "the-right-secret-0000"})
 d = Daemon(mock=mock, accounts={APPID: SECRET, APPID2: SECRET2, BADAPP: "a-wrong-secret-00000"},
-           extra='max_inflight = 4\nsocket_mode = "0666"\noutbox_limit = 50\nmax_request = 1048576',
+           extra='max_inflight = 4\nsocket_mode = "0666"\noutbox_limit = 50\nmax_request = 1048576\n'
+                 'metrics_listen = "127.0.0.1:%d"' % METRICS,
            account_extra='allow = { "uid:%d" }' % NOBODY)
 db_path = os.path.join(d.state, "outbox.db")
 
@@ -80,6 +84,29 @@ t.ok(r.returncode == 0 and APPID in r.stdout and "DEPTH" in r.stdout,
      "wxpush outbox lists the appids", (r.stdout, r.stderr))
 r = d.wxpush("send", "--appid", APPID, "--body", "-", "--watch", input="{}")
 t.eq(r.returncode, 2, "--watch without --queue is a usage error")
+
+# watch: a notification on the same connection at the final state.
+c = Client(d.sock)
+mock.fault(SUBSCRIBE, 1, errcode=40003)
+err, res = c.call("enqueue", {"messages": [tagged("w1", watch=True), tagged("w2", watch=True),
+                                            tagged("w3")]})
+notes = []
+try:
+    while len(notes) < 2:
+        m = c.read_one(15)
+        if m is not None and m[0] == 2:
+            notes.append(m)
+except OSError:
+    pass
+c.close()
+byid = {m[2][0]["id"]: m[2][0] for m in notes if m[1] == "delivery"}
+w1, w2, w3 = res["ids"]
+states_seen = sorted(v["state"] for v in byid.values())
+failed_note = [v for v in byid.values() if v["state"] == "failed"]
+t.ok(set(byid) == {w1, w2} and states_seen == ["delivered", "failed"],
+     "watch: one notification per watched message, none for the other", notes)
+t.ok(failed_note and failed_note[0]["errcode"] == 40003 and failed_note[0]["code"] == "wechat",
+     "the failed one's notification carries WeChat's errcode", notes)
 
 # 2. A batch: ids in order; one bad message refuses the batch with nothing queued.
 err, res = d.call("enqueue", {"messages": [tagged("b1"), tagged("b2"), tagged("b3")]})
@@ -161,6 +188,16 @@ err, res = d.call("outbox")
 app = [a for a in res["appids"] if a["appid"] == BADAPP]
 t.ok(app and app[0]["depth"] == 45 and 0 < app[0]["oldest"] <= time.time(),
      "outbox shows the depth and the oldest message per appid", res)
+err, res = d.call("stats")
+t.ok(res["appids"][BADAPP]["outbox_depth"] == 45 and
+     res["appids"][BADAPP]["outbox_oldest_seconds"] >= 3,
+     "stats shows outbox_depth and outbox_oldest_seconds per appid", res["appids"][BADAPP])
+with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % METRICS, timeout=10) as r:
+    text = r.read().decode()
+t.ok('wxpushd_outbox_depth{appid="%s"} 45' % BADAPP in text and
+     'wxpushd_outbox_oldest_seconds{appid="%s"}' % BADAPP in text,
+     "/metrics has wxpushd_outbox_depth and wxpushd_outbox_oldest_seconds by appid",
+     [line for line in text.splitlines() if "outbox" in line])
 t.ok(mock.token_calls() - tokens_before < 10, "no token-call storm for them",
      mock.token_calls() - tokens_before)
 # The operator fixes the secret and reloads: they go at once.
