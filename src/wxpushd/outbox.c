@@ -78,6 +78,7 @@ struct outbox_enqueue {
 	size_t			 n;
 	struct message		*msgs;
 	struct outbox_item	*items;
+	struct idem		*idem;		/* the single form's key, or NULL */
 	struct outbox_op	 op;
 };
 
@@ -738,6 +739,22 @@ outbox_shutdown(void)
 	outbox_open = 0;
 }
 
+/* Answer an enqueue busy (retryable), and its key's waiting repeats. */
+static void
+outbox_busy(struct outbox_enqueue *q, const char *field, const char *why)
+{
+	struct rpc_error e;
+
+	memset(&e, 0, sizeof e);
+	e.code = "busy";
+	e.retryable = 1;
+	e.field = field;
+	e.message = why;
+	if (q->idem != NULL)
+		idem_finish_error(q->idem, &e);	/* forgotten: not final */
+	rpc_reply_error(q->req, &e);
+}
+
 /* An enqueue's messages are on disk (or not): answer it. */
 static void
 outbox_enqueue_done(struct outbox_op *op)
@@ -758,9 +775,11 @@ outbox_enqueue_done(struct outbox_op *op)
 	if (op->rc != 0) {
 		log_warnx("outbox: queueing %zu message%s: %s", q->n,
 		    q->n == 1 ? "" : "s", op->error);
-		rpc_reply_errorx(q->req, "busy", 1, NULL, "the outbox cannot "
-		    "write to disk now; nothing was queued");
+		outbox_busy(q, NULL, "the outbox cannot write to disk now; "
+		    "nothing was queued");
 	} else {
+		if (q->idem != NULL)
+			idem_finish_queued(q->idem, q->items[0].id);
 		for (i = 0; i < q->n; i++) {
 			a = outbox_app_get(q->msgs[i].appid, 1);
 			a->depth++;
@@ -792,7 +811,8 @@ outbox_enqueue_done(struct outbox_op *op)
  */
 static int
 outbox_parse(struct request *req, const msgpack_object *params,
-    const char *where, struct message *msg, time_t *not_after, int *watch)
+    const char *where, int batch, struct message *msg, time_t *not_after,
+    int *watch)
 {
 	msgpack_object copy;
 	msgpack_object_kv kv[MESSAGE_KEYS_MAX + 2];
@@ -845,10 +865,10 @@ outbox_parse(struct request *req, const msgpack_object *params,
 		rpc_reply_error(req, &e);
 		return (-1);
 	}
-	if (msg->idempotency_key != NULL) {
+	if (msg->idempotency_key != NULL && batch) {
 		message_free(msg);
 		rpc_reply_errorx(req, "invalid_request", 0, "idempotency_key",
-		    "enqueue does not take an idempotency_key yet");
+		    "an idempotency_key needs the single form of enqueue");
 		return (-1);
 	}
 	c = cred_find(msg->appid);
@@ -911,8 +931,8 @@ outbox_method_enqueue(struct request *req, const msgpack_object *params)
 		else
 			snprintf(where, sizeof where, "params");
 		it = &q->items[i];
-		if (outbox_parse(req, one, where, &q->msgs[i], &it->not_after,
-		    &it->watch) != 0)
+		if (outbox_parse(req, one, where, list != NULL, &q->msgs[i],
+		    &it->not_after, &it->watch) != 0)
 			goto fail;
 		q->n = i + 1;
 		it->appid = q->msgs[i].appid;
@@ -921,17 +941,20 @@ outbox_method_enqueue(struct request *req, const msgpack_object *params)
 		it->len = q->msgs[i].len;
 		it->uid = (uint32_t)req->client->peer.uid;
 	}
+	/* A repeated idempotency_key: answered with the first {id}. */
+	if (q->msgs[0].idempotency_key != NULL &&
+	    idem_begin_salted(req, &q->msgs[0], "enqueue", &q->idem) !=
+	    IDEM_NEW)
+		goto fail;
 	for (i = 0, nwatch = 0; i < n; i++)
 		nwatch += q->items[i].watch != 0;
 	if (outbox_nwatches + nwatch > OUTBOX_WATCH_MAX) {
-		rpc_reply_errorx(req, "busy", 1, "watch", "too many messages "
-		    "are watched now");
+		outbox_busy(q, "watch", "too many messages are watched now");
 		goto fail;
 	}
 	if (outbox_total + outbox_inserting + (int64_t)n >
 	    wx_conf->outbox_limit) {
-		rpc_reply_errorx(req, "busy", 1, NULL, "the outbox is full "
-		    "(outbox_limit)");
+		outbox_busy(q, NULL, "the outbox is full (outbox_limit)");
 		goto fail;
 	}
 	outbox_inserting += (int64_t)n;

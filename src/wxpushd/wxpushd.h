@@ -753,7 +753,10 @@ void	 idem_shutdown(void);
 void	 idem_flush(void);
 enum idem_begin	 idem_begin(struct request *, const struct message *,
 	    struct idem **);
+enum idem_begin	 idem_begin_salted(struct request *, const struct message *,
+	    const char *, struct idem **);
 void	 idem_finish_ok(struct idem *, int);
+void	 idem_finish_queued(struct idem *, int64_t);
 void	 idem_finish_error(struct idem *, const struct rpc_error *);
 size_t	 idem_count(void);
 

@@ -134,6 +134,24 @@ t.ok(err is not None and err["code"] == "not_found", "an unknown id is not_found
 err, res = d.call("delivery", {"id": "1"})
 t.ok(err is not None and err["field"] == "id", "an id must be an integer", err)
 
+# Idempotency keys as send's: a repeat answers the first id and queues nothing.
+err, res = d.call("enqueue", tagged("idem", idempotency_key="order-7"))
+err2, res2 = d.call("enqueue", tagged("idem", idempotency_key="order-7"))
+t.ok(err is None and err2 is None and res2["id"] == res["id"],
+     "a repeated idempotency_key answers the first id", (res, res2))
+idem_id = res["id"]
+err, res = d.call("enqueue", tagged("other", idempotency_key="order-7"))
+t.ok(err is not None and err["field"] == "idempotency_key",
+     "the same key with another message is refused", err)
+err, res = d.call("send", tagged("idem", idempotency_key="order-7"))
+t.ok(err is not None and err["field"] == "idempotency_key",
+     "a key used by enqueue is not a send's key", err)
+err, res = d.call("enqueue", {"messages": [tagged("b", idempotency_key="k-1")]})
+t.ok(err is not None and err["field"] == "idempotency_key",
+     "a key in the batch form is refused", err)
+err, res = d.call("enqueue", tagged("after"))
+t.eq(res["id"], idem_id + 1, "the repeats queued nothing")
+
 # 3. delivery as another uid: forbidden; its own: allowed.
 if os.geteuid() == 0:
     code = r"""
@@ -256,6 +274,8 @@ mock.reset()
 # waits for the next quota day, restart or not.
 t.eq(d.stop(), 0, "SIGTERM exits 0")
 d.start()
+err, res = d.call("enqueue", tagged("idem", idempotency_key="order-7"))
+t.ok(err is None and res["id"] == idem_id, "an enqueue's key survives a restart", (err, res))
 t.ok(wait_for(lambda: all(state(i)["state"] == "delivered" for i in rl), 70, 0.2),
      "after a restart the rate-limited messages are delivered at retry_after",
      [state(i) for i in rl[:2]])
