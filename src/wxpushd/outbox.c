@@ -21,6 +21,7 @@
 
 #define OUTBOX_BATCH_MAX	1000	/* messages in one enqueue */
 #define OUTBOX_CLAIM_MAX	256	/* rows per claim */
+#define OUTBOX_CLAIMS		2	/* claims in flight per appid */
 #define OUTBOX_MEM_MAX		8192	/* claimed messages in memory, all appids */
 #define OUTBOX_HASH		1024	/* appid buckets */
 #define OUTBOX_BACKOFF_MAX	30	/* seconds an appid waits after failures */
@@ -46,7 +47,8 @@ struct outbox_app {
 	char			 appid[WX_APPID_MAX + 1];
 	int64_t			 depth;		/* queued or sending */
 	int			 claimed;	/* in memory now */
-	int			 claiming;	/* a claim is with the writer */
+	int			 claiming;	/* claims with the writer */
+	int			 reserved;	/* rows they may return */
 	int			 more;		/* due rows may be left */
 	int			 due;		/* on the due list */
 	time_t			 paused_until;	/* 45011, 45009 */
@@ -184,9 +186,9 @@ outbox_app_due(struct outbox_app *a)
 static int
 outbox_window(void)
 {
-	int w = wx_conf->max_inflight * 2;
+	int w = wx_conf->max_inflight * 8;
 
-	return (w < 16 ? 16 : w > 1024 ? 1024 : w);
+	return (w < 16 ? 16 : w > 2048 ? 2048 : w);
 }
 
 /* Remember that the connection client watches message id. */
@@ -487,7 +489,8 @@ outbox_claim_done(struct outbox_op *op)
 	struct outbox_app *a = op->arg;
 	size_t i;
 
-	a->claiming = 0;
+	a->claiming--;
+	a->reserved -= op->limit;
 	if (op->rc != 0) {
 		outbox_claimed -= op->limit;
 		log_warnx("outbox: %s: claiming messages: %s", a->appid,
@@ -512,9 +515,10 @@ outbox_claim_done(struct outbox_op *op)
 static int
 outbox_app_ready(struct outbox_app *a, time_t now)
 {
-	return (!a->claiming && a->more && a->depth > a->claimed &&
+	return (a->claiming < OUTBOX_CLAIMS && a->more &&
+	    a->depth > a->claimed + a->reserved &&
 	    now >= a->paused_until && now >= a->blocked_until &&
-	    a->claimed < outbox_window());
+	    a->claimed + a->reserved < outbox_window());
 }
 
 /* A scheduling round: every due app gets one claim, in turn. */
@@ -539,9 +543,12 @@ outbox_pump_cb(evutil_socket_t fd, short events, void *arg)
 		a->due = 0;
 		if (!outbox_app_ready(a, now))
 			continue;	/* the tick or an event puts it back */
-		limit = outbox_window() - a->claimed;
-		if (a->failing > 0)
-			limit = a->claimed == 0 ? 1 : 0;	/* one probe */
+		/* Two claims of half a window each overlap a commit. */
+		limit = outbox_window() - a->claimed - a->reserved;
+		if (limit > outbox_window() / OUTBOX_CLAIMS)
+			limit = outbox_window() / OUTBOX_CLAIMS;
+		if (a->failing > 0)	/* one probe */
+			limit = a->claimed + a->reserved == 0 ? 1 : 0;
 		if (limit > OUTBOX_CLAIM_MAX)
 			limit = OUTBOX_CLAIM_MAX;
 		if (limit > OUTBOX_MEM_MAX - outbox_claimed)
@@ -562,7 +569,8 @@ outbox_pump_cb(evutil_socket_t fd, short events, void *arg)
 		op->limit = limit;
 		op->done = outbox_claim_done;
 		op->arg = a;
-		a->claiming = 1;
+		a->claiming++;
+		a->reserved += limit;
 		outbox_claimed += limit;	/* reserved until it is done */
 		outbox_db_submit(op);
 	}
@@ -630,7 +638,7 @@ outbox_tick_cb(evutil_socket_t fd, short events, void *arg)
 		outbox_db_submit(op);
 	}
 	TAILQ_FOREACH(a, &outbox_apps, all) {
-		if (a->depth > a->claimed && !a->claiming)
+		if (a->depth > a->claimed && a->claiming == 0)
 			outbox_app_due(a);
 	}
 	if (!outbox_expiring && now - outbox_last_expire >= OUTBOX_EXPIRE_EVERY) {
