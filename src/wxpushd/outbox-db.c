@@ -28,6 +28,7 @@
 #define OUTBOX_DB_FILE		"outbox.db"
 #define OUTBOX_DB_BUSY_MS	1000	/* only an outside reader holds a lock */
 #define OUTBOX_DB_KEEP_CHUNK	5000	/* final rows deleted per transaction */
+#define OUTBOX_DB_BATCH_ROWS	1024	/* rows per transaction, claims apart */
 
 #define OUTBOX_DB_NITEMS(a)	(sizeof (a) / sizeof (a)[0])
 
@@ -127,6 +128,9 @@ static pthread_mutex_t	 outbox_db_mtx = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t	 outbox_db_cond = PTHREAD_COND_INITIALIZER;
 static TAILQ_HEAD(, outbox_op) outbox_db_todo =
     TAILQ_HEAD_INITIALIZER(outbox_db_todo);
+/* Claims go first: deliveries wait for them, and they are few. */
+static TAILQ_HEAD(, outbox_op) outbox_db_urgent =
+    TAILQ_HEAD_INITIALIZER(outbox_db_urgent);
 static TAILQ_HEAD(, outbox_op) outbox_db_done =
     TAILQ_HEAD_INITIALIZER(outbox_db_done);
 static int		 outbox_db_quit;
@@ -452,21 +456,35 @@ outbox_db_main(void *arg)
 {
 	TAILQ_HEAD(, outbox_op) batch;
 	struct outbox_op **ops = NULL, *op;
-	size_t n, cap = 0;
+	size_t n, cap = 0, rows;
 	int wake, rc;
 	char c = 0;
 
 	(void)arg;
 	for (;;) {
 		pthread_mutex_lock(&outbox_db_mtx);
-		while (TAILQ_EMPTY(&outbox_db_todo) && !outbox_db_quit)
+		while (TAILQ_EMPTY(&outbox_db_todo) &&
+		    TAILQ_EMPTY(&outbox_db_urgent) && !outbox_db_quit)
 			pthread_cond_wait(&outbox_db_cond, &outbox_db_mtx);
-		if (TAILQ_EMPTY(&outbox_db_todo) && outbox_db_quit) {
+		if (TAILQ_EMPTY(&outbox_db_todo) &&
+		    TAILQ_EMPTY(&outbox_db_urgent) && outbox_db_quit) {
 			pthread_mutex_unlock(&outbox_db_mtx);
 			break;
 		}
+		/*
+		 * Every claim, then the rest up to a bound on rows, so that a
+		 * claim never waits behind a huge transaction.
+		 */
 		TAILQ_INIT(&batch);
-		TAILQ_CONCAT(&batch, &outbox_db_todo, entry);
+		TAILQ_CONCAT(&batch, &outbox_db_urgent, entry);
+		rows = 0;
+		while ((op = TAILQ_FIRST(&outbox_db_todo)) != NULL &&
+		    (rows == 0 || rows + (op->type == OUTBOX_OP_INSERT ?
+		    op->n : 1) <= OUTBOX_DB_BATCH_ROWS)) {
+			TAILQ_REMOVE(&outbox_db_todo, op, entry);
+			TAILQ_INSERT_TAIL(&batch, op, entry);
+			rows += op->type == OUTBOX_OP_INSERT ? op->n : 1;
+		}
 		pthread_mutex_unlock(&outbox_db_mtx);
 
 		n = 0;
@@ -524,7 +542,10 @@ void
 outbox_db_submit(struct outbox_op *op)
 {
 	pthread_mutex_lock(&outbox_db_mtx);
-	TAILQ_INSERT_TAIL(&outbox_db_todo, op, entry);
+	if (op->type == OUTBOX_OP_CLAIM)
+		TAILQ_INSERT_TAIL(&outbox_db_urgent, op, entry);
+	else
+		TAILQ_INSERT_TAIL(&outbox_db_todo, op, entry);
 	pthread_cond_signal(&outbox_db_cond);
 	pthread_mutex_unlock(&outbox_db_mtx);
 }

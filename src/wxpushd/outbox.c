@@ -511,14 +511,25 @@ outbox_claim_done(struct outbox_op *op)
 		outbox_app_due(a);
 }
 
-/* Whether a may claim now. */
+/*
+ * Whether a may claim now: a claim slot is free and so is half the window
+ * (or room for all that is left), so that claims stay large: many small
+ * claims would each wait for a commit of their own.
+ */
 static int
 outbox_app_ready(struct outbox_app *a, time_t now)
 {
-	return (a->claiming < OUTBOX_CLAIMS && a->more &&
-	    a->depth > a->claimed + a->reserved &&
+	int64_t left = a->depth - a->claimed - a->reserved;
+	int64_t free = outbox_window() - a->claimed - a->reserved;
+	int64_t want = outbox_window() / OUTBOX_CLAIMS;
+
+	if (left < want)
+		want = left;
+	if (a->failing > 0)
+		want = 1;
+	return (a->claiming < OUTBOX_CLAIMS && a->more && left > 0 &&
 	    now >= a->paused_until && now >= a->blocked_until &&
-	    a->claimed + a->reserved < outbox_window());
+	    free >= want);
 }
 
 /* A scheduling round: every due app gets one claim, in turn. */

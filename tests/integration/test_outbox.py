@@ -233,6 +233,23 @@ st = state(res["id"])
 t.ok(st.get("code") == "wechat" and st.get("errcode") == 40003 and st["attempts"] == 1,
      "failed shows code, errcode and attempts", st)
 
+# A token refused for a while (40001 on every call, the breaker): a few token
+# calls, no loop, and the messages go once WeChat takes the token again.
+mock.reset()
+tokens_before = mock.token_calls()
+n0 = mock.calls(SUBSCRIBE)
+mock.fault(SUBSCRIBE, 8, errcode=40001)
+err, res = d.call("enqueue", {"messages": [tagged("br%d" % i) for i in range(5)]})
+br = res["ids"]
+t.ok(wait_for(lambda: all(state(i)["state"] == "delivered" for i in br), 60, 0.2),
+     "after a run of refused tokens the messages are delivered",
+     [state(i) for i in br[:2]])
+t.ok(mock.token_calls() - tokens_before <= 4,
+     "the refused tokens cost a few token calls, not one per retry",
+     mock.token_calls() - tokens_before)
+t.diag("%d subscribe calls, %d token calls" % (mock.calls(SUBSCRIBE) - n0,
+                                               mock.token_calls() - tokens_before))
+
 # 6. 45011: the appid pauses until retry_after; no attempt is burnt, no loop.
 mock.fault(SUBSCRIBE, 1000, errcode=45011)
 n0 = mock.calls(SUBSCRIBE)

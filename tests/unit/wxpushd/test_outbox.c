@@ -316,6 +316,26 @@ test_uncertain(struct cred *c)
 	(void)c;
 }
 
+/* A revoked credential keeps its messages queued, unattempted. */
+static void
+test_revoked(struct cred *c)
+{
+	cred_revoke(c);
+	do_enqueue(cred_appid(c), 1, 0);
+	ok(wait_state(8, OUTBOX_QUEUED), "message 8 is queued for a revoked "
+	    "appid");
+	run_for(1500);
+	is_int(fake_pending(SUBSCRIBE), 0, "not attempted while revoked");
+	is_int(row_of(8).attempts, 0, "no attempt counted");
+	cred_unrevoke(c);
+	cred_refresh(c, 0);
+	if (run_until(stable_pending))
+		give_token("T2");
+	ok(run_until(subscribe_pending), "authorized again: it goes");
+	fake_answer(fake_first(SUBSCRIBE), "{\"errcode\":0,\"errmsg\":\"ok\"}");
+	ok(wait_state(8, OUTBOX_DELIVERED), "and is delivered");
+}
+
 int
 main(void)
 {
@@ -330,6 +350,7 @@ main(void)
 	test_final(c);
 	test_batch(c);
 	test_uncertain(c);
+	test_revoked(cred_find(accounts[1].appid));
 	outbox_shutdown();
 	return (tap_done());
 }
