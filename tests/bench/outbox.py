@@ -71,24 +71,29 @@ def run_enqueue(a, mock):
 
 
 def run_latency(a, mock):
-    alone, loaded = [], []
+    """Sync send latency (one client, one request at a time) alone, then while
+    enqueue runs for an appid with no token (all disk, no delivery): at full
+    rate (16 x 64 in flight) and light (2 x 4)."""
+    alone, loaded, light = [], [], []
     for _ in range(a.reps):
         d = daemon(mock)
         alone.append(bench(d, "send", APPID, 1, 1, a.time))
-        # enqueue at full rate for the messages of an appid with no token
-        # (all disk, no delivery), while one client measures sync sends.
-        p = subprocess.Popen([BENCH, "-s", d.sock, "-m", "enqueue", "--appid", NOTOKEN,
-                              "-c", "16", "-d", "64", "-t", str(a.time + 2), "--json"],
-                             stdout=subprocess.PIPE, text=True)
-        time.sleep(1)
-        r = bench(d, "send", APPID, 1, 1, a.time)
-        r["enqueue"] = json.loads(p.communicate()[0])["ok_rate"]
-        loaded.append(r)
+        for conns, depth, out in ((16, 64, loaded), (2, 4, light)):
+            p = subprocess.Popen([BENCH, "-s", d.sock, "-m", "enqueue", "--appid",
+                                  NOTOKEN, "-c", str(conns), "-d", str(depth),
+                                  "-t", str(a.time + 2), "--json"],
+                                 stdout=subprocess.PIPE, text=True)
+            time.sleep(1)
+            r = bench(d, "send", APPID, 1, 1, a.time)
+            r["enqueue"] = json.loads(p.communicate()[0])["ok_rate"]
+            out.append(r)
         d.stop()
     med = lambda rs, k: statistics.median(r[k] for r in rs)  # noqa: E731
     return {"alone_p50_ms": med(alone, "p50_ms"), "alone_p99_ms": med(alone, "p99_ms"),
-            "loaded_p50_ms": med(loaded, "p50_ms"), "loaded_p99_ms": med(loaded, "p99_ms"),
-            "loaded_enqueue_per_s": med(loaded, "enqueue")}
+            "full_p50_ms": med(loaded, "p50_ms"), "full_p99_ms": med(loaded, "p99_ms"),
+            "full_enqueue_per_s": med(loaded, "enqueue"),
+            "light_p50_ms": med(light, "p50_ms"), "light_p99_ms": med(light, "p99_ms"),
+            "light_enqueue_per_s": med(light, "enqueue")}
 
 
 def fill(d, appid, n):
