@@ -36,6 +36,7 @@
 enum outbox_db_wq {
 	OBW_INSERT,
 	OBW_CLAIM,
+	OBW_CLAIM_UID,
 	OBW_SET,
 	OBW_RELEASE,
 	OBW_EXPIRE,
@@ -52,6 +53,13 @@ static const char *outbox_db_wsql[OBW_NQUERIES] = {
 	    "UPDATE outbox SET state = 1, updated_at = ?2 WHERE id IN"
 	    " (SELECT id FROM outbox WHERE appid = ?1 AND state = 0"
 	    " AND next_at <= ?2 ORDER BY next_at, id LIMIT ?3)"
+	    " RETURNING id, kind, body, uid, watch, attempts, uncertain,"
+	    " created_at, not_after",
+	/* The same, of one caller (uid): fair shares between callers. */
+	[OBW_CLAIM_UID] =
+	    "UPDATE outbox SET state = 1, updated_at = ?2 WHERE id IN"
+	    " (SELECT id FROM outbox WHERE appid = ?1 AND uid = ?4"
+	    " AND state = 0 AND next_at <= ?2 ORDER BY next_at, id LIMIT ?3)"
 	    " RETURNING id, kind, body, uid, watch, attempts, uncertain,"
 	    " created_at, not_after",
 	[OBW_SET] =
@@ -114,6 +122,9 @@ static const char *outbox_db_migrations[] = {
 	"CREATE INDEX outbox_pending ON outbox (appid, id) WHERE state < 2;"
 	"CREATE INDEX outbox_expiry ON outbox (not_after) WHERE state = 0;"
 	"CREATE INDEX outbox_final ON outbox (updated_at) WHERE state >= 2;",
+	/* 2: claims per caller (fair shares between the uids of an appid). */
+	"CREATE INDEX outbox_due_uid ON outbox (appid, uid, next_at, id)"
+	" WHERE state = 0;",
 };
 
 static char		*outbox_db_path;
@@ -266,20 +277,17 @@ outbox_db_run_insert(struct outbox_op *op)
 	return (0);
 }
 
-/* Run one claim: up to op->limit due rows of op->appid, copied out. */
+/* Claim up to limit rows with st (bound but for the limit), appended to op. */
 static int
-outbox_db_run_claim(struct outbox_op *op)
+outbox_db_claim_rows(struct outbox_op *op, sqlite3_stmt *st, int limit)
 {
-	sqlite3_stmt *st = outbox_db_ws[OBW_CLAIM];
 	struct outbox_claimed *c;
 	const void *p;
 	int rc, n;
 
-	op->claimed = xcalloc((size_t)op->limit, sizeof *op->claimed);
-	op->nclaimed = 0;
 	sqlite3_bind_text(st, 1, op->appid, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)op->now);
-	sqlite3_bind_int(st, 3, op->limit);
+	sqlite3_bind_int(st, 3, limit);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		if (op->nclaimed >= (size_t)op->limit)
 			continue;
@@ -303,6 +311,45 @@ outbox_db_run_claim(struct outbox_op *op)
 	}
 	sqlite3_reset(st);
 	return (rc == SQLITE_DONE ? 0 : -1);
+}
+
+/*
+ * Run one claim: up to op->limit due rows of op->appid, copied out. With
+ * callers (op->uids), each first gets an equal share (op->got says how many
+ * it had); what is left goes to the oldest due rows of anyone.
+ */
+static int
+outbox_db_run_claim(struct outbox_op *op)
+{
+	size_t i, before;
+	int share, left;
+
+	op->claimed = xcalloc((size_t)op->limit, sizeof *op->claimed);
+	op->nclaimed = 0;
+	if (op->nuids > 0) {
+		share = op->limit / (int)op->nuids;
+		if (share < 1)
+			share = 1;
+		for (i = 0; i < op->nuids; i++) {
+			left = op->limit - (int)op->nclaimed;
+			if (left <= 0)
+				break;
+			before = op->nclaimed;
+			if (share < left)
+				left = share;
+			sqlite3_bind_int64(outbox_db_ws[OBW_CLAIM_UID], 4,
+			    op->uids[i]);
+			if (outbox_db_claim_rows(op, outbox_db_ws[OBW_CLAIM_UID],
+			    left) != 0)
+				return (-1);
+			/* Fewer than asked: none of its rows is due now. */
+			op->got[i] = (int)(op->nclaimed - before) < left;
+		}
+	}
+	left = op->limit - (int)op->nclaimed;
+	if (left > 0)
+		return (outbox_db_claim_rows(op, outbox_db_ws[OBW_CLAIM], left));
+	return (0);
 }
 
 /* Run one state change. */

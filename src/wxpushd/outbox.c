@@ -54,6 +54,9 @@ struct outbox_app {
 	time_t			 paused_until;	/* 45011, 45009 */
 	time_t			 blocked_until;	/* no usable credential */
 	int			 failing;	/* retryable failures in a row */
+	uint32_t		 uids[OUTBOX_UIDS_MAX];	/* callers with due rows */
+	size_t			 nuids;
+	size_t			 uid_next;	/* who goes first next claim */
 	LIST_ENTRY(outbox_app)	 hash;
 	TAILQ_ENTRY(outbox_app)	 all;
 	TAILQ_ENTRY(outbox_app)	 dueq;
@@ -145,6 +148,38 @@ outbox_app_get(const char *appid, int create)
 	LIST_INSERT_HEAD(&outbox_hash[h], a, hash);
 	TAILQ_INSERT_TAIL(&outbox_apps, a, all);
 	return (a);
+}
+
+/*
+ * Note that uid has messages of a waiting: claims give each such caller an
+ * equal share first. Past OUTBOX_UIDS_MAX callers the others share what is
+ * left, oldest first.
+ */
+static void
+outbox_app_uid(struct outbox_app *a, uint32_t uid)
+{
+	size_t i;
+
+	for (i = 0; i < a->nuids; i++) {
+		if (a->uids[i] == uid)
+			return;
+	}
+	if (a->nuids < OUTBOX_UIDS_MAX)
+		a->uids[a->nuids++] = uid;
+}
+
+/* Forget caller i of a: none of its rows was due at the last claim. */
+static void
+outbox_app_uid_drop(struct outbox_app *a, uint32_t uid)
+{
+	size_t i;
+
+	for (i = 0; i < a->nuids; i++) {
+		if (a->uids[i] == uid) {
+			a->uids[i] = a->uids[--a->nuids];
+			return;
+		}
+	}
 }
 
 /* Depth and age of appid's outbox. */
@@ -323,6 +358,7 @@ outbox_requeue(struct outbox_msg *m, int attempts, time_t next_at)
 {
 	if (next_at > m->not_after)
 		next_at = m->not_after;		/* the sweep expires it */
+	outbox_app_uid(m->app, m->uid);
 	outbox_set(m, OUTBOX_QUEUED, attempts, next_at, NULL, 0, NULL);
 	outbox_msg_free(m);
 }
@@ -499,6 +535,10 @@ outbox_claim_done(struct outbox_op *op)
 		return;		/* the tick tries again */
 	}
 	a->more = op->nclaimed == (size_t)op->limit;
+	for (i = 0; i < op->nuids; i++) {
+		if (op->got[i])
+			outbox_app_uid_drop(a, op->uids[i]);
+	}
 	/* outbox_claimed was reserved when the claim was made. */
 	outbox_claimed -= op->limit;
 	for (i = 0; i < op->nclaimed; i++)
@@ -540,6 +580,7 @@ outbox_pump_cb(evutil_socket_t fd, short events, void *arg)
 	struct outbox_app *a;
 	struct outbox_op *op;
 	time_t now = clock_now();
+	size_t i;
 	int limit;
 
 	(void)fd;
@@ -578,6 +619,11 @@ outbox_pump_cb(evutil_socket_t fd, short events, void *arg)
 		op->now = now;
 		snprintf(op->appid, sizeof op->appid, "%s", a->appid);
 		op->limit = limit;
+		/* Callers in turn: a different one first each claim. */
+		for (i = 0; i < a->nuids; i++)
+			op->uids[i] = a->uids[(a->uid_next + i) % a->nuids];
+		op->nuids = a->nuids;
+		a->uid_next++;
 		op->done = outbox_claim_done;
 		op->arg = a;
 		a->claiming++;
@@ -801,6 +847,7 @@ outbox_enqueue_done(struct outbox_op *op)
 			idem_finish_queued(q->idem, q->items[0].id);
 		for (i = 0; i < q->n; i++) {
 			a = outbox_app_get(q->msgs[i].appid, 1);
+			outbox_app_uid(a, q->items[i].uid);
 			a->depth++;
 			outbox_total++;
 			outbox_app_due(a);

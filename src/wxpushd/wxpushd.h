@@ -523,6 +523,7 @@ enum outbox_state { OUTBOX_QUEUED, OUTBOX_SENDING, OUTBOX_DELIVERED,
 enum outbox_op_type { OUTBOX_OP_INSERT, OUTBOX_OP_CLAIM, OUTBOX_OP_SET,
 	OUTBOX_OP_EXPIRE, OUTBOX_OP_KEEP };
 #define OUTBOX_KIND_MAX		31
+#define OUTBOX_UIDS_MAX		32	/* callers of an appid with fair shares */
 /* A message to insert; the strings belong to the caller. */
 struct outbox_item {
 	int64_t		 id;		/* out */
@@ -558,6 +559,9 @@ struct outbox_op {
 	size_t			 n;
 	char			 appid[WX_APPID_MAX + 1];	/* claim */
 	int			 limit;		/* claim, expire */
+	uint32_t		 uids[OUTBOX_UIDS_MAX];	/* claim: callers */
+	int			 got[OUTBOX_UIDS_MAX];	/* out: 1 none left */
+	size_t			 nuids;
 	struct outbox_claimed	*claimed;	/* claim, expire: out */
 	size_t			 nclaimed;	/* keep: rows deleted */
 	int64_t			 id;		/* set */

@@ -2,9 +2,9 @@
  * The outbox's scheduler and retry rules, with a fixed clock and a fake
  * upstream: a message waits for its credential's token and goes when it comes,
  * 45011 pauses the appid until retry_after without counting the attempt, a
- * final refusal ends it, a batch is committed whole, and a message claimed by
- * a run that died is attempted again as uncertain, its 43101 then counting as
- * delivered. The writer thread is real: each step runs the loop until the
+ * final refusal ends it, a batch is committed whole, a message claimed by a
+ * run that died is attempted again as uncertain, its 43101 then counting as
+ * delivered, and callers of one appid get fair shares. The writer thread is real: each step runs the loop until the
  * commit is back.
  */
 #include "config.h"
@@ -30,7 +30,7 @@
 #define SUBSCRIBE	"/cgi-bin/message/template/subscribe"
 
 static struct config	conf;
-static struct account_conf accounts[2];
+static struct account_conf accounts[3];
 static time_t		t0 = 1700000000;	/* the fixed "now" */
 static struct client	client;
 static char		dir[] = "/tmp/wxpushd-test-outbox.XXXXXX";
@@ -185,6 +185,12 @@ setup(void)
 		xasprintf(&accounts[i].appid, "wxtestaccount%zu", i);
 		accounts[i].secret = xstrdup("SECRET");
 		accounts[i].token_api = TOKEN_API_STABLE;
+		accounts[i].allow.set = 1;	/* uid 1234, and root */
+		accounts[i].allow.n = 1;
+		accounts[i].allow.rules = xcalloc(1,
+		    sizeof *accounts[i].allow.rules);
+		accounts[i].allow.rules[0].kind = ACL_UID;
+		accounts[i].allow.rules[0].id = 1234;
 		TAILQ_INSERT_TAIL(&conf.accounts, &accounts[i], entry);
 	}
 	wx_conf = &conf;
@@ -316,24 +322,48 @@ test_uncertain(struct cred *c)
 	(void)c;
 }
 
-/* A revoked credential keeps its messages queued, unattempted. */
+/*
+ * Fair between callers: uid 0 queues 40 messages, then uid 1234 one; the
+ * first claim (8: half the window of max_inflight 1) takes uid 1234's among
+ * them, not only uid 0's oldest.
+ */
 static void
-test_revoked(struct cred *c)
+test_callers(struct cred *c)
 {
-	cred_revoke(c);
+	struct outbox_row row;
+	int i, seen = 0;
+
+	conf.max_inflight = 1;
+	/* c has no token yet: nothing goes while they queue. */
+	client.peer.uid = 0;
+	do_enqueue(cred_appid(c), 40, 0);
+	ok(wait_state(47, OUTBOX_QUEUED), "uid 0 queued 40 (ids 8-47)");
+	client.peer.uid = 1234;
 	do_enqueue(cred_appid(c), 1, 0);
-	ok(wait_state(8, OUTBOX_QUEUED), "message 8 is queued for a revoked "
-	    "appid");
-	run_for(1500);
-	is_int(fake_pending(SUBSCRIBE), 0, "not attempted while revoked");
-	is_int(row_of(8).attempts, 0, "no attempt counted");
-	cred_unrevoke(c);
+	ok(wait_state(48, OUTBOX_QUEUED), "then uid 1234 one (id 48)");
+	client.peer.uid = 0;
+	run_for(300);
 	cred_refresh(c, 0);
 	if (run_until(stable_pending))
-		give_token("T2");
-	ok(run_until(subscribe_pending), "authorized again: it goes");
-	fake_answer(fake_first(SUBSCRIBE), "{\"errcode\":0,\"errmsg\":\"ok\"}");
-	ok(wait_state(8, OUTBOX_DELIVERED), "and is delivered");
+		give_token("T3");
+	/* Answer the first 8 attempts; see whether 48 is among them. */
+	for (i = 0; i < 8; i++) {
+		if (!run_until(subscribe_pending))
+			break;
+		fake_answer(fake_first(SUBSCRIBE),
+		    "{\"errcode\":0,\"errmsg\":\"ok\"}");
+		run_for(50);
+		if (outbox_db_get(48, &row) == 1 &&
+		    row.state == OUTBOX_DELIVERED)
+			seen = 1;
+	}
+	ok(seen, "uid 1234's message goes within the first claim, not after "
+	    "uid 0's 40");
+	while (run_until(subscribe_pending))
+		fake_answer(fake_first(SUBSCRIBE),
+		    "{\"errcode\":0,\"errmsg\":\"ok\"}");
+	ok(wait_state(47, OUTBOX_DELIVERED), "and all of uid 0's go too");
+	conf.max_inflight = 4;
 }
 
 int
@@ -350,7 +380,7 @@ main(void)
 	test_final(c);
 	test_batch(c);
 	test_uncertain(c);
-	test_revoked(cred_find(accounts[1].appid));
+	test_callers(cred_find(accounts[2].appid));
 	outbox_shutdown();
 	return (tap_done());
 }
