@@ -67,7 +67,8 @@ bench_rpc_template(void)
 	msgpack_sbuffer	sb;
 	msgpack_packer	pk;
 	static const unsigned char msgid[5] = { 0xce, 0, 0, 0, 0 };
-	int		send = strcmp(bench_opts.method, "send") == 0;
+	/* enqueue takes send's params: a message each. */
+	int		send = strcmp(bench_opts.method, "ping") != 0;
 
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);

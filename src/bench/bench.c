@@ -87,7 +87,7 @@ bench_usage(int status)
 	fprintf(status == 0 ? stdout : stderr,
 	    "usage: wxpush-bench [-s socket] [-c conns] [-d depth] [-t secs] "
 	    "[--warmup secs]\n"
-	    "                    [--appid A] [--pid PID] [--method send|ping] "
+	    "                    [--appid A] [--pid PID] [--method send|enqueue|ping] "
 	    "[--idle N]\n"
 	    "                    [--json] [--label L]\n"
 	    "       wxpush-bench --reference URL (--token T | --appid A "
@@ -551,6 +551,7 @@ main(int argc, char **argv)
 			break;
 		case 'm':
 			if (strcmp(optarg, "send") != 0 &&
+			    strcmp(optarg, "enqueue") != 0 &&
 			    strcmp(optarg, "ping") != 0)
 				bench_usage(2);
 			bench_opts.method = optarg;
@@ -600,9 +601,10 @@ main(int argc, char **argv)
 		}
 		if (bench_opts.idle != 0 || strcmp(bench_opts.method, "send") != 0)
 			bench_usage(2);
-	} else if (strcmp(bench_opts.method, "send") == 0 &&
+	} else if (strcmp(bench_opts.method, "ping") != 0 &&
 	    bench_opts.appid == NULL) {
-		fprintf(stderr, "wxpush-bench: send needs --appid\n");
+		fprintf(stderr, "wxpush-bench: %s needs --appid\n",
+		    bench_opts.method);
 		return (2);
 	}
 	signal(SIGPIPE, SIG_IGN);

@@ -48,7 +48,10 @@ static const struct {
 	  "       [--miniprogram-appid X --miniprogram-pagepath P] [--idempotency-key K]\n"
 	  "  send --appid A [--kind K] [--idempotency-key K] --body FILE\n"
 	  "       (the send params as JSON, - for stdin; K: subscribe_once,\n"
-	  "       template, subscribe, mini_subscribe, custom)\n" },
+	  "       template, subscribe, mini_subscribe, custom)\n"
+	  "  send ... --queue [--not-after UNIXTIME] [--watch]   (the outbox: prints the id)\n" },
+	{ "delivery", "  delivery ID                  (a queued message's state)\n" },
+	{ "outbox", "  outbox                       (messages waiting, per appid)\n" },
 	{ "authorize", "  authorize --component-appid C --code CODE\n" },
 	{ "preauth",
 	  "  preauth --component-appid C --redirect-uri URL [--auth-type 1|2|3]\n"
@@ -855,6 +858,33 @@ wxpush_cmd_stats(void)
 	return (WXPUSH_OK);
 }
 
+/* outbox: one line per appid: depth and the age of the oldest message. */
+static void
+wxpush_print_outbox(const msgpack_object *r)
+{
+	const msgpack_object	*a = wxpush_get(r, "appids"), *e;
+	char			 appid[128];
+	long long		 depth, oldest;
+	uint32_t		 i;
+
+	printf("%-20s %10s %12s\n", "APPID", "DEPTH", "OLDEST");
+	if (a == NULL || a->type != MSGPACK_OBJECT_ARRAY)
+		return;
+	for (i = 0; i < a->via.array.size; i++) {
+		e = &a->via.array.ptr[i];
+		wxpush_fmt_value(appid, sizeof appid, wxpush_get(e, "appid"));
+		if (!wxpush_get_int(wxpush_get(e, "depth"), &depth))
+			depth = 0;
+		if (!wxpush_get_int(wxpush_get(e, "oldest"), &oldest))
+			oldest = 0;
+		if (oldest > 0)
+			printf("%-20s %10lld %11llds\n", appid, depth,
+			    (long long)time(NULL) - oldest);
+		else
+			printf("%-20s %10lld %12s\n", appid, depth, "-");
+	}
+}
+
 /* Call a method with a JSON params object (or none) and print the result. */
 static int
 wxpush_call_json(const char *method, json_t *params, int how)
@@ -887,6 +917,26 @@ wxpush_call_json(const char *method, json_t *params, int how)
 		if (wxpush_get_int(wxpush_get(r, "msgid"), &n))
 			printf(", msgid %lld", n);
 		printf(")\n");
+	} else if (how == 'q') {
+		if (wxpush_get_int(wxpush_get(r, "id"), &n))
+			printf("%lld\n", n);
+	} else if (how == 'd') {
+		v = wxpush_get(r, "state");
+		wxpush_fmt_value(buf, sizeof buf, v);
+		printf("%s", buf);
+		if (wxpush_get_int(wxpush_get(r, "attempts"), &n))
+			printf(" (attempts %lld)", n);
+		if ((v = wxpush_get(r, "errcode")) != NULL) {
+			wxpush_fmt_value(buf, sizeof buf, wxpush_get(r, "code"));
+			printf(" %s", buf);
+			wxpush_fmt_value(buf, sizeof buf, v);
+			printf(" errcode %s", buf);
+			wxpush_fmt_value(buf, sizeof buf, wxpush_get(r, "errmsg"));
+			printf(": %s", buf);
+		}
+		printf("\n");
+	} else if (how == 'o') {
+		wxpush_print_outbox(r);
 	} else if (how == 'a') {
 		v = wxpush_get(r, "authorizer_appid");
 		wxpush_fmt_value(buf, sizeof buf, v);
@@ -972,7 +1022,7 @@ enum {
 	OPT_IDEMPOTENCY_KEY, OPT_BODY, OPT_COMPONENT_APPID, OPT_CODE,
 	OPT_REDIRECT_URL, OPT_RESERVED, OPT_REDIRECT_URI, OPT_AUTH_TYPE,
 	OPT_BIZ_APPID, OPT_MOBILE, OPT_COUNT, OPT_BATCH, OPT_KIND,
-	OPT_METHOD, OPT_QUERY,
+	OPT_METHOD, OPT_QUERY, OPT_QUEUE, OPT_NOT_AFTER, OPT_WATCH,
 	OPT_LAST
 };
 static const struct option wxpush_cmd_longopts[] = {
@@ -1002,6 +1052,9 @@ static const struct option wxpush_cmd_longopts[] = {
 	{ "kind", required_argument, NULL, OPT_KIND },
 	{ "method", required_argument, NULL, OPT_METHOD },
 	{ "query", required_argument, NULL, OPT_QUERY },
+	{ "queue", no_argument, NULL, OPT_QUEUE },
+	{ "not-after", required_argument, NULL, OPT_NOT_AFTER },
+	{ "watch", no_argument, NULL, OPT_WATCH },
 	{ NULL, 0, NULL, 0 }
 };
 
@@ -1065,6 +1118,28 @@ wxpush_need(const char **opts, int opt)
 	return (opts[opt - OPT_APPID]);
 }
 
+/* send --queue: add not_after and watch to an enqueue's params. */
+static void
+wxpush_queue_params(json_t *p, const char **opts)
+{
+	const char	*na = opts[OPT_NOT_AFTER - OPT_APPID];
+	long long	 v;
+	char		*end;
+
+	if (na != NULL) {
+		errno = 0;
+		v = strtoll(na, &end, 10);
+		if (errno != 0 || end == na || *end != '\0' || v <= 0)
+			wxpush_bad_input("--not-after must be unix time in "
+			    "seconds");
+		if (json_object_set_new(p, "not_after", json_integer(v)) != 0)
+			wxpush_nomem();
+	}
+	if (opts[OPT_WATCH - OPT_APPID] != NULL &&
+	    json_object_set_new(p, "watch", json_true()) != 0)
+		wxpush_nomem();
+}
+
 /* send: build the params from flags or a JSON body file. */
 static int
 wxpush_cmd_send(const char **opts)
@@ -1075,10 +1150,16 @@ wxpush_cmd_send(const char **opts)
 
 	appid = wxpush_need(opts, OPT_APPID);
 	kind = opts[OPT_KIND - OPT_APPID];
+	if (opts[OPT_QUEUE - OPT_APPID] == NULL &&
+	    (opts[OPT_NOT_AFTER - OPT_APPID] != NULL ||
+	    opts[OPT_WATCH - OPT_APPID] != NULL))
+		wxpush_usage("--not-after and --watch go with --queue");
 	if (opts[OPT_BODY - OPT_APPID] != NULL) {
 		for (i = OPT_APPID + 1; i < OPT_LAST; i++) {
 			if (i != OPT_BODY && i != OPT_KIND &&
-			    i != OPT_IDEMPOTENCY_KEY && opts[i - OPT_APPID] != NULL)
+			    i != OPT_IDEMPOTENCY_KEY && i != OPT_QUEUE &&
+			    i != OPT_NOT_AFTER && i != OPT_WATCH &&
+			    opts[i - OPT_APPID] != NULL)
 				wxpush_usage("--%s cannot be used with --body",
 				    wxpush_optname(i));
 		}
@@ -1141,7 +1222,11 @@ wxpush_cmd_send(const char **opts)
 			wxpush_json_set(p, "idempotency_key",
 			    opts[OPT_IDEMPOTENCY_KEY - OPT_APPID]);
 	}
-	wxpush_call_json("send", p, 's');
+	if (opts[OPT_QUEUE - OPT_APPID] != NULL) {
+		wxpush_queue_params(p, opts);
+		wxpush_call_json("enqueue", p, 'q');
+	} else
+		wxpush_call_json("send", p, 's');
 	json_decref(p);
 	return (WXPUSH_OK);
 }
@@ -1364,6 +1449,26 @@ wxpush_cmd_jssdk_sign(const char **opts)
 	return (WXPUSH_OK);
 }
 
+/* delivery ID: a queued message's state. */
+static int
+wxpush_cmd_delivery(const char *id)
+{
+	json_t		*p;
+	long long	 v;
+	char		*end;
+
+	errno = 0;
+	v = strtoll(id, &end, 10);
+	if (errno != 0 || end == id || *end != '\0' || v <= 0)
+		wxpush_bad_input("ID must be a positive integer");
+	if ((p = json_object()) == NULL ||
+	    json_object_set_new(p, "id", json_integer(v)) != 0)
+		wxpush_nomem();
+	wxpush_call_json("delivery", p, 'd');
+	json_decref(p);
+	return (WXPUSH_OK);
+}
+
 /* Refuse positional arguments after a command that takes none. */
 static void
 wxpush_no_args(int argc, char **argv, int first)
@@ -1387,7 +1492,7 @@ main(int argc, char **argv)
 	static const int send_opts[] = { OPT_APPID, OPT_TOUSER,
 	    OPT_TEMPLATE_ID, OPT_SCENE, OPT_TITLE, OPT_CONTENT, OPT_COLOR,
 	    OPT_URL, OPT_MP_APPID, OPT_MP_PAGEPATH, OPT_IDEMPOTENCY_KEY,
-	    OPT_BODY, OPT_KIND, 0 };
+	    OPT_BODY, OPT_KIND, OPT_QUEUE, OPT_NOT_AFTER, OPT_WATCH, 0 };
 	static const int authorize_opts[] = { OPT_COMPONENT_APPID, OPT_CODE,
 	    0 };
 	static const int preauth_opts[] = { OPT_COMPONENT_APPID,
@@ -1441,6 +1546,18 @@ main(int argc, char **argv)
 		first = wxpush_parse(argc, argv, send_opts, opts);
 		wxpush_no_args(argc, argv, first);
 		return (wxpush_cmd_send(opts));
+	}
+	if (strcmp(argv[0], "outbox") == 0) {
+		wxpush_no_args(argc, argv, wxpush_parse(argc, argv, none, opts));
+		wxpush_call_json("outbox", NULL, 'o');
+		return (WXPUSH_OK);
+	}
+	if (strcmp(argv[0], "delivery") == 0) {
+		first = wxpush_parse(argc, argv, none, opts);
+		if (first >= argc)
+			wxpush_usage("missing ID");
+		wxpush_no_args(argc, argv, first + 1);
+		return (wxpush_cmd_delivery(argv[first]));
 	}
 	if (strcmp(argv[0], "authorize") == 0) {
 		first = wxpush_parse(argc, argv, authorize_opts, opts);

@@ -48,6 +48,7 @@ struct idem {
 
 	/* The outcome, once the first send has one worth remembering. */
 	const char		*code;		/* NULL: delivered */
+	int64_t			 outbox_id;	/* code idem_queued: enqueued */
 	int			 attempts;
 	int64_t			 msgid;		/* WeChat's, 0 if none */
 	long			 errcode;
@@ -69,6 +70,7 @@ static time_t			 idem_warned;
 
 /* The error codes whose outcome is final enough to remember. */
 static const char *idem_codes[] = { "wechat", "timeout" };
+static const char idem_queued[] = "queued";	/* an enqueue's {id} */
 
 /* FNV-1a over the uid, the appid and the key. */
 static uint32_t
@@ -214,6 +216,12 @@ idem_reply(const struct idem *i, struct request *req)
 	struct rpc_error	 e;
 	msgpack_packer		*pk;
 
+	if (i->code == idem_queued) {
+		pk = rpc_reply_begin(req, 1);
+		rpc_pack_kv_int(pk, "id", i->outbox_id);
+		rpc_reply_end(req);
+		return;
+	}
 	if (i->code == NULL) {
 		pk = rpc_reply_begin(req, 3 + (i->msgid != 0));
 		rpc_pack_kv_int(pk, "errcode", 0);
@@ -261,6 +269,35 @@ idem_mark_dirty(struct idem *i)
 enum idem_begin
 idem_begin(struct request *req, const struct message *msg, struct idem **ip)
 {
+	return (idem_begin_salted(req, msg, NULL, ip));
+}
+
+/* SHA-256 of salt, a NUL and the body. */
+static void
+idem_digest_salted(const char *salt, const struct message *msg,
+    unsigned char *digest)
+{
+	EVP_MD_CTX	*ctx;
+	unsigned int	 dlen = 0;
+
+	if ((ctx = EVP_MD_CTX_new()) == NULL ||
+	    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
+	    EVP_DigestUpdate(ctx, salt, strlen(salt) + 1) != 1 ||
+	    EVP_DigestUpdate(ctx, msg->json, msg->len) != 1 ||
+	    EVP_DigestFinal_ex(ctx, digest, &dlen) != 1 ||
+	    dlen != IDEM_DIGEST_LEN)
+		fatalx("idempotency: SHA-256 failed");
+	EVP_MD_CTX_free(ctx);
+}
+
+/*
+ * idem_begin for a method other than send (salt "enqueue"): the salt is part
+ * of the digest, so a key used for a send and an enqueue is two messages.
+ */
+enum idem_begin
+idem_begin_salted(struct request *req, const struct message *msg,
+    const char *salt, struct idem **ip)
+{
 	struct idem		*i;
 	struct idem_waiter	*w;
 	unsigned char		 digest[IDEM_DIGEST_LEN];
@@ -271,9 +308,12 @@ idem_begin(struct request *req, const struct message *msg, struct idem **ip)
 	if (msg->idempotency_key == NULL)
 		return (IDEM_NEW);
 	uid = req->client != NULL ? (uint32_t)req->client->peer.uid : 0;
-	if (EVP_Digest(msg->json, msg->len, digest, &dlen, EVP_sha256(),
-	    NULL) != 1 || dlen != sizeof digest)
-		fatalx("idempotency: SHA-256 failed");
+	if (salt == NULL) {
+		if (EVP_Digest(msg->json, msg->len, digest, &dlen, EVP_sha256(),
+		    NULL) != 1 || dlen != sizeof digest)
+			fatalx("idempotency: SHA-256 failed");
+	} else
+		idem_digest_salted(salt, msg, digest);
 	hash = idem_hash(uid, msg->appid, msg->idempotency_key);
 	i = idem_find(hash, uid, msg->appid, msg->idempotency_key);
 	if (i != NULL && !i->pending && i->created + IDEM_TTL <= time(NULL)) {
@@ -326,6 +366,17 @@ idem_finish_ok(struct idem *i, int attempts, int64_t msgid)
 	i->code = NULL;
 	i->attempts = attempts;
 	i->msgid = msgid;
+	idem_wake(i);
+	idem_mark_dirty(i);
+}
+
+/* The first enqueue of i is committed as outbox message id: remember that. */
+void
+idem_finish_queued(struct idem *i, int64_t id)
+{
+	i->pending = 0;
+	i->code = idem_queued;
+	i->outbox_id = id;
 	idem_wake(i);
 	idem_mark_dirty(i);
 }
@@ -385,6 +436,9 @@ idem_row(const struct idem *i, struct store_idem *si)
 	    i->message : "");
 	si->retryable = i->retryable;
 	si->retry_after = i->retry_after;
+	/* A "queued" row (an enqueue's key) keeps its outbox id in errcode. */
+	if (i->code == idem_queued)
+		si->errcode = (long)i->outbox_id;
 }
 
 /* Write up to max dirty entries in one transaction; -1 if the store failed. */
@@ -486,7 +540,9 @@ idem_load_cb(const struct store_idem *si, void *arg)
 	size_t		*n = arg, j;
 	const char	*code = NULL;
 
-	if (strcmp(si->code, "ok") != 0) {
+	if (strcmp(si->code, idem_queued) == 0)
+		code = idem_queued;
+	else if (strcmp(si->code, "ok") != 0) {
 		for (j = 0; j < sizeof idem_codes / sizeof idem_codes[0]; j++) {
 			if (strcmp(si->code, idem_codes[j]) == 0)
 				code = idem_codes[j];
@@ -502,7 +558,11 @@ idem_load_cb(const struct store_idem *si, void *arg)
 	i->errcode = si->errcode;
 	i->retryable = si->retryable;
 	i->retry_after = si->retry_after;
-	if (code != NULL) {
+	if (code == idem_queued) {
+		i->outbox_id = si->errcode;
+		i->errcode = 0;
+	}
+	if (code != NULL && code != idem_queued) {
 		i->errmsg = xstrdup(si->errmsg);
 		i->message = xstrdup(si->message);
 	}

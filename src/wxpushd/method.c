@@ -24,6 +24,9 @@ static const struct method methods[] = {
 	{ "preauth", method_component_preauth },
 	{ "call", method_call },
 	{ "jssdk_sign", jsapi_method_sign },
+	{ "enqueue", outbox_method_enqueue },
+	{ "delivery", outbox_method_delivery },
+	{ "outbox", outbox_method_outbox },
 };
 
 const struct method *
@@ -199,14 +202,18 @@ method_stats_cred(msgpack_packer *pk, const struct cred *c)
 	static const struct send_counters none;
 	const struct send_counters *sc = send_counters_of(c);
 	struct send_queue_state q = send_queue_of(c);
+	struct outbox_depth od = outbox_depth_of(cred_appid(c));
 	int64_t age = component_ticket_age(c);
 	int i;
 
 	if (sc == NULL)
 		sc = &none;
 	rpc_pack_str(pk, cred_appid(c));
-	msgpack_pack_map(pk, 8 + SEND_NOUTCOMES + (age >= 0) +
+	msgpack_pack_map(pk, 10 + SEND_NOUTCOMES + (age >= 0) +
 	    method_nerrcodes(sc->errcode));
+	rpc_pack_kv_int(pk, "outbox_depth", od.depth);
+	rpc_pack_kv_int(pk, "outbox_oldest_seconds", od.oldest > 0 &&
+	    clock_now() > od.oldest ? (int64_t)(clock_now() - od.oldest) : 0);
 	rpc_pack_kv_int(pk, "token_expires_in", cred_expires_in(c));
 	rpc_pack_kv_int(pk, "token_calls_today", cred_calls_today(c));
 	rpc_pack_kv_int(pk, "token_refreshes", (int64_t)cred_refreshes(c));

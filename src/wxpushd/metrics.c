@@ -292,6 +292,23 @@ metrics_inflight(const struct cred *c, int64_t *v)
 	return (1);
 }
 
+/* The outbox: messages waiting, and the age of the oldest. */
+static int
+metrics_outbox_depth(const struct cred *c, int64_t *v)
+{
+	*v = outbox_depth_of(cred_appid(c)).depth;
+	return (1);
+}
+
+static int
+metrics_outbox_oldest(const struct cred *c, int64_t *v)
+{
+	time_t oldest = outbox_depth_of(cred_appid(c)).oldest;
+
+	*v = oldest > 0 && clock_now() > oldest ? clock_now() - oldest : 0;
+	return (1);
+}
+
 /* Only components with a ticket have an age. */
 static int
 metrics_ticket_age(const struct cred *c, int64_t *v)
@@ -347,6 +364,10 @@ static const struct metrics_gauge metrics_gauges[] = {
 	    "for a while.", 0, metrics_breaker_open },
 	{ "wxpushd_sends_inflight", "gauge", "Sends waiting for WeChat's "
 	    "answer now.", 1, metrics_inflight },
+	{ "wxpushd_outbox_depth", "gauge", "Messages in the outbox not yet "
+	    "delivered, failed or expired.", 1, metrics_outbox_depth },
+	{ "wxpushd_outbox_oldest_seconds", "gauge", "Age of the oldest "
+	    "message in the outbox; 0 if none.", 1, metrics_outbox_oldest },
 	{ "wxpushd_verify_ticket_age_seconds", "gauge", "Seconds since a "
 	    "third-party platform's component_verify_ticket was created "
 	    "(its CreateTime).", 0, metrics_ticket_age },

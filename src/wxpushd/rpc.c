@@ -160,6 +160,24 @@ rpc_packer(struct request *req)
 	return (&rpc_pk);
 }
 
+/*
+ * Begin a notification [2, method, params] to client c, params an array of
+ * nparams that the caller packs into the returned packer.
+ */
+msgpack_packer *
+rpc_notify_begin(struct client *c, const char *method, size_t nparams)
+{
+	msgpack_packer *pk = &rpc_pk;
+
+	msgpack_packer_init(pk, bufferevent_get_output(c->bev),
+	    rpc_write_evbuffer);
+	msgpack_pack_array(pk, 3);
+	msgpack_pack_uint8(pk, 2);
+	rpc_pack_str(pk, method);
+	msgpack_pack_array(pk, nparams);
+	return (pk);
+}
+
 void
 rpc_pack_str(msgpack_packer *pk, const char *s)
 {

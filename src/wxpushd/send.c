@@ -22,9 +22,14 @@
 #define SEND_RETRY_BASE_MS	250
 #define SEND_MIN_LEFT_MS	500	/* do not start an attempt with less left */
 
-/* One send, from request to answer. */
+/*
+ * One send, from request to answer. Its origin is an RPC request (req), or,
+ * for a background send, whoever passed done: the outbox.
+ */
 struct send {
-	struct request		*req;
+	struct request		*req;		/* NULL for a background send */
+	send_done_cb		 done;		/* background: the answer goes here */
+	void			*done_arg;
 	struct message		 msg;
 	struct send_lane	*lane;		/* NULL until the appid is known */
 	int			 attempts;
@@ -48,6 +53,9 @@ struct send_lane {
 	struct cred		*cred;		/* held while the lane exists */
 	TAILQ_HEAD(, send)	 queue;
 	int			 nqueue;
+	/* Background sends wait behind every send of a request. */
+	TAILQ_HEAD(, send)	 bgqueue;
+	int			 nbg;
 	int			 inflight;	/* sends upstream now */
 	struct send_counters	 counters;
 };
@@ -73,6 +81,7 @@ static TAILQ_HEAD(, send)	 send_all = TAILQ_HEAD_INITIALIZER(send_all);
 static void	send_upstream_cb(const struct upstream_reply *, void *);
 static void	send_cred_event(struct cred *, enum cred_event, const char *);
 static void	send_pump(struct send_lane *);
+static void	(*send_ready_hook)(struct cred *);
 
 /* A common timeout makes the many identical deadlines O(1) in libevent. */
 void
@@ -169,6 +178,7 @@ send_lane_get(struct cred *c)
 	l = xcalloc(1, sizeof *l);
 	l->cred = c;
 	TAILQ_INIT(&l->queue);
+	TAILQ_INIT(&l->bgqueue);
 	cred_hold(c);
 	cred_set_user(c, l);
 	return (l);
@@ -180,7 +190,8 @@ send_lane_check(struct send_lane *l)
 {
 	struct cred *c = l->cred;
 
-	if (!cred_removed(c) || l->nqueue != 0 || l->inflight != 0)
+	if (!cred_removed(c) || l->nqueue != 0 || l->nbg != 0 ||
+	    l->inflight != 0)
 		return;
 	cred_set_user(c, NULL);
 	free(l);
@@ -244,13 +255,25 @@ send_endpoint(const struct send *s)
 	return (s->job != NULL ? s->job->endpoint : s->msg.kind->endpoint);
 }
 
+/* Take s out of its lane's queue. */
 static void
-send_free(struct send *s)
+send_dequeue(struct send *s)
 {
-	if (s->queued) {
+	if (s->done != NULL) {
+		TAILQ_REMOVE(&s->lane->bgqueue, s, entry);
+		s->lane->nbg--;
+	} else {
 		TAILQ_REMOVE(&s->lane->queue, s, entry);
 		s->lane->nqueue--;
 	}
+	s->queued = 0;
+}
+
+static void
+send_free(struct send *s)
+{
+	if (s->queued)
+		send_dequeue(s);
 	if (s->call != NULL) {
 		upstream_cancel(s->call);
 		s->lane->inflight--;
@@ -266,6 +289,34 @@ send_free(struct send *s)
 	free(s);
 }
 
+/* Give a background send's outcome to its origin (e NULL: delivered). */
+static void
+send_done(struct send *s, enum send_outcome o, const struct rpc_error *e)
+{
+	struct send_result r;
+
+	memset(&r, 0, sizeof r);
+	r.outcome = o;
+	r.error = e;
+	r.attempts = s->attempts;
+	r.uncertain = o == SEND_TIMEOUT;
+	s->done(s->done_arg, &r);
+}
+
+/* Answer s's origin with an error. */
+static void
+send_answer_error(struct send *s, enum send_outcome o,
+    const struct rpc_error *e)
+{
+	if (s->done != NULL) {
+		send_done(s, o, e);
+		return;
+	}
+	if (s->idem != NULL)
+		idem_finish_error(s->idem, e);
+	rpc_reply_error(s->req, e);
+}
+
 /* Finish s with an error reply; its lane may go. */
 static void
 send_fail(struct send *s, enum send_outcome o, const struct rpc_error *e)
@@ -273,9 +324,7 @@ send_fail(struct send *s, enum send_outcome o, const struct rpc_error *e)
 	struct send_lane *l = s->lane;
 
 	send_tally(s, o, e->errcode);
-	if (s->idem != NULL)
-		idem_finish_error(s->idem, e);
-	rpc_reply_error(s->req, e);
+	send_answer_error(s, o, e);
 	send_free(s);
 	if (l != NULL) {
 		send_pump(l);
@@ -362,11 +411,15 @@ send_succeed(struct send *s, const struct upstream_reply *r)
 	    0;
 
 	send_tally(s, SEND_OK, 0);
-	if (s->idem != NULL)
-		idem_finish_ok(s->idem, s->attempts, msgid);
-	if (s->job != NULL)
+	if (s->done != NULL)
+		send_done(s, SEND_OK, NULL);
+	else if (s->job != NULL) {
+		if (s->idem != NULL)
+			idem_finish_ok(s->idem, s->attempts, msgid);
 		s->job->answer(s->jobarg, s->req, r);
-	else {
+	} else {
+		if (s->idem != NULL)
+			idem_finish_ok(s->idem, s->attempts, msgid);
 		pk = rpc_reply_begin(s->req, 3 + (msgid != 0));
 		rpc_pack_kv_int(pk, "errcode", 0);
 		rpc_pack_kv_str(pk, "errmsg", "ok");
@@ -385,8 +438,13 @@ static void
 send_requeue(struct send *s)
 {
 	s->queued = 1;
-	TAILQ_INSERT_HEAD(&s->lane->queue, s, entry);
-	s->lane->nqueue++;
+	if (s->done != NULL) {
+		TAILQ_INSERT_HEAD(&s->lane->bgqueue, s, entry);
+		s->lane->nbg++;
+	} else {
+		TAILQ_INSERT_HEAD(&s->lane->queue, s, entry);
+		s->lane->nqueue++;
+	}
 }
 
 /* Milliseconds left before s's deadline. */
@@ -421,9 +479,7 @@ send_start(struct send *s)
 		e.retryable = 1;
 		e.message = "send_timeout passed while the send waited for an "
 		    "upstream slot";
-		if (s->idem != NULL)
-			idem_finish_error(s->idem, &e);
-		rpc_reply_error(s->req, &e);
+		send_answer_error(s, SEND_UNAVAILABLE, &e);
 		send_free(s);
 		return;
 	}
@@ -439,8 +495,9 @@ send_start(struct send *s)
 }
 
 /*
- * Start queued sends while there is a token and a free upstream slot. Safe to
- * call from anywhere: it never frees the lane.
+ * Start queued sends while there is a token and a free upstream slot, the
+ * sends of requests before background ones. Safe to call from anywhere: it
+ * never frees the lane.
  */
 static void
 send_pump(struct send_lane *l)
@@ -449,10 +506,9 @@ send_pump(struct send_lane *l)
 
 	while (!wx_stopping && !cred_removed(l->cred) && cred_usable(l->cred) &&
 	    l->inflight < wx_conf->max_inflight &&
-	    (s = TAILQ_FIRST(&l->queue)) != NULL) {
-		TAILQ_REMOVE(&l->queue, s, entry);
-		l->nqueue--;
-		s->queued = 0;
+	    ((s = TAILQ_FIRST(&l->queue)) != NULL ||
+	    (s = TAILQ_FIRST(&l->bgqueue)) != NULL)) {
+		send_dequeue(s);
 		send_start(s);
 	}
 }
@@ -464,7 +520,8 @@ send_lane_fail(struct send_lane *l, void (*f)(struct send *, const char *),
 {
 	struct send *s;
 
-	while ((s = TAILQ_FIRST(&l->queue)) != NULL)
+	while ((s = TAILQ_FIRST(&l->queue)) != NULL ||
+	    (s = TAILQ_FIRST(&l->bgqueue)) != NULL)
 		f(s, why);
 }
 
@@ -481,6 +538,8 @@ send_cred_event(struct cred *c, enum cred_event ev, const char *why)
 {
 	struct send_lane *l = cred_user(c);
 
+	if (ev == CRED_EV_READY && send_ready_hook != NULL && !wx_stopping)
+		send_ready_hook(c);	/* the outbox: take what waits */
 	if (l == NULL)
 		return;
 	switch (ev) {
@@ -528,13 +587,18 @@ send_submit(struct send *s)
 	struct send_lane *l = s->lane;
 
 	if (cred_usable(l->cred) && l->inflight < wx_conf->max_inflight &&
-	    l->nqueue == 0) {
+	    l->nqueue == 0 && (s->done == NULL || l->nbg == 0)) {
 		send_start(s);
 		return;
 	}
 	s->queued = 1;
-	TAILQ_INSERT_TAIL(&l->queue, s, entry);
-	l->nqueue++;
+	if (s->done != NULL) {
+		TAILQ_INSERT_TAIL(&l->bgqueue, s, entry);
+		l->nbg++;
+	} else {
+		TAILQ_INSERT_TAIL(&l->queue, s, entry);
+		l->nqueue++;
+	}
 	/* A source may have put its refresh off: not with a send waiting. */
 	if (!cred_usable(l->cred))
 		cred_wanted(l->cred);
@@ -836,4 +900,49 @@ send_job(struct request *req, const char *appid, const struct send_job *job,
 	s->jobarg = arg;
 	snprintf(s->msg.appid, sizeof s->msg.appid, "%s", appid);
 	send_admit(s);
+}
+
+/* Have hook(c) called whenever credential c has a usable token again. */
+void
+send_set_ready_hook(void (*hook)(struct cred *))
+{
+	send_ready_hook = hook;
+}
+
+/*
+ * A background send of msg (taken over: *msg is zeroed) as c, through the
+ * same lane, retries and reactions as a request's, behind the lane's
+ * requests; done(arg, result) is called once, maybe before this returns.
+ * The caller has checked that the appid may be used.
+ */
+void
+send_background(struct cred *c, struct message *msg, send_done_cb done,
+    void *arg)
+{
+	struct send *s;
+
+	s = xcalloc(1, sizeof *s);
+	s->done = done;
+	s->done_arg = arg;
+	s->msg = *msg;
+	memset(msg, 0, sizeof *msg);
+	TAILQ_INSERT_TAIL(&send_all, s, all);
+	s->lane = send_lane_get(c);
+	if (wx_stopping || cred_removed(c)) {
+		send_failx(s, SEND_UNAVAILABLE, "unavailable", 1,
+		    "the appid cannot send now");
+		return;
+	}
+	if (cred_revoked(c)) {
+		send_failx(s, SEND_REVOKED, "revoked", 0, "the merchant revoked "
+		    "the platform's authorization");
+		return;
+	}
+	if (!cred_usable(c) && cred_permanent(c)) {
+		send_fail_unavailable(s, cred_last_error(c));
+		return;
+	}
+	s->deadline = evtimer_new(wx_base, send_deadline_cb, s);
+	evtimer_add(s->deadline, send_timeout_tv);
+	send_submit(s);
 }

@@ -58,6 +58,19 @@ server_nclients(void)
 	return (server_n);
 }
 
+/* The open client with this id, or NULL (ids are never reused). */
+struct client *
+server_client_find(uint64_t id)
+{
+	struct client *c;
+
+	TAILQ_FOREACH(c, &server_clients, entry) {
+		if (c->id == id)
+			return (c->closing || c->bev == NULL ? NULL : c);
+	}
+	return (NULL);
+}
+
 /* The path of the socket this daemon created, or NULL (systemd's, or none). */
 const char *
 server_socket_path(void)

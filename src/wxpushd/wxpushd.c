@@ -304,6 +304,8 @@ main(int argc, char **argv)
 	cred_init();
 	official_reconcile(wx_conf);
 	component_reconcile(wx_conf);
+	if (outbox_init(&cause) == -1)
+		fatalx("%s", cause);
 
 	ev_term = evsignal_new(wx_base, SIGTERM, wxpushd_sigterm, NULL);
 	ev_int = evsignal_new(wx_base, SIGINT, wxpushd_sigterm, NULL);
@@ -320,6 +322,7 @@ main(int argc, char **argv)
 	wx_stopping = 1;
 	send_abort("wxpushd is stopping");
 	jsapi_shutdown();
+	outbox_shutdown();	/* after send_abort: what was sending is queued */
 	idem_shutdown();
 	server_close();
 	component_shutdown();

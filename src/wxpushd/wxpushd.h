@@ -125,6 +125,9 @@ struct config {
 	int		 drain_timeout;
 	int		 http_max_connections;	/* per HTTP endpoint */
 	int		 http_request_timeout;	/* seconds for a whole request */
+	int		 outbox_ttl;		/* seconds: default not_after */
+	int		 outbox_limit;		/* messages waiting on disk */
+	int		 outbox_keep;		/* seconds final states stay */
 	size_t		 max_request;
 	size_t		 call_max_body;		/* bytes in a call's body */
 	size_t		 call_max_answer;	/* bytes of a call's answer */
@@ -168,6 +171,7 @@ void	 server_client_request_done(struct client *);
 size_t	 server_nclients(void);
 const char	*server_socket_path(void);
 void	 server_drain(void (*)(void));
+struct client	*server_client_find(uint64_t);
 
 /* rpc.c: MessagePack-RPC framing, decoding and replies. */
 
@@ -210,6 +214,7 @@ void	 rpc_reply_end(struct request *);
 void	 rpc_reply_error(struct request *, const struct rpc_error *);
 void	 rpc_reply_errorx(struct request *, const char *, int, const char *,
 	    const char *, ...) __attribute__((format(printf, 5, 6)));
+msgpack_packer	*rpc_notify_begin(struct client *, const char *, size_t);
 void	 rpc_pack_str(msgpack_packer *, const char *);
 void	 rpc_pack_kv_str(msgpack_packer *, const char *, const char *);
 void	 rpc_pack_kv_int(msgpack_packer *, const char *, int64_t);
@@ -571,9 +576,20 @@ struct send_job {
 	void		(*done)(void *, enum send_outcome, long);
 	void		(*free)(void *);
 };
+/* What a background send (the outbox's) hears at its end. */
+struct send_result {
+	enum send_outcome	 outcome;
+	const struct rpc_error	*error;		/* NULL for SEND_OK */
+	int			 attempts;	/* calls that reached upstream */
+	int			 uncertain;	/* WeChat may have it (timeout) */
+};
+typedef void (*send_done_cb)(void *, const struct send_result *);
 void	 send_method(struct request *, const msgpack_object *);
 void	 send_job(struct request *, const char *, const struct send_job *,
 	    void *);
+void	 send_background(struct cred *, struct message *, send_done_cb,
+	    void *);
+void	 send_set_ready_hook(void (*)(struct cred *));
 void	 send_init(void);
 void	 send_abort(const char *);
 void	 send_stop_queued(const char *);
@@ -584,6 +600,103 @@ const struct send_counters	*send_counters_nocred(void);
 const struct send_counters	*send_counters_of(const struct cred *);
 const struct send_histogram	*send_duration(void);
 struct send_queue_state	 send_queue_of(const struct cred *);
+
+/*
+ * outbox-db.c: the outbox's SQLite file, written by one writer thread (group
+ * commit), read on the loop through a read-only connection.
+ */
+enum outbox_state { OUTBOX_QUEUED, OUTBOX_SENDING, OUTBOX_DELIVERED,
+	OUTBOX_FAILED, OUTBOX_EXPIRED };
+enum outbox_op_type { OUTBOX_OP_INSERT, OUTBOX_OP_CLAIM, OUTBOX_OP_SET,
+	OUTBOX_OP_EXPIRE, OUTBOX_OP_KEEP };
+#define OUTBOX_KIND_MAX		31
+#define OUTBOX_UIDS_MAX		32	/* callers of an appid with fair shares */
+/* A message to insert; the strings belong to the caller. */
+struct outbox_item {
+	int64_t		 id;		/* out */
+	const char	*appid;
+	const char	*kind;
+	const char	*body;
+	size_t		 len;
+	uint32_t	 uid;
+	int		 watch;
+	time_t		 not_after;
+};
+/* A row a claim or an expiry sweep returned; body is allocated (claims). */
+struct outbox_claimed {
+	int64_t		 id;
+	char		 appid[WX_APPID_MAX + 1];	/* expiry sweeps */
+	char		 kind[OUTBOX_KIND_MAX + 1];
+	char		*body;
+	size_t		 len;
+	uint32_t	 uid;
+	int		 watch;
+	int		 attempts;
+	int		 uncertain;
+	time_t		 created_at;
+	time_t		 not_after;
+};
+/* One operation for the writer thread; done runs on the loop afterwards. */
+struct outbox_op {
+	enum outbox_op_type	 type;
+	time_t			 now;
+	int			 rc;		/* 0 committed, -1 not */
+	char			 error[128];	/* SQLite's, when rc is -1 */
+	struct outbox_item	*items;		/* insert */
+	size_t			 n;
+	char			 appid[WX_APPID_MAX + 1];	/* claim */
+	int			 limit;		/* claim, expire */
+	uint32_t		 uids[OUTBOX_UIDS_MAX];	/* claim: callers */
+	int			 got[OUTBOX_UIDS_MAX];	/* out: 1 none left */
+	size_t			 nuids;
+	struct outbox_claimed	*claimed;	/* claim, expire: out */
+	size_t			 nclaimed;	/* keep: rows deleted */
+	int64_t			 id;		/* set */
+	int			 state;
+	int			 attempts;
+	int			 uncertain;
+	time_t			 next_at;
+	char			 code[16];	/* "" for none */
+	long			 errcode;
+	char			 errmsg[256];
+	void			(*done)(struct outbox_op *);
+	void			*arg;
+	TAILQ_ENTRY(outbox_op)	 entry;
+};
+/* A message as `delivery` shows it. */
+struct outbox_row {
+	int64_t		 id;
+	char		 appid[WX_APPID_MAX + 1];
+	uint32_t	 uid;
+	int		 state;
+	int		 attempts;
+	time_t		 created_at;
+	time_t		 updated_at;
+	time_t		 not_after;
+	char		 code[16];
+	long		 errcode;
+	char		 errmsg[256];
+};
+int	 outbox_db_open(const char *, char **);
+void	 outbox_db_close(void);
+void	 outbox_db_submit(struct outbox_op *);
+int	 outbox_db_get(int64_t, struct outbox_row *);
+int	 outbox_db_depths(void (*)(const char *, int64_t));
+time_t	 outbox_db_oldest(const char *);
+void	 outbox_db_counts(uint64_t *, uint64_t *);
+
+/* outbox.c: enqueue, delivery and outbox methods, and the scheduler. */
+int	 outbox_init(char **);
+void	 outbox_shutdown(void);
+void	 outbox_method_enqueue(struct request *, const msgpack_object *);
+void	 outbox_method_delivery(struct request *, const msgpack_object *);
+void	 outbox_method_outbox(struct request *, const msgpack_object *);
+struct outbox_depth {
+	int64_t		 depth;		/* queued or sending */
+	time_t		 oldest;	/* created_at of the oldest; 0 if none */
+};
+struct outbox_depth	 outbox_depth_of(const char *);
+const char	*outbox_state_name(int);
 
 /* httpd.c: an evhttp endpoint on a configured HOST:PORT, movable on reload. */
 struct evhttp;
@@ -799,7 +912,10 @@ void	 idem_shutdown(void);
 void	 idem_flush(void);
 enum idem_begin	 idem_begin(struct request *, const struct message *,
 	    struct idem **);
+enum idem_begin	 idem_begin_salted(struct request *, const struct message *,
+	    const char *, struct idem **);
 void	 idem_finish_ok(struct idem *, int, int64_t);
+void	 idem_finish_queued(struct idem *, int64_t);
 void	 idem_finish_error(struct idem *, const struct rpc_error *);
 size_t	 idem_count(void);
 

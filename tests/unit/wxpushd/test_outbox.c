@@ -1,0 +1,386 @@
+/*
+ * The outbox's scheduler and retry rules, with a fixed clock and a fake
+ * upstream: a message waits for its credential's token and goes when it comes,
+ * 45011 pauses the appid until retry_after without counting the attempt, a
+ * final refusal ends it, a batch is committed whole, a message claimed by a
+ * run that died is attempted again as uncertain, its 43101 then counting as
+ * delivered, and callers of one appid get fair shares. The writer thread is real: each step runs the loop until the
+ * commit is back.
+ */
+#include "config.h"
+
+#include <sys/stat.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <jansson.h>
+#include <msgpack.h>
+#include <sqlite3.h>
+
+#include "wxpushd.h"
+#include "fake-upstream.h"
+#include "tap.h"
+
+#define STABLE		"/cgi-bin/stable_token"
+#define SUBSCRIBE	"/cgi-bin/message/template/subscribe"
+
+static struct config	conf;
+static struct account_conf accounts[3];
+static time_t		t0 = 1700000000;	/* the fixed "now" */
+static struct client	client;
+static char		dir[] = "/tmp/wxpushd-test-outbox.XXXXXX";
+
+/* Run the loop (and the writer) until pred() or about 3 s. */
+static int
+run_until(int (*pred)(void))
+{
+	int i;
+
+	for (i = 0; i < 300; i++) {
+		if (pred())
+			return (1);
+		event_base_loop(wx_base, EVLOOP_NONBLOCK);
+		usleep(10 * 1000);
+	}
+	return (pred());
+}
+
+/* Run the loop for ms milliseconds, whatever happens. */
+static void
+run_for(int ms)
+{
+	int i;
+
+	for (i = 0; i < ms / 10; i++) {
+		event_base_loop(wx_base, EVLOOP_NONBLOCK);
+		usleep(10 * 1000);
+	}
+}
+
+/* Enqueue params as a request of a root client; n messages (batch if > 1). */
+static void
+do_enqueue(const char *appid, int n, int bad)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	msgpack_unpacked up;
+	struct request *req;
+	int i;
+
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	if (n > 1) {
+		msgpack_pack_map(&pk, 1);
+		rpc_pack_str(&pk, "messages");
+		msgpack_pack_array(&pk, n);
+	}
+	for (i = 0; i < n; i++) {
+		msgpack_pack_map(&pk, 6);
+		rpc_pack_kv_str(&pk, "appid", appid);
+		rpc_pack_kv_str(&pk, "touser", "OPENID");
+		rpc_pack_kv_str(&pk, "template_id", "TEMPLATE");
+		rpc_pack_kv_int(&pk, "scene", 1);
+		rpc_pack_kv_str(&pk, "title", bad && i == n - 1 ? "" : "title");
+		rpc_pack_str(&pk, "data");
+		msgpack_pack_map(&pk, 1);
+		rpc_pack_str(&pk, "content");
+		msgpack_pack_map(&pk, 1);
+		rpc_pack_kv_str(&pk, "value", "hello");
+	}
+	msgpack_unpacked_init(&up);
+	if (msgpack_unpack_next(&up, sb.data, sb.size, NULL) !=
+	    MSGPACK_UNPACK_SUCCESS)
+		fatalx("do_enqueue: unpack");
+	req = xcalloc(1, sizeof *req);
+	req->client = &client;
+	req->msgid = 1;
+	TAILQ_INSERT_TAIL(&client.requests, req, entry);
+	client.nrequests++;
+	outbox_method_enqueue(req, &up.data);
+	msgpack_unpacked_destroy(&up);
+	msgpack_sbuffer_destroy(&sb);
+}
+
+static int64_t	want_id;
+static int	want_state;
+
+/* Whether message want_id is in want_state on disk. */
+static int
+in_state(void)
+{
+	struct outbox_row row;
+
+	return (outbox_db_get(want_id, &row) == 1 && row.state == want_state);
+}
+
+static int
+wait_state(int64_t id, int state)
+{
+	want_id = id;
+	want_state = state;
+	return (run_until(in_state));
+}
+
+/* The row of id (zeroed if none). */
+static struct outbox_row
+row_of(int64_t id)
+{
+	struct outbox_row row;
+
+	if (outbox_db_get(id, &row) != 1)
+		memset(&row, 0, sizeof row);
+	return (row);
+}
+
+static int
+subscribe_pending(void)
+{
+	return (fake_pending(SUBSCRIBE) > 0);
+}
+
+static int
+stable_pending(void)
+{
+	return (fake_pending(STABLE) > 0);
+}
+
+static void
+give_token(const char *token)
+{
+	char json[256];
+
+	snprintf(json, sizeof json, "{\"access_token\":\"%s\","
+	    "\"expires_in\":7200}", token);
+	fake_answer(fake_first(STABLE), json);
+}
+
+static void
+setup(void)
+{
+	char *cause = NULL;
+	size_t i;
+
+	if (mkdtemp(dir) == NULL)
+		fatal("mkdtemp");
+	if (store_open(dir, &cause) != 0)
+		fatalx("store_open: %s", cause);
+	wx_base = event_base_new();
+	conf.state_dir = dir;
+	conf.refresh_margin = 300;
+	conf.upstream_timeout = 10;
+	conf.send_timeout = 5;
+	conf.max_inflight = 4;
+	conf.queue_limit = 100;
+	conf.outbox_ttl = 86400;
+	conf.outbox_limit = 1000;
+	conf.outbox_keep = 86400;
+	TAILQ_INIT(&conf.accounts);
+	TAILQ_INIT(&conf.components);
+	for (i = 0; i < sizeof accounts / sizeof accounts[0]; i++) {
+		xasprintf(&accounts[i].appid, "wxtestaccount%zu", i);
+		accounts[i].secret = xstrdup("SECRET");
+		accounts[i].token_api = TOKEN_API_STABLE;
+		accounts[i].allow.set = 1;	/* uid 1234, and root */
+		accounts[i].allow.n = 1;
+		accounts[i].allow.rules = xcalloc(1,
+		    sizeof *accounts[i].allow.rules);
+		accounts[i].allow.rules[0].kind = ACL_UID;
+		accounts[i].allow.rules[0].id = 1234;
+		TAILQ_INSERT_TAIL(&conf.accounts, &accounts[i], entry);
+	}
+	wx_conf = &conf;
+	clock_set(t0);
+	TAILQ_INIT(&client.requests);
+	client.peer.uid = 0;
+	send_init();
+	official_reconcile(&conf);
+	for (i = 0; i < sizeof accounts / sizeof accounts[0]; i++)
+		cred_cancel(cred_find(accounts[i].appid));
+	if (outbox_init(&cause) != 0)
+		fatalx("outbox_init: %s", cause);
+}
+
+/* No token: queued, not attempted; the token comes: delivered. */
+static void
+test_waits_for_token(struct cred *c)
+{
+	struct outbox_row row;
+
+	do_enqueue(cred_appid(c), 1, 0);
+	ok(wait_state(1, OUTBOX_QUEUED), "enqueue commits message 1");
+	run_for(300);
+	is_int(fake_pending(SUBSCRIBE), 0, "no attempt without a token");
+	row = row_of(1);
+	is_int(row.state, OUTBOX_QUEUED, "it stays queued");
+	is_int(row.attempts, 0, "with no attempt counted");
+	cred_refresh(c, 0);	/* the credential's own schedule */
+	ok(run_until(stable_pending), "a token is fetched");
+	give_token("T1");
+	ok(run_until(subscribe_pending), "the token came: the message goes");
+	fake_answer(fake_first(SUBSCRIBE), "{\"errcode\":0,\"errmsg\":\"ok\"}");
+	ok(wait_state(1, OUTBOX_DELIVERED), "delivered");
+	is_int(row_of(1).attempts, 1, "after one attempt");
+}
+
+/* 45011: paused until the next minute, the attempt not counted. */
+static void
+test_rate_limited(struct cred *c)
+{
+	do_enqueue(cred_appid(c), 1, 0);
+	ok(run_until(subscribe_pending), "message 2 is attempted");
+	fake_answer(fake_first(SUBSCRIBE), "{\"errcode\":45011}");
+	ok(wait_state(2, OUTBOX_QUEUED), "45011: queued again");
+	is_int(row_of(2).attempts, 0, "the rate-limited attempt is not "
+	    "counted");
+	run_for(1500);
+	is_int(fake_pending(SUBSCRIBE), 0, "no attempt while paused");
+	clock_set(t0 + 61);
+	ok(run_until(subscribe_pending), "after retry_after it goes again");
+	fake_answer(fake_first(SUBSCRIBE), "{\"errcode\":0,\"errmsg\":\"ok\"}");
+	ok(wait_state(2, OUTBOX_DELIVERED), "and is delivered");
+	is_int(row_of(2).attempts, 1, "one attempt counted");
+}
+
+/* A final refusal ends the message with WeChat's errcode. */
+static void
+test_final(struct cred *c)
+{
+	struct outbox_row row;
+
+	do_enqueue(cred_appid(c), 1, 0);
+	ok(run_until(subscribe_pending), "message 3 is attempted");
+	fake_answer(fake_first(SUBSCRIBE), "{\"errcode\":40003,"
+	    "\"errmsg\":\"invalid openid\"}");
+	ok(wait_state(3, OUTBOX_FAILED), "40003: failed");
+	row = row_of(3);
+	is_str(row.code, "wechat", "code wechat");
+	is_int(row.errcode, 40003, "errcode 40003");
+	is_str(row.errmsg, "invalid openid", "WeChat's errmsg");
+	run_for(300);
+	is_int(fake_pending(SUBSCRIBE), 0, "not attempted again");
+}
+
+/* A batch with a bad message writes nothing; a good one all. */
+static void
+test_batch(struct cred *c)
+{
+	do_enqueue(cred_appid(c), 3, 1);
+	run_for(200);
+	is_int(row_of(4).id, 0, "a batch with a bad message queues nothing");
+	do_enqueue(cred_appid(c), 3, 0);
+	ok(wait_state(6, OUTBOX_SENDING) || wait_state(6, OUTBOX_QUEUED) ||
+	    row_of(6).id == 6, "a good batch commits all three (ids 4-6)");
+	ok(row_of(4).id == 4 && row_of(5).id == 5, "ids in order");
+	ok(run_until(subscribe_pending), "they are attempted");
+	while (fake_pending(SUBSCRIBE) > 0 || !wait_state(6, OUTBOX_DELIVERED)) {
+		if (!run_until(subscribe_pending))
+			break;
+		fake_answer(fake_first(SUBSCRIBE),
+		    "{\"errcode\":0,\"errmsg\":\"ok\"}");
+	}
+	ok(row_of(4).state == OUTBOX_DELIVERED &&
+	    row_of(5).state == OUTBOX_DELIVERED &&
+	    row_of(6).state == OUTBOX_DELIVERED, "all three delivered");
+}
+
+/*
+ * A row left sending by a run that died is queued again as uncertain at the
+ * next start; a 43101 then means the first attempt got through.
+ */
+static void
+test_uncertain(struct cred *c)
+{
+	sqlite3 *db;
+	char *path;
+
+	outbox_shutdown();
+	xasprintf(&path, "%s/outbox.db", dir);
+	if (sqlite3_open(path, &db) != SQLITE_OK)
+		fatalx("sqlite3_open");
+	sqlite3_exec(db, "INSERT INTO outbox (appid, kind, body, uid, watch,"
+	    " state, created_at, updated_at, next_at, not_after) SELECT appid,"
+	    " kind, body, uid, 0, 1, created_at, created_at, 0, not_after + "
+	    "100000 FROM outbox WHERE id = 1", NULL, NULL, NULL);
+	sqlite3_close(db);
+	free(path);
+	{
+		char *cause = NULL;
+
+		if (outbox_init(&cause) != 0)
+			fatalx("outbox_init: %s", cause);
+	}
+	ok(run_until(subscribe_pending), "a message sending at the last stop "
+	    "is attempted again");
+	fake_answer(fake_first(SUBSCRIBE), "{\"errcode\":43101}");
+	ok(wait_state(7, OUTBOX_DELIVERED), "its 43101 counts as delivered");
+	is_int(row_of(7).errcode, 43101, "with the errcode kept");
+	(void)c;
+}
+
+/*
+ * Fair between callers: uid 0 queues 40 messages, then uid 1234 one; the
+ * first claim (8: half the window of max_inflight 1) takes uid 1234's among
+ * them, not only uid 0's oldest.
+ */
+static void
+test_callers(struct cred *c)
+{
+	struct outbox_row row;
+	int i, seen = 0;
+
+	conf.max_inflight = 1;
+	/* c has no token yet: nothing goes while they queue. */
+	client.peer.uid = 0;
+	do_enqueue(cred_appid(c), 40, 0);
+	ok(wait_state(47, OUTBOX_QUEUED), "uid 0 queued 40 (ids 8-47)");
+	client.peer.uid = 1234;
+	do_enqueue(cred_appid(c), 1, 0);
+	ok(wait_state(48, OUTBOX_QUEUED), "then uid 1234 one (id 48)");
+	client.peer.uid = 0;
+	run_for(300);
+	cred_refresh(c, 0);
+	if (run_until(stable_pending))
+		give_token("T3");
+	/* Answer the first 8 attempts; see whether 48 is among them. */
+	for (i = 0; i < 8; i++) {
+		if (!run_until(subscribe_pending))
+			break;
+		fake_answer(fake_first(SUBSCRIBE),
+		    "{\"errcode\":0,\"errmsg\":\"ok\"}");
+		run_for(50);
+		if (outbox_db_get(48, &row) == 1 &&
+		    row.state == OUTBOX_DELIVERED)
+			seen = 1;
+	}
+	ok(seen, "uid 1234's message goes within the first claim, not after "
+	    "uid 0's 40");
+	while (run_until(subscribe_pending))
+		fake_answer(fake_first(SUBSCRIBE),
+		    "{\"errcode\":0,\"errmsg\":\"ok\"}");
+	ok(wait_state(47, OUTBOX_DELIVERED), "and all of uid 0's go too");
+	conf.max_inflight = 4;
+}
+
+int
+main(void)
+{
+	struct cred *c;
+
+	log_init("test_outbox", 1, LOG_LEVEL_WARN);
+	setup();
+	c = cred_find(accounts[0].appid);
+	test_waits_for_token(c);
+	test_rate_limited(c);
+	clock_set(t0 + 120);
+	test_final(c);
+	test_batch(c);
+	test_uncertain(c);
+	test_callers(cred_find(accounts[2].appid));
+	outbox_shutdown();
+	return (tap_done());
+}
