@@ -24,6 +24,10 @@ static const struct method methods[] = {
 	{ "preauth", method_component_preauth },
 	{ "call", method_call },
 	{ "jssdk_sign", jsapi_method_sign },
+	{ "consent_url", method_consent_url },
+	{ "consent_record", method_consent_record },
+	{ "consents", method_consents },
+	{ "consent_forget", method_consent_forget },
 };
 
 const struct method *
