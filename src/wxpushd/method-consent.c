@@ -200,9 +200,9 @@ method_consent_url(struct request *req, const msgpack_object *params)
 	o = rpc_map_get(params, "expires_in");
 	if (o != NULL) {
 		if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
-		    o->via.u64 < 60 || o->via.u64 > MC_EXPIRES_MAX) {
+		    o->via.u64 < 1 || o->via.u64 > MC_EXPIRES_MAX) {
 			rpc_reply_errorx(req, "invalid_request", 0, "expires_in",
-			    "expires_in is 60..%d seconds", MC_EXPIRES_MAX);
+			    "expires_in is 1..%d seconds", MC_EXPIRES_MAX);
 			return;
 		}
 		expires_in = (int)o->via.u64;
