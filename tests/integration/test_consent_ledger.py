@@ -24,6 +24,7 @@ USER = "oUSER_openid_0001"
 
 mock = Mock(accounts={APPID: SECRET, APPID2: SECRET})
 port = free_port()
+mport = free_port()
 d = Daemon(mock, accounts={APPID: SECRET, APPID2: SECRET}, start=False)
 keyfile = os.path.join(d.dir, "consent.key")
 with open(keyfile, "w") as f:
@@ -31,7 +32,8 @@ with open(keyfile, "w") as f:
 os.chmod(keyfile, 0o600)
 d.extra = ('consent_key_file = "%s"\nconsent_listen = "127.0.0.1:%d"\n'
            'consent_public_url = "http://127.0.0.1:%d/consent/"\n'
-           % (keyfile, port, port))
+           'metrics_listen = "127.0.0.1:%d"\n'
+           % (keyfile, port, port, mport))
 d.account_extra = 'consent = "required"'
 d.write_conf()
 d.start()
@@ -183,6 +185,18 @@ t.eq(mock.calls(SUBSCRIBE), calls + 1, "one call upstream")
 err, s = d.call("stats")
 t.ok(err is None and s.get("sends_no_consent", 0) >= 9, "stats counts no_consent sends",
      (err, s and s.get("sends_no_consent")))
+
+groups = {(g["appid"], g["template_id"], g["state"]): g["count"]
+          for g in (s or {}).get("consents", [])}
+t.eq((groups.get((APPID, TID, "spent")), groups.get((APPID, TID, "refused")),
+      groups.get((APPID, "TEMPLATE_id_0005", "spent")), groups.get((APPID2, TID, "spent"))),
+     (1, 1, 1, 1), "stats counts consents by appid, template and state")
+with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mport, timeout=10) as r:
+    text = r.read().decode()
+t.ok('wxpushd_consents{appid="%s",template_id="%s",state="spent"} 1' % (APPID, TID) in text
+     and 'wxpushd_consents{appid="%s",template_id="%s",state="refused"} 1' % (APPID, TID)
+     in text and USER not in text, "/metrics counts them too, without openids",
+     [x for x in text.splitlines() if "consent" in x])
 
 # kill -9 while WeChat holds the answer: spent, not sent twice.
 r6 = link(tid="TEMPLATE_id_0006")["reserved"]
