@@ -1573,6 +1573,22 @@ config_check(struct config_parse *p, const struct stat *st)
 		    conf->max_clients_per_uid, conf->max_clients);
 	}
 
+	/* consent = required, or an endpoint, without a key to verify links. */
+	if (conf->consent_key == NULL) {
+		struct account_conf	*a;
+		struct component_conf	*k;
+		int			 need = conf->consent_listen != NULL;
+
+		TAILQ_FOREACH(a, &conf->accounts, entry)
+			need |= a->consent_required;
+		TAILQ_FOREACH(k, &conf->components, entry)
+			need |= k->consent_required;
+		if (need)
+			config_error_at(p, 0, "consent = required and "
+			    "consent_listen need consent_key_file (make one "
+			    "with: openssl rand -hex 32)");
+	}
+
 	/* Whoever can change the file can add themselves to allow lists. */
 	if (st->st_mode & 022) {
 		config_error_at(p, 0, "%s is mode %04o, writable by group or "

@@ -218,9 +218,26 @@ err, _ = send(template_id="TEMPLATE_id_0006")
 t.eq((err or {}).get("code"), "no_consent", "and a new send is no_consent")
 t.eq(mock.calls(SUBSCRIBE), calls + 1, "WeChat got the message once")
 
+# The command line: a signed link, the ledger, forgetting.
+r = d.wxpush("consent-url", "--signed", "--appid", APPID, "--template-id", "TEMPLATE_id_0007",
+             "--scene", "70", "--reference", "cli-1", "--expires-in", "600")
+cu = urllib.parse.urlsplit(r.stdout.strip())
+r7 = dict(urllib.parse.parse_qsl(cu.query)).get("reserved", "")
+t.ok(r.returncode == 0 and r7 != "", "wxpush consent-url --signed prints a signed link",
+     r.stdout + r.stderr)
+st, _ = browse(reserved=r7, tid="TEMPLATE_id_0007", scene=70)
+t.eq(st, 200, "and its redirect is accepted")
+r = d.wxpush("consents", "--appid", APPID, "--template-id", "TEMPLATE_id_0007")
+t.ok(r.returncode == 0 and r.stdout.startswith("%s TEMPLATE_id_0007 70 granted " % USER)
+     and len(r.stdout.splitlines()) == 1, "wxpush consents lists it", r.stdout + r.stderr)
+r = d.wxpush("consent-url", "--signed", "--reserved", "abc", "--appid", APPID,
+             "--template-id", TID, "--scene", "1")
+t.eq(r.returncode, 2, "--signed with --reserved is a usage error")
+
 # consent_forget: everything about the user, also after a restart.
-err, res = d.call("consent_forget", {"appid": APPID, "openid": USER})
-t.ok(err is None and res["deleted"] >= 4, "consent_forget deletes the user's consents", res)
+r = d.wxpush("consent-forget", "--appid", APPID, "--openid", USER)
+t.ok(r.returncode == 0 and r.stdout == "deleted 5\n",
+     "wxpush consent-forget deletes the user's consents", r.stdout + r.stderr)
 t.eq(consents(openid=USER), [], "none left")
 d.stop()
 d.start()
