@@ -175,7 +175,8 @@ consent_sign(const char *key, const char *appid, const char *template_id,
 	if (RAND_bytes(packed + 5, 8) != 1)
 		return (-1);
 	packed[13] = (unsigned char)reflen;
-	memcpy(packed + CONSENT_HEAD, ref, reflen);
+	if (reflen != 0)
+		memcpy(packed + CONSENT_HEAD, ref, reflen);
 	len = CONSENT_HEAD + reflen + CONSENT_TAG_LEN;
 	len = (len + CONSENT_CHUNK - 1) / CONSENT_CHUNK * CONSENT_CHUNK;
 	if (consent_mac(key, appid, template_id, scene, packed,

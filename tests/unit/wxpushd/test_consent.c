@@ -86,6 +86,11 @@ main(void)
 	    r2) == 0 && strcmp(r, r2) != 0, "two links differ (the nonce)");
 	is_int(test_verify(T_APPID, T_TID, 1000, r2, now, tag2, ref), 0,
 	    "the second verifies");
+	is_int(consent_sign(T_KEY, T_APPID, T_TID, 0, now + 60, NULL, r2), 0,
+	    "a link without a reference");
+	is_int(test_verify(T_APPID, T_TID, 0, r2, now, tag2, ref), 0,
+	    "verifies");
+	is_str(ref, "", "with an empty reference");
 	ok(strcmp(tag, tag2) != 0, "with another tag");
 
 	/* Each signed field changed on the redirect's side. */
