@@ -341,19 +341,37 @@ consent_find_tag(const char *appid, const char *openid,
 }
 
 /*
- * Record a verified answer of the consent page (granted or refused), at
- * once in the store. 1 recorded, 0 already recorded (a reload), -1 and a
- * static *why (the ledger is full, the store failed).
+ * Record a verified answer of the consent page (*granted: confirm or
+ * cancel), at once in the store. 1 recorded, 0 already recorded (a reload:
+ * *granted then says what the ledger holds), -1 and a static *why (the
+ * ledger is full, the store failed). A link's answers after the first change
+ * nothing, except a confirm after a cancel: WeChat then holds a consent, so
+ * the ledger does too.
  */
 int
 consent_record(const char *appid, const char *openid, const char *template_id,
-    int scene, const char *tag, const char *ref, int granted, const char **why)
+    int scene, const char *tag, const char *ref, int *granted,
+    const char **why)
 {
 	struct store_consent	 row;
 	struct consent		*c;
 
-	if (consent_find_tag(appid, openid, template_id, scene, tag) != NULL)
-		return (0);
+	if ((c = consent_find_tag(appid, openid, template_id, scene,
+	    tag)) != NULL) {
+		if (c->state != CONSENT_REFUSED || !*granted) {
+			*granted = c->state != CONSENT_REFUSED;
+			return (0);
+		}
+		c->state = CONSENT_GRANTED;
+		snprintf(c->row.state, sizeof c->row.state, "%s",
+		    consent_state_name(CONSENT_GRANTED));
+		if (store_consent_put(&c->row) != 0) {
+			consent_mark_dirty(c);	/* retried behind */
+			*why = "the consent could not be stored";
+			return (-1);
+		}
+		return (1);
+	}
 	memset(&row, 0, sizeof row);
 	snprintf(row.appid, sizeof row.appid, "%s", appid);
 	snprintf(row.openid, sizeof row.openid, "%s", openid);
@@ -362,7 +380,7 @@ consent_record(const char *appid, const char *openid, const char *template_id,
 	snprintf(row.reference, sizeof row.reference, "%s", ref);
 	row.scene = scene;
 	row.recorded_at = clock_now();
-	if ((c = consent_insert(&row, granted ? CONSENT_GRANTED :
+	if ((c = consent_insert(&row, *granted ? CONSENT_GRANTED :
 	    CONSENT_REFUSED)) == NULL) {
 		*why = "the consent ledger is full (consent_max)";
 		return (-1);

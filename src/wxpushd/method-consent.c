@@ -255,8 +255,9 @@ method_consent_url(struct request *req, const msgpack_object *params)
 
 /*
  * Verify and record one answer of the consent page for appid. 0 and the
- * state recorded in *granted and whether it is new in *isnew, or -1 and a
- * static *why; the HTTP endpoint and consent_record share it.
+ * state the ledger holds in *granted and whether the answer changed it in
+ * *isnew, or -1 and a static *why; the HTTP endpoint and consent_record
+ * share it.
  */
 int
 method_consent_accept(const char *appid, const char *openid,
@@ -283,7 +284,7 @@ method_consent_accept(const char *appid, const char *openid,
 	    reserved, rlen, clock_now(), tag, ref, why) != 0)
 		return (-1);
 	if ((rc = consent_record(appid, openid, template_id, scene, tag, ref,
-	    *granted, why)) == -1)
+	    granted, why)) == -1)
 		return (-1);
 	*isnew = rc == 1;
 	log_info("%s: consent %s for template %s scene %d%s", appid,

@@ -849,7 +849,7 @@ int	 consent_sign(const char *, const char *, const char *, int, time_t,
 int	 consent_verify(const char *, const char *, const char *, int,
 	    const char *, size_t, time_t, char *, char *, const char **);
 int	 consent_record(const char *, const char *, const char *, int,
-	    const char *, const char *, int, const char **);
+	    const char *, const char *, int *, const char **);
 int	 consent_required(const struct cred *);
 int	 consent_spend(const char *, const char *, const char *, int, char *);
 void	 consent_give_back(const char *, const char *, const char *, int,

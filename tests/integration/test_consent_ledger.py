@@ -5,6 +5,7 @@ upstream; forged, tampered, expired and cross-appid reserved values refused;
 cancel recorded; reloads counted once; concurrent sends for one consent; a
 kill -9 while WeChat has not answered."""
 
+import http.client
 import os
 import random
 import signal
@@ -243,6 +244,43 @@ d.stop()
 d.start()
 t.eq(consents(openid=USER), [], "none after a restart")
 
-# Peers not allowed on the appid see nothing (an allow list without us).
+# consent_landing_url, set by a reload: the browser is sent on with the outcome.
+d.extra += 'consent_landing_url = "https://shop.example/subscribed?from=wx"\n'
+d.write_conf()
+d.sig(signal.SIGHUP)
+t.ok(wait_for(lambda: "configuration reloaded" in d.logtext(), timeout=10), "reloaded")
+r8 = link(tid="TEMPLATE_id_0008")["reserved"]
+
+
+def browse_raw(query):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request("GET", "/consent/%s?%s" % (APPID, urllib.parse.urlencode(query)))
+    resp = c.getresponse()
+    out = (resp.status, resp.getheader("Location"))
+    c.close()
+    return out
+
+
+q8 = {"openid": USER, "template_id": "TEMPLATE_id_0008", "action": "confirm",
+      "scene": 1000, "reserved": r8}
+t.eq(browse_raw(q8), (303, "https://shop.example/subscribed?from=wx&result=confirmed"),
+     "a confirm is sent to the landing URL with result=confirmed")
+t.eq(browse_raw(dict(q8, action="cancel")),
+     (303, "https://shop.example/subscribed?from=wx&result=confirmed"),
+     "a cancel of a confirmed link: WeChat holds the consent, result=confirmed")
+t.eq([x["state"] for x in consents(template_id="TEMPLATE_id_0008")], ["granted"],
+     "the consent stands")
+r9 = link(tid="TEMPLATE_id_0009")["reserved"]
+q9 = dict(q8, template_id="TEMPLATE_id_0009", reserved=r9)
+t.eq(browse_raw(dict(q9, action="cancel")),
+     (303, "https://shop.example/subscribed?from=wx&result=cancelled"),
+     "a cancel: result=cancelled")
+t.eq(browse_raw(q9), (303, "https://shop.example/subscribed?from=wx&result=confirmed"),
+     "then a confirm of the same link: result=confirmed")
+t.eq([x["state"] for x in consents(template_id="TEMPLATE_id_0009")], ["granted"],
+     "one consent, granted")
+t.eq(browse_raw(dict(q8, scene=1001)),
+     (303, "https://shop.example/subscribed?from=wx&result=invalid"),
+     "a tampered one: result=invalid")
 d.stop()
 t.done()

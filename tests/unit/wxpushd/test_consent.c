@@ -62,6 +62,7 @@ main(void)
 	char		 ref[CONSENT_REF_MAX + 1], longref[CONSENT_REF_MAX + 2];
 	char		*dir, *cause;
 	const char	*why;
+	int		 yes = 1, no = 0;
 	struct config	 conf;
 	time_t		 now = 1800000000;
 	size_t		 i, bad;
@@ -165,16 +166,43 @@ main(void)
 	}
 	is_int(consent_init(), 0, "consent_init on an empty store");
 	is_int(consent_record(T_APPID, "openid-1", T_TID, 1000,
-	    "00000000000000000000000000000001", "", 1, &why), 1,
+	    "00000000000000000000000000000001", "", &yes, &why), 1,
 	    "a consent is recorded");
 	is_int(consent_record(T_APPID, "openid-1", T_TID, 1000,
-	    "00000000000000000000000000000001", "", 1, &why), 0,
+	    "00000000000000000000000000000001", "", &yes, &why), 0,
 	    "the same redirect again (a reload) records nothing");
 	is_int((int)consent_count(), 1, "one consent held");
 	is_int(consent_record(T_APPID, "openid-1", T_TID, 1000,
-	    "00000000000000000000000000000002", "", 0, &why), 1,
+	    "00000000000000000000000000000002", "", &no, &why), 1,
 	    "a cancel is recorded");
 	is_int((int)test_count(CONSENT_REFUSED), 1, "as refused");
+	no = 0;
+	is_int(consent_record(T_APPID, "openid-1", T_TID, 1000,
+	    "00000000000000000000000000000001", "", &no, &why), 0,
+	    "a cancel of a confirmed link changes nothing");
+	is_int(no, 1, "and says it is granted");
+	is_int((int)test_count(CONSENT_GRANTED), 1, "one granted");
+	yes = 1;
+	is_int(consent_record(T_APPID, "openid-1", T_TID, 1000,
+	    "00000000000000000000000000000002", "", &yes, &why), 1,
+	    "a confirm of a cancelled link grants it");
+	is_int((int)test_count(CONSENT_GRANTED), 2, "two granted");
+	no = 0;
+	is_int(consent_record(T_APPID, "openid-1", T_TID, 1000,
+	    "00000000000000000000000000000002", "", &no, &why), 0,
+	    "and a cancel again changes nothing");
+	is_int(consent_spend(T_APPID, "openid-1", T_TID, 1000, tag), 1,
+	    "spend the second");
+	is_str(tag, "00000000000000000000000000000001", "the oldest first");
+	consent_give_back(T_APPID, "openid-1", T_TID, 1000, tag);
+	consent_forget(T_APPID, "openid-1");
+	no = 0;
+	is_int(consent_record(T_APPID, "openid-1", T_TID, 1000,
+	    "00000000000000000000000000000001", "", &yes, &why), 1,
+	    "recorded again after forget");
+	is_int(consent_record(T_APPID, "openid-1", T_TID, 1000,
+	    "00000000000000000000000000000002", "", &no, &why), 1,
+	    "and its cancel");
 
 	/* Spending: one consent, once; a refusal is never spent. */
 	is_int(consent_spend(T_APPID, "openid-1", T_TID, 1000, tag), 1,
@@ -193,7 +221,7 @@ main(void)
 
 	/* 43101 without a spent consent spends a matching one. */
 	is_int(consent_record(T_APPID, "openid-3", T_TID, 7,
-	    "00000000000000000000000000000003", "ref", 1, &why), 1,
+	    "00000000000000000000000000000003", "ref", &yes, &why), 1,
 	    "another user's consent");
 	consent_used_up(T_APPID, "openid-3", T_TID, 7, "");
 	is_int(consent_spend(T_APPID, "openid-3", T_TID, 7, tag2), 0,
@@ -201,10 +229,10 @@ main(void)
 
 	/* Bounded: consent_max consents in memory. */
 	is_int(consent_record(T_APPID, "openid-4", T_TID, 7,
-	    "00000000000000000000000000000004", "", 1, &why), 1,
+	    "00000000000000000000000000000004", "", &yes, &why), 1,
 	    "the fourth consent");
 	all = consent_record(T_APPID, "openid-5", T_TID, 7,
-	    "00000000000000000000000000000005", "", 1, &why) == -1;
+	    "00000000000000000000000000000005", "", &yes, &why) == -1;
 	ok(all && strstr(why, "consent_max") != NULL, "the fifth: %s", why);
 
 	/* Write-behind: the spends reach the store and come back. */
