@@ -15,7 +15,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from wxtest import APPID, SECRET, Daemon, Mock, Tap, free_port, message, wait_for
+from wxtest import (APPID, COMPONENT, COMPONENT_KEY, COMPONENTS, SECRET, Daemon, Mock, Tap,
+                    free_port, message, wait_for)
 
 t = Tap(timeout=240)
 APPID2 = "wx00000000000000b2"
@@ -283,4 +284,50 @@ t.eq(browse_raw(dict(q8, scene=1001)),
      (303, "https://shop.example/subscribed?from=wx&result=invalid"),
      "a tampered one: result=invalid")
 d.stop()
+
+# A platform's consent = required holds for its authorizers.
+AUTH = "wxauthorizer00cons"
+mc = Mock(components=COMPONENTS)
+dc = Daemon(mock=mc, components=COMPONENTS, callback=True, start=False)
+mc.config(event_url=dc.callback_url)
+dc.extra = 'consent_key_file = "%s"\n' % keyfile
+conf = dc.default_conf()
+key_line = '    aes_key = "%s"\n' % COMPONENT_KEY
+t.ok(key_line in conf, "the platform block is where the test expects it")
+dc.write_conf(conf.replace(key_line, key_line + '    consent = "required"\n'))
+dc.start()
+t.ok(wait_for(lambda: any(c["appid"] == COMPONENT and c["state"] == "valid"
+                          for c in dc.status()["credentials"]), 15),
+     "the platform has its token")
+err, _ = dc.call("authorize", {"component_appid": COMPONENT,
+                               "authorization_code": mc.component_code(AUTH)})
+t.ok(err is None, "a merchant authorizes the platform", err)
+err, _ = dc.call("send", message(appid=AUTH))
+t.eq((err or {}).get("code"), "no_consent", "an authorizer's send without a consent: no_consent")
+t.eq(mc.calls(SUBSCRIBE), 0, "nothing upstream")
+err, res = dc.call("consent_url", {"appid": AUTH, "template_id": TID, "scene": 1000,
+                                   "redirect_url": "https://shop.example/c"})
+ra = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(res["url"]).query))["reserved"]
+err, res = dc.call("consent_record", {"appid": AUTH, "openid": USER, "template_id": TID,
+                                      "action": "confirm", "scene": 1000, "reserved": ra})
+t.eq(res, {"state": "granted", "new": True}, "its consent is recorded")
+err, res = dc.call("send", message(appid=AUTH))
+t.ok(err is None and mc.calls(SUBSCRIBE) == 1, "then its send goes out", err)
+err, _ = dc.call("send", message(appid=AUTH))
+t.eq((err or {}).get("code"), "no_consent", "once")
+
+# Without consent = required (this daemon's account): sends go out, and spend.
+err, _ = dc.call("send", message())
+t.ok(err is None and mc.calls(SUBSCRIBE) == 2, "recorded mode: a send without a consent goes out",
+     err)
+err, res = dc.call("consent_url", {"appid": APPID, "template_id": TID, "scene": 1000,
+                                   "redirect_url": "https://shop.example/c"})
+rb = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(res["url"]).query))["reserved"]
+dc.call("consent_record", {"appid": APPID, "openid": USER, "template_id": TID,
+                           "action": "confirm", "scene": 1000, "reserved": rb})
+err, _ = dc.call("send", message())
+err2, res = dc.call("consents", {"appid": APPID})
+t.ok(err is None and [x["state"] for x in res["consents"]] == ["spent"],
+     "and a matching consent is marked spent", (err, res))
+dc.stop()
 t.done()
