@@ -513,38 +513,45 @@ consent_counts(uint64_t *counts)
 		counts[c->state]++;
 }
 
+/* qsort order of consents: appid, template_id, state. */
+static int
+consent_group_cmp(const void *a, const void *b)
+{
+	const struct consent	*x = *(struct consent *const *)a;
+	const struct consent	*y = *(struct consent *const *)b;
+	int			 r;
+
+	if ((r = strcmp(x->row.appid, y->row.appid)) != 0 ||
+	    (r = strcmp(x->row.template_id, y->row.template_id)) != 0)
+		return (r);
+	return ((int)x->state - (int)y->state);
+}
+
 /*
  * Per (appid, template_id, state) counts for metrics and stats: cb once per
- * group with a count, groups in first-recorded order. Quadratic in groups,
- * bounded by templates in use.
+ * group with its count, in that order. O(n log n) in the consents held.
  */
 void
 consent_groups(void (*cb)(const char *, const char *, enum consent_state,
     uint64_t, void *), void *arg)
 {
-	struct consent	*c, *d;
-	uint64_t	 n;
+	struct consent	**v, *c;
+	size_t		  i, j, n = 0;
 
-	TAILQ_FOREACH(c, &consent_age, age) {
-		/* The first of its group counts the group. */
-		for (d = TAILQ_FIRST(&consent_age); d != c;
-		    d = TAILQ_NEXT(d, age)) {
-			if (d->state == c->state &&
-			    strcmp(d->row.appid, c->row.appid) == 0 &&
-			    strcmp(d->row.template_id, c->row.template_id) == 0)
-				break;
-		}
-		if (d != c)
-			continue;
-		n = 0;
-		for (d = c; d != NULL; d = TAILQ_NEXT(d, age)) {
-			if (d->state == c->state &&
-			    strcmp(d->row.appid, c->row.appid) == 0 &&
-			    strcmp(d->row.template_id, c->row.template_id) == 0)
-				n++;
-		}
-		cb(c->row.appid, c->row.template_id, c->state, n, arg);
+	if (consent_n == 0)
+		return;
+	v = xcalloc(consent_n, sizeof *v);
+	TAILQ_FOREACH(c, &consent_age, age)
+		v[n++] = c;
+	qsort(v, n, sizeof *v, consent_group_cmp);
+	for (i = 0; i < n; i = j) {
+		for (j = i + 1; j < n && consent_group_cmp(&v[i], &v[j]) == 0;
+		    j++)
+			;
+		cb(v[i]->row.appid, v[i]->row.template_id, v[i]->state,
+		    (uint64_t)(j - i), arg);
 	}
+	free(v);
 }
 
 /* Write the changed consents in one batch (kept dirty if it fails). */

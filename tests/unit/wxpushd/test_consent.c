@@ -52,6 +52,19 @@ test_count(enum consent_state st)
 	return (counts[st]);
 }
 
+/* Write each group as "template/state=n;" into the buffer arg. */
+static void
+test_group(const char *appid, const char *template_id, enum consent_state st,
+    uint64_t n, void *arg)
+{
+	char	*buf = arg;
+	size_t	 len = strlen(buf);
+
+	(void)appid;
+	snprintf(buf + len, 256 - len, "%s/%s=%llu;", template_id,
+	    consent_state_name(st), (unsigned long long)n);
+}
+
 int
 main(void)
 {
@@ -63,6 +76,7 @@ main(void)
 	char		*dir, *cause;
 	const char	*why;
 	int		 yes = 1, no = 0;
+	char		 groups[256];
 	struct config	 conf;
 	time_t		 now = 1800000000;
 	size_t		 i, bad;
@@ -241,6 +255,10 @@ main(void)
 	is_int((int)consent_count(), 4, "four consents loaded");
 	is_int((int)test_count(CONSENT_SPENT), 2, "two spent");
 	is_int((int)test_count(CONSENT_REFUSED), 1, "one refused");
+	groups[0] = '\0';
+	consent_groups(test_group, groups);
+	is_str(groups, "TPL_id-0001/granted=1;TPL_id-0001/refused=1;"
+	    "TPL_id-0001/spent=2;", "groups by template and state, counted");
 	is_int(consent_spend(T_APPID, "openid-4", T_TID, 7, tag2), 1,
 	    "the unspent one is spendable");
 
