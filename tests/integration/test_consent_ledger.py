@@ -34,7 +34,7 @@ with open(keyfile, "w") as f:
 os.chmod(keyfile, 0o600)
 d.extra = ('consent_key_file = "%s"\nconsent_listen = "127.0.0.1:%d"\n'
            'consent_public_url = "http://127.0.0.1:%d/consent/"\n'
-           'metrics_listen = "127.0.0.1:%d"\n'
+           'metrics_listen = "127.0.0.1:%d"\nsocket_mode = "0666"\n'
            % (keyfile, port, port, mport))
 d.account_extra = 'consent = "required"'
 d.write_conf()
@@ -219,6 +219,44 @@ t.eq(state, ["spent"], "after kill -9 the consent is spent")
 err, _ = send(template_id="TEMPLATE_id_0006")
 t.eq((err or {}).get("code"), "no_consent", "and a new send is no_consent")
 t.eq(mock.calls(SUBSCRIBE), calls + 1, "WeChat got the message once")
+
+# A peer not on the appid's allow list (nobody; no list: only root and the
+# daemon's user) may not sign, record, read or forget, and sees no counts.
+AS_NOBODY = r'''
+import json, sys
+from wxtest import Client
+c = Client(sys.argv[1])
+print(json.dumps([c.call(m, p) for m, p in json.loads(sys.argv[2])]))
+'''
+if os.getuid() == 0:
+    import json
+    import subprocess
+    import sys
+    import wxtest
+    py = sys.executable if sys.executable.startswith("/usr/") else "/usr/bin/python3"
+    ops = [["consents", {"appid": APPID}],
+           ["consent_url", {"appid": APPID, "template_id": TID, "scene": 1}],
+           ["consent_record", {"appid": APPID, "openid": USER, "template_id": TID,
+                               "action": "confirm", "scene": 1000, "reserved": r2}],
+           ["consent_forget", {"appid": APPID, "openid": USER}],
+           ["stats", {}]]
+    r = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                        py, "-c", AS_NOBODY, d.sock, json.dumps(ops)],
+                       env=dict(os.environ, PYTHONPATH=wxtest.everyone_pythonpath(),
+                                PYTHONDONTWRITEBYTECODE="1"),
+                       capture_output=True, text=True, timeout=60)
+    try:
+        out = json.loads(r.stdout)
+    except ValueError:
+        out = None
+    t.ok(out is not None and [(e or {}).get("code") for e, _ in out[:4]] == ["forbidden"] * 4,
+         "nobody gets forbidden for consents, consent_url, consent_record, consent_forget",
+         r.stdout + r.stderr)
+    t.ok(out is not None and out[4][1].get("consents") == [],
+         "and no consent counts in stats", out and out[4])
+    t.ok(len(consents(openid=USER)) >= 3, "nothing was forgotten")
+else:
+    t.ok(True, "# SKIP needs root to run a client as nobody")
 
 # The command line: a signed link, the ledger, forgetting.
 r = d.wxpush("consent-url", "--signed", "--appid", APPID, "--template-id", "TEMPLATE_id_0007",
