@@ -62,7 +62,12 @@ static const struct {
 	{ "jssdk-sign", "  jssdk-sign --appid A --url URL   (a JS-SDK wx.config signature)\n" },
 	{ "consent-url",
 	  "  consent-url --appid A --scene S --template-id T --redirect-url URL\n"
-	  "       [--reserved R]        (the user's consent page; no daemon needed)\n" },
+	  "       [--reserved R]        (the user's consent page; no daemon needed)\n"
+	  "  consent-url --signed --appid A --scene S --template-id T\n"
+	  "       [--redirect-url URL] [--reference R] [--expires-in SECONDS]\n"
+	  "       (a link the daemon signs, for its consent ledger)\n" },
+	{ "consents", "  consents --appid A [--openid O] [--template-id T]\n" },
+	{ "consent-forget", "  consent-forget --appid A --openid O\n" },
 };
 
 /* Print the usage of the current command, or of all commands. */
@@ -885,6 +890,28 @@ wxpush_print_outbox(const msgpack_object *r)
 	}
 }
 
+/* The consents method's list, one consent a line. */
+static void
+wxpush_print_consents(const msgpack_object *a)
+{
+	static const char *keys[] = { "openid", "template_id", "scene",
+	    "state", "recorded_at", "spent_at" };
+	char		 buf[256];
+	uint32_t	 i;
+	size_t		 k;
+
+	if (a == NULL || a->type != MSGPACK_OBJECT_ARRAY)
+		return;
+	for (i = 0; i < a->via.array.size; i++) {
+		for (k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+			wxpush_fmt_value(buf, sizeof buf,
+			    wxpush_get(&a->via.array.ptr[i], keys[k]));
+			printf("%s%s", k == 0 ? "" : " ", buf);
+		}
+		printf("\n");
+	}
+}
+
 /* Call a method with a JSON params object (or none) and print the result. */
 static int
 wxpush_call_json(const char *method, json_t *params, int how)
@@ -941,6 +968,12 @@ wxpush_call_json(const char *method, json_t *params, int how)
 		v = wxpush_get(r, "authorizer_appid");
 		wxpush_fmt_value(buf, sizeof buf, v);
 		printf("%s\n", buf);
+	} else if (how == 'c') {
+		/* consents: OPENID TEMPLATE_ID SCENE STATE RECORDED_AT */
+		wxpush_print_consents(wxpush_get(r, "consents"));
+	} else if (how == 'f') {
+		if (wxpush_get_int(wxpush_get(r, "deleted"), &n))
+			printf("deleted %lld\n", n);
 	} else if (how == 'p') {
 		/* The whole URL, which is longer than a cell. */
 		v = wxpush_get(r, "url");
@@ -1023,6 +1056,7 @@ enum {
 	OPT_REDIRECT_URL, OPT_RESERVED, OPT_REDIRECT_URI, OPT_AUTH_TYPE,
 	OPT_BIZ_APPID, OPT_MOBILE, OPT_COUNT, OPT_BATCH, OPT_KIND,
 	OPT_METHOD, OPT_QUERY, OPT_QUEUE, OPT_NOT_AFTER, OPT_WATCH,
+	OPT_SIGNED, OPT_REFERENCE, OPT_EXPIRES_IN, OPT_OPENID,
 	OPT_LAST
 };
 static const struct option wxpush_cmd_longopts[] = {
@@ -1055,6 +1089,10 @@ static const struct option wxpush_cmd_longopts[] = {
 	{ "queue", no_argument, NULL, OPT_QUEUE },
 	{ "not-after", required_argument, NULL, OPT_NOT_AFTER },
 	{ "watch", no_argument, NULL, OPT_WATCH },
+	{ "signed", no_argument, NULL, OPT_SIGNED },
+	{ "reference", required_argument, NULL, OPT_REFERENCE },
+	{ "expires-in", required_argument, NULL, OPT_EXPIRES_IN },
+	{ "openid", required_argument, NULL, OPT_OPENID },
 	{ NULL, 0, NULL, 0 }
 };
 
@@ -1344,6 +1382,82 @@ wxpush_cmd_consent_url(const char **opts)
 	return (WXPUSH_OK);
 }
 
+/* A decimal option of at most 9 digits as a JSON integer member, or exit. */
+static void
+wxpush_json_set_num(json_t *j, const char *key, const char *opt,
+    const char *value)
+{
+	size_t	i;
+
+	for (i = 0; value[i] >= '0' && value[i] <= '9'; i++)
+		;
+	if (i == 0 || i > 9 || value[i] != '\0')
+		wxpush_bad_input("--%s must be a number", opt);
+	if (json_object_set_new(j, key, json_integer(strtol(value, NULL,
+	    10))) != 0)
+		wxpush_nomem();
+}
+
+/* consent-url --signed: the daemon signs the link for its consent ledger. */
+static int
+wxpush_cmd_consent_url_signed(const char **opts)
+{
+	const char	*v;
+	json_t		*p;
+
+	if (opts[OPT_RESERVED - OPT_APPID] != NULL)
+		wxpush_usage("--reserved does not apply with --signed (the "
+		    "daemon makes it)");
+	if ((p = json_object()) == NULL)
+		wxpush_nomem();
+	wxpush_json_set(p, "appid", wxpush_need(opts, OPT_APPID));
+	wxpush_json_set(p, "template_id", wxpush_need(opts, OPT_TEMPLATE_ID));
+	wxpush_json_set_num(p, "scene", "scene", wxpush_need(opts, OPT_SCENE));
+	if ((v = opts[OPT_REDIRECT_URL - OPT_APPID]) != NULL)
+		wxpush_json_set(p, "redirect_url", v);
+	if ((v = opts[OPT_REFERENCE - OPT_APPID]) != NULL)
+		wxpush_json_set(p, "reference", v);
+	if ((v = opts[OPT_EXPIRES_IN - OPT_APPID]) != NULL)
+		wxpush_json_set_num(p, "expires_in", "expires-in", v);
+	wxpush_call_json("consent_url", p, 'p');
+	json_decref(p);
+	return (WXPUSH_OK);
+}
+
+/* consents: the ledger of an appid, one consent a line. */
+static int
+wxpush_cmd_consents(const char **opts)
+{
+	const char	*v;
+	json_t		*p;
+
+	if ((p = json_object()) == NULL)
+		wxpush_nomem();
+	wxpush_json_set(p, "appid", wxpush_need(opts, OPT_APPID));
+	if ((v = opts[OPT_OPENID - OPT_APPID]) != NULL)
+		wxpush_json_set(p, "openid", v);
+	if ((v = opts[OPT_TEMPLATE_ID - OPT_APPID]) != NULL)
+		wxpush_json_set(p, "template_id", v);
+	wxpush_call_json("consents", p, 'c');
+	json_decref(p);
+	return (WXPUSH_OK);
+}
+
+/* consent-forget: delete everything the daemon holds about one user. */
+static int
+wxpush_cmd_consent_forget(const char **opts)
+{
+	json_t	*p;
+
+	if ((p = json_object()) == NULL)
+		wxpush_nomem();
+	wxpush_json_set(p, "appid", wxpush_need(opts, OPT_APPID));
+	wxpush_json_set(p, "openid", wxpush_need(opts, OPT_OPENID));
+	wxpush_call_json("consent_forget", p, 'f');
+	json_decref(p);
+	return (WXPUSH_OK);
+}
+
 /*
  * preauth: a pre_auth_code from the daemon (which holds the platform's token)
  * and the page where the merchant authorizes the platform. The daemon checks
@@ -1498,7 +1612,11 @@ main(int argc, char **argv)
 	static const int preauth_opts[] = { OPT_COMPONENT_APPID,
 	    OPT_REDIRECT_URI, OPT_AUTH_TYPE, OPT_BIZ_APPID, OPT_MOBILE, 0 };
 	static const int consent_opts[] = { OPT_APPID, OPT_SCENE,
-	    OPT_TEMPLATE_ID, OPT_REDIRECT_URL, OPT_RESERVED, 0 };
+	    OPT_TEMPLATE_ID, OPT_REDIRECT_URL, OPT_RESERVED, OPT_SIGNED,
+	    OPT_REFERENCE, OPT_EXPIRES_IN, 0 };
+	static const int consents_opts[] = { OPT_APPID, OPT_OPENID,
+	    OPT_TEMPLATE_ID, 0 };
+	static const int forget_opts[] = { OPT_APPID, OPT_OPENID, 0 };
 	static const int call_opts[] = { OPT_APPID, OPT_METHOD, OPT_QUERY,
 	    OPT_BODY, 0 };
 	static const int jssdk_opts[] = { OPT_APPID, OPT_URL, 0 };
@@ -1580,7 +1698,22 @@ main(int argc, char **argv)
 	if (strcmp(argv[0], "consent-url") == 0) {
 		first = wxpush_parse(argc, argv, consent_opts, opts);
 		wxpush_no_args(argc, argv, first);
+		if (opts[OPT_SIGNED - OPT_APPID] != NULL)
+			return (wxpush_cmd_consent_url_signed(opts));
+		if (opts[OPT_REFERENCE - OPT_APPID] != NULL ||
+		    opts[OPT_EXPIRES_IN - OPT_APPID] != NULL)
+			wxpush_usage("--reference and --expires-in need --signed");
 		return (wxpush_cmd_consent_url(opts));
+	}
+	if (strcmp(argv[0], "consents") == 0) {
+		first = wxpush_parse(argc, argv, consents_opts, opts);
+		wxpush_no_args(argc, argv, first);
+		return (wxpush_cmd_consents(opts));
+	}
+	if (strcmp(argv[0], "consent-forget") == 0) {
+		first = wxpush_parse(argc, argv, forget_opts, opts);
+		wxpush_no_args(argc, argv, first);
+		return (wxpush_cmd_consent_forget(opts));
 	}
 	if (strcmp(argv[0], "jssdk-sign") == 0) {
 		first = wxpush_parse(argc, argv, jssdk_opts, opts);

@@ -38,6 +38,8 @@
 
 #define CONFIG_FILE_MAX		(4 * 1024 * 1024)	/* bytes in the file */
 #define CONFIG_SECRET_MAX	256	/* bytes in an AppSecret */
+#define CONFIG_CONSENT_KEY_MIN	32	/* characters of consent_key_file */
+#define CONFIG_CONSENT_URL_MAX	512	/* bytes of consent_*_url */
 #define CONFIG_ALLOW_MAX	4096	/* rules in one allow list */
 #define CONFIG_APIS_MAX		256	/* paths in one apis list */
 #define CONFIG_TOKEN_MIN	3	/* WeChat's rule for the token */
@@ -81,6 +83,8 @@ static const struct config_int config_ints[] = {
 	CONFIG_INT(outbox_ttl, 86400, 60, 2592000),
 	CONFIG_INT(outbox_limit, 1000000, 0, 100000000),
 	CONFIG_INT(outbox_keep, 604800, 0, 31536000),
+	CONFIG_INT(consent_ttl, 2592000, 3600, 31536000),
+	CONFIG_INT(consent_max, 100000, 1, 10000000),
 	{ "max_request", 65536, 1024, 16777216,
 	    offsetof(struct config, max_request), 1 },
 	{ "call_max_body", 65536, 2, 1048576,
@@ -927,7 +931,7 @@ config_cb_log_level(cfg_t *cfg, cfg_opt_t *opt, const char *value,
 	return (0);
 }
 
-/* callback_listen, metrics_listen: HOST:PORT. */
+/* callback_listen, metrics_listen, consent_listen: HOST:PORT. */
 static int
 config_cb_listen(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 {
@@ -946,6 +950,8 @@ config_cb_listen(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	}
 	if (strcmp(opt->name, "callback_listen") == 0)
 		field = &conf->callback_listen;
+	else if (strcmp(opt->name, "consent_listen") == 0)
+		field = &conf->consent_listen;
 	else
 		field = &conf->metrics_listen;
 	free(*field);
@@ -1061,6 +1067,110 @@ config_cb_metrics_token_file(cfg_t *cfg, cfg_opt_t *opt, const char *value,
 		config_owner_add(config_p, path, config_line(config_p,
 		    cfg->line), owner);
 	free(path);
+	return (0);
+}
+
+/* consent_key_file: the key of consent links' MACs, private like a secret. */
+static int
+config_cb_consent_key_file(cfg_t *cfg, cfg_opt_t *opt, const char *value,
+    void *result)
+{
+	struct config	*conf = config_p->conf;
+	char		*path, *cause;
+	uid_t		 owner;
+
+	(void)opt;
+	*(const char **)result = value;
+	if (value == NULL)
+		return (0);
+	if (*value == '\0') {
+		config_error(cfg, "consent_key_file: empty path");
+		return (0);
+	}
+	path = config_path(config_p, value);
+	freezero_str(conf->consent_key);
+	if ((conf->consent_key = config_read_secret(path, &owner,
+	    &cause)) == NULL) {
+		config_error(cfg, "consent_key_file: %s", cause);
+		free(cause);
+	} else if (strlen(conf->consent_key) < CONFIG_CONSENT_KEY_MIN) {
+		config_error(cfg, "consent_key_file: %s: shorter than %d "
+		    "characters (make one with: openssl rand -hex 32)", path,
+		    CONFIG_CONSENT_KEY_MIN);
+		freezero_str(conf->consent_key);
+		conf->consent_key = NULL;
+	} else
+		config_owner_add(config_p, path, config_line(config_p,
+		    cfg->line), owner);
+	free(path);
+	return (0);
+}
+
+/* consent_public_url, consent_landing_url: absolute http(s) URLs. */
+static int
+config_cb_consent_url(cfg_t *cfg, cfg_opt_t *opt, const char *value,
+    void *result)
+{
+	struct config	 *conf = config_p->conf;
+	char		**field;
+	size_t		  i, len;
+
+	*(const char **)result = value;
+	if (value == NULL)
+		return (0);
+	len = strlen(value);
+	if ((strncmp(value, "https://", 8) != 0 &&
+	    strncmp(value, "http://", 7) != 0) || len > CONFIG_CONSENT_URL_MAX ||
+	    value[value[4] == 's' ? 8 : 7] == '\0' ||
+	    value[value[4] == 's' ? 8 : 7] == '/') {
+		config_error(cfg, "%s: \"" CONFIG_ECHO "\": must be an http(s) "
+		    "URL with a host, at most %d bytes", opt->name,
+		    config_echo(value), CONFIG_CONSENT_URL_MAX);
+		return (0);
+	}
+	for (i = 0; i < len; i++) {
+		if ((unsigned char)value[i] <= ' ' ||
+		    (unsigned char)value[i] >= 0x7f || value[i] == '#') {
+			config_error(cfg, "%s: \"" CONFIG_ECHO "\": a space, "
+			    "control, # or non-ASCII byte", opt->name,
+			    config_echo(value));
+			return (0);
+		}
+	}
+	if (strcmp(opt->name, "consent_public_url") == 0) {
+		field = &conf->consent_public_url;
+		while (len > 0 && value[len - 1] == '/')
+			len--;
+	} else
+		field = &conf->consent_landing_url;
+	free(*field);
+	*field = xstrndup(value, len);
+	return (0);
+}
+
+/* consent (in an account or component): required or recorded. */
+static int
+config_cb_consent(cfg_t *cfg, cfg_opt_t *opt, const char *value,
+    void *result)
+{
+	struct config_section	*s;
+	int			*field;
+
+	(void)opt;
+	*(const char **)result = value;
+	if (value == NULL)
+		return (0);
+	s = config_section(cfg);
+	field = s->acc != NULL ? &s->acc->consent_required :
+	    &s->comp->consent_required;
+	if (strcmp(value, "required") == 0)
+		*field = 1;
+	else if (strcmp(value, "recorded") == 0)
+		*field = 0;
+	else {
+		config_error(cfg, "consent: \"" CONFIG_ECHO "\": must be "
+		    "required or recorded", config_echo(value));
+	}
 	return (0);
 }
 
@@ -1466,6 +1576,22 @@ config_check(struct config_parse *p, const struct stat *st)
 		    conf->max_clients_per_uid, conf->max_clients);
 	}
 
+	/* consent = required, or an endpoint, without a key to verify links. */
+	if (conf->consent_key == NULL) {
+		struct account_conf	*a;
+		struct component_conf	*k;
+		int			 need = conf->consent_listen != NULL;
+
+		TAILQ_FOREACH(a, &conf->accounts, entry)
+			need |= a->consent_required;
+		TAILQ_FOREACH(k, &conf->components, entry)
+			need |= k->consent_required;
+		if (need)
+			config_error_at(p, 0, "consent = required and "
+			    "consent_listen need consent_key_file (make one "
+			    "with: openssl rand -hex 32)");
+	}
+
 	/* Whoever can change the file can add themselves to allow lists. */
 	if (st->st_mode & 022) {
 		config_error_at(p, 0, "%s is mode %04o, writable by group or "
@@ -1572,6 +1698,7 @@ config_load(const char *path, int *nerrors)
 		    config_cb_token_api),
 		CFG_STR_LIST_CB("allow", NULL, CFGF_NODEFAULT, config_cb_allow),
 		CFG_STR_LIST_CB("apis", NULL, CFGF_NODEFAULT, config_cb_apis),
+		CFG_STR_CB("consent", NULL, CFGF_NODEFAULT, config_cb_consent),
 		CFG_END()
 	};
 	cfg_opt_t	 component_opts[] = {
@@ -1584,6 +1711,7 @@ config_load(const char *path, int *nerrors)
 		    config_cb_aes_key),
 		CFG_STR_LIST_CB("allow", NULL, CFGF_NODEFAULT, config_cb_allow),
 		CFG_STR_LIST_CB("apis", NULL, CFGF_NODEFAULT, config_cb_apis),
+		CFG_STR_CB("consent", NULL, CFGF_NODEFAULT, config_cb_consent),
 		CFG_END()
 	};
 	cfg_opt_t	 opts[] = {
@@ -1624,6 +1752,16 @@ config_load(const char *path, int *nerrors)
 		    config_cb_listen),
 		CFG_STR_CB("metrics_token_file", NULL, CFGF_NODEFAULT,
 		    config_cb_metrics_token_file),
+		CFG_STR_CB("consent_listen", NULL, CFGF_NODEFAULT,
+		    config_cb_listen),
+		CFG_STR_CB("consent_key_file", NULL, CFGF_NODEFAULT,
+		    config_cb_consent_key_file),
+		CFG_STR_CB("consent_public_url", NULL, CFGF_NODEFAULT,
+		    config_cb_consent_url),
+		CFG_STR_CB("consent_landing_url", NULL, CFGF_NODEFAULT,
+		    config_cb_consent_url),
+		CFG_INT_CB("consent_ttl", 0, CFGF_NODEFAULT, config_cb_int),
+		CFG_INT_CB("consent_max", 0, CFGF_NODEFAULT, config_cb_int),
 		CFG_STR_CB("metrics_authorizers", NULL, CFGF_NODEFAULT,
 		    config_cb_metrics_authorizers),
 		CFG_STR_CB("redis", NULL, CFGF_NODEFAULT, config_cb_redis),
@@ -1753,6 +1891,10 @@ config_free(struct config *conf)
 	free(conf->api_base);
 	free(conf->ca_file);
 	free(conf->callback_listen);
+	free(conf->consent_listen);
+	free(conf->consent_public_url);
+	free(conf->consent_landing_url);
+	freezero_str(conf->consent_key);
 	free(conf->metrics_listen);
 	freezero_str(conf->metrics_token);
 	free(conf->redis);

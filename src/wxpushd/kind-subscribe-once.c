@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "wxpushd.h"
@@ -125,6 +126,15 @@ kind_subscribe_once_build(const msgpack_object **top, struct message *msg,
 	if (top[KIND_SO_MINIPROGRAM] != NULL &&
 	    message_miniprogram(top[KIND_SO_MINIPROGRAM], mp, err) != 0)
 		return (-1);
+
+	/* What a consent of the ledger matches (touser is 1..128 bytes). */
+	memcpy(msg->touser, top[KIND_SO_TOUSER]->via.str.ptr,
+	    top[KIND_SO_TOUSER]->via.str.size);
+	msg->touser[top[KIND_SO_TOUSER]->via.str.size] = '\0';
+	memcpy(msg->template_id, top[KIND_SO_TEMPLATE_ID]->via.str.ptr,
+	    top[KIND_SO_TEMPLATE_ID]->via.str.size);
+	msg->template_id[top[KIND_SO_TEMPLATE_ID]->via.str.size] = '\0';
+	msg->scene = atoi(scene);
 
 	/* Valid: build the body, its keys in the documented order. */
 	np = 0;

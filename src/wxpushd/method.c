@@ -27,6 +27,10 @@ static const struct method methods[] = {
 	{ "enqueue", outbox_method_enqueue },
 	{ "delivery", outbox_method_delivery },
 	{ "outbox", outbox_method_outbox },
+	{ "consent_url", method_consent_url },
+	{ "consent_record", method_consent_record },
+	{ "consents", method_consents },
+	{ "consent_forget", method_consent_forget },
 };
 
 const struct method *
@@ -234,6 +238,47 @@ method_stats_cred(msgpack_packer *pk, const struct cred *c)
 	}
 }
 
+/* What method_stats_consents counts and packs. */
+struct method_consents {
+	const struct peer	*peer;
+	msgpack_packer		*pk;	/* NULL: count only */
+	uint32_t		 n;
+};
+
+/* One consent group, if the peer may use its appid. */
+static void
+method_stats_consent(const char *appid, const char *template_id,
+    enum consent_state st, uint64_t n, void *arg)
+{
+	struct method_consents	*m = arg;
+	struct cred		*c = cred_find(appid);
+
+	if (c == NULL || m->peer == NULL || !cred_allows(c, m->peer))
+		return;
+	m->n++;
+	if (m->pk == NULL)
+		return;
+	msgpack_pack_map(m->pk, 4);
+	rpc_pack_kv_str(m->pk, "appid", appid);
+	rpc_pack_kv_str(m->pk, "template_id", template_id);
+	rpc_pack_kv_str(m->pk, "state", consent_state_name(st));
+	rpc_pack_kv_int(m->pk, "count", (int64_t)n);
+}
+
+/* "consents": [{appid, template_id, state, count}] for the peer's appids. */
+static void
+method_stats_consents(msgpack_packer *pk, const struct peer *peer)
+{
+	struct method_consents	m = { peer, NULL, 0 };
+
+	consent_groups(method_stats_consent, &m);
+	rpc_pack_str(pk, "consents");
+	msgpack_pack_array(pk, m.n);
+	m.pk = pk;
+	m.n = 0;
+	consent_groups(method_stats_consent, &m);
+}
+
 /* The call counters by apis entry: "calls": {path: {outcome: n, ...}}. */
 static void
 method_stats_calls(msgpack_packer *pk)
@@ -289,7 +334,7 @@ method_stats(struct request *req, const msgpack_object *params)
 	while (send_outcome_name(n) != NULL)
 		n++;
 	pk = rpc_reply_begin(req, 8 + n + 3 + WXAPI_NERRCODES +
-	    SEND_NBUCKETS + 2 + 1 + 1);
+	    SEND_NBUCKETS + 2 + 1 + 1 + 1);
 	rpc_pack_kv_int(pk, "uptime", (int64_t)(time(NULL) - wx_start_time));
 	rpc_pack_kv_int(pk, "clients", (int64_t)server_nclients());
 	rpc_pack_kv_int(pk, "credentials", ncreds);
@@ -318,6 +363,7 @@ method_stats(struct request *req, const msgpack_object *params)
 	rpc_pack_kv_int(pk, "send_duration_count", (int64_t)h->count);
 	rpc_pack_kv_int(pk, "send_duration_sum_us", (int64_t)h->sum_us);
 	method_stats_calls(pk);
+	method_stats_consents(pk, peer);
 	rpc_pack_str(pk, "appids");
 	msgpack_pack_map(pk, nshown);
 	for (c = cred_first(); c != NULL; c = cred_next(c)) {

@@ -220,6 +220,30 @@ metrics_write_states(struct evbuffer *b)
 	}
 }
 
+/* One consent group as a sample of wxpushd_consents. */
+static void
+metrics_consent_group(const char *appid, const char *template_id,
+    enum consent_state st, uint64_t n, void *arg)
+{
+	struct evbuffer	*b = arg;
+
+	evbuffer_add_printf(b, "wxpushd_consents{appid=\"");
+	metrics_label(b, appid);
+	evbuffer_add_printf(b, "\",template_id=\"");
+	metrics_label(b, template_id);
+	evbuffer_add_printf(b, "\",state=\"%s\"} %llu\n",
+	    consent_state_name(st), (unsigned long long)n);
+}
+
+/* The consent ledger: consents held by appid, template and state. */
+static void
+metrics_write_consents(struct evbuffer *b)
+{
+	metrics_family(b, "wxpushd_consents", "gauge", "Consents in the "
+	    "ledger by template and state (granted, refused, spent).");
+	consent_groups(metrics_consent_group, b);
+}
+
 /* A per-credential metric: name, type, help, which credentials, its value. */
 struct metrics_gauge {
 	const char	*name;
@@ -544,6 +568,7 @@ metrics_write(struct evbuffer *b)
 	metrics_write_process(b);
 	metrics_write_sends(b);
 	metrics_write_states(b);
+	metrics_write_consents(b);
 	metrics_write_gauges(b);
 	if (wx_conf->metrics_aggregate)
 		metrics_write_authorizers(b);

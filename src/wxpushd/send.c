@@ -46,6 +46,8 @@ struct send {
 	TAILQ_ENTRY(send)	 all;		/* every send not yet answered */
 	const struct send_job	*job;		/* a call (msg unused), or NULL */
 	void			*jobarg;
+	int			 consent;	/* subscribe_once: ledger consulted */
+	char			 consent_tag[CONSENT_TAG_HEX + 1]; /* spent, or "" */
 };
 
 /* A credential's sends: those waiting for a token or a slot, and counters. */
@@ -104,7 +106,7 @@ send_outcome_name(int i)
 {
 	static const char *names[] = { "ok", "invalid_request",
 	    "unknown_appid", "forbidden", "busy", "unavailable", "timeout",
-	    "revoked", "wechat", "internal" };
+	    "revoked", "wechat", "internal", "no_consent" };
 
 	return (i >= 0 && i < SEND_NOUTCOMES ? names[i] : NULL);
 }
@@ -317,12 +319,31 @@ send_answer_error(struct send *s, enum send_outcome o,
 	rpc_reply_error(s->req, e);
 }
 
+/*
+ * The ledger hears how a send that spent a consent ended: 43101 keeps it
+ * spent (or spends one); a refusal by WeChat or a failure before any
+ * attempt gives it back; an attempt without an answer keeps it spent.
+ */
+static void
+send_consent_failed(struct send *s, enum send_outcome o, long errcode)
+{
+	if (!s->consent)
+		return;
+	if (o == SEND_WECHAT && errcode == 43101)
+		consent_used_up(s->msg.appid, s->msg.touser, s->msg.template_id,
+		    s->msg.scene, s->consent_tag);
+	else if (o == SEND_WECHAT || s->attempts == 0)
+		consent_give_back(s->msg.appid, s->msg.touser,
+		    s->msg.template_id, s->msg.scene, s->consent_tag);
+}
+
 /* Finish s with an error reply; its lane may go. */
 static void
 send_fail(struct send *s, enum send_outcome o, const struct rpc_error *e)
 {
 	struct send_lane *l = s->lane;
 
+	send_consent_failed(s, o, e->errcode);
 	send_tally(s, o, e->errcode);
 	send_answer_error(s, o, e);
 	send_free(s);
@@ -859,6 +880,18 @@ send_admit(struct send *s)
 	    l->inflight < wx_conf->max_inflight && l->nqueue == 0)) {
 		send_failx(s, SEND_BUSY, "busy", 1, "the appid's queue is full");
 		return;
+	}
+	/* subscribe_once: spend a consent of the ledger, or no_consent. */
+	if (s->job == NULL && s->msg.kind == &kind_subscribe_once) {
+		if (consent_spend(s->msg.appid, s->msg.touser,
+		    s->msg.template_id, s->msg.scene, s->consent_tag) == 0 &&
+		    consent_required(c)) {
+			send_failx(s, SEND_NO_CONSENT, "no_consent", 0, "no "
+			    "unspent consent of this user for this template_id "
+			    "and scene");
+			return;
+		}
+		s->consent = 1;
 	}
 	req->data = s;
 	event_base_gettimeofday_cached(wx_base, &s->started);

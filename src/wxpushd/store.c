@@ -49,6 +49,10 @@ enum store_query {
 	STORE_PENDING_LIST,
 	STORE_PERMS_SAVE,
 	STORE_PERMS_LOAD,
+	STORE_CONSENT_PUT,
+	STORE_CONSENT_LOAD,
+	STORE_CONSENT_EXPIRE,
+	STORE_CONSENT_FORGET,
 	STORE_NQUERIES
 };
 
@@ -125,6 +129,18 @@ static const char *store_sql[STORE_NQUERIES] = {
 	    " ON CONFLICT (appid) DO UPDATE SET ids = excluded.ids",
 	[STORE_PERMS_LOAD] =
 	    "SELECT ids FROM authorizer_permissions WHERE appid = ?1",
+	[STORE_CONSENT_PUT] =
+	    "INSERT OR REPLACE INTO consents (appid, openid, tag, template_id,"
+	    " scene, reference, state, recorded_at, spent_at)"
+	    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+	[STORE_CONSENT_LOAD] =
+	    "SELECT appid, openid, tag, template_id, scene, reference, state,"
+	    " recorded_at, spent_at FROM consents WHERE recorded_at > ?1"
+	    " ORDER BY recorded_at",
+	[STORE_CONSENT_EXPIRE] =
+	    "DELETE FROM consents WHERE recorded_at <= ?1",
+	[STORE_CONSENT_FORGET] =
+	    "DELETE FROM consents WHERE appid = ?1 AND openid = ?2",
 };
 
 /*
@@ -222,6 +238,23 @@ static const char *store_migrations[] = {
 	"ALTER TABLE idempotency_3 RENAME TO idempotency;"
 	"CREATE INDEX IF NOT EXISTS idempotency_created"
 	" ON idempotency (created);",
+	/*
+	 * 5: the consent ledger (consent.c): one row per consent page answer,
+	 * keyed by the user and the signed link's tag so a reload is one row.
+	 */
+	"CREATE TABLE IF NOT EXISTS consents ("
+	" appid TEXT NOT NULL,"
+	" openid TEXT NOT NULL,"
+	" tag TEXT NOT NULL,"
+	" template_id TEXT NOT NULL,"
+	" scene INTEGER NOT NULL,"
+	" reference TEXT NOT NULL,"
+	" state TEXT NOT NULL,"
+	" recorded_at INTEGER NOT NULL,"
+	" spent_at INTEGER NOT NULL,"
+	" PRIMARY KEY (appid, openid, tag)) WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS consents_recorded"
+	" ON consents (recorded_at);",
 };
 
 /* Stored names of enum cred_kind, so reordering the enum cannot remap rows. */
@@ -1634,4 +1667,143 @@ store_permissions_load(const char *appid, char *ids, size_t size)
 out:
 	store_done(stmt);
 	return (found);
+}
+
+/* Save one consent (inside a batch, or alone); 0 or -1. */
+int
+store_consent_put(const struct store_consent *sc)
+{
+	sqlite3_stmt	*stmt;
+
+	if (!store_appid_ok(sc->appid) ||
+	    !store_str_ok(sc->openid, sizeof sc->openid - 1) ||
+	    !store_str_ok(sc->tag, sizeof sc->tag - 1) ||
+	    !store_str_ok(sc->template_id, sizeof sc->template_id - 1) ||
+	    !store_str_ok(sc->state, sizeof sc->state - 1) ||
+	    strnlen(sc->reference, sizeof sc->reference) ==
+	    sizeof sc->reference) {
+		log_warnx("store: saving a consent: bad row");
+		return (-1);
+	}
+	if (!store_ready("saving a consent for", sc->appid))
+		return (-1);
+	stmt = store_stmts[STORE_CONSENT_PUT];
+	if (sqlite3_bind_text(stmt, 1, sc->appid, -1, SQLITE_STATIC) !=
+	    SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 2, sc->openid, -1, SQLITE_STATIC) !=
+	    SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 3, sc->tag, -1, SQLITE_STATIC) !=
+	    SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 4, sc->template_id, -1, SQLITE_STATIC) !=
+	    SQLITE_OK ||
+	    sqlite3_bind_int(stmt, 5, sc->scene) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 6, sc->reference, -1, SQLITE_STATIC) !=
+	    SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 7, sc->state, -1, SQLITE_STATIC) !=
+	    SQLITE_OK ||
+	    sqlite3_bind_int64(stmt, 8, sc->recorded_at) != SQLITE_OK ||
+	    sqlite3_bind_int64(stmt, 9, sc->spent_at) != SQLITE_OK) {
+		log_warnx("store: saving a consent for %s: %s", sc->appid,
+		    sqlite3_errmsg(store_db));
+		store_done(stmt);
+		return (-1);
+	}
+	return (store_step_done(stmt, "consent", sc->appid));
+}
+
+/* Delete consents recorded at or before before; 0 or -1. */
+int
+store_consent_expire(time_t before)
+{
+	sqlite3_stmt	*stmt;
+
+	if (!store_ready("expiring", "consents"))
+		return (-1);
+	stmt = store_stmts[STORE_CONSENT_EXPIRE];
+	if (sqlite3_bind_int64(stmt, 1, before) != SQLITE_OK) {
+		store_done(stmt);
+		return (-1);
+	}
+	return (store_step_done(stmt, "expired consents", "all"));
+}
+
+/* Delete every consent of one user of appid; 0 or -1. */
+int
+store_consent_forget(const char *appid, const char *openid)
+{
+	sqlite3_stmt	*stmt;
+
+	if (!store_appid_ok(appid) || !store_str_ok(openid, 128))
+		return (-1);
+	if (!store_ready("forgetting a user of", appid))
+		return (-1);
+	stmt = store_stmts[STORE_CONSENT_FORGET];
+	if (sqlite3_bind_text(stmt, 1, appid, -1, SQLITE_STATIC) !=
+	    SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 2, openid, -1, SQLITE_STATIC) !=
+	    SQLITE_OK) {
+		store_done(stmt);
+		return (-1);
+	}
+	return (store_step_done(stmt, "forgotten consents", appid));
+}
+
+/* Decode a row of STORE_CONSENT_LOAD into sc; 0 or -1. */
+static int
+store_consent_row(sqlite3_stmt *stmt, struct store_consent *sc)
+{
+	memset(sc, 0, sizeof *sc);
+	if (store_column_text(stmt, 0, sc->appid, sizeof sc->appid) != 0 ||
+	    sc->appid[0] == '\0' ||
+	    store_column_text(stmt, 1, sc->openid, sizeof sc->openid) != 0 ||
+	    sc->openid[0] == '\0' ||
+	    store_column_text(stmt, 2, sc->tag, sizeof sc->tag) != 0 ||
+	    store_column_text(stmt, 3, sc->template_id,
+	    sizeof sc->template_id) != 0 ||
+	    store_column_int(stmt, 4, 0, 10000, &sc->scene) != 0 ||
+	    store_column_text(stmt, 5, sc->reference,
+	    sizeof sc->reference) != 0 ||
+	    store_column_text(stmt, 6, sc->state, sizeof sc->state) != 0 ||
+	    store_column_time(stmt, 7, &sc->recorded_at) != 0 ||
+	    store_column_time(stmt, 8, &sc->spent_at) != 0)
+		return (-1);
+	return (0);
+}
+
+/* Visit consents recorded after since, oldest first; 0, cb's value or -1. */
+int
+store_consent_foreach(time_t since,
+    int (*cb)(const struct store_consent *, void *), void *arg)
+{
+	sqlite3_stmt		*stmt;
+	struct store_consent	*sc;
+	int			 rc, ret = 0, bad = 0;
+
+	if (!store_ready("loading", "consents"))
+		return (-1);
+	stmt = store_stmts[STORE_CONSENT_LOAD];
+	if (sqlite3_bind_int64(stmt, 1, since) != SQLITE_OK) {
+		store_done(stmt);
+		return (-1);
+	}
+	sc = xmalloc(sizeof *sc);
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		if (store_consent_row(stmt, sc) != 0) {
+			bad++;
+			continue;
+		}
+		if ((ret = cb(sc, arg)) != 0)
+			break;
+	}
+	if (ret == 0 && rc != SQLITE_DONE) {
+		log_warnx("store: loading consents: %s",
+		    sqlite3_errmsg(store_db));
+		ret = -1;
+	}
+	if (bad != 0)
+		log_warnx("store: %d corrupt consent row%s skipped", bad,
+		    bad == 1 ? "" : "s");
+	store_done(stmt);
+	free(sc);
+	return (ret);
 }

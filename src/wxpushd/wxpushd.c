@@ -131,6 +131,7 @@ wxpushd_sighup(evutil_socket_t sig, short events, void *arg)
 	component_reconcile(conf);
 	jsapi_reconcile();
 	callback_reload();
+	consent_http_reload();
 	metrics_reload();
 	config_free(old);
 	log_info("configuration reloaded");
@@ -292,6 +293,8 @@ main(int argc, char **argv)
 		fatalx("cannot listen on %s", wx_conf->callback_listen);
 	if (metrics_start() == -1)
 		fatalx("cannot listen on %s", wx_conf->metrics_listen);
+	if (consent_http_start() == -1)
+		fatalx("cannot listen on %s", wx_conf->consent_listen);
 	wxpushd_drop_privileges();
 	wxpushd_no_core();
 	/* After dropping privileges, so the state belongs to the daemon's user. */
@@ -299,6 +302,8 @@ main(int argc, char **argv)
 		fatalx("%s", cause);
 	send_init();
 	idem_init();
+	if (consent_init() == -1)
+		fatalx("cannot load the consent ledger");
 	redis_init(wx_conf);	/* before the credentials, which may wait for it */
 	component_init();
 	cred_init();
@@ -324,10 +329,12 @@ main(int argc, char **argv)
 	jsapi_shutdown();
 	outbox_shutdown();	/* after send_abort: what was sending is queued */
 	idem_shutdown();
+	consent_shutdown();
 	server_close();
 	component_shutdown();
 	callback_stop();
 	metrics_stop();
+	consent_http_stop();
 	systemd_shutdown();
 	redis_shutdown();
 	cred_shutdown();

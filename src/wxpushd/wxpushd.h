@@ -89,6 +89,7 @@ struct account_conf {
 	enum token_api		 token_api;
 	struct acl		 allow;
 	struct apis		 apis;		/* call: allowed paths */
+	int			 consent_required;	/* consent = required */
 	TAILQ_ENTRY(account_conf) entry;
 };
 TAILQ_HEAD(account_list, account_conf);
@@ -103,6 +104,7 @@ struct component_conf {
 	unsigned char		 previous_aes_key[32];
 	struct acl		 allow;
 	struct apis		 apis;		/* call, for its authorizers */
+	int			 consent_required;	/* for its authorizers */
 	TAILQ_ENTRY(component_conf) entry;
 };
 TAILQ_HEAD(component_list, component_conf);
@@ -140,6 +142,12 @@ struct config {
 	char		*redis_password;	/* from redis_password_file; wiped on free */
 	char		*user;
 	char		*group;
+	char		*consent_listen;	/* the redirect endpoint, or NULL */
+	char		*consent_key;		/* from consent_key_file; wiped */
+	char		*consent_public_url;	/* no trailing slash, or NULL */
+	char		*consent_landing_url;	/* or NULL: a small page */
+	int		 consent_ttl;		/* seconds a consent is kept */
+	int		 consent_max;		/* consents in memory */
 	struct account_list	accounts;
 	struct component_list	components;
 };
@@ -309,6 +317,7 @@ enum { MESSAGE_APPID, MESSAGE_KIND, MESSAGE_IDEMPOTENCY_KEY, MESSAGE_NCOMMON };
 #define MESSAGE_COMMON_KEYS \
 	MESSAGE_REQ("appid"), MESSAGE_KEY("kind"), MESSAGE_KEY("idempotency_key")
 #define MESSAGE_KEYS_MAX	16
+#define MESSAGE_ID_MAX		128	/* touser, template_id: bytes */
 /* A message kind: a row of message.c's table, a file of its own. */
 struct kind {
 	const char		*name;
@@ -325,6 +334,10 @@ struct message {
 	char		*json;		/* the WeChat request body, NUL-terminated */
 	size_t		 len;
 	char		*idempotency_key;	/* NULL if none */
+	/* subscribe_once: what its consent matches (consent.c). */
+	char		 touser[MESSAGE_ID_MAX + 1];
+	char		 template_id[MESSAGE_ID_MAX + 1];
+	int		 scene;
 };
 /* A literal piece of a body followed by one string value (or none). */
 struct message_part {
@@ -406,7 +419,7 @@ extern const struct kind	kind_custom;
 /* send.c's outcomes of a send (the error codes, and ok). */
 enum send_outcome { SEND_OK, SEND_INVALID, SEND_UNKNOWN_APPID, SEND_FORBIDDEN,
 	SEND_BUSY, SEND_UNAVAILABLE, SEND_TIMEOUT, SEND_REVOKED, SEND_WECHAT,
-	SEND_INTERNAL, SEND_NOUTCOMES };
+	SEND_INTERNAL, SEND_NO_CONSENT, SEND_NOUTCOMES };
 #define SEND_NBUCKETS	13	/* send latency histogram buckets, +Inf apart */
 
 /*
@@ -819,6 +832,21 @@ const char	*jsapi_parent_appid(const struct cred *);
 int	 jsapi_sign(const char *, const char *, const char *, time_t,
 	    char *);
 
+/* method-consent.c: consent_url, consent_record, consents, consent_forget. */
+int	 method_consent_id_ok(const char *, size_t);
+int	 method_consent_scene(const char *, size_t);
+int	 method_consent_accept(const char *, const char *, const char *, int,
+	    const char *, const char *, size_t, int *, int *, const char **);
+void	 method_consent_url(struct request *, const msgpack_object *);
+void	 method_consent_record(struct request *, const msgpack_object *);
+void	 method_consents(struct request *, const msgpack_object *);
+void	 method_consent_forget(struct request *, const msgpack_object *);
+
+/* consent-http.c: the endpoint WeChat's consent page redirects to. */
+int	 consent_http_start(void);
+void	 consent_http_reload(void);
+void	 consent_http_stop(void);
+
 /* method.c: the dispatch table. */
 struct method {
 	const char	*name;
@@ -903,6 +931,55 @@ int	 store_batch_end(int);
 int	 store_idem_expire(time_t);
 int	 store_idem_foreach(time_t,
 	    int (*)(const struct store_idem *, void *), void *);
+
+#define CONSENT_ID_MAX		128	/* openid, template_id: bytes */
+#define CONSENT_REF_MAX		32	/* a caller's reference: bytes */
+#define CONSENT_TAG_HEX		32	/* a link's tag as hex */
+struct store_consent {
+	char		 appid[WX_APPID_MAX + 1];
+	char		 openid[CONSENT_ID_MAX + 1];
+	char		 tag[CONSENT_TAG_HEX + 1];
+	char		 template_id[CONSENT_ID_MAX + 1];
+	int		 scene;
+	char		 reference[CONSENT_REF_MAX + 1];
+	char		 state[16];	/* granted, refused, spent */
+	time_t		 recorded_at;
+	time_t		 spent_at;	/* 0 if not spent */
+};
+int	 store_consent_put(const struct store_consent *);
+int	 store_consent_expire(time_t);
+int	 store_consent_forget(const char *, const char *);
+int	 store_consent_foreach(time_t,
+	    int (*)(const struct store_consent *, void *), void *);
+
+/* consent.c: signed consent links and the ledger of one-time consents. */
+#define CONSENT_RESERVED_MAX	128	/* WeChat: reserved is 1..128 [A-Za-z0-9] */
+enum consent_state { CONSENT_GRANTED, CONSENT_REFUSED, CONSENT_SPENT,
+	CONSENT_NSTATES };
+const char	*consent_state_name(enum consent_state);
+int	 consent_sign(const char *, const char *, const char *, int, time_t,
+	    const char *, char *);
+int	 consent_verify(const char *, const char *, const char *, int,
+	    const char *, size_t, time_t, char *, char *, const char **);
+int	 consent_record(const char *, const char *, const char *, int,
+	    const char *, const char *, int *, const char **);
+int	 consent_required(const struct cred *);
+int	 consent_spend(const char *, const char *, const char *, int, char *);
+void	 consent_give_back(const char *, const char *, const char *, int,
+	    const char *);
+void	 consent_used_up(const char *, const char *, const char *, int,
+	    const char *);
+void	 consent_foreach(const char *, const char *, const char *,
+	    void (*)(const struct store_consent *, void *), void *);
+int	 consent_forget(const char *, const char *);
+void	 consent_counts(uint64_t *);
+void	 consent_groups(void (*)(const char *, const char *,
+	    enum consent_state, uint64_t, void *), void *);
+void	 consent_flush(void);
+void	 consent_expire(void);
+int	 consent_init(void);
+void	 consent_shutdown(void);
+size_t	 consent_count(void);
 
 /* idem.c: idempotency keys, in memory, written behind to the store. */
 struct idem;

@@ -312,8 +312,11 @@ t.ok(wait_for(lambda: all(state(i)["state"] == "delivered" for i in down), 45, 0
 t.diag("drained %.0f s after WeChat came back; %d calls in the outage's first 10 s, "
        "%d in the last 20 s" % (time.time() - t0 - 30, early, during - early))
 # A probe is one message: up to 4 calls (send.c retries a 503 three times).
-t.ok(during - early <= 24, "an outage costs one probe per wait, not a retry loop",
-     (early, during))
+# Quiet, the last 20 s see a few probes (16 calls); on a loaded machine the
+# messages claimed as the outage began finish their own attempts late and
+# add up to one attempt each. A retry loop would make hundreds of calls.
+t.ok(during - early <= 4 * len(down), "an outage costs at most one attempt per message "
+     "once the appid waits, not a retry loop", (early, during))
 
 # (Checked here, so that the minute of the 45011 pause passes meanwhile.)
 t.ok(wait_for(lambda: all(state(i)["state"] == "delivered" for i in rl), 70, 0.2),

@@ -470,6 +470,43 @@ test_errors(void)
 	one_error("bad token_api", "account \"wx1\" {\n"
 	    "\tsecret_file = \"ok.secret\"\n\ttoken_api = \"fast\"\n}\n", 3,
 	    "stable or classic");
+	one_error("bad consent", "account \"wx1\" {\n"
+	    "\tsecret_file = \"ok.secret\"\n\tconsent = \"always\"\n}\n", 3,
+	    "required or recorded");
+	put_file("short.key", 0600, "%s\n", "0123456789abcdef0123456789abcde");
+	one_error("consent key shorter than 32", "consent_key_file = "
+	    "\"short.key\"\n", 1, "shorter than 32");
+	one_error("consent key others can read", "consent_key_file = "
+	    "\"open.secret\"\n", 1, "chmod 600");
+	one_error("consent_public_url not http", "consent_public_url = "
+	    "\"ftp://shop.example/c\"\n", 1, "http(s) URL");
+	one_error("consent_landing_url with a space", "consent_landing_url = "
+	    "\"https://shop.example/a b\"\n", 1, "space");
+	one_error("consent_ttl under an hour", "consent_ttl = 3599\n", 1,
+	    "consent_ttl");
+	conf = load_text("account \"wx1\" {\n\tsecret_file = \"ok.secret\"\n"
+	    "\tconsent = \"required\"\n}\n", &n);
+	ok(conf == NULL && n == 1 && strstr(errors, "need consent_key_file") !=
+	    NULL, "consent = required without consent_key_file is refused");
+	config_free(conf);
+	conf = load_text("consent_listen = \"127.0.0.1:8090\"\n", &n);
+	ok(conf == NULL && n == 1 && strstr(errors, "need consent_key_file") !=
+	    NULL, "consent_listen without consent_key_file is refused");
+	config_free(conf);
+	put_file("consent.key", 0600, "%s\n",
+	    "0123456789abcdef0123456789abcdef");
+	conf = load_text("consent_key_file = \"consent.key\"\n"
+	    "consent_public_url = \"https://shop.example/wx/consent/\"\n"
+	    "account \"wx1\" {\n\tsecret_file = \"ok.secret\"\n"
+	    "\tconsent = \"required\"\n}\n", &n);
+	ok(conf != NULL && conf->consent_key != NULL &&
+	    strcmp(conf->consent_key, "0123456789abcdef0123456789abcdef") == 0 &&
+	    strcmp(conf->consent_public_url, "https://shop.example/wx/consent")
+	    == 0 && conf->consent_ttl == 30 * 86400 &&
+	    TAILQ_FIRST(&conf->accounts)->consent_required,
+	    "consent_key_file, consent_public_url (no trailing /), consent "
+	    "required and consent_ttl's default");
+	config_free(conf);
 	one_error("bad allow rule", "account \"wx1\" {\n"
 	    "\tsecret_file = \"ok.secret\"\n"
 	    "\tallow = { \"uid:1\",\n\t\t\"user:nosuchuser-wx\" }\n}\n", 4,
