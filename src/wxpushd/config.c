@@ -1021,6 +1021,8 @@ config_cb_redis_sentinels(cfg_t *cfg, cfg_opt_t *opt, const char *value,
 	*(const char **)result = value;
 	if (value == NULL)
 		return (0);
+	/* Set, even if wrong: one error, not a second "needs" one. */
+	config_p->sentinels_line = config_line(config_p, cfg->line);
 	for (s = value; cause == NULL; s = e + 1) {
 		s += strspn(s, " \t");
 		e = s + strcspn(s, ",");
@@ -1044,7 +1046,6 @@ config_cb_redis_sentinels(cfg_t *cfg, cfg_opt_t *opt, const char *value,
 	}
 	free(conf->redis_sentinels);
 	conf->redis_sentinels = xstrdup(value);
-	config_p->sentinels_line = config_line(config_p, cfg->line);
 	return (0);
 }
 
@@ -1062,6 +1063,7 @@ config_cb_redis_master(cfg_t *cfg, cfg_opt_t *opt, const char *value,
 	*(const char **)result = value;
 	if (value == NULL)
 		return (0);
+	config_p->master_line = config_line(config_p, cfg->line);
 	slash = strchr(value, '/');
 	nlen = slash != NULL ? (size_t)(slash - value) : strlen(value);
 	ok = nlen > 0 && nlen <= CONFIG_MASTER_NAME_MAX;
@@ -1084,7 +1086,6 @@ config_cb_redis_master(cfg_t *cfg, cfg_opt_t *opt, const char *value,
 	}
 	free(conf->redis_master);
 	conf->redis_master = xstrdup(value);
-	config_p->master_line = config_line(config_p, cfg->line);
 	return (0);
 }
 
@@ -1559,10 +1560,10 @@ config_check(struct config_parse *p, const struct stat *st)
 	else if (conf->redis != NULL && conf->redis_master != NULL)
 		config_error_at(p, p->master_line, "redis_master is for "
 		    "redis_sentinels, not redis");
-	else if (conf->redis_sentinels != NULL && conf->redis_master == NULL)
+	else if (conf->redis_sentinels != NULL && p->master_line == 0)
 		config_error_at(p, p->sentinels_line, "redis_sentinels needs "
 		    "redis_master (the name the sentinels monitor)");
-	else if (conf->redis_master != NULL && conf->redis_sentinels == NULL)
+	else if (conf->redis_master != NULL && p->sentinels_line == 0)
 		config_error_at(p, p->master_line, "redis_master needs "
 		    "redis_sentinels");
 
