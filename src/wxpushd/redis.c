@@ -395,6 +395,20 @@ redis_take(struct cred *c, const char *v, size_t len, int any)
 		log_warnx("%s: malformed token in Redis; ignored", cred_appid(c));
 		return;
 	}
+	/*
+	 * Our own token under a new generation (re-shared after a failover or
+	 * a restart of Redis): only the generation moves. Adopting it again
+	 * would make it look freshly fetched, and its refusal then would not
+	 * refresh.
+	 */
+	if (cred_has_token(c) && strcmp(cred_token(c), token) == 0) {
+		if (gen > rc->gen)
+			rc->gen = gen;
+		log_debug("%s: Redis holds our token, generation %llu",
+		    cred_appid(c), (unsigned long long)gen);
+		OPENSSL_cleanse(token, sizeof token);
+		return;
+	}
 	if ((any || gen > rc->gen) &&
 	    expires_at > time(NULL) + REDIS_MIN_LEFT) {
 		log_info("%s: using the token from Redis (generation %llu), "
