@@ -12,6 +12,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 
 from wxtest import (COMPONENT, COMPONENT_KEY, COMPONENT_SECRET, COMPONENT_TOKEN,
                     COMPONENTS, Daemon, Mock, Tap, free_port, message, tmpdir,
@@ -186,6 +187,11 @@ try:
         t.ok(latest[x] in (cli(MPORT, "GET", "wxpushd:authorizer:" + x) or ""),
              "%s: the master holds it" % x)
     t.eq(mock.calls(AUTH_EP) - calls, len(AUTHS), "one api_authorizer_token call each")
+    # When each host got its token (refreshed or taken from the other): a host's
+    # own token written back to the new master must not count as new (its
+    # refusal would then not refresh for a minute).
+    refreshed = {(d.dir, x): cred(d, x)["refreshed_at"] for d in (a, b) for x in AUTHS}
+    time.sleep(1.5)
     procs[MPORT].kill()
     procs[MPORT].wait()
     procs[RPORT].send_signal(signal.SIGCONT)
@@ -204,6 +210,11 @@ try:
     t.ok(wait_for(lambda: all(latest[x] in (cli(RPORT, "GET", "wxpushd:authorizer:" + x) or "")
                               for x in AUTHS), 15, 0.1),
          "the new master gets the latest refresh tokens back from the hosts' stores")
+    t.ok(wait_for(lambda: all(cli(RPORT, "EXISTS", "wxpushd:token:" + x) == "1" for x in AUTHS),
+                  15, 0.1), "and the hosts' access tokens")
+    time.sleep(1)
+    now = {(d.dir, x): cred(d, x)["refreshed_at"] for d in (a, b) for x in AUTHS}
+    t.eq(now, refreshed, "the hosts' own tokens written back are not taken as new ones")
 
     # Every authorizer still refreshes, on both hosts, without a 61023: first
     # on the host that did not fetch its token (a token refused seconds after
