@@ -194,6 +194,7 @@ try:
     time.sleep(1.5)
     procs[MPORT].kill()
     procs[MPORT].wait()
+    killed = time.monotonic()
     procs[RPORT].send_signal(signal.SIGCONT)
     seen = [x for x in AUTHS
             if latest[x] in (cli(RPORT, "GET", "wxpushd:authorizer:" + x) or "")]
@@ -207,6 +208,8 @@ try:
                   a.status()["redis"] == "connected" and
                   b.status()["redis"] == "connected", 30),
          "both daemons follow the failover to the new master")
+    t.diag("from the master's death to both daemons on the new master: %.1f s"
+           % (time.monotonic() - killed))
     t.ok(wait_for(lambda: all(latest[x] in (cli(RPORT, "GET", "wxpushd:authorizer:" + x) or "")
                               for x in AUTHS), 15, 0.1),
          "the new master gets the latest refresh tokens back from the hosts' stores")
