@@ -188,9 +188,11 @@ static const char redis_lua_publish[] =
     "return {'ok', ARGV[1]}";
 
 /*
- * A token got without the lease (Redis was down, or restarted empty): the one
- * issued last, by expiry, wins. KEYS: token, gen; ARGV: our gen, expires_at,
- * token, channel, appid, now.
+ * A token got without the lease (Redis was down, or restarted empty, or a
+ * promoted replica missed writes): the one issued last, by expiry, wins; in
+ * the same second, the higher generation (a replica's older token issued in
+ * the same second as ours must not win). KEYS: token, gen; ARGV: our gen,
+ * expires_at, token, channel, appid, now.
  */
 static const char redis_lua_reconcile[] =
     "local v = redis.call('GET', KEYS[1]) "
@@ -198,7 +200,9 @@ static const char redis_lua_reconcile[] =
     "if v then "
     "  local g, e = string.match(v, '^(%d+):(%d+):') "
     "  sg = tonumber(g) or 0 "
-    "  if (tonumber(e) or 0) >= tonumber(ARGV[2]) then "
+    "  e = tonumber(e) or 0 "
+    "  if e > tonumber(ARGV[2]) or "
+    "      (e == tonumber(ARGV[2]) and sg >= tonumber(ARGV[1])) then "
     "    return {'newer', v} end "
     "end "
     "local n = redis.call('INCR', KEYS[2]) "

@@ -218,6 +218,10 @@ try:
     time.sleep(1)
     now = {(d.dir, x): cred(d, x)["refreshed_at"] for d in (a, b) for x in AUTHS}
     t.eq(now, refreshed, "the hosts' own tokens written back are not taken as new ones")
+    if now != refreshed:
+        for d in (a, b):
+            t.diag("\n".join(ln for ln in d.logtext().split("\n")
+                             if "redis" in ln or AUTHS[2] in ln))
 
     # Every authorizer still refreshes, on both hosts, without a 61023: first
     # on the host that did not fetch its token (a token refused seconds after
@@ -236,6 +240,24 @@ try:
     t.eq(mock.calls(AUTH_EP) - calls, 2 * len(AUTHS), "one api_authorizer_token call each")
     t.eq(mock.calls(LIST_EP), 0, "no api_get_authorizer_list walk: nobody re-authorizes")
     t.ok(all(state(d, x) == "valid" for d in (a, b) for x in AUTHS), "all authorizers valid")
+
+    # A promoted replica's older token that expires in the same second as the
+    # hosts' (issued in the same second) must not win when they write theirs
+    # back: the higher generation does.
+    x = AUTHS[0]
+    v = cli(RPORT, "GET", "wxpushd:token:" + x)
+    gen, exp, tok = v.split(":", 2)
+    t.ok(int(gen) > 1, "the hosts' token has a generation above 1", v[:20])
+    before = {d.dir: cred(d, x)["refreshed_at"] for d in (a, b)}
+    time.sleep(1.1)
+    cli(RPORT, "SET", "wxpushd:token:" + x, "1:%s:stale%s" % (exp, tok[5:]))
+    cli(RPORT, "CLIENT", "KILL", "TYPE", "normal")
+    t.ok(wait_for(lambda: (cli(RPORT, "GET", "wxpushd:token:" + x) or "").endswith(":" + tok),
+                  15, 0.1), "the hosts write their token back over the older one")
+    t.ok(wait_for(lambda: a.status()["redis"] == "connected" and
+                  b.status()["redis"] == "connected", 10), "both reconnected")
+    t.eq({d.dir: cred(d, x)["refreshed_at"] for d in (a, b)}, before,
+         "and neither took the older one")
 
     for d in (a, b):
         t.eq(d.stop(), 0, "daemon stops cleanly")
