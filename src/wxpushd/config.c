@@ -47,6 +47,8 @@
 #define CONFIG_HOST_MAX		253
 #define CONFIG_URL_MAX		1024
 #define CONFIG_REDIS_DB_MAX	65535
+#define CONFIG_SENTINELS_MAX	16	/* redis_sentinels entries */
+#define CONFIG_MASTER_NAME_MAX	64	/* redis_master's name */
 #define CONFIG_ECHO		"%.80s"	/* how much of a bad value to quote */
 /*
  * A key appended after the file's last line. libconfuse's lexer silently
@@ -131,6 +133,9 @@ struct config_parse {
 	struct config_owner	*owners;	/* secret files, checked at the end */
 	size_t			 nowners;
 	int			 int_line[nitems(config_ints)];
+	int			 redis_line;	/* where redis, redis_sentinels */
+	int			 sentinels_line;	/* and redis_master were set */
+	int			 master_line;
 	struct config_section	 pend;
 };
 static struct config_parse	*config_p;
@@ -1003,10 +1008,93 @@ config_cb_redis(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	    config_hostport(rest, len, 0, &loopback, &cause) == 0) {
 		free(conf->redis);
 		conf->redis = xstrdup(value);
+		config_p->redis_line = config_line(config_p, cfg->line);
 		return (0);
 	}
 	config_error(cfg, "redis: \"" CONFIG_ECHO "\": %s (expected "
 	    "redis://HOST:PORT/DB)", config_echo(value), cause);
+	return (0);
+}
+
+/* redis_sentinels: "HOST:PORT[, HOST:PORT...]", Sentinel's addresses. */
+static int
+config_cb_redis_sentinels(cfg_t *cfg, cfg_opt_t *opt, const char *value,
+    void *result)
+{
+	struct config	*conf = config_p->conf;
+	const char	*s, *e, *cause = NULL;
+	size_t		 n = 0, len;
+	int		 loopback;
+
+	(void)opt;
+	*(const char **)result = value;
+	if (value == NULL)
+		return (0);
+	/* Set, even if wrong: one error, not a second "needs" one. */
+	config_p->sentinels_line = config_line(config_p, cfg->line);
+	for (s = value; cause == NULL; s = e + 1) {
+		s += strspn(s, " \t");
+		e = s + strcspn(s, ",");
+		len = (size_t)(e - s);
+		while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+			len--;
+		if (len == 0)
+			cause = "an empty entry";
+		else if (++n > CONFIG_SENTINELS_MAX)
+			cause = "too many sentinels (at most 16)";
+		else
+			config_hostport(s, len, 1, &loopback, &cause);
+		if (*e == '\0')
+			break;
+	}
+	if (cause != NULL) {
+		config_error(cfg, "redis_sentinels: \"" CONFIG_ECHO "\": %s "
+		    "(expected HOST:PORT, HOST:PORT, ...)", config_echo(value),
+		    cause);
+		return (0);
+	}
+	free(conf->redis_sentinels);
+	conf->redis_sentinels = xstrdup(value);
+	return (0);
+}
+
+/* redis_master: the name Sentinel monitors the master by, and /DB. */
+static int
+config_cb_redis_master(cfg_t *cfg, cfg_opt_t *opt, const char *value,
+    void *result)
+{
+	struct config	*conf = config_p->conf;
+	const char	*slash;
+	size_t		 nlen, i;
+	int		 ok;
+
+	(void)opt;
+	*(const char **)result = value;
+	if (value == NULL)
+		return (0);
+	config_p->master_line = config_line(config_p, cfg->line);
+	slash = strchr(value, '/');
+	nlen = slash != NULL ? (size_t)(slash - value) : strlen(value);
+	ok = nlen > 0 && nlen <= CONFIG_MASTER_NAME_MAX;
+	for (i = 0; ok && i < nlen; i++)
+		ok = (value[i] >= 'a' && value[i] <= 'z') ||
+		    (value[i] >= 'A' && value[i] <= 'Z') ||
+		    (value[i] >= '0' && value[i] <= '9') ||
+		    value[i] == '-' || value[i] == '_' || value[i] == '.';
+	if (ok && slash != NULL) {
+		for (i = 1; slash[i] >= '0' && slash[i] <= '9' && i <= 5; i++)
+			;
+		ok = i > 1 && slash[i] == '\0' &&
+		    strtoul(slash + 1, NULL, 10) <= CONFIG_REDIS_DB_MAX;
+	}
+	if (!ok) {
+		config_error(cfg, "redis_master: \"" CONFIG_ECHO "\": expected "
+		    "NAME or NAME/DB (a name of letters, digits, '-', '_', '.', "
+		    "at most %d)", config_echo(value), CONFIG_MASTER_NAME_MAX);
+		return (0);
+	}
+	free(conf->redis_master);
+	conf->redis_master = xstrdup(value);
 	return (0);
 }
 
@@ -1591,6 +1679,21 @@ config_check(struct config_parse *p, const struct stat *st)
 			    "consent_listen need consent_key_file (make one "
 			    "with: openssl rand -hex 32)");
 	}
+	/* One Redis: named directly, or found through Sentinel. */
+	if (conf->redis != NULL && conf->redis_sentinels != NULL)
+		config_error_at(p, p->redis_line > p->sentinels_line ?
+		    p->redis_line : p->sentinels_line, "redis and "
+		    "redis_sentinels are exclusive: name one Redis, or the "
+		    "sentinels that know the master");
+	else if (conf->redis != NULL && conf->redis_master != NULL)
+		config_error_at(p, p->master_line, "redis_master is for "
+		    "redis_sentinels, not redis");
+	else if (conf->redis_sentinels != NULL && p->master_line == 0)
+		config_error_at(p, p->sentinels_line, "redis_sentinels needs "
+		    "redis_master (the name the sentinels monitor)");
+	else if (conf->redis_master != NULL && p->sentinels_line == 0)
+		config_error_at(p, p->master_line, "redis_master needs "
+		    "redis_sentinels");
 
 	/* Whoever can change the file can add themselves to allow lists. */
 	if (st->st_mode & 022) {
@@ -1767,6 +1870,10 @@ config_load(const char *path, int *nerrors)
 		CFG_STR_CB("redis", NULL, CFGF_NODEFAULT, config_cb_redis),
 		CFG_STR_CB("redis_password_file", NULL, CFGF_NODEFAULT,
 		    config_cb_redis_password_file),
+		CFG_STR_CB("redis_sentinels", NULL, CFGF_NODEFAULT,
+		    config_cb_redis_sentinels),
+		CFG_STR_CB("redis_master", NULL, CFGF_NODEFAULT,
+		    config_cb_redis_master),
 		CFG_STR_CB("user", NULL, CFGF_NODEFAULT, config_cb_owner),
 		CFG_STR_CB("group", NULL, CFGF_NODEFAULT, config_cb_owner),
 		CFG_SEC("account", account_opts,
@@ -1898,6 +2005,8 @@ config_free(struct config *conf)
 	free(conf->metrics_listen);
 	freezero_str(conf->metrics_token);
 	free(conf->redis);
+	free(conf->redis_sentinels);
+	free(conf->redis_master);
 	freezero_str(conf->redis_password);
 	free(conf->user);
 	free(conf->group);

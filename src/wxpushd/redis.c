@@ -13,6 +13,11 @@
  * cannot be reached, each daemon refreshes on its own (cred.c as without
  * Redis) and reconciles when Redis returns: the token issued last wins.
  * SQLite stays the durable copy: Redis restarted empty loses nothing.
+ * With Sentinel (redis_sentinels, redis_master) the master's address is asked
+ * of a sentinel before each connection, the master must answer ROLE "master"
+ * before anything is written (and again at each idle check), and a
+ * +switch-master heard on a sentinel connection, or a READONLY answer, drops
+ * the connection and asks again.
  * Components' verify tickets are shared too (wxpushd:ticket:APPID,
  * "RECEIVED_AT:TICKET", the latest wins; "ticket:APPID" on the channel).
  * Authorizers' access tokens go through the same lease and fencing as
@@ -54,12 +59,20 @@
 #define REDIS_LEASE_EXTRA	2	/* lease: upstream_timeout plus this, seconds */
 #define REDIS_TICKET_PREFIX	"ticket:"	/* on the channel: a component's ticket */
 #define REDIS_AUTH_PREFIX	"authorizer:"	/* on the channel: an authorizer's */
+#define REDIS_SENTINELS_MAX	16	/* as config.c allows */
+#define REDIS_HOST_MAX		255	/* a master's address from a sentinel */
 
 enum redis_state { RSTATE_OFF, RSTATE_CONNECTING, RSTATE_CONNECTED,
 	RSTATE_DOWN };
 enum redis_opkind { REDIS_OP_ACQUIRE, REDIS_OP_PUBLISH, REDIS_OP_RECONCILE,
 	REDIS_OP_GET, REDIS_OP_RELEASE, REDIS_OP_SETUP, REDIS_OP_PING,
-	REDIS_OP_TICKET, REDIS_OP_AUTHORIZER };
+	REDIS_OP_TICKET, REDIS_OP_AUTHORIZER, REDIS_OP_ROLE };
+
+/* A sentinel's address. */
+struct redis_sentinel {
+	char	*host;
+	int	 port;
+};
 
 /* What redis.c keeps per shared credential, in the credential's share slot. */
 struct redis_cred {
@@ -95,6 +108,13 @@ static int		 redis_pending;	/* commands unanswered */
 static int		 redis_closing;
 static int		 redis_warned;	/* the outage is logged */
 static const struct redis_handlers *redis_handlers;
+static struct redis_sentinel redis_sentinels[REDIS_SENTINELS_MAX];
+static size_t		 redis_nsentinels;	/* 0: no Sentinel, redis = URL */
+static size_t		 redis_next;	/* the sentinel asked next */
+static char		*redis_master;	/* the name the sentinels know */
+static redisAsyncContext	*redis_ask;	/* a sentinel, asked for the master */
+static redisAsyncContext	*redis_watch;	/* a sentinel, +switch-master */
+static time_t		 redis_watch_attempt;
 
 static void	redis_connect(void);
 static void	redis_down(const char *);
@@ -106,6 +126,11 @@ static void	redis_publish(struct cred *);
 static void	redis_release(struct cred *);
 static int	redis_busy(const struct cred *);
 static void	redis_forget(struct cred *);
+static void	redis_up(void);
+static void	redis_lost(const char *);
+static int	redis_role_master(const redisReply *);
+static void	redis_reply_cb(redisAsyncContext *, void *, void *);
+static void	redis_master_open(void);
 
 /* redis.c as cred.c's share backend. */
 static const struct cred_share redis_share = {
@@ -163,9 +188,11 @@ static const char redis_lua_publish[] =
     "return {'ok', ARGV[1]}";
 
 /*
- * A token got without the lease (Redis was down, or restarted empty): the one
- * issued last, by expiry, wins. KEYS: token, gen; ARGV: our gen, expires_at,
- * token, channel, appid, now.
+ * A token got without the lease (Redis was down, or restarted empty, or a
+ * promoted replica missed writes): the one issued last, by expiry, wins; in
+ * the same second, the higher generation (a replica's older token issued in
+ * the same second as ours must not win). KEYS: token, gen; ARGV: our gen,
+ * expires_at, token, channel, appid, now.
  */
 static const char redis_lua_reconcile[] =
     "local v = redis.call('GET', KEYS[1]) "
@@ -173,7 +200,9 @@ static const char redis_lua_reconcile[] =
     "if v then "
     "  local g, e = string.match(v, '^(%d+):(%d+):') "
     "  sg = tonumber(g) or 0 "
-    "  if (tonumber(e) or 0) >= tonumber(ARGV[2]) then "
+    "  e = tonumber(e) or 0 "
+    "  if e > tonumber(ARGV[2]) or "
+    "      (e == tonumber(ARGV[2]) and sg >= tonumber(ARGV[1])) then "
     "    return {'newer', v} end "
     "end "
     "local n = redis.call('INCR', KEYS[2]) "
@@ -368,6 +397,20 @@ redis_take(struct cred *c, const char *v, size_t len, int any)
 
 	if (redis_parse(v, len, &gen, &expires_at, token, sizeof token) != 0) {
 		log_warnx("%s: malformed token in Redis; ignored", cred_appid(c));
+		return;
+	}
+	/*
+	 * Our own token under a new generation (re-shared after a failover or
+	 * a restart of Redis): only the generation moves. Adopting it again
+	 * would make it look freshly fetched, and its refusal then would not
+	 * refresh.
+	 */
+	if (cred_has_token(c) && strcmp(cred_token(c), token) == 0) {
+		if (gen > rc->gen)
+			rc->gen = gen;
+		log_debug("%s: Redis holds our token, generation %llu",
+		    cred_appid(c), (unsigned long long)gen);
+		OPENSSL_cleanse(token, sizeof token);
 		return;
 	}
 	if ((any || gen > rc->gen) &&
@@ -623,6 +666,57 @@ redis_authorizer_get(const char *appid)
 	return (redis_command(op, 2, argv));
 }
 
+/* The connection is up (and, with Sentinel, to a master): share again. */
+static void
+redis_up(void)
+{
+	struct cred *c;
+
+	redis_state = RSTATE_CONNECTED;
+	redis_warned = 0;
+	log_info("redis: connected to %s%s:%d/%d", redis_nsentinels > 0 ?
+	    "the master at " : "", redis_host, redis_port, redis_db);
+	if (redis_handlers != NULL)
+		redis_handlers->connected();
+	for (c = cred_first(); c != NULL; c = cred_next(c)) {
+		if (!redis_shared(c))
+			continue;
+		if (cred_has_token(c) && !cred_invalid(c) &&
+		    !cred_refreshing(c))
+			redis_publish(c);	/* reconcile */
+		else if (!cred_refreshing(c) &&
+		    (cred_kind(c) != CRED_AUTHORIZER ||
+		    redis_busy(c)))
+			redis_arm(c, 0);	/* authorizers: spread */
+	}
+}
+
+/* Whether ROLE's answer says master. */
+static int
+redis_role_master(const redisReply *r)
+{
+	return (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+	    r->element[0]->type == REDIS_REPLY_STRING &&
+	    redis_is(r->element[0], "master"));
+}
+
+/*
+ * The master is no longer one (or moved): drop it now, inside a callback
+ * too (the tick frees the connections), and ask the sentinels again.
+ */
+static void
+redis_lost(const char *why)
+{
+	char msg[REDIS_HOST_MAX + 128];
+
+	if (redis_state != RSTATE_CONNECTING && redis_state != RSTATE_CONNECTED)
+		return;
+	snprintf(msg, sizeof msg, "%s:%d %s", redis_host != NULL ?
+	    redis_host : "?", redis_port, why);
+	redis_down(msg);
+	redis_attempt = 0;	/* ask again at the next tick */
+}
+
 /* Every command's answer. */
 static void
 redis_reply_cb(redisAsyncContext *ac, void *reply, void *arg)
@@ -640,30 +734,34 @@ redis_reply_cb(redisAsyncContext *ac, void *reply, void *arg)
 	    (op->kind != REDIS_OP_SETUP || !redis_warned))
 		log_warnx("redis: %.*s", r->len > 200 ? 200 : (int)r->len,
 		    r->str);
+	/* A master turned replica under us: never write there again. */
+	if (r != NULL && r->type == REDIS_REPLY_ERROR && r->len >= 8 &&
+	    memcmp(r->str, "READONLY", 8) == 0 && !redis_closing)
+		redis_lost("answers READONLY (a replica now)");
 	if (op->kind == REDIS_OP_SETUP) {
 		/* SELECT's answer: the connection is usable (AUTH came first). */
 		if (r != NULL && r->type == REDIS_REPLY_STATUS &&
 		    redis_state == RSTATE_CONNECTING && !redis_closing) {
-			redis_state = RSTATE_CONNECTED;
-			redis_warned = 0;
-			log_info("redis: connected to %s:%d/%d", redis_host,
-			    redis_port, redis_db);
-			if (redis_handlers != NULL)
-				redis_handlers->connected();
-			for (c = cred_first(); c != NULL; c = cred_next(c)) {
-				if (!redis_shared(c))
-					continue;
-				if (cred_has_token(c) && !cred_invalid(c) &&
-				    !cred_refreshing(c))
-					redis_publish(c);	/* reconcile */
-				else if (!cred_refreshing(c) &&
-				    (cred_kind(c) != CRED_AUTHORIZER ||
-				    redis_busy(c)))
-					redis_arm(c, 0);	/* authorizers: spread */
-			}
+			/* With Sentinel, ROLE's answer (queued next) says. */
+			if (redis_nsentinels == 0)
+				redis_up();
 		} else if (r == NULL || r->type == REDIS_REPLY_ERROR) {
 			if (!redis_closing)
 				redis_down("the connection could not be set up");
+		}
+		free(op);
+		return;
+	}
+	if (op->kind == REDIS_OP_ROLE) {
+		/* Only a master is written to; a replica is asked about again. */
+		if (!redis_closing && r != NULL &&
+		    (redis_state == RSTATE_CONNECTING ||
+		    redis_state == RSTATE_CONNECTED)) {
+			if (redis_role_master(r)) {
+				if (redis_state == RSTATE_CONNECTING)
+					redis_up();
+			} else
+				redis_lost("is not a master (ROLE)");
 		}
 		free(op);
 		return;
@@ -1017,6 +1115,10 @@ redis_close(void)
 		redis_sub = NULL;
 		redisAsyncFree(ac);
 	}
+	if ((ac = redis_ask) != NULL) {
+		redis_ask = NULL;
+		redisAsyncFree(ac);
+	}
 	redis_pending = 0;
 	redis_closing = closing;
 }
@@ -1035,9 +1137,16 @@ redis_down(const char *why)
 	if (redis_state == RSTATE_CONNECTED)
 		log_warnx("redis: %s; each credential refreshes on its own "
 		    "until Redis returns", why);
+	else if (redis_state == RSTATE_CONNECTING && !redis_warned &&
+	    redis_nsentinels > 0)
+		log_warnx("redis: master %s: %s; asking the sentinels again "
+		    "every %d s", redis_master, why, REDIS_RETRY);
 	else if (redis_state == RSTATE_CONNECTING && !redis_warned)
 		log_warnx("redis: %s:%d: %s; retrying every %d s", redis_host,
 		    redis_port, why, REDIS_RETRY);
+	/* With Sentinel a lost master may have moved: ask at once. */
+	if (redis_state == RSTATE_CONNECTED && redis_nsentinels > 0)
+		redis_attempt = 0;
 	redis_warned = 1;	/* once per outage */
 	redis_state = RSTATE_DOWN;
 	for (c = cred_first(); c != NULL; c = cred_next(c)) {
@@ -1088,16 +1197,13 @@ redis_open(void)
 	return (ac);
 }
 
-/* Start both connections; SELECT's answer makes us connected. */
+/* Open both connections to the master; SELECT's (or ROLE's) answer says up. */
 static void
-redis_connect(void)
+redis_master_open(void)
 {
 	char db[16];
 	const char *argv[2];
 
-	redis_close();
-	redis_attempt = time(NULL);
-	redis_state = RSTATE_CONNECTING;
 	if ((redis_cmd = redis_open()) == NULL ||
 	    (redis_sub = redis_open()) == NULL) {
 		redis_close();
@@ -1108,8 +1214,199 @@ redis_connect(void)
 	argv[0] = "SELECT";
 	argv[1] = db;
 	redis_command(redis_op_new(REDIS_OP_SETUP, NULL), 2, argv);
+	if (redis_nsentinels > 0) {
+		argv[0] = "ROLE";
+		redis_command(redis_op_new(REDIS_OP_ROLE, NULL), 1, argv);
+	}
 	redisAsyncCommand(redis_sub, redis_sub_cb, NULL, "SUBSCRIBE %s",
 	    redis_channel);
+}
+
+/* A sentinel's answer: the master's "HOST", "PORT", or nil if it knows none. */
+static void
+redis_ask_cb(redisAsyncContext *ac, void *reply, void *arg)
+{
+	const redisReply *r = reply, *h, *p;
+	const struct redis_sentinel *sn = arg;
+	char why[REDIS_HOST_MAX + 128];
+	unsigned long port = 0;
+	size_t i;
+
+	if (ac != redis_ask || redis_closing)
+		return;
+	redis_ask = NULL;
+	redisAsyncDisconnect(ac);	/* after this callback */
+	if (redis_state != RSTATE_CONNECTING)
+		return;
+	if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+	    r->element[0]->type != REDIS_REPLY_STRING ||
+	    r->element[1]->type != REDIS_REPLY_STRING) {
+		snprintf(why, sizeof why, "sentinel %s:%d %s", sn->host,
+		    sn->port, r == NULL ? "did not answer" :
+		    r->type == REDIS_REPLY_ERROR ? "refused the question" :
+		    "knows no such master");
+		redis_down(why);
+		redis_attempt = 0;	/* the next sentinel, at the next tick */
+		return;
+	}
+	h = r->element[0];
+	p = r->element[1];
+	for (i = 0; i < p->len && i < 6 && p->str[i] >= '0' &&
+	    p->str[i] <= '9'; i++)
+		port = port * 10 + (unsigned long)(p->str[i] - '0');
+	if (h->len == 0 || h->len > REDIS_HOST_MAX ||
+	    memchr(h->str, '\0', h->len) != NULL || i == 0 || i != p->len ||
+	    port == 0 || port > 65535) {
+		snprintf(why, sizeof why, "sentinel %s:%d gave a malformed "
+		    "address", sn->host, sn->port);
+		redis_down(why);
+		redis_attempt = 0;
+		return;
+	}
+	free(redis_host);
+	redis_host = xstrndup(h->str, h->len);
+	redis_port = (int)port;
+	log_debug("redis: sentinel %s:%d says the master %s is at %s:%d",
+	    sn->host, sn->port, redis_master, redis_host, redis_port);
+	redis_master_open();
+}
+
+/* A sentinel connection attempt ended; failure frees the context. */
+static void
+redis_sentinel_connect_cb(const redisAsyncContext *ac, int status)
+{
+	if (status == REDIS_OK)
+		return;
+	if (ac == redis_watch)
+		redis_watch = NULL;
+	if (ac == redis_ask) {
+		redis_ask = NULL;
+		if (!redis_closing && redis_state == RSTATE_CONNECTING) {
+			redis_down("a sentinel cannot be reached");
+			redis_attempt = 0;
+		}
+	}
+}
+
+/* A sentinel connection is closed (hiredis frees it after this). */
+static void
+redis_sentinel_disconnect_cb(const redisAsyncContext *ac, int status)
+{
+	(void)status;
+	if (ac == redis_watch)
+		redis_watch = NULL;
+	if (ac == redis_ask)
+		redis_ask = NULL;
+}
+
+/* Open a connection to the next sentinel in turn; NULL on failure. */
+static redisAsyncContext *
+redis_sentinel_open(struct redis_sentinel **snp)
+{
+	struct redis_sentinel *sn;
+	redisAsyncContext *ac;
+
+	sn = &redis_sentinels[redis_next];
+	redis_next = (redis_next + 1) % redis_nsentinels;
+	*snp = sn;
+	if ((ac = redisAsyncConnect(sn->host, sn->port)) == NULL)
+		return (NULL);
+	if (ac->err) {
+		redisAsyncFree(ac);
+		return (NULL);
+	}
+	redisLibeventAttach(ac, wx_base);
+	redisAsyncSetConnectCallback(ac, redis_sentinel_connect_cb);
+	redisAsyncSetDisconnectCallback(ac, redis_sentinel_disconnect_cb);
+	return (ac);
+}
+
+/* Ask the next sentinel where the master is. */
+static void
+redis_ask_master(void)
+{
+	struct redis_sentinel *sn;
+	const char *argv[3];
+
+	if ((redis_ask = redis_sentinel_open(&sn)) == NULL) {
+		redis_down("a sentinel cannot be reached");
+		return;
+	}
+	argv[0] = "SENTINEL";
+	argv[1] = "get-master-addr-by-name";
+	argv[2] = redis_master;
+	redisAsyncCommandArgv(redis_ask, redis_ask_cb, sn, 3, argv, NULL);
+}
+
+/*
+ * +switch-master from a sentinel: "NAME OLDHOST OLDPORT NEWHOST NEWPORT".
+ * Ours moved: drop the old master and ask again.
+ */
+static void
+redis_watch_cb(redisAsyncContext *ac, void *reply, void *arg)
+{
+	const redisReply *r = reply, *m;
+	char buf[2 * REDIS_HOST_MAX + 128], why[REDIS_HOST_MAX + 64];
+	char *name, *newhost, *newport, *save;
+	size_t nlen;
+
+	(void)ac;
+	(void)arg;
+	if (r == NULL || redis_closing || r->type != REDIS_REPLY_ARRAY ||
+	    r->elements != 3 || r->element[0]->type != REDIS_REPLY_STRING ||
+	    !redis_is(r->element[0], "message"))
+		return;
+	m = r->element[2];
+	if (m->type != REDIS_REPLY_STRING || m->len >= sizeof buf ||
+	    memchr(m->str, '\0', m->len) != NULL)
+		return;
+	memcpy(buf, m->str, m->len);
+	buf[m->len] = '\0';
+	nlen = strcspn(redis_master, "/");
+	if ((name = strtok_r(buf, " ", &save)) == NULL ||
+	    strlen(name) != nlen || strncmp(name, redis_master, nlen) != 0 ||
+	    strtok_r(NULL, " ", &save) == NULL ||
+	    strtok_r(NULL, " ", &save) == NULL ||
+	    (newhost = strtok_r(NULL, " ", &save)) == NULL ||
+	    (newport = strtok_r(NULL, " ", &save)) == NULL ||
+	    strlen(newhost) > REDIS_HOST_MAX)
+		return;
+	log_info("redis: the sentinels moved the master %.*s to %s:%s",
+	    (int)nlen, redis_master, newhost, newport);
+	if (redis_host != NULL && strcmp(newhost, redis_host) == 0 &&
+	    atoi(newport) == redis_port && redis_state == RSTATE_CONNECTED)
+		return;		/* already there */
+	snprintf(why, sizeof why, "was replaced by %s:%s (+switch-master)",
+	    newhost, newport);
+	redis_lost(why);
+}
+
+/* Keep one sentinel connection subscribed to +switch-master. */
+static void
+redis_watch_open(void)
+{
+	struct redis_sentinel *sn;
+
+	if (redis_watch != NULL || redis_nsentinels == 0)
+		return;
+	redis_watch_attempt = time(NULL);
+	if ((redis_watch = redis_sentinel_open(&sn)) == NULL)
+		return;
+	redisAsyncCommand(redis_watch, redis_watch_cb, NULL, "SUBSCRIBE %s",
+	    "+switch-master");
+}
+
+/* Connect: ask the sentinels first when there are, then the master. */
+static void
+redis_connect(void)
+{
+	redis_close();
+	redis_attempt = time(NULL);
+	redis_state = RSTATE_CONNECTING;
+	if (redis_nsentinels > 0)
+		redis_ask_master();
+	else
+		redis_master_open();
 }
 
 /* Every second: reconnect, time out a silent Redis, PING when idle. */
@@ -1122,6 +1419,9 @@ redis_tick_cb(evutil_socket_t fd, short events, void *arg)
 	(void)fd;
 	(void)events;
 	(void)arg;
+	if (redis_nsentinels > 0 && redis_watch == NULL &&
+	    now - redis_watch_attempt >= REDIS_RETRY)
+		redis_watch_open();
 	switch (redis_state) {
 	case RSTATE_DOWN:
 		if (now - redis_attempt >= REDIS_RETRY)
@@ -1143,9 +1443,10 @@ redis_tick_cb(evutil_socket_t fd, short events, void *arg)
 			redis_close();
 		} else if (redis_pending == 0 &&
 		    now - redis_progress >= REDIS_PING) {
-			argv[0] = "PING";
-			redis_command(redis_op_new(REDIS_OP_PING, NULL), 1,
-			    argv);
+			/* With Sentinel, ROLE: still a master? */
+			argv[0] = redis_nsentinels > 0 ? "ROLE" : "PING";
+			redis_command(redis_op_new(redis_nsentinels > 0 ?
+			    REDIS_OP_ROLE : REDIS_OP_PING, NULL), 1, argv);
 		}
 		break;
 	case RSTATE_OFF:
@@ -1189,6 +1490,42 @@ redis_parse_url(const char *url)
 	return (0);
 }
 
+/* The sentinels and the master's name[/DB] (config.c checked them). */
+static int
+redis_parse_sentinels(const struct config *conf)
+{
+	const char *s, *e, *colon, *slash;
+	size_t len;
+
+	if (conf->redis_master == NULL)
+		return (-1);
+	for (s = conf->redis_sentinels; redis_nsentinels < REDIS_SENTINELS_MAX;
+	    s = e + 1) {
+		s += strspn(s, " \t");
+		e = s + strcspn(s, ",");
+		len = (size_t)(e - s);
+		while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+			len--;
+		/* HOST:PORT or [V6]:PORT: the port follows the last colon. */
+		if ((colon = memrchr(s, ':', len)) == NULL || colon == s)
+			return (-1);
+		if (*s == '[' && colon[-1] == ']')
+			redis_sentinels[redis_nsentinels].host =
+			    xstrndup(s + 1, (size_t)(colon - s - 2));
+		else
+			redis_sentinels[redis_nsentinels].host =
+			    xstrndup(s, (size_t)(colon - s));
+		redis_sentinels[redis_nsentinels++].port = atoi(colon + 1);
+		if (*e == '\0')
+			break;
+	}
+	slash = strchr(conf->redis_master, '/');
+	redis_master = slash != NULL ? xstrndup(conf->redis_master,
+	    (size_t)(slash - conf->redis_master)) : xstrdup(conf->redis_master);
+	redis_db = slash != NULL ? atoi(slash + 1) : 0;
+	return (redis_nsentinels > 0 ? 0 : -1);
+}
+
 /* Start sharing if conf names a Redis; later reloads do not change it. */
 void
 redis_init(const struct config *conf)
@@ -1196,10 +1533,12 @@ redis_init(const struct config *conf)
 	struct timeval tv = { 1, 0 };
 	char host[64];
 
-	if (conf->redis == NULL)
+	if (conf->redis == NULL && conf->redis_sentinels == NULL)
 		return;
-	if (redis_parse_url(conf->redis) != 0)
+	if (conf->redis != NULL && redis_parse_url(conf->redis) != 0)
 		fatalx("redis: bad URL");
+	if (conf->redis_sentinels != NULL && redis_parse_sentinels(conf) != 0)
+		fatalx("redis: bad redis_sentinels or redis_master");
 	if (conf->redis_password != NULL)
 		redis_password = xstrdup(conf->redis_password);
 	if (gethostname(host, sizeof host) != 0)
@@ -1230,7 +1569,18 @@ redis_shutdown(void)
 	if (redis_tick != NULL)
 		event_free(redis_tick);
 	redis_tick = NULL;
+	if (redis_watch != NULL) {
+		redisAsyncContext *ac = redis_watch;
+
+		redis_watch = NULL;
+		redisAsyncFree(ac);
+	}
+	while (redis_nsentinels > 0)
+		free(redis_sentinels[--redis_nsentinels].host);
+	free(redis_master);
+	redis_master = NULL;
 	free(redis_host);
+	redis_host = NULL;
 	freezero_str(redis_password);
 	redis_password = NULL;
 	redis_state = RSTATE_OFF;

@@ -139,6 +139,8 @@ struct config {
 	char		*metrics_token;		/* from metrics_token_file; wiped on free */
 	int		 metrics_aggregate;	/* metrics_authorizers = aggregate */
 	char		*redis;
+	char		*redis_sentinels;	/* "HOST:PORT,..." or NULL */
+	char		*redis_master;		/* Sentinel's master name[/DB] */
 	char		*redis_password;	/* from redis_password_file; wiped on free */
 	char		*user;
 	char		*group;

@@ -411,6 +411,38 @@ test_errors(void)
 	    "password");
 	/* Debian 12's hiredis has no TLS: refused rather than sent in clear. */
 	one_error("rediss", "redis = \"rediss://cache.local\"\n", 1, "TLS");
+	/* Sentinel: the sentinels and the master's name, never with redis. */
+	conf = loads("sentinel", "redis_sentinels = \"127.0.0.1:26379, "
+	    "[::1]:26380,s3.local:26381\"\nredis_master = \"mymaster/3\"\n");
+	if (conf != NULL) {
+		is_str(conf->redis_sentinels, "127.0.0.1:26379, [::1]:26380,"
+		    "s3.local:26381", "redis_sentinels");
+		is_str(conf->redis_master, "mymaster/3", "redis_master");
+		ok(conf->redis == NULL, "no redis URL with Sentinel");
+	}
+	config_free(conf);
+	one_error("redis and redis_sentinels",
+	    "redis = \"redis://127.0.0.1\"\nredis_master = \"m\"\n"
+	    "redis_sentinels = \"127.0.0.1:26379\"\n", 3, "exclusive");
+	one_error("redis_sentinels then redis",
+	    "redis_sentinels = \"127.0.0.1:26379\"\nredis_master = \"m\"\n"
+	    "redis = \"redis://127.0.0.1\"\n", 3, "exclusive");
+	one_error("sentinel without port",
+	    "redis_sentinels = \"127.0.0.1:26379,127.0.0.2\"\n"
+	    "redis_master = \"m\"\n", 1, "redis_sentinels");
+	one_error("sentinel empty entry",
+	    "redis_sentinels = \"127.0.0.1:26379,,127.0.0.2:1\"\n"
+	    "redis_master = \"m\"\n", 1, "empty entry");
+	one_error("sentinels without master",
+	    "redis_sentinels = \"127.0.0.1:26379\"\n", 1, "needs redis_master");
+	one_error("master without sentinels", "\nredis_master = \"m\"\n", 2,
+	    "needs redis_sentinels");
+	one_error("master bad name", "redis_sentinels = \"127.0.0.1:1\"\n"
+	    "redis_master = \"my master\"\n", 2, "redis_master");
+	one_error("master bad db", "redis_sentinels = \"127.0.0.1:1\"\n"
+	    "redis_master = \"m/99999\"\n", 2, "NAME/DB");
+	one_error("redis_master with redis", "redis = \"redis://127.0.0.1\"\n"
+	    "redis_master = \"m\"\n", 2, "not redis");
 	one_error("redis_password_file empty", "redis_password_file = \"\"\n",
 	    1, "empty");
 	one_error("redis_password_file mode",
