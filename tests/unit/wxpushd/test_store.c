@@ -1094,7 +1094,8 @@ test_full_recover(const char *dir)
 /*
  * Mount a private 1 MiB tmpfs on top, in a mount namespace of this (child)
  * process; 0, or -1 after reporting: a skip where mount namespaces are not
- * allowed (a container without CAP_SYS_ADMIN), else a failure.
+ * allowed (a container without CAP_SYS_ADMIN) or "/" is not a mount point (a
+ * chroot, such as .ci/fresh's), else a failure.
  */
 static int
 test_private_tmpfs(int fd, const char *top)
@@ -1105,8 +1106,14 @@ test_private_tmpfs(int fd, const char *top)
 		    strerror(errno));
 		return (-1);
 	}
-	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
-	    mount("tmpfs", top, "tmpfs", 0, "size=1m,mode=0700") != 0) {
+	/* In a chroot "/" is no mount point (EINVAL): nothing to make private. */
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) {
+		dprintf(fd, "%c make the mounts private: %s%s\n",
+		    errno == EPERM || errno == EINVAL ? 's' : '0',
+		    strerror(errno), errno == EINVAL ? " (a chroot?)" : "");
+		return (-1);
+	}
+	if (mount("tmpfs", top, "tmpfs", 0, "size=1m,mode=0700") != 0) {
 		dprintf(fd, "%c mount a 1 MiB tmpfs on %s: %s\n",
 		    errno == EPERM ? 's' : '0', top, strerror(errno));
 		return (-1);
