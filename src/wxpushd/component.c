@@ -65,7 +65,7 @@ struct component {
 struct component_pending {
 	struct component	*comp;
 	char			 authorizer[WX_APPID_MAX + 1];
-	char			 info_type[CALLBACK_INFO_TYPE_MAX + 1];
+	char			 info_type[INGRESS_INFO_TYPE_MAX + 1];
 	char			*code;		/* wiped on free */
 	time_t			 create_time;
 	int			 attempts;
@@ -81,7 +81,7 @@ struct component_query {
 	struct component	*comp;
 	struct upstream_call	*call;
 	uint64_t		 gen;		/* the component token it used */
-	char			 info_type[CALLBACK_INFO_TYPE_MAX + 1];
+	char			 info_type[INGRESS_INFO_TYPE_MAX + 1];
 	char			 expected[WX_APPID_MAX + 1];	/* the event's, or "" */
 	component_done_cb	 done;
 	component_preauth_cb	 preauth;	/* api_create_preauthcode */
@@ -934,7 +934,7 @@ component_pending_new(struct component *comp, const char *authorizer,
  * with nothing recorded.
  */
 static int
-component_pending_add(struct component *comp, const struct callback_event *ev)
+component_pending_add(struct component *comp, const struct ingress_event *ev)
 {
 	struct component_pending *p;
 	struct store_pending sp;
@@ -991,7 +991,7 @@ component_pending_load_one(const struct store_pending *sp, void *arg)
  */
 static int
 component_event_stale(struct component *comp, const char *subject,
-    const struct callback_event *ev, const struct store_mark *mine)
+    const struct ingress_event *ev, const struct store_mark *mine)
 {
 	struct store_mark sm;
 
@@ -1026,7 +1026,7 @@ component_event_stale(struct component *comp, const char *subject,
  */
 void
 component_event_handle(struct component_conf *cc,
-    const struct callback_event *ev, component_done_cb done, void *arg)
+    const struct ingress_event *ev, component_done_cb done, void *arg)
 {
 	struct component *comp;
 	struct component_pending *p;

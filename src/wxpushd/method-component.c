@@ -207,7 +207,7 @@ method_component_event(struct request *req, const msgpack_object *params)
 		{ "msg_signature", 64, 0, NULL, 0, 0, 0, 0, 0 },
 		{ "timestamp", 64, 0, NULL, 0, 0, 0, 0, 0 },
 		{ "nonce", 64, 0, NULL, 0, 0, 0, 0, 0 },
-		{ "body", CALLBACK_BODY_MAX, 1, NULL, 0, 0, 0, 0, 0 },
+		{ "body", INGRESS_BODY_MAX, 1, NULL, 0, 0, 0, 0, 0 },
 	};
 	struct component_conf *cc;
 	char word[3][65], *cause;
@@ -227,7 +227,7 @@ method_component_event(struct request *req, const msgpack_object *params)
 			return;
 		}
 	}
-	if (callback_event_accept(cc, word[0], word[1], word[2], p[4].ptr,
+	if (ingress_event_accept(cc, word[0], word[1], word[2], p[4].ptr,
 	    p[4].len, method_component_event_done, req, &field,
 	    &cause) != 0) {
 		char peer[32];

@@ -130,7 +130,7 @@ wxpushd_sighup(evutil_socket_t sig, short events, void *arg)
 	official_reconcile(conf);
 	component_reconcile(conf);
 	jsapi_reconcile();
-	callback_reload();
+	ingress_reload();
 	consent_http_reload();
 	metrics_reload();
 	config_free(old);
@@ -289,7 +289,7 @@ main(int argc, char **argv)
 	upstream_configure(wx_conf);
 	if (server_listen() == -1)
 		fatalx("cannot listen on %s", wx_conf->socket);
-	if (callback_start() == -1)
+	if (ingress_start() == -1)
 		fatalx("cannot listen on %s", wx_conf->callback_listen);
 	if (metrics_start() == -1)
 		fatalx("cannot listen on %s", wx_conf->metrics_listen);
@@ -332,7 +332,7 @@ main(int argc, char **argv)
 	consent_shutdown();
 	server_close();
 	component_shutdown();
-	callback_stop();
+	ingress_stop();
 	metrics_stop();
 	consent_http_stop();
 	systemd_shutdown();

@@ -762,7 +762,7 @@ const char	*authorizer_permissions(const struct cred *);
 const char	*authorizer_component_appid(const struct cred *);
 
 /* component.c: third-party platforms: the verify ticket, the component token. */
-struct callback_event;
+struct ingress_event;
 /* An event or authorization is done: e NULL on success, else why not. */
 typedef void (*component_done_cb)(void *, const struct rpc_error *,
 	    const char *, const char *);
@@ -777,7 +777,7 @@ int64_t	 component_ticket_age(const struct cred *);
 int	 component_exchanges(const struct cred *, int *, uint64_t *);
 int	 component_running(const char *);
 void	 component_event_handle(struct component_conf *,
-	    const struct callback_event *, component_done_cb, void *);
+	    const struct ingress_event *, component_done_cb, void *);
 void	 component_authorize(const char *, const char *, component_done_cb,
 	    void *);
 void	 component_preauth(const char *, component_preauth_cb, void *);
@@ -790,29 +790,29 @@ void	 method_component_event(struct request *, const msgpack_object *);
 void	 method_component_authorize(struct request *, const msgpack_object *);
 void	 method_component_preauth(struct request *, const msgpack_object *);
 
-/* callback.c: opening component events, and the HTTP endpoint for them. */
-#define CALLBACK_BODY_MAX	65536	/* bytes in an event body */
-#define CALLBACK_INFO_TYPE_MAX	63
-struct callback_event {
-	char		 info_type[CALLBACK_INFO_TYPE_MAX + 1];
+/* ingress.c: opening component events, and the HTTP endpoint for them. */
+#define INGRESS_BODY_MAX	65536	/* bytes in an event body */
+#define INGRESS_INFO_TYPE_MAX	63
+struct ingress_event {
+	char		 info_type[INGRESS_INFO_TYPE_MAX + 1];
 	char		 authorizer_appid[WX_APPID_MAX + 1];	/* "" if none */
 	char		*secret;	/* the ticket or authorization code; wiped */
 	size_t		 secretlen;
 	time_t		 create_time;	/* <CreateTime>, 0 if none */
 };
 /* How far (seconds) an event's signed timestamp may be from our clock. */
-#define CALLBACK_EVENT_WINDOW	900
-int	 callback_outer_appid(const char *, size_t, char *, size_t, char **);
-int	 callback_event_open(const struct component_conf *, const char *,
+#define INGRESS_EVENT_WINDOW	900
+int	 ingress_outer_appid(const char *, size_t, char *, size_t, char **);
+int	 ingress_event_open(const struct component_conf *, const char *,
 	    const char *, const char *, const char *, size_t,
-	    struct callback_event *, const char **, char **);
-void	 callback_event_clear(struct callback_event *);
-int	 callback_event_accept(struct component_conf *, const char *,
+	    struct ingress_event *, const char **, char **);
+void	 ingress_event_clear(struct ingress_event *);
+int	 ingress_event_accept(struct component_conf *, const char *,
 	    const char *, const char *, const char *, size_t,
 	    component_done_cb, void *, const char **, char **);
-int	 callback_start(void);
-void	 callback_reload(void);
-void	 callback_stop(void);
+int	 ingress_start(void);
+void	 ingress_reload(void);
+void	 ingress_stop(void);
 
 /* method-call.c: call, any allowed WeChat API with the appid's token. */
 struct call_stat {
@@ -891,7 +891,7 @@ struct store_mark {
 	char		 component_appid[WX_APPID_MAX + 1];
 	char		 subject[WX_APPID_MAX + 1];
 	time_t		 create_time;
-	char		 info_type[CALLBACK_INFO_TYPE_MAX + 1];
+	char		 info_type[INGRESS_INFO_TYPE_MAX + 1];
 	char		 digest[2 * 32 + 1];	/* hex SHA-256 of type and secret */
 };
 int	 store_mark_save(const struct store_mark *);
@@ -899,7 +899,7 @@ int	 store_mark_load(struct store_mark *);	/* 1, 0, -1 */
 struct store_pending {
 	char		 component_appid[WX_APPID_MAX + 1];
 	char		 authorizer_appid[WX_APPID_MAX + 1];
-	char		 info_type[CALLBACK_INFO_TYPE_MAX + 1];
+	char		 info_type[INGRESS_INFO_TYPE_MAX + 1];
 	char		 code[WX_TOKEN_MAX + 1];	/* wiped */
 	time_t		 create_time;
 	int		 attempts;

@@ -1,6 +1,6 @@
 /*
- * libFuzzer target for component events (callback.c): the signature check, the
- * outer XML, the decryption and the inner XML, through callback_event_open as
+ * libFuzzer target for component events (ingress.c): the signature check, the
+ * outer XML, the decryption and the inner XML, through ingress_event_open as
  * both the RPC method and the HTTP endpoint use it. The first byte, modulo 6,
  * says what the rest is:
  * 0, 1: msg_signature (40 bytes), then the POSTed body as it is;
@@ -49,11 +49,11 @@ static void
 fuzz_component_open(const struct component_conf *cc, const char *sig,
     const char *body, size_t len, int ours)
 {
-	struct callback_event	 ev;
+	struct ingress_event	 ev;
 	const char		*field = NULL;
 	char			*cause = NULL, appid[WX_APPID_MAX + 1];
 
-	if (callback_outer_appid(body, len, appid, sizeof appid, &cause) == 0) {
+	if (ingress_outer_appid(body, len, appid, sizeof appid, &cause) == 0) {
 		if (cause != NULL || !valid_appid(appid, strlen(appid)))
 			abort();
 	} else if (cause == NULL)
@@ -61,10 +61,10 @@ fuzz_component_open(const struct component_conf *cc, const char *sig,
 	free(cause);
 	cause = NULL;
 
-	if (callback_event_open(cc, sig, FUZZ_COMPONENT_TS,
+	if (ingress_event_open(cc, sig, FUZZ_COMPONENT_TS,
 	    FUZZ_COMPONENT_NONCE, body, len, &ev, &field, &cause) == 0) {
 		if (cause != NULL || ev.info_type[0] == '\0' ||
-		    strlen(ev.info_type) > CALLBACK_INFO_TYPE_MAX ||
+		    strlen(ev.info_type) > INGRESS_INFO_TYPE_MAX ||
 		    (ev.secret != NULL && (ev.secretlen == 0 ||
 		    ev.secretlen > WX_TOKEN_MAX ||
 		    strlen(ev.secret) != ev.secretlen ||
@@ -72,7 +72,7 @@ fuzz_component_open(const struct component_conf *cc, const char *sig,
 		    (ev.authorizer_appid[0] != '\0' && !valid_appid(
 		    ev.authorizer_appid, strlen(ev.authorizer_appid))))
 			abort();
-		callback_event_clear(&ev);
+		ingress_event_clear(&ev);
 		if (ev.secret != NULL)
 			abort();
 		return;
@@ -131,7 +131,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		log_setlevel(LOG_LEVEL_WARN);
 		ready = 1;
 	}
-	if (size < 1 || size > CALLBACK_BODY_MAX)
+	if (size < 1 || size > INGRESS_BODY_MAX)
 		return (0);
 	mode = data[0] % 6;
 	data++;

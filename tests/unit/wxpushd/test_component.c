@@ -1,5 +1,5 @@
 /*
- * Unit tests for opening component events (callback.c): the signature, the
+ * Unit tests for opening component events (ingress.c): the signature, the
  * decryption with the current and previous keys, and the XML, against forged,
  * truncated, oversized, hostile and wrongly keyed bodies.
  */
@@ -70,9 +70,9 @@ test_cpy(char *buf, const char *s, size_t size)
 /* Open body; returns 0 or -1 and leaves the cause for the caller to check. */
 static int
 test_open(const char *body, size_t len, const char *sig,
-    struct callback_event *ev, const char **field, char **cause)
+    struct ingress_event *ev, const char **field, char **cause)
 {
-	return (callback_event_open(&test_cc, sig, TEST_TS, TEST_NONCE, body,
+	return (ingress_event_open(&test_cc, sig, TEST_TS, TEST_NONCE, body,
 	    len, ev, field, cause));
 }
 
@@ -81,7 +81,7 @@ static void
 test_refused(const char *what, const char *body, size_t len, const char *sig,
     const char *want_field, const char *want)
 {
-	struct callback_event ev;
+	struct ingress_event ev;
 	const char *field = NULL;
 	char *cause = NULL;
 	int r;
@@ -92,7 +92,7 @@ test_refused(const char *what, const char *body, size_t len, const char *sig,
 	    ev.secret == NULL, "%s is refused (%s)", what,
 	    cause != NULL ? cause : "accepted");
 	free(cause);
-	callback_event_clear(&ev);
+	ingress_event_clear(&ev);
 }
 
 static const char *test_ticket_xml =
@@ -105,7 +105,7 @@ static const char *test_ticket_xml =
 static void
 test_good(void)
 {
-	struct callback_event ev;
+	struct ingress_event ev;
 	const char *field;
 	char sig[WXCRYPT_SIG_LEN + 1], *body, *cause = NULL;
 	int r;
@@ -116,7 +116,7 @@ test_good(void)
 	is_str(ev.info_type, "component_verify_ticket", "its InfoType");
 	is_str(ev.secret, "ticket@@@abcDEF-123_x", "its ticket");
 	is_str(ev.authorizer_appid, "", "no authorizer");
-	callback_event_clear(&ev);
+	ingress_event_clear(&ev);
 	ok(ev.secret == NULL, "clearing frees the ticket");
 	free(body);
 
@@ -132,7 +132,7 @@ test_good(void)
 	    strcmp(ev.authorizer_appid, "wxauthorizer000001") == 0 &&
 	    strcmp(ev.secret, "queryauthcode@@@XYZ") == 0,
 	    "an authorized event opens with its code and authorizer");
-	callback_event_clear(&ev);
+	ingress_event_clear(&ev);
 	free(body);
 
 	body = test_event(TEST_KEY, TEST_APPID, "<xml>\n  <AppId>" TEST_APPID
@@ -143,7 +143,7 @@ test_good(void)
 	ok(r == 0 && strcmp(ev.info_type, "unauthorized") == 0 &&
 	    ev.secret == NULL, "an unauthorized event opens (indented XML)");
 	ok(ev.create_time == 1413192605, "with its CreateTime");
-	callback_event_clear(&ev);
+	ingress_event_clear(&ev);
 	free(body);
 
 	body = test_event(TEST_KEY, TEST_APPID, "<xml><AppId>" TEST_APPID
@@ -152,14 +152,14 @@ test_good(void)
 	r = test_open(body, strlen(body), sig, &ev, &field, &cause);
 	ok(r == 0 && strcmp(ev.info_type, "notify_third_fasteregister") == 0,
 	    "an event of another InfoType opens (nested elements ignored)");
-	callback_event_clear(&ev);
+	ingress_event_clear(&ev);
 	free(body);
 }
 
 static void
 test_keys(void)
 {
-	struct callback_event ev;
+	struct ingress_event ev;
 	const char *field;
 	char sig[WXCRYPT_SIG_LEN + 1], *body, *cause = NULL;
 	int r;
@@ -172,13 +172,13 @@ test_keys(void)
 	ok(r == 0 && strcmp(ev.secret, "ticket@@@abcDEF-123_x") == 0,
 	    "previous_aes_key opens an event under the old key (%s)",
 	    cause ? cause : "ok");
-	callback_event_clear(&ev);
+	ingress_event_clear(&ev);
 	free(body);
 
 	body = test_event(TEST_KEY, TEST_APPID, test_ticket_xml, sig);
 	r = test_open(body, strlen(body), sig, &ev, &field, &cause);
 	ok(r == 0, "the current key still works with a previous one set");
-	callback_event_clear(&ev);
+	ingress_event_clear(&ev);
 	free(body);
 	test_cc.has_previous_key = 0;
 }
@@ -353,11 +353,11 @@ test_xml(void)
 	free(body);
 	free(xml);
 
-	big = xmalloc(CALLBACK_BODY_MAX + 2);
-	memset(big, 'A', CALLBACK_BODY_MAX + 1);
+	big = xmalloc(INGRESS_BODY_MAX + 2);
+	memset(big, 'A', INGRESS_BODY_MAX + 1);
 	memcpy(big, "<xml><Encrypt>", 14);
-	big[CALLBACK_BODY_MAX + 1] = '\0';
-	test_refused("an oversized body", big, CALLBACK_BODY_MAX + 1, sig,
+	big[INGRESS_BODY_MAX + 1] = '\0';
+	test_refused("an oversized body", big, INGRESS_BODY_MAX + 1, sig,
 	    "body", "longer than");
 	free(big);
 
@@ -476,16 +476,16 @@ test_outer(void)
 
 	b = "<xml><ToUserName>x</ToUserName><AppId><![CDATA[" TEST_APPID
 	    "]]></AppId><Encrypt>x</Encrypt></xml>";
-	ok(callback_outer_appid(b, strlen(b), appid, sizeof appid,
+	ok(ingress_outer_appid(b, strlen(b), appid, sizeof appid,
 	    &cause) == 0 && strcmp(appid, TEST_APPID) == 0,
 	    "the outer AppId is found");
 	b = "<xml><Encrypt>x</Encrypt></xml>";
-	ok(callback_outer_appid(b, strlen(b), appid, sizeof appid,
+	ok(ingress_outer_appid(b, strlen(b), appid, sizeof appid,
 	    &cause) == -1 && strstr(cause, "no <AppId>") != NULL,
 	    "a body without AppId is refused");
 	free(cause);
 	b = "<xml><AppId>wx&lt;1</AppId><Encrypt>x</Encrypt></xml>";
-	ok(callback_outer_appid(b, strlen(b), appid, sizeof appid,
+	ok(ingress_outer_appid(b, strlen(b), appid, sizeof appid,
 	    &cause) == -1 && strstr(cause, "not an appid") != NULL,
 	    "an AppId that is not an appid is refused");
 	free(cause);

@@ -1,6 +1,6 @@
 /*
  * What component events do, with a fixed clock and a fake upstream, events
- * handed to component_event_handle as callback.c opens them: tickets and
+ * handed to component_event_handle as ingress.c opens them: tickets and
  * authorization changes applied in CreateTime order (and not twice), a
  * ticket aged from its CreateTime, an authorization recorded and answered at
  * once, its code exchanged from the loop, 61010 and no tokens ending it for
@@ -58,7 +58,7 @@ done_cb(void *arg, const struct rpc_error *e, const char *info_type,
 static int
 event(const char *type, const char *aid, const char *secret, time_t ct)
 {
-	struct callback_event ev;
+	struct ingress_event ev;
 
 	memset(&ev, 0, sizeof ev);
 	snprintf(ev.info_type, sizeof ev.info_type, "%s", type);
@@ -71,7 +71,7 @@ event(const char *type, const char *aid, const char *secret, time_t ct)
 	ev.create_time = ct;
 	memset(&last, 0, sizeof last);
 	component_event_handle(&cc, &ev, done_cb, NULL);
-	callback_event_clear(&ev);
+	ingress_event_clear(&ev);
 	return (last.calls == 1 && last.code[0] == '\0' ? 0 : -1);
 }
 

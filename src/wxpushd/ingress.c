@@ -24,25 +24,25 @@
 #include "wxpushd.h"
 #include "wxcrypt.h"
 
-#define CALLBACK_HEADERS_MAX	8192	/* bytes of request line and headers */
-#define CALLBACK_TIMEOUT	10	/* seconds to read a request or write a reply */
-#define CALLBACK_PARAM_MAX	64	/* msg_signature, timestamp, nonce */
-#define CALLBACK_XML_ELEMENTS	64	/* elements in one document */
-#define CALLBACK_XML_DEPTH	8
-#define CALLBACK_XML_FIELDS	8	/* fields read from one document */
-#define CALLBACK_TIME_MAX	20	/* digits of CreateTime */
-#define CALLBACK_REPLAY_MAX	4096	/* signed events remembered */
+#define INGRESS_HEADERS_MAX	8192	/* bytes of request line and headers */
+#define INGRESS_TIMEOUT	10	/* seconds to read a request or write a reply */
+#define INGRESS_PARAM_MAX	64	/* msg_signature, timestamp, nonce */
+#define INGRESS_XML_ELEMENTS	64	/* elements in one document */
+#define INGRESS_XML_DEPTH	8
+#define INGRESS_XML_FIELDS	8	/* fields read from one document */
+#define INGRESS_TIME_MAX	20	/* digits of CreateTime */
+#define INGRESS_REPLAY_MAX	4096	/* signed events remembered */
 
 /* A signed event answered lately: its (timestamp, nonce, signature). */
-struct callback_seen {
+struct ingress_seen {
 	unsigned char	 key[SHA256_DIGEST_LENGTH];	/* all zero: free */
 	time_t		 timestamp;
-	char		 info_type[CALLBACK_INFO_TYPE_MAX + 1];
+	char		 info_type[INGRESS_INFO_TYPE_MAX + 1];
 	char		 authorizer_appid[WX_APPID_MAX + 1];
 };
 
 /* An accepted event on its way through component.c: remembered when done. */
-struct callback_pass {
+struct ingress_pass {
 	component_done_cb	 done;
 	void			*arg;
 	unsigned char		 key[SHA256_DIGEST_LENGTH];
@@ -50,48 +50,48 @@ struct callback_pass {
 };
 
 /* An element read from the children of <xml>, and its longest text. */
-struct callback_field {
+struct ingress_field {
 	const char	*name;
 	size_t		 max;
 };
 
 enum { OUTER_APPID, OUTER_ENCRYPT, OUTER_N };
-static const struct callback_field callback_outer[OUTER_N] = {
+static const struct ingress_field ingress_outer[OUTER_N] = {
 	[OUTER_APPID] = { "AppId", WX_APPID_MAX },
-	[OUTER_ENCRYPT] = { "Encrypt", CALLBACK_BODY_MAX },
+	[OUTER_ENCRYPT] = { "Encrypt", INGRESS_BODY_MAX },
 };
 
 enum { INNER_APPID, INNER_TIME, INNER_TYPE, INNER_TICKET, INNER_AUTHORIZER,
 	INNER_CODE, INNER_N };
-static const struct callback_field callback_inner[INNER_N] = {
+static const struct ingress_field ingress_inner[INNER_N] = {
 	[INNER_APPID] = { "AppId", WX_APPID_MAX },
-	[INNER_TIME] = { "CreateTime", CALLBACK_TIME_MAX },
-	[INNER_TYPE] = { "InfoType", CALLBACK_INFO_TYPE_MAX },
+	[INNER_TIME] = { "CreateTime", INGRESS_TIME_MAX },
+	[INNER_TYPE] = { "InfoType", INGRESS_INFO_TYPE_MAX },
 	[INNER_TICKET] = { "ComponentVerifyTicket", WX_TOKEN_MAX },
 	[INNER_AUTHORIZER] = { "AuthorizerAppid", WX_APPID_MAX },
 	[INNER_CODE] = { "AuthorizationCode", WX_TOKEN_MAX },
 };
 
 /* One parse: the fields found and why it stopped, if it did. */
-struct callback_xml {
+struct ingress_xml {
 	XML_Parser			 parser;
-	const struct callback_field	*fields;
+	const struct ingress_field	*fields;
 	size_t				 nfields;
-	char				*value[CALLBACK_XML_FIELDS];	/* NULL: absent */
-	size_t				 len[CALLBACK_XML_FIELDS];
+	char				*value[INGRESS_XML_FIELDS];	/* NULL: absent */
+	size_t				 len[INGRESS_XML_FIELDS];
 	int				 cur;	/* field being read, or -1 */
 	int				 depth;
 	int				 nelements;
 	char				 error[128];
 };
 
-static struct httpd			 callback_httpd = { .name = "callback" };
-static struct callback_seen		 callback_seen[CALLBACK_REPLAY_MAX];
-static size_t				 callback_seen_next;
+static struct httpd			 ingress_httpd = { .name = "callback" };
+static struct ingress_seen		 ingress_seen[INGRESS_REPLAY_MAX];
+static size_t				 ingress_seen_next;
 
 /* Stop the parse with a reason of our own. */
 static void
-callback_xml_stop(struct callback_xml *x, const char *why)
+ingress_xml_stop(struct ingress_xml *x, const char *why)
 {
 	if (x->error[0] == '\0')
 		snprintf(x->error, sizeof x->error, "%s", why);
@@ -100,24 +100,24 @@ callback_xml_stop(struct callback_xml *x, const char *why)
 
 /* An element opens: count it, check depth and root, maybe read a field. */
 static void XMLCALL
-callback_xml_start(void *arg, const XML_Char *name, const XML_Char **attrs)
+ingress_xml_start(void *arg, const XML_Char *name, const XML_Char **attrs)
 {
-	struct callback_xml *x = arg;
+	struct ingress_xml *x = arg;
 	char why[96];
 	size_t i;
 
 	(void)attrs;
 	x->cur = -1;
-	if (++x->nelements > CALLBACK_XML_ELEMENTS) {
-		callback_xml_stop(x, "too many elements");
+	if (++x->nelements > INGRESS_XML_ELEMENTS) {
+		ingress_xml_stop(x, "too many elements");
 		return;
 	}
-	if (++x->depth > CALLBACK_XML_DEPTH) {
-		callback_xml_stop(x, "elements nested too deep");
+	if (++x->depth > INGRESS_XML_DEPTH) {
+		ingress_xml_stop(x, "elements nested too deep");
 		return;
 	}
 	if (x->depth == 1 && strcmp(name, "xml") != 0) {
-		callback_xml_stop(x, "the root element is not <xml>");
+		ingress_xml_stop(x, "the root element is not <xml>");
 		return;
 	}
 	if (x->depth != 2)
@@ -131,7 +131,7 @@ callback_xml_start(void *arg, const XML_Char *name, const XML_Char **attrs)
 	if (x->value[i] != NULL) {
 		snprintf(why, sizeof why, "<%s> appears twice",
 		    x->fields[i].name);
-		callback_xml_stop(x, why);
+		ingress_xml_stop(x, why);
 		return;
 	}
 	x->value[i] = xmalloc(x->fields[i].max + 1);
@@ -142,9 +142,9 @@ callback_xml_start(void *arg, const XML_Char *name, const XML_Char **attrs)
 
 /* An element closes. */
 static void XMLCALL
-callback_xml_end(void *arg, const XML_Char *name)
+ingress_xml_end(void *arg, const XML_Char *name)
 {
-	struct callback_xml *x = arg;
+	struct ingress_xml *x = arg;
 
 	(void)name;
 	x->cur = -1;
@@ -153,10 +153,10 @@ callback_xml_end(void *arg, const XML_Char *name)
 
 /* Text of a field we read (CDATA arrives here too), bounded. */
 static void XMLCALL
-callback_xml_text(void *arg, const XML_Char *s, int len)
+ingress_xml_text(void *arg, const XML_Char *s, int len)
 {
-	struct callback_xml *x = arg;
-	const struct callback_field *f;
+	struct ingress_xml *x = arg;
+	const struct ingress_field *f;
 	char why[96];
 
 	if (x->cur < 0 || x->depth != 2 || len <= 0)
@@ -165,7 +165,7 @@ callback_xml_text(void *arg, const XML_Char *s, int len)
 	if ((size_t)len > f->max - x->len[x->cur]) {
 		snprintf(why, sizeof why, "<%s> is longer than %zu bytes",
 		    f->name, f->max);
-		callback_xml_stop(x, why);
+		ingress_xml_stop(x, why);
 		return;
 	}
 	memcpy(x->value[x->cur] + x->len[x->cur], s, len);
@@ -175,19 +175,19 @@ callback_xml_text(void *arg, const XML_Char *s, int len)
 
 /* A DOCTYPE could declare entities (billion laughs, external): refuse it. */
 static void XMLCALL
-callback_xml_doctype(void *arg, const XML_Char *name, const XML_Char *sysid,
+ingress_xml_doctype(void *arg, const XML_Char *name, const XML_Char *sysid,
     const XML_Char *pubid, int has_internal_subset)
 {
 	(void)name;
 	(void)sysid;
 	(void)pubid;
 	(void)has_internal_subset;
-	callback_xml_stop(arg, "a DOCTYPE is not allowed");
+	ingress_xml_stop(arg, "a DOCTYPE is not allowed");
 }
 
 /* Never reached without a DOCTYPE; refused anyway. */
 static void XMLCALL
-callback_xml_entity(void *arg, const XML_Char *name, int is_parameter_entity,
+ingress_xml_entity(void *arg, const XML_Char *name, int is_parameter_entity,
     const XML_Char *value, int value_length, const XML_Char *base,
     const XML_Char *sysid, const XML_Char *pubid, const XML_Char *notation)
 {
@@ -199,12 +199,12 @@ callback_xml_entity(void *arg, const XML_Char *name, int is_parameter_entity,
 	(void)sysid;
 	(void)pubid;
 	(void)notation;
-	callback_xml_stop(arg, "an entity declaration is not allowed");
+	ingress_xml_stop(arg, "an entity declaration is not allowed");
 }
 
 /* Forget what a parse found, wiping it: it may hold a ticket or a code. */
 static void
-callback_xml_free(struct callback_xml *x)
+ingress_xml_free(struct ingress_xml *x)
 {
 	size_t i;
 
@@ -217,10 +217,10 @@ callback_xml_free(struct callback_xml *x)
 
 /*
  * Parse doc as <xml> with the given fields as its children. 0, or -1 with the
- * reason in x->error; either way the caller frees x with callback_xml_free.
+ * reason in x->error; either way the caller frees x with ingress_xml_free.
  */
 static int
-callback_xml_parse(struct callback_xml *x, const struct callback_field *fields,
+ingress_xml_parse(struct ingress_xml *x, const struct ingress_field *fields,
     size_t nfields, const char *doc, size_t len)
 {
 	enum XML_Error code;
@@ -230,18 +230,18 @@ callback_xml_parse(struct callback_xml *x, const struct callback_field *fields,
 	x->fields = fields;
 	x->nfields = nfields;
 	x->cur = -1;
-	if (len > CALLBACK_BODY_MAX) {
+	if (len > INGRESS_BODY_MAX) {
 		snprintf(x->error, sizeof x->error, "longer than %d bytes",
-		    CALLBACK_BODY_MAX);
+		    INGRESS_BODY_MAX);
 		return (-1);
 	}
 	if ((x->parser = XML_ParserCreate(NULL)) == NULL)
 		fatalx("XML_ParserCreate");
 	XML_SetUserData(x->parser, x);
-	XML_SetElementHandler(x->parser, callback_xml_start, callback_xml_end);
-	XML_SetCharacterDataHandler(x->parser, callback_xml_text);
-	XML_SetStartDoctypeDeclHandler(x->parser, callback_xml_doctype);
-	XML_SetEntityDeclHandler(x->parser, callback_xml_entity);
+	XML_SetElementHandler(x->parser, ingress_xml_start, ingress_xml_end);
+	XML_SetCharacterDataHandler(x->parser, ingress_xml_text);
+	XML_SetStartDoctypeDeclHandler(x->parser, ingress_xml_doctype);
+	XML_SetEntityDeclHandler(x->parser, ingress_xml_entity);
 	XML_SetParamEntityParsing(x->parser, XML_PARAM_ENTITY_PARSING_NEVER);
 	if (XML_Parse(x->parser, doc, (int)len, 1) != XML_STATUS_OK) {
 		if (x->error[0] == '\0') {
@@ -264,10 +264,10 @@ callback_xml_parse(struct callback_xml *x, const struct callback_field *fields,
  * and a cause.
  */
 int
-callback_outer_appid(const char *body, size_t len, char *appid, size_t size,
+ingress_outer_appid(const char *body, size_t len, char *appid, size_t size,
     char **cause)
 {
-	struct callback_xml x;
+	struct ingress_xml x;
 	int ret = -1;
 
 	*cause = NULL;
@@ -275,7 +275,7 @@ callback_outer_appid(const char *body, size_t len, char *appid, size_t size,
 		*cause = xstrdup("the body is empty");
 		return (-1);
 	}
-	if (callback_xml_parse(&x, callback_outer, OUTER_N, body, len) != 0)
+	if (ingress_xml_parse(&x, ingress_outer, OUTER_N, body, len) != 0)
 		xasprintf(cause, "the body: %s", x.error);
 	else if (x.value[OUTER_APPID] == NULL)
 		*cause = xstrdup("the body has no <AppId>");
@@ -286,13 +286,13 @@ callback_outer_appid(const char *body, size_t len, char *appid, size_t size,
 		memcpy(appid, x.value[OUTER_APPID], x.len[OUTER_APPID] + 1);
 		ret = 0;
 	}
-	callback_xml_free(&x);
+	ingress_xml_free(&x);
 	return (ret);
 }
 
 /* Decrypt with the current key, then the previous one; 0 or -1 and a cause. */
 static int
-callback_decrypt(const struct component_conf *cc, const char *enc, size_t len,
+ingress_decrypt(const struct component_conf *cc, const char *enc, size_t len,
     char **plain, size_t *plainlen, char **cause)
 {
 	const char *why = NULL, *why2 = NULL;
@@ -318,8 +318,8 @@ callback_decrypt(const struct component_conf *cc, const char *enc, size_t len,
 
 /* Check the decrypted event's fields and keep what the event needs. */
 static int
-callback_event_fields(const struct component_conf *cc, struct callback_xml *x,
-    struct callback_event *ev, char **cause)
+ingress_event_fields(const struct component_conf *cc, struct ingress_xml *x,
+    struct ingress_event *ev, char **cause)
 {
 	const char *type = x->value[INNER_TYPE], *aid, *secret = NULL;
 	size_t i, secretlen = 0;
@@ -413,15 +413,15 @@ callback_event_fields(const struct component_conf *cc, struct callback_xml *x,
  * Open an event for component cc: check msg_signature over <Encrypt> first
  * (in constant time, before any decryption, so that the decryption's causes
  * are no padding oracle), then decrypt and parse. 0 and ev filled (clear it
- * with callback_event_clear), or -1, *field ("msg_signature" or "body") and
+ * with ingress_event_clear), or -1, *field ("msg_signature" or "body") and
  * an allocated *cause that holds no secret.
  */
 int
-callback_event_open(const struct component_conf *cc, const char *sig,
+ingress_event_open(const struct component_conf *cc, const char *sig,
     const char *timestamp, const char *nonce, const char *body, size_t len,
-    struct callback_event *ev, const char **field, char **cause)
+    struct ingress_event *ev, const char **field, char **cause)
 {
-	struct callback_xml outer, inner;
+	struct ingress_xml outer, inner;
 	char *plain = NULL;
 	size_t plainlen = 0;
 	int ret = -1;
@@ -434,7 +434,7 @@ callback_event_open(const struct component_conf *cc, const char *sig,
 		*cause = xstrdup("the body is empty");
 		return (-1);
 	}
-	if (callback_xml_parse(&outer, callback_outer, OUTER_N, body,
+	if (ingress_xml_parse(&outer, ingress_outer, OUTER_N, body,
 	    len) != 0) {
 		xasprintf(cause, "the body: %s", outer.error);
 		goto out;
@@ -456,31 +456,31 @@ callback_event_open(const struct component_conf *cc, const char *sig,
 		*cause = xstrdup("the body's <AppId> is not this component");
 		goto out;
 	}
-	if (callback_decrypt(cc, outer.value[OUTER_ENCRYPT],
+	if (ingress_decrypt(cc, outer.value[OUTER_ENCRYPT],
 	    outer.len[OUTER_ENCRYPT], &plain, &plainlen, cause) != 0)
 		goto out;
-	if (callback_xml_parse(&inner, callback_inner, INNER_N, plain,
+	if (ingress_xml_parse(&inner, ingress_inner, INNER_N, plain,
 	    plainlen) != 0) {
 		xasprintf(cause, "the decrypted event: %s", inner.error);
 		goto out;
 	}
-	if (callback_event_fields(cc, &inner, ev, cause) != 0)
+	if (ingress_event_fields(cc, &inner, ev, cause) != 0)
 		goto out;
 	ret = 0;
 
 out:
 	if (plain != NULL)
 		freezero(plain, plainlen + 1);
-	callback_xml_free(&inner);
-	callback_xml_free(&outer);
+	ingress_xml_free(&inner);
+	ingress_xml_free(&outer);
 	if (ret != 0)
-		callback_event_clear(ev);
+		ingress_event_clear(ev);
 	return (ret);
 }
 
 /* Wipe and free what an opened event holds. */
 void
-callback_event_clear(struct callback_event *ev)
+ingress_event_clear(struct ingress_event *ev)
 {
 	if (ev->secret != NULL)
 		freezero(ev->secret, ev->secretlen + 1);
@@ -489,7 +489,7 @@ callback_event_clear(struct callback_event *ev)
 
 /* The key an event is remembered by: its component and signed triple. */
 static void
-callback_seen_key(const char *appid, const char *timestamp, const char *nonce,
+ingress_seen_key(const char *appid, const char *timestamp, const char *nonce,
     const char *sig, unsigned char *key)
 {
 	char *s;
@@ -504,28 +504,28 @@ callback_seen_key(const char *appid, const char *timestamp, const char *nonce,
 }
 
 /* The event answered lately under key, if it is still in the window. */
-static const struct callback_seen *
-callback_seen_find(const unsigned char *key)
+static const struct ingress_seen *
+ingress_seen_find(const unsigned char *key)
 {
 	time_t now = clock_now();
 	size_t i;
 
-	for (i = 0; i < CALLBACK_REPLAY_MAX; i++) {
-		if (memcmp(callback_seen[i].key, key, SHA256_DIGEST_LENGTH) == 0 &&
-		    callback_seen[i].timestamp > now - 2 * CALLBACK_EVENT_WINDOW)
-			return (&callback_seen[i]);
+	for (i = 0; i < INGRESS_REPLAY_MAX; i++) {
+		if (memcmp(ingress_seen[i].key, key, SHA256_DIGEST_LENGTH) == 0 &&
+		    ingress_seen[i].timestamp > now - 2 * INGRESS_EVENT_WINDOW)
+			return (&ingress_seen[i]);
 	}
 	return (NULL);
 }
 
 /* Remember an answered event, over the oldest one remembered. */
 static void
-callback_seen_add(const unsigned char *key, time_t timestamp,
+ingress_seen_add(const unsigned char *key, time_t timestamp,
     const char *info_type, const char *authorizer_appid)
 {
-	struct callback_seen *s = &callback_seen[callback_seen_next];
+	struct ingress_seen *s = &ingress_seen[ingress_seen_next];
 
-	callback_seen_next = (callback_seen_next + 1) % CALLBACK_REPLAY_MAX;
+	ingress_seen_next = (ingress_seen_next + 1) % INGRESS_REPLAY_MAX;
 	memcpy(s->key, key, SHA256_DIGEST_LENGTH);
 	s->timestamp = timestamp;
 	snprintf(s->info_type, sizeof s->info_type, "%s", info_type);
@@ -535,13 +535,13 @@ callback_seen_add(const unsigned char *key, time_t timestamp,
 
 /* component.c is done with an accepted event: remember it if it succeeded. */
 static void
-callback_pass_done(void *arg, const struct rpc_error *e, const char *info_type,
+ingress_pass_done(void *arg, const struct rpc_error *e, const char *info_type,
     const char *authorizer_appid)
 {
-	struct callback_pass *p = arg;
+	struct ingress_pass *p = arg;
 
 	if (e == NULL && info_type != NULL)
-		callback_seen_add(p->key, p->timestamp, info_type,
+		ingress_seen_add(p->key, p->timestamp, info_type,
 		    authorizer_appid);
 	p->done(p->arg, e, info_type, authorizer_appid);
 	free(p);
@@ -549,54 +549,54 @@ callback_pass_done(void *arg, const struct rpc_error *e, const char *info_type,
 
 /*
  * Take an event for component cc from either way in: open it (see
- * callback_event_open), refuse it if its signed timestamp (or CreateTime) is
- * more than CALLBACK_EVENT_WINDOW seconds from our clock, answer an exact
+ * ingress_event_open), refuse it if its signed timestamp (or CreateTime) is
+ * more than INGRESS_EVENT_WINDOW seconds from our clock, answer an exact
  * replay of one answered lately with success again without applying it, and
  * hand the rest to component.c, which answers done. 0, or -1, *field and an
  * allocated *cause (done is not called).
  */
 int
-callback_event_accept(struct component_conf *cc, const char *sig,
+ingress_event_accept(struct component_conf *cc, const char *sig,
     const char *timestamp, const char *nonce, const char *body, size_t len,
     component_done_cb done, void *arg, const char **field, char **cause)
 {
-	struct callback_event ev;
-	struct callback_pass *p;
-	const struct callback_seen *seen;
+	struct ingress_event ev;
+	struct ingress_pass *p;
+	const struct ingress_seen *seen;
 	unsigned char key[SHA256_DIGEST_LENGTH];
 	time_t now = clock_now(), ts;
 	long long skew;
 
-	if (callback_event_open(cc, sig, timestamp, nonce, body, len, &ev,
+	if (ingress_event_open(cc, sig, timestamp, nonce, body, len, &ev,
 	    field, cause) != 0)
 		return (-1);
 	if (strspn(timestamp, "0123456789") != strlen(timestamp) ||
 	    strlen(timestamp) > 12) {
-		callback_event_clear(&ev);
+		ingress_event_clear(&ev);
 		*field = "timestamp";
 		*cause = xstrdup("timestamp is not a number of seconds");
 		return (-1);
 	}
 	ts = (time_t)strtoll(timestamp, NULL, 10);
 	skew = (long long)ts - (long long)now;
-	if (skew < -CALLBACK_EVENT_WINDOW || skew > CALLBACK_EVENT_WINDOW ||
+	if (skew < -INGRESS_EVENT_WINDOW || skew > INGRESS_EVENT_WINDOW ||
 	    (long long)ev.create_time - (long long)now >
-	    CALLBACK_EVENT_WINDOW) {
-		callback_event_clear(&ev);
+	    INGRESS_EVENT_WINDOW) {
+		ingress_event_clear(&ev);
 		*field = "timestamp";
 		xasprintf(cause, "the event is dated %lld s %s this host's "
 		    "clock; events more than %d s away are refused (a replay, "
 		    "or a clock to fix)", skew < 0 ? -skew : skew,
-		    skew < 0 ? "behind" : "ahead of", CALLBACK_EVENT_WINDOW);
+		    skew < 0 ? "behind" : "ahead of", INGRESS_EVENT_WINDOW);
 		return (-1);
 	}
-	callback_seen_key(cc->appid, timestamp, nonce, sig, key);
-	if ((seen = callback_seen_find(key)) != NULL) {
+	ingress_seen_key(cc->appid, timestamp, nonce, sig, key);
+	if ((seen = ingress_seen_find(key)) != NULL) {
 		log_info("%s: event %s%s%s seen already (same timestamp, nonce "
 		    "and signature): answered, not applied again", cc->appid,
 		    seen->info_type, seen->authorizer_appid[0] != '\0' ?
 		    " for " : "", seen->authorizer_appid);
-		callback_event_clear(&ev);
+		ingress_event_clear(&ev);
 		done(arg, NULL, seen->info_type, seen->authorizer_appid[0] !=
 		    '\0' ? seen->authorizer_appid : NULL);
 		return (0);
@@ -606,14 +606,14 @@ callback_event_accept(struct component_conf *cc, const char *sig,
 	p->arg = arg;
 	memcpy(p->key, key, sizeof p->key);
 	p->timestamp = ts;
-	component_event_handle(cc, &ev, callback_pass_done, p);
-	callback_event_clear(&ev);
+	component_event_handle(cc, &ev, ingress_pass_done, p);
+	ingress_event_clear(&ev);
 	return (0);
 }
 
 /* Answer an HTTP request with a short plain-text body. */
 static void
-callback_reply(struct evhttp_request *req, int status, const char *reason,
+ingress_reply(struct evhttp_request *req, int status, const char *reason,
     const char *text)
 {
 	struct evbuffer *buf;
@@ -629,7 +629,7 @@ callback_reply(struct evhttp_request *req, int status, const char *reason,
 
 /* An event has been acted on (or refused): tell WeChat. */
 static void
-callback_done(void *arg, const struct rpc_error *e, const char *info_type,
+ingress_done(void *arg, const struct rpc_error *e, const char *info_type,
     const char *authorizer_appid)
 {
 	struct evhttp_request *req = arg;
@@ -640,7 +640,7 @@ callback_done(void *arg, const struct rpc_error *e, const char *info_type,
 	(void)info_type;
 	(void)authorizer_appid;
 	if (e == NULL) {
-		callback_reply(req, 200, "OK", "success");
+		ingress_reply(req, 200, "OK", "success");
 		return;
 	}
 	if (strcmp(e->code, "invalid_request") == 0 ||
@@ -658,13 +658,13 @@ callback_done(void *arg, const struct rpc_error *e, const char *info_type,
 		reason = "Internal Server Error";
 	}
 	xasprintf(&text, "%s: %s\n", e->code, e->message);
-	callback_reply(req, status, reason, text);
+	ingress_reply(req, status, reason, text);
 	free(text);
 }
 
 /* Refuse a request before it reaches component.c. */
 static void
-callback_refuse(struct evhttp_request *req, const char *appid,
+ingress_refuse(struct evhttp_request *req, const char *appid,
     const char *why)
 {
 	struct evhttp_connection *conn = evhttp_request_get_connection(req);
@@ -679,25 +679,25 @@ callback_refuse(struct evhttp_request *req, const char *appid,
 	    appid != NULL ? appid : "", appid != NULL ? ": " : "",
 	    addr != NULL ? addr : "unknown", why);
 	xasprintf(&text, "invalid_request: %s\n", why);
-	callback_reply(req, 400, "Bad Request", text);
+	ingress_reply(req, 400, "Bad Request", text);
 	free(text);
 }
 
-/* A query parameter of at most CALLBACK_PARAM_MAX printable characters. */
+/* A query parameter of at most INGRESS_PARAM_MAX printable characters. */
 static const char *
-callback_param(struct evkeyvalq *q, const char *name)
+ingress_param(struct evkeyvalq *q, const char *name)
 {
 	const char *v;
 
 	if ((v = evhttp_find_header(q, name)) == NULL ||
-	    !valid_word(v, strlen(v), CALLBACK_PARAM_MAX))
+	    !valid_word(v, strlen(v), INGRESS_PARAM_MAX))
 		return (NULL);
 	return (v);
 }
 
 /* POST ?msg_signature=&timestamp=&nonce= with an event body, on any path. */
 static void
-callback_request(struct evhttp_request *req, void *arg)
+ingress_request(struct evhttp_request *req, void *arg)
 {
 	struct component_conf *cc;
 	struct evkeyvalq q;
@@ -708,56 +708,56 @@ callback_request(struct evhttp_request *req, void *arg)
 	size_t len;
 
 	(void)arg;
-	httpd_dispatched(&callback_httpd, req);
+	httpd_dispatched(&ingress_httpd, req);
 	TAILQ_INIT(&q);
 	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
 		evhttp_add_header(evhttp_request_get_output_headers(req),
 		    "Allow", "POST");
-		callback_reply(req, 405, "Method Not Allowed",
+		ingress_reply(req, 405, "Method Not Allowed",
 		    "invalid_request: POST only\n");
 		return;
 	}
 	uri = evhttp_request_get_evhttp_uri(req);
 	query = uri != NULL ? evhttp_uri_get_query(uri) : NULL;
 	if (query == NULL || evhttp_parse_query_str(query, &q) != 0) {
-		callback_refuse(req, NULL, "no query string, or a malformed "
+		ingress_refuse(req, NULL, "no query string, or a malformed "
 		    "one");
 		goto out;
 	}
-	sig = callback_param(&q, "msg_signature");
-	ts = callback_param(&q, "timestamp");
-	nonce = callback_param(&q, "nonce");
+	sig = ingress_param(&q, "msg_signature");
+	ts = ingress_param(&q, "timestamp");
+	nonce = ingress_param(&q, "nonce");
 	if (sig == NULL || ts == NULL || nonce == NULL) {
-		callback_refuse(req, NULL, "msg_signature, timestamp and "
+		ingress_refuse(req, NULL, "msg_signature, timestamp and "
 		    "nonce must be in the query string (1 to 64 printable "
 		    "characters)");
 		goto out;
 	}
 	if ((et = evhttp_find_header(&q, "encrypt_type")) != NULL &&
 	    strcmp(et, "aes") != 0) {
-		callback_refuse(req, NULL, "encrypt_type must be aes");
+		ingress_refuse(req, NULL, "encrypt_type must be aes");
 		goto out;
 	}
 	in = evhttp_request_get_input_buffer(req);
 	len = evbuffer_get_length(in);
-	if (len > CALLBACK_BODY_MAX) {
-		callback_refuse(req, NULL, "the body is too long");
+	if (len > INGRESS_BODY_MAX) {
+		ingress_refuse(req, NULL, "the body is too long");
 		goto out;
 	}
 	body = len != 0 ? (char *)evbuffer_pullup(in, -1) : NULL;
-	if (callback_outer_appid(body, len, appid, sizeof appid, &cause) != 0) {
-		callback_refuse(req, NULL, cause);
+	if (ingress_outer_appid(body, len, appid, sizeof appid, &cause) != 0) {
+		ingress_refuse(req, NULL, cause);
 		goto out;
 	}
 	if ((cc = config_find_component(wx_conf, appid)) == NULL) {
-		callback_refuse(req, appid, "the body's <AppId> is not a "
+		ingress_refuse(req, appid, "the body's <AppId> is not a "
 		    "configured component");
 		goto out;
 	}
-	if (callback_event_accept(cc, sig, ts, nonce, body, len,
-	    callback_done, req, &field, &cause) != 0) {
+	if (ingress_event_accept(cc, sig, ts, nonce, body, len,
+	    ingress_done, req, &field, &cause) != 0) {
 		xasprintf(&why, "%s: %s", field, cause);
-		callback_refuse(req, appid, why);
+		ingress_refuse(req, appid, why);
 		free(why);
 	}
 out:
@@ -767,39 +767,39 @@ out:
 
 /* Start the HTTP endpoint if callback_listen is set; 0 or -1. */
 int
-callback_start(void)
+ingress_start(void)
 {
 	struct evhttp *http;
 
 	if (wx_conf->callback_listen == NULL)
 		return (0);
-	if (callback_httpd.http == NULL) {
+	if (ingress_httpd.http == NULL) {
 		if ((http = evhttp_new(wx_base)) == NULL)
 			fatalx("evhttp_new");
-		evhttp_set_max_body_size(http, CALLBACK_BODY_MAX);
-		evhttp_set_max_headers_size(http, CALLBACK_HEADERS_MAX);
-		evhttp_set_timeout(http, CALLBACK_TIMEOUT);
+		evhttp_set_max_body_size(http, INGRESS_BODY_MAX);
+		evhttp_set_max_headers_size(http, INGRESS_HEADERS_MAX);
+		evhttp_set_timeout(http, INGRESS_TIMEOUT);
 		evhttp_set_allowed_methods(http, EVHTTP_REQ_GET |
 		    EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT);
-		evhttp_set_gencb(http, callback_request, NULL);
-		httpd_setup(&callback_httpd, http);
+		evhttp_set_gencb(http, ingress_request, NULL);
+		httpd_setup(&ingress_httpd, http);
 	}
-	return (httpd_listen(&callback_httpd, wx_conf->callback_listen));
+	return (httpd_listen(&ingress_httpd, wx_conf->callback_listen));
 }
 
 /* After a reload: move the endpoint if callback_listen changed. */
 void
-callback_reload(void)
+ingress_reload(void)
 {
-	if (callback_httpd.http == NULL)
-		callback_start();
+	if (ingress_httpd.http == NULL)
+		ingress_start();
 	else
-		httpd_reload(&callback_httpd, wx_conf->callback_listen);
+		httpd_reload(&ingress_httpd, wx_conf->callback_listen);
 }
 
 /* At exit, after component_shutdown has answered every pending event. */
 void
-callback_stop(void)
+ingress_stop(void)
 {
-	httpd_close(&callback_httpd);
+	httpd_close(&ingress_httpd);
 }
