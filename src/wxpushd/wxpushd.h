@@ -237,7 +237,12 @@ int	 rpc_params_check(struct request *, const msgpack_object *,
 void	 rpc_shutdown(void);
 extern uint64_t	rpc_requests;
 
-/* valid.c: the syntax of appids, tokens and words, in one place. */
+/* valid.c: the syntax of ids, scenes, tokens and words, in one place. */
+#define WX_SCENE_MAX		10000	/* subscribe_once's scene: 0..10000 */
+#define WX_SCENE_DIGITS		5
+size_t	 valid_id_span(const char *, size_t);
+int	 valid_id(const char *, size_t, size_t);
+int	 valid_scene(const char *, size_t);
 int	 valid_appid(const char *, size_t);
 int	 valid_appid_str(const char *);
 int	 valid_word(const char *, size_t, size_t);
@@ -862,8 +867,6 @@ int	 jsapi_sign(const char *, const char *, const char *, time_t,
 	    char *);
 
 /* method-consent.c: consent_url, consent_record, consents, consent_forget. */
-int	 method_consent_id_ok(const char *, size_t);
-int	 method_consent_scene(const char *, size_t);
 int	 method_consent_accept(const char *, const char *, const char *, int,
 	    const char *, const char *, size_t, int *, int *, const char **);
 void	 method_consent_url(struct request *, const msgpack_object *);
