@@ -101,7 +101,7 @@ static const char *outbox_db_rsql[OBR_NQUERIES] = {
 	[OBR_OLDEST] =
 	    "SELECT created_at FROM outbox WHERE appid = ?1 AND state < 2"
 	    " ORDER BY id LIMIT 1",
-	/* The consents messages not yet final hold (at start). */
+	/* The consents messages not yet final hold (at start; indexed). */
 	[OBR_CONSENTS] =
 	    "SELECT appid, consent_openid, consent_template, consent_scene,"
 	    " consent_tag FROM outbox WHERE state < 2 AND consent_tag != ''",
@@ -139,7 +139,9 @@ static const char *outbox_db_migrations[] = {
 	"ALTER TABLE outbox ADD COLUMN consent_openid TEXT;"
 	"ALTER TABLE outbox ADD COLUMN consent_template TEXT;"
 	"ALTER TABLE outbox ADD COLUMN consent_scene INTEGER;"
-	"ALTER TABLE outbox ADD COLUMN consent_tag TEXT;",
+	"ALTER TABLE outbox ADD COLUMN consent_tag TEXT;"
+	"CREATE INDEX outbox_consent ON outbox (id)"
+	" WHERE state < 2 AND consent_tag != '';",
 };
 
 static char		*outbox_db_path;
