@@ -903,10 +903,11 @@ send_admit_lane(struct send *s)
 	struct send_lane *l = s->lane;
 	struct cred *c = l->cred;
 
-	if (cred_removed(c)) {
-		/* Removed by a reload while the key was claimed in Redis. */
-		send_failx(s, SEND_UNAVAILABLE, "unavailable", 1,
-		    "the appid was removed from the configuration");
+	/* A stop or a reload while the key was claimed in Redis: not sent. */
+	if (wx_stopping || cred_removed(c)) {
+		send_failx(s, SEND_UNAVAILABLE, "unavailable", 1, wx_stopping ?
+		    "wxpushd is stopping" : "the appid was removed from the "
+		    "configuration");
 		return;
 	}
 	if (cred_revoked(c)) {

@@ -35,7 +35,8 @@ class Redis:
         self.log = open(os.path.join(self.dir, "redis.log"), "a")
         self.proc = subprocess.Popen(
             [REDIS, "--port", str(PORT), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--daemonize", "no", "--dir", self.dir],
+             "--appendonly", "no", "--daemonize", "no", "--dir", self.dir,
+             "--enable-debug-command", "yes"],
             stdout=self.log, stderr=self.log)
         if not wait_for(lambda: self.cli("PING") == "PONG", 10, 0.05):
             raise RuntimeError("redis-server did not start")
@@ -202,6 +203,22 @@ err, res = send(a, "back-1", "back")
 err2, res2 = send(b, "back-1", "back")
 t.ok(err is None and (err2, res2) == (None, res) and delivered("back") == 1,
      "shared again once Redis is back", (err, err2))
+# 8. A stop while a send is parked for its claim (Redis busy for 2 s): the
+# claim's answer comes after SIGTERM, and the send is not started.
+n = mock.calls(SUBSCRIBE)
+busy = subprocess.Popen([REDIS_CLI, "-p", str(PORT), "DEBUG", "SLEEP", "2"],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+time.sleep(0.3)
+cb = b.client()
+ib = cb.request("send", message(idempotency_key="stop-1",
+                                data={"content": {"value": "stopped"}}))
+time.sleep(0.3)
+b.sig(signal.SIGTERM)
+eb, rb = cb.wait(ib, 15)
+busy.wait()
+t.ok(eb is not None and eb["code"] == "unavailable" and eb["retryable"],
+     "a send parked for its claim when the daemon stops is answered unavailable", eb)
+t.eq(b.stop(), 0, "and the daemon exits 0")
+t.eq((mock.calls(SUBSCRIBE) - n, delivered("stopped")), (0, 0), "nothing was sent")
 a.stop()
-b.stop()
 t.done()
