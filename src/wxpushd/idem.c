@@ -512,22 +512,51 @@ idem_claim_value(const struct idem *i)
 	    "nonce", nhex)));
 }
 
-/* i's final outcome as the value other hosts answer with. */
+/*
+ * The length of s without a last character cut short: the copies of errmsg
+ * and message end at 255 bytes, maybe inside a UTF-8 sequence.
+ */
+static size_t
+idem_utf8_len(const char *s)
+{
+	size_t		 n = strlen(s), k = 0, need;
+	unsigned char	 lead;
+
+	while (k < n && k < 3 && ((unsigned char)s[n - 1 - k] & 0xc0) == 0x80)
+		k++;
+	if (k == n)
+		return (n - k);
+	lead = (unsigned char)s[n - 1 - k];
+	need = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 1;
+	return (need == k + 1 ? n : n - k - 1);
+}
+
+/* i's final outcome as the value other hosts answer with; NULL if none. */
 static char *
 idem_final_value(const struct idem *i)
 {
-	char	 dhex[2 * IDEM_DIGEST_LEN + 1];
+	char		 dhex[2 * IDEM_DIGEST_LEN + 1];
+	const char	*em = i->errmsg != NULL ? i->errmsg : "";
+	const char	*msg = i->message != NULL ? i->message : "";
+	json_t		*o;
+	int		 pass;
 
 	idem_hex(i->digest, sizeof i->digest, dhex);
-	return (idem_dump(json_pack("{s:s, s:s, s:I, s:s, s:i, s:I, s:I,"
-	    " s:s, s:s, s:b, s:i}", "state", "final", "digest", dhex,
-	    "created", (json_int_t)i->created,
-	    "code", i->code != NULL ? i->code : "ok",
-	    "attempts", i->attempts, "msgid", (json_int_t)i->msgid,
-	    "errcode", (json_int_t)i->errcode,
-	    "errmsg", i->errmsg != NULL ? i->errmsg : "",
-	    "message", i->message != NULL ? i->message : "",
-	    "retryable", i->retryable, "retry_after", i->retry_after)));
+	/* Texts that are not UTF-8 (jansson refuses them) are left out. */
+	for (pass = 0; pass < 2; pass++) {
+		o = json_pack("{s:s, s:s, s:I, s:s, s:i, s:I, s:I, s:s%, s:s%,"
+		    " s:b, s:i}", "state", "final", "digest", dhex,
+		    "created", (json_int_t)i->created,
+		    "code", i->code != NULL ? i->code : "ok",
+		    "attempts", i->attempts, "msgid", (json_int_t)i->msgid,
+		    "errcode", (json_int_t)i->errcode,
+		    "errmsg", em, pass == 0 ? idem_utf8_len(em) : 0,
+		    "message", msg, pass == 0 ? idem_utf8_len(msg) : 0,
+		    "retryable", i->retryable, "retry_after", i->retry_after);
+		if (o != NULL)
+			return (idem_dump(o));
+	}
+	return (NULL);
 }
 
 /* An answer to r's claim (from redis.c's callback; never inside the call). */
@@ -638,6 +667,8 @@ idem_remote_held(struct idem *i, const char *v)
 {
 	struct idem_remote	*r = i->r;
 	struct timeval		 tv;
+	idem_resume_cb		 cb;
+	void			*cbarg;
 	json_error_t		 jerr;
 	json_t			*o;
 	json_int_t		 created, n[6];
@@ -709,14 +740,11 @@ idem_remote_held(struct idem *i, const char *v)
 		idem_reply(i, r->first);
 	idem_wake(i);
 	idem_mark_dirty(i);
-	{
-		idem_resume_cb	 cb = r->resume;
-		void		*arg = r->arg;
-
-		idem_remote_detach(i);
-		if (cb != NULL)
-			cb(arg, IDEM_ANSWERED);
-	}
+	cb = r->resume;
+	cbarg = r->arg;
+	idem_remote_detach(i);
+	if (cb != NULL)
+		cb(cbarg, IDEM_ANSWERED);
 	return (0);
 bad:
 	json_decref(o);
@@ -824,8 +852,7 @@ idem_remote_finish(struct idem *i, int keep)
 	char			*v;
 
 	if (r->state == IDEM_R_OURS || r->state == IDEM_R_LOCAL) {
-		if (keep) {
-			v = idem_final_value(i);
+		if (keep && (v = idem_final_value(i)) != NULL) {
 			idem_share->settle(r->key, r->claim, v,
 			    i->created + IDEM_TTL);
 			free(v);

@@ -328,6 +328,7 @@ main(void)
 	struct client		*alice, *bob, *carol;
 	char			 held[4096], *p;
 	int			 nclaims;
+	struct rpc_error	*e;
 	struct request		*first, *req;
 	struct message		 a, b;
 	struct test_reply	 r;
@@ -626,6 +627,24 @@ main(void)
 	idem_finish_ok(NEED(i), 1, 0);
 	test_answer(req);
 	test_replies(carol, &r);
+	/* A long errmsg cut inside a UTF-8 character is still settled. */
+	test_message(&a, a.json, "shared-9");
+	first = test_request(carol);
+	idem_begin_shared(first, &a, &i, test_resume, NULL);
+	fake_answer(REDIS_CLAIM_OURS, NULL);
+	test_loop(1);
+	memset(held, 'x', 254);
+	memcpy(held + 254, "\xe4\xb8\xad", 4);	/* U+4E2D, NUL */
+	e = test_error("wechat", 40003, 0);
+	e->errmsg = held;
+	nclaims = fake.nsettled;
+	idem_finish_error(NEED(i), e);
+	test_answer(first);
+	p = strstr(fake.settled, "\"errmsg\":\"");
+	ok(fake.nsettled == nclaims + 1 && p != NULL &&
+	    strspn(p + 10, "x") == 254 && p[10 + 254] == '"',
+	    "an errmsg cut at 255 bytes inside a character is settled, cut "
+	    "before it");
 	idem_set_share(NULL);
 
 	idem_shutdown();
