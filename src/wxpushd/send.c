@@ -826,6 +826,20 @@ send_abort(const char *why)
 	}
 }
 
+static void	send_admit_lane(struct send *);
+
+/* idem.c claimed s's key in Redis (IDEM_NEW), or answered s's request. */
+static void
+send_idem_resume(void *arg, enum idem_begin how)
+{
+	struct send *s = arg;
+
+	if (how == IDEM_NEW)
+		send_admit_lane(s);
+	else
+		send_free(s);
+}
+
 /*
  * Fail s at once if c cannot send for a reason no wait will mend: the
  * merchant revoked the platform, or the credential failed for good. 1 if so.
@@ -882,8 +896,37 @@ send_admit(struct send *s)
 		return;
 	}
 	/* A repeated idempotency_key: answered with the first outcome. */
-	if (s->job == NULL && idem_begin(req, &s->msg, &s->idem) != IDEM_NEW) {
-		send_free(s);
+	if (s->job == NULL) {
+		switch (idem_begin_shared(req, &s->msg, &s->idem,
+		    send_idem_resume, s)) {
+		case IDEM_NEW:
+			break;
+		case IDEM_CLAIMING:
+			return;		/* send_idem_resume goes on */
+		default:
+			send_free(s);
+			return;
+		}
+	}
+	send_admit_lane(s);
+}
+
+/*
+ * The rest of send_admit, once the idempotency key (if any) is ours: the
+ * lane's checks, then the deadline and a start or a place in the queue.
+ */
+static void
+send_admit_lane(struct send *s)
+{
+	struct request *req = s->req;
+	struct send_lane *l = s->lane;
+	struct cred *c = l->cred;
+
+	/* A stop or a reload while the key was claimed in Redis: not sent. */
+	if (wx_stopping || cred_removed(c)) {
+		send_failx(s, SEND_UNAVAILABLE, "unavailable", 1, wx_stopping ?
+		    "wxpushd is stopping" : "the appid was removed from the "
+		    "configuration");
 		return;
 	}
 	if (send_cred_refuses(s, c))

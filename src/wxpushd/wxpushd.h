@@ -567,6 +567,11 @@ void	 redis_ticket_get(const char *);
 void	 redis_authorizer_put(const char *, const char *, const char *, int,
 	    time_t);
 int	 redis_authorizer_get(const char *);	/* 0: answer comes later */
+enum redis_claim { REDIS_CLAIM_OURS, REDIS_CLAIM_HELD, REDIS_CLAIM_FAILED };
+typedef void (*redis_claim_cb)(void *, enum redis_claim, const char *, size_t);
+int	 redis_claim(const char *, const char *, long, redis_claim_cb, void *);
+void	 redis_settle(const char *, const char *, const char *, time_t);
+void	 redis_unclaim(const char *, const char *);
 
 /* send.c: the send method, from request to WeChat's answer. */
 struct send_counters {
@@ -1014,7 +1019,16 @@ size_t	 consent_count(void);
 
 /* idem.c: idempotency keys, in memory, written behind to the store. */
 struct idem;
-enum idem_begin { IDEM_NEW, IDEM_ANSWERED, IDEM_WAITING };
+enum idem_begin { IDEM_NEW, IDEM_ANSWERED, IDEM_WAITING, IDEM_CLAIMING };
+typedef void (*idem_resume_cb)(void *, enum idem_begin);
+/* Where keys are shared between hosts (redis.c's claims, or a test's). */
+struct idem_share {
+	int	(*claim)(const char *, const char *, long, redis_claim_cb,
+		    void *);
+	void	(*settle)(const char *, const char *, const char *, time_t);
+	void	(*unclaim)(const char *, const char *);
+};
+void	 idem_set_share(const struct idem_share *);
 int	 idem_init(void);
 void	 idem_shutdown(void);
 void	 idem_flush(void);
@@ -1022,6 +1036,8 @@ enum idem_begin	 idem_begin(struct request *, const struct message *,
 	    struct idem **);
 enum idem_begin	 idem_begin_salted(struct request *, const struct message *,
 	    const char *, struct idem **);
+enum idem_begin	 idem_begin_shared(struct request *, const struct message *,
+	    struct idem **, idem_resume_cb, void *);
 void	 idem_finish_ok(struct idem *, int, int64_t);
 void	 idem_finish_queued(struct idem *, int64_t);
 void	 idem_finish_error(struct idem *, const struct rpc_error *);
