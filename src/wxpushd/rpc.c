@@ -21,7 +21,10 @@ uint64_t		 rpc_requests;
 static const struct method	*(*rpc_find)(const char *, size_t);
 static void			 (*rpc_done)(struct client *);
 
-/* The method table (method.c) and the client's request-done hook (server.c). */
+/*
+ * The method table (method.c) and the client's output hook (server.c), called
+ * once output for the client has been packed or is about to be.
+ */
 void
 rpc_init(const struct method *(*find)(const char *, size_t),
     void (*done)(struct client *))
@@ -171,6 +174,9 @@ rpc_notify_begin(struct client *c, const char *method, size_t nparams)
 
 	msgpack_packer_init(pk, bufferevent_get_output(c->bev),
 	    rpc_write_evbuffer);
+	/* Only schedules the write: the caller packs the params first. */
+	if (rpc_done != NULL)
+		rpc_done(c);
 	msgpack_pack_array(pk, 3);
 	msgpack_pack_uint8(pk, 2);
 	rpc_pack_str(pk, method);
