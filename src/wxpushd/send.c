@@ -872,6 +872,25 @@ send_abort(const char *why)
 }
 
 /*
+ * Fail s at once if c cannot send for a reason no wait will mend: the
+ * merchant revoked the platform, or the credential failed for good. 1 if so.
+ */
+static int
+send_cred_refuses(struct send *s, struct cred *c)
+{
+	if (cred_revoked(c)) {
+		send_failx(s, SEND_REVOKED, "revoked", 0, "the merchant revoked "
+		    "the platform's authorization");
+		return (1);
+	}
+	if (!cred_usable(c) && cred_permanent(c)) {
+		send_fail_unavailable(s, cred_last_error(c));
+		return (1);
+	}
+	return (0);
+}
+
+/*
  * Admit s (its appid in s->msg.appid) into its credential's lane: the
  * checks every send and call share, then its deadline and a start or a
  * place in the queue.
@@ -912,15 +931,8 @@ send_admit(struct send *s)
 		send_free(s);
 		return;
 	}
-	if (cred_revoked(c)) {
-		send_failx(s, SEND_REVOKED, "revoked", 0, "the merchant revoked "
-		    "the platform's authorization");
+	if (send_cred_refuses(s, c))
 		return;
-	}
-	if (!cred_usable(c) && cred_permanent(c)) {
-		send_fail_unavailable(s, cred_last_error(c));
-		return;
-	}
 	if (l->nqueue >= wx_conf->queue_limit && !(cred_usable(c) &&
 	    l->inflight < wx_conf->max_inflight && l->nqueue == 0)) {
 		send_failx(s, SEND_BUSY, "busy", 1, "the appid's queue is full");
@@ -1012,15 +1024,8 @@ send_background(struct cred *c, struct message *msg, send_done_cb done,
 		    "the appid cannot send now");
 		return;
 	}
-	if (cred_revoked(c)) {
-		send_failx(s, SEND_REVOKED, "revoked", 0, "the merchant revoked "
-		    "the platform's authorization");
+	if (send_cred_refuses(s, c))
 		return;
-	}
-	if (!cred_usable(c) && cred_permanent(c)) {
-		send_fail_unavailable(s, cred_last_error(c));
-		return;
-	}
 	evtimer_assign(&s->deadline, wx_base, send_deadline_cb, s);
 	s->has_deadline = 1;
 	evtimer_add(&s->deadline, send_timeout_tv);
