@@ -32,6 +32,8 @@
 #define OUTBOX_NOT_AFTER_MAX	(366 * 86400)	/* not_after at most this far */
 #define OUTBOX_WATCH_HASH	4096
 #define OUTBOX_WATCH_MAX	100000	/* watched messages, all clients */
+#define OUTBOX_SETS_MAX		1024	/* state changes in one operation */
+#define OUTBOX_ERRMSG_MAX	255	/* bytes of WeChat's errmsg kept */
 
 /* A message whose final state its connection wants to hear of. */
 struct outbox_watch {
@@ -94,6 +96,9 @@ static int64_t			 outbox_total;		/* depth, all appids */
 static int64_t			 outbox_inserting;	/* with the writer */
 static int			 outbox_claimed;	/* in memory, all appids */
 static struct event		*outbox_pump_ev;
+static struct event		*outbox_flush_ev;	/* hands outbox_sets over */
+static struct outbox_op		*outbox_sets;		/* this turn's changes */
+static size_t			 outbox_sets_cap;
 static struct event		*outbox_tick_ev;
 static int			 outbox_expiring;
 static int			 outbox_keeping;
@@ -285,40 +290,91 @@ static TAILQ_HEAD(, outbox_op)	outbox_retry_ops =
     TAILQ_HEAD_INITIALIZER(outbox_retry_ops);
 
 static void
-outbox_set_done(struct outbox_op *op)
+outbox_set_free(struct outbox_op *op)
 {
-	if (op->rc != 0) {
-		log_warnx("outbox: message %lld: writing its state: %s "
-		    "(tried again)", (long long)op->id, op->error);
-		TAILQ_INSERT_TAIL(&outbox_retry_ops, op, entry);
-		return;
-	}
+	size_t i;
+
+	for (i = 0; i < op->nsets; i++)
+		free(op->sets[i].errmsg);
+	free(op->sets);
 	free(op);
 }
 
-/* Write m's new state (m is not freed here). */
+static void
+outbox_set_done(struct outbox_op *op)
+{
+	if (op->rc != 0) {
+		log_warnx("outbox: writing the state of %zu message%s: %s "
+		    "(tried again)", op->nsets, op->nsets == 1 ? "" : "s",
+		    op->error);
+		TAILQ_INSERT_TAIL(&outbox_retry_ops, op, entry);
+		return;
+	}
+	outbox_set_free(op);
+}
+
+/* Hand the state changes gathered in this turn of the loop to the writer. */
+static void
+outbox_flush(void)
+{
+	struct outbox_op *op = outbox_sets;
+
+	if (op == NULL)
+		return;
+	outbox_sets = NULL;
+	outbox_db_submit(op);
+}
+
+static void
+outbox_flush_cb(evutil_socket_t fd, short events, void *arg)
+{
+	(void)fd;
+	(void)events;
+	(void)arg;
+	outbox_flush();
+}
+
+/*
+ * Write m's new state (m is not freed here). The changes of one turn of the
+ * loop go to the writer as one operation, once the turn's other callbacks
+ * have run: one lock and one wakeup for all of them, not one per message.
+ */
 static void
 outbox_set(struct outbox_msg *m, int state, int attempts, time_t next_at,
     const char *code, long errcode, const char *errmsg)
 {
-	struct outbox_op *op;
+	struct outbox_op *op = outbox_sets;
+	struct outbox_set *set;
 
-	op = xcalloc(1, sizeof *op);
-	op->type = OUTBOX_OP_SET;
-	op->now = clock_now();
-	op->id = m->id;
-	op->state = state;
-	op->attempts = attempts;
-	op->uncertain = m->uncertain;
-	op->next_at = next_at;
-	if (code != NULL) {
-		snprintf(op->code, sizeof op->code, "%s", code);
-		op->errcode = errcode;
-		snprintf(op->errmsg, sizeof op->errmsg, "%s",
-		    errmsg != NULL ? errmsg : "");
+	if (op == NULL) {
+		op = outbox_sets = xcalloc(1, sizeof *op);
+		op->type = OUTBOX_OP_SET;
+		op->now = clock_now();
+		op->done = outbox_set_done;
+		outbox_sets_cap = 0;
+		event_active(outbox_flush_ev, EV_TIMEOUT, 0);
 	}
-	op->done = outbox_set_done;
-	outbox_db_submit(op);
+	if (op->nsets == outbox_sets_cap) {
+		outbox_sets_cap = outbox_sets_cap == 0 ? 16 :
+		    outbox_sets_cap * 2;
+		op->sets = xreallocarray(op->sets, outbox_sets_cap,
+		    sizeof *op->sets);
+	}
+	set = &op->sets[op->nsets++];
+	memset(set, 0, sizeof *set);
+	set->id = m->id;
+	set->state = state;
+	set->attempts = attempts;
+	set->uncertain = m->uncertain;
+	set->next_at = next_at;
+	if (code != NULL) {
+		snprintf(set->code, sizeof set->code, "%s", code);
+		set->errcode = errcode;
+		set->errmsg = xstrndup(errmsg != NULL ? errmsg : "",
+		    OUTBOX_ERRMSG_MAX);
+	}
+	if (op->nsets == OUTBOX_SETS_MAX)
+		outbox_flush();
 }
 
 /* m is out of memory: free its slot and maybe claim more for its app. */
@@ -753,6 +809,7 @@ outbox_init(char **cause)
 		return (-1);
 	outbox_open = 1;
 	outbox_pump_ev = event_new(wx_base, -1, 0, outbox_pump_cb, NULL);
+	outbox_flush_ev = event_new(wx_base, -1, 0, outbox_flush_cb, NULL);
 	outbox_tick_ev = event_new(wx_base, -1, EV_PERSIST, outbox_tick_cb,
 	    NULL);
 	event_add(outbox_tick_ev, &tv);
@@ -778,10 +835,11 @@ outbox_shutdown(void)
 
 	if (!outbox_open)
 		return;
+	outbox_flush();
 	outbox_db_close();	/* runs the last done callbacks */
 	while ((op = TAILQ_FIRST(&outbox_retry_ops)) != NULL) {
 		TAILQ_REMOVE(&outbox_retry_ops, op, entry);
-		free(op);
+		outbox_set_free(op);
 	}
 	while ((a = TAILQ_FIRST(&outbox_apps)) != NULL) {
 		TAILQ_REMOVE(&outbox_apps, a, all);
@@ -800,7 +858,9 @@ outbox_shutdown(void)
 		event_free(outbox_pump_ev);
 	if (outbox_tick_ev != NULL)
 		event_free(outbox_tick_ev);
-	outbox_pump_ev = outbox_tick_ev = NULL;
+	if (outbox_flush_ev != NULL)
+		event_free(outbox_flush_ev);
+	outbox_pump_ev = outbox_tick_ev = outbox_flush_ev = NULL;
 	outbox_open = 0;
 }
 

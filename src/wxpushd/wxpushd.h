@@ -651,6 +651,17 @@ struct outbox_claimed {
 	time_t		 created_at;
 	time_t		 not_after;
 };
+/* One message's next state, in a set operation. */
+struct outbox_set {
+	int64_t		 id;
+	int		 state;
+	int		 attempts;
+	int		 uncertain;
+	time_t		 next_at;
+	char		 code[16];	/* "" for none */
+	long		 errcode;
+	char		*errmsg;	/* allocated with a code, or NULL */
+};
 /* One operation for the writer thread; done runs on the loop afterwards. */
 struct outbox_op {
 	enum outbox_op_type	 type;
@@ -666,14 +677,8 @@ struct outbox_op {
 	size_t			 nuids;
 	struct outbox_claimed	*claimed;	/* claim, expire: out */
 	size_t			 nclaimed;	/* keep: rows deleted */
-	int64_t			 id;		/* set */
-	int			 state;
-	int			 attempts;
-	int			 uncertain;
-	time_t			 next_at;
-	char			 code[16];	/* "" for none */
-	long			 errcode;
-	char			 errmsg[256];
+	struct outbox_set	*sets;		/* set: the state changes */
+	size_t			 nsets;
 	void			(*done)(struct outbox_op *);
 	void			*arg;
 	TAILQ_ENTRY(outbox_op)	 entry;
@@ -699,6 +704,7 @@ int	 outbox_db_get(int64_t, struct outbox_row *);
 int	 outbox_db_depths(void (*)(const char *, int64_t));
 time_t	 outbox_db_oldest(const char *);
 void	 outbox_db_counts(uint64_t *, uint64_t *);
+void	 outbox_db_set_lazy(long);
 
 /* outbox.c: enqueue, delivery and outbox methods, and the scheduler. */
 int	 outbox_init(char **);
