@@ -21,7 +21,8 @@
 
 #define OUTBOX_BATCH_MAX	1000	/* messages in one enqueue */
 #define OUTBOX_CLAIM_MAX	256	/* rows per claim */
-#define OUTBOX_CLAIMS		2	/* claims in flight per appid */
+#define OUTBOX_CLAIMS		4	/* claims in flight per appid */
+#define OUTBOX_WINDOW_MAX	4096	/* claimed messages of one appid */
 #define OUTBOX_MEM_MAX		8192	/* claimed messages in memory, all appids */
 #define OUTBOX_HASH		1024	/* appid buckets */
 #define OUTBOX_BACKOFF_MAX	30	/* seconds an appid waits after failures */
@@ -59,6 +60,9 @@ struct outbox_app {
 	uint32_t		 uids[OUTBOX_UIDS_MAX];	/* callers with due rows */
 	size_t			 nuids;
 	size_t			 uid_next;	/* who goes first next claim */
+	TAILQ_HEAD(, outbox_msg) ready;		/* claimed, not yet sending */
+	int			 nsending;	/* with send.c */
+	int			 feeding;	/* in outbox_feed */
 	LIST_ENTRY(outbox_app)	 hash;
 	TAILQ_ENTRY(outbox_app)	 all;
 	TAILQ_ENTRY(outbox_app)	 dueq;
@@ -76,6 +80,8 @@ struct outbox_msg {
 	int			 uncertain;
 	time_t			 created_at;
 	time_t			 not_after;
+	int			 sending;	/* with send.c */
+	TAILQ_ENTRY(outbox_msg)	 entry;		/* its app's ready list */
 };
 
 /* One enqueue request while its messages are committed. */
@@ -106,6 +112,7 @@ static time_t			 outbox_last_expire, outbox_last_keep;
 static int			 outbox_open;
 
 static void	outbox_pump_cb(evutil_socket_t, short, void *);
+static void	outbox_feed(struct outbox_app *);
 
 static const char *outbox_state_names[] = {
 	[OUTBOX_QUEUED] = "queued",
@@ -150,6 +157,7 @@ outbox_app_get(const char *appid, int create)
 		return (NULL);
 	a = xcalloc(1, sizeof *a);
 	snprintf(a->appid, sizeof a->appid, "%s", appid);
+	TAILQ_INIT(&a->ready);
 	LIST_INSERT_HEAD(&outbox_hash[h], a, hash);
 	TAILQ_INSERT_TAIL(&outbox_apps, a, all);
 	return (a);
@@ -222,13 +230,24 @@ outbox_app_due(struct outbox_app *a)
 	outbox_kick();
 }
 
-/* How many messages a may have in memory. */
+/*
+ * How many messages an appid may have in memory: enough that its claims (a
+ * commit each, 10 to 30 ms on a busy machine) are made long before the lane
+ * runs dry.
+ */
 static int
 outbox_window(void)
 {
-	int w = wx_conf->max_inflight * 8;
+	int w = wx_conf->max_inflight * 16;
 
-	return (w < 16 ? 16 : w > 2048 ? 2048 : w);
+	return (w < 16 ? 16 : w > OUTBOX_WINDOW_MAX ? OUTBOX_WINDOW_MAX : w);
+}
+
+/* How many messages of an appid may be with send.c: two rounds. */
+static int
+outbox_lane_max(void)
+{
+	return (wx_conf->max_inflight * 2);
 }
 
 /* Remember that the connection client watches message id. */
@@ -383,12 +402,15 @@ outbox_msg_free(struct outbox_msg *m)
 {
 	struct outbox_app *a = m->app;
 
+	if (m->sending)
+		a->nsending--;
 	a->claimed--;
 	outbox_claimed--;
 	message_free(&m->msg);
 	free(m);
 	if (a->more || a->depth > a->claimed)
 		outbox_app_due(a);
+	outbox_feed(a);
 }
 
 /* m reached a final state. */
@@ -527,12 +549,64 @@ outbox_sent(void *arg, const struct send_result *r)
 	}
 }
 
-/* Start the delivery of one claimed row. */
+/* Start the delivery of m (off the ready list). */
 static void
-outbox_start(struct outbox_app *a, struct outbox_claimed *c)
+outbox_start(struct outbox_app *a, struct outbox_msg *m)
+{
+	struct cred *cred;
+	time_t now = clock_now();
+
+	cred = cred_find(a->appid);
+	if (cred == NULL || cred_removed(cred) ||
+	    cred_kind(cred) == CRED_COMPONENT || !cred_usable(cred)) {
+		/* Not sent: back to the queue until the credential works. */
+		a->blocked_until = now + OUTBOX_CRED_POLL;
+		if (cred != NULL && !cred_removed(cred) && !cred_usable(cred))
+			cred_wanted(cred);
+		outbox_requeue(m, m->attempts, now);
+		return;
+	}
+	m->sending = 1;
+	a->nsending++;
+	send_background(cred, &m->msg, outbox_sent, m);
+}
+
+/*
+ * Hand a's claimed messages to send.c, keeping at most two rounds of
+ * max_inflight there: its lane never runs dry, and nothing waits in it long
+ * enough for send_timeout to pass. While a is paused or blocked (or the
+ * daemon stops) they go back to the queue unattempted.
+ */
+static void
+outbox_feed(struct outbox_app *a)
 {
 	struct outbox_msg *m;
-	struct cred *cred;
+	time_t now = clock_now();
+
+	if (a->feeding)
+		return;		/* a done callback inside send_background */
+	a->feeding = 1;
+	while ((m = TAILQ_FIRST(&a->ready)) != NULL) {
+		if (wx_stopping || now < a->paused_until ||
+		    now < a->blocked_until) {
+			TAILQ_REMOVE(&a->ready, m, entry);
+			outbox_requeue(m, m->attempts, a->paused_until > now ?
+			    a->paused_until : now);
+			continue;
+		}
+		if (a->nsending >= outbox_lane_max())
+			break;
+		TAILQ_REMOVE(&a->ready, m, entry);
+		outbox_start(a, m);
+	}
+	a->feeding = 0;
+}
+
+/* Take one claimed row into memory, on a's ready list. */
+static void
+outbox_take(struct outbox_app *a, struct outbox_claimed *c)
+{
+	struct outbox_msg *m;
 	time_t now = clock_now();
 
 	m = xcalloc(1, sizeof *m);
@@ -561,17 +635,7 @@ outbox_start(struct outbox_app *a, struct outbox_claimed *c)
 		    "not_after passed");
 		return;
 	}
-	cred = cred_find(a->appid);
-	if (cred == NULL || cred_removed(cred) ||
-	    cred_kind(cred) == CRED_COMPONENT || !cred_usable(cred)) {
-		/* Not sent: back to the queue until the credential works. */
-		a->blocked_until = now + OUTBOX_CRED_POLL;
-		if (cred != NULL && !cred_removed(cred) && !cred_usable(cred))
-			cred_wanted(cred);
-		outbox_requeue(m, m->attempts, now);
-		return;
-	}
-	send_background(cred, &m->msg, outbox_sent, m);
+	TAILQ_INSERT_TAIL(&a->ready, m, entry);
 }
 
 /* A claim is committed: deliver what it returned. */
@@ -597,8 +661,11 @@ outbox_claim_done(struct outbox_op *op)
 	}
 	/* outbox_claimed was reserved when the claim was made. */
 	outbox_claimed -= op->limit;
+	a->feeding = 1;		/* one feed, once all are taken */
 	for (i = 0; i < op->nclaimed; i++)
-		outbox_start(a, &op->claimed[i]);
+		outbox_take(a, &op->claimed[i]);
+	a->feeding = 0;
+	outbox_feed(a);
 	for (i = 0; i < op->nclaimed; i++)
 		free(op->claimed[i].body);
 	free(op->claimed);
@@ -829,12 +896,21 @@ void
 outbox_shutdown(void)
 {
 	struct outbox_app *a;
+	struct outbox_msg *m;
 	struct outbox_op *op;
 	struct outbox_watch *w;
 	size_t i;
 
 	if (!outbox_open)
 		return;
+	/* Claimed but never attempted: queued again as they were. */
+	TAILQ_FOREACH(a, &outbox_apps, all) {
+		a->feeding = 1;
+		while ((m = TAILQ_FIRST(&a->ready)) != NULL) {
+			TAILQ_REMOVE(&a->ready, m, entry);
+			outbox_requeue(m, m->attempts, clock_now());
+		}
+	}
 	outbox_flush();
 	outbox_db_close();	/* runs the last done callbacks */
 	while ((op = TAILQ_FIRST(&outbox_retry_ops)) != NULL) {

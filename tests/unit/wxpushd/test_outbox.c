@@ -4,8 +4,9 @@
  * 45011 pauses the appid until retry_after without counting the attempt, a
  * final refusal ends it, a batch is committed whole, a message claimed by a
  * run that died is attempted again as uncertain, its 43101 then counting as
- * delivered, callers of one appid get fair shares, and state changes are
- * written in few operations and transactions. The writer thread is real:
+ * delivered, callers of one appid get fair shares, state changes are
+ * written in few operations and transactions, and send.c gets no more than
+ * two rounds of an appid's messages at a time. The writer thread is real:
  * each step runs the loop until the commit is back.
  */
 #include "config.h"
@@ -325,8 +326,8 @@ test_uncertain(struct cred *c)
 
 /*
  * Fair between callers: uid 0 queues 40 messages, then uid 1234 one; the
- * first claim (8: half the window of max_inflight 1) takes uid 1234's among
- * them, not only uid 0's oldest.
+ * first claim (4: a quarter of the window of max_inflight 1) takes uid
+ * 1234's among them, not only uid 0's oldest.
  */
 static void
 test_callers(struct cred *c)
@@ -415,6 +416,45 @@ test_states_batched(struct cred *c)
 	ok(wait_state(56, OUTBOX_DELIVERED), "and the rest");
 }
 
+/*
+ * The outbox hands send.c at most two rounds of max_inflight (4): when 45011
+ * pauses the appid, the rest of its claimed messages go back to the queue
+ * unattempted instead of each being refused by WeChat.
+ */
+static void
+test_lane_bounded(struct cred *c)
+{
+	struct outbox_row row;
+	int64_t id;
+	int n = 0, attempted = 0, maxpending = 0;
+
+	do_enqueue(cred_appid(c), 40, 0);
+	ok(wait_state(96, OUTBOX_SENDING) || wait_state(96, OUTBOX_QUEUED),
+	    "40 queued (ids 57-96)");
+	run_for(300);
+	while (run_until(subscribe_pending)) {
+		if ((int)fake_pending(SUBSCRIBE) > maxpending)
+			maxpending = (int)fake_pending(SUBSCRIBE);
+		fake_answer(fake_first(SUBSCRIBE), "{\"errcode\":45011}");
+		n++;
+	}
+	ok(maxpending <= 4, "at most max_inflight upstream (%d)", maxpending);
+	ok(n >= 1 && n <= 8, "45011: %d attempts, not 40 (at most two rounds "
+	    "of max_inflight were with send.c)", n);
+	ok(wait_state(96, OUTBOX_QUEUED), "the rest are queued again");
+	for (id = 57; id <= 96; id++) {
+		row = row_of(id);
+		attempted += row.state == OUTBOX_QUEUED && row.attempts == 0;
+	}
+	is_int(attempted, 40, "all 40 queued, no attempt counted");
+	clock_set(t0 + 400);
+	while (run_until(subscribe_pending))
+		fake_answer(fake_first(SUBSCRIBE),
+		    "{\"errcode\":0,\"errmsg\":\"ok\"}");
+	ok(wait_state(96, OUTBOX_DELIVERED) && wait_state(57, OUTBOX_DELIVERED),
+	    "after the pause all are delivered");
+}
+
 int
 main(void)
 {
@@ -431,6 +471,7 @@ main(void)
 	test_uncertain(c);
 	test_callers(cred_find(accounts[2].appid));
 	test_states_batched(cred_find(accounts[1].appid));
+	test_lane_bounded(cred_find(accounts[1].appid));
 	outbox_shutdown();
 	return (tap_done());
 }
