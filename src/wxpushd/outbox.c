@@ -88,10 +88,13 @@ struct outbox_msg {
 struct outbox_enqueue {
 	struct request		*req;
 	int			 batch;		/* answer {ids} */
-	size_t			 n;
+	size_t			 n;		/* messages parsed */
 	struct message		*msgs;
-	struct outbox_item	*items;
-	struct idem		*idem;		/* the single form's key, or NULL */
+	int64_t			*ids;		/* the answer, by message */
+	struct idem		**idems;	/* new keys, by message */
+	struct outbox_item	*items;		/* those to write */
+	size_t			*pos;		/* items[k] is msgs[pos[k]] */
+	size_t			 nitems;
 	struct outbox_op	 op;
 };
 
@@ -940,20 +943,61 @@ outbox_shutdown(void)
 	outbox_open = 0;
 }
 
-/* Answer an enqueue busy (retryable), and its key's waiting repeats. */
+/* Free an enqueue request's state (answered or not). */
+static void
+outbox_enqueue_free(struct outbox_enqueue *q)
+{
+	size_t i;
+
+	for (i = 0; i < q->n; i++)
+		message_free(&q->msgs[i]);
+	free(q->msgs);
+	free(q->ids);
+	free(q->idems);
+	free(q->items);
+	free(q->pos);
+	free(q);
+}
+
+/*
+ * Answer an enqueue busy (retryable): its new keys are forgotten (nothing
+ * was queued), and their waiting repeats hear the same.
+ */
 static void
 outbox_busy(struct outbox_enqueue *q, const char *field, const char *why)
 {
 	struct rpc_error e;
+	size_t i;
 
 	memset(&e, 0, sizeof e);
 	e.code = "busy";
 	e.retryable = 1;
 	e.field = field;
 	e.message = why;
-	if (q->idem != NULL)
-		idem_finish_error(q->idem, &e);	/* forgotten: not final */
+	for (i = 0; i < q->n; i++) {
+		if (q->idems[i] != NULL)
+			idem_finish_error(q->idems[i], &e);
+		q->idems[i] = NULL;
+	}
 	rpc_reply_error(q->req, &e);
+}
+
+/* Answer an enqueue whose messages are all on disk: {id} or {ids}. */
+static void
+outbox_enqueue_reply(struct outbox_enqueue *q)
+{
+	msgpack_packer *pk;
+	size_t i;
+
+	pk = rpc_reply_begin(q->req, 1);
+	if (q->batch) {
+		rpc_pack_str(pk, "ids");
+		msgpack_pack_array(pk, q->n);
+		for (i = 0; i < q->n; i++)
+			msgpack_pack_int64(pk, q->ids[i]);
+	} else
+		rpc_pack_kv_int(pk, "id", q->ids[0]);
+	rpc_reply_end(q->req);
 }
 
 /* An enqueue's messages are on disk (or not): answer it. */
@@ -961,50 +1005,36 @@ static void
 outbox_enqueue_done(struct outbox_op *op)
 {
 	struct outbox_enqueue *q = op->arg;
+	struct outbox_item *it;
 	struct outbox_app *a;
-	msgpack_packer *pk;
-	size_t i;
+	size_t i, k;
 
-	outbox_inserting -= (int64_t)q->n;
-	if (op->rc == 0 && q->req->client != NULL) {
-		for (i = 0; i < q->n; i++) {
-			if (q->items[i].watch)
-				outbox_watch_add(q->items[i].id,
-				    q->req->client->id);
-		}
-	}
+	outbox_inserting -= (int64_t)q->nitems;
 	if (op->rc != 0) {
-		log_warnx("outbox: queueing %zu message%s: %s", q->n,
-		    q->n == 1 ? "" : "s", op->error);
+		log_warnx("outbox: queueing %zu message%s: %s", q->nitems,
+		    q->nitems == 1 ? "" : "s", op->error);
 		outbox_busy(q, NULL, "the outbox cannot write to disk now; "
 		    "nothing was queued");
-	} else {
-		if (q->idem != NULL)
-			idem_finish_queued(q->idem, q->items[0].id);
-		for (i = 0; i < q->n; i++) {
-			a = outbox_app_get(q->msgs[i].appid, 1);
-			outbox_app_uid(a, q->items[i].uid);
-			a->depth++;
-			outbox_total++;
-			outbox_app_due(a);
-		}
-		if (q->batch) {
-			pk = rpc_reply_begin(q->req, 1);
-			rpc_pack_str(pk, "ids");
-			msgpack_pack_array(pk, q->n);
-			for (i = 0; i < q->n; i++)
-				msgpack_pack_int64(pk, q->items[i].id);
-		} else {
-			pk = rpc_reply_begin(q->req, 1);
-			rpc_pack_kv_int(pk, "id", q->items[0].id);
-		}
-		rpc_reply_end(q->req);
+		outbox_enqueue_free(q);
+		return;
 	}
-	for (i = 0; i < q->n; i++)
-		message_free(&q->msgs[i]);
-	free(q->msgs);
-	free(q->items);
-	free(q);
+	for (k = 0; k < q->nitems; k++) {
+		it = &q->items[k];
+		i = q->pos[k];
+		q->ids[i] = it->id;
+		if (q->idems[i] != NULL)
+			idem_finish_queued(q->idems[i], it->id);
+		q->idems[i] = NULL;
+		if (it->watch && q->req->client != NULL)
+			outbox_watch_add(it->id, q->req->client->id);
+		a = outbox_app_get(it->appid, 1);
+		outbox_app_uid(a, it->uid);
+		a->depth++;
+		outbox_total++;
+		outbox_app_due(a);
+	}
+	outbox_enqueue_reply(q);
+	outbox_enqueue_free(q);
 }
 
 /*
@@ -1013,8 +1043,7 @@ outbox_enqueue_done(struct outbox_op *op)
  */
 static int
 outbox_parse(struct request *req, const msgpack_object *params,
-    const char *where, int batch, struct message *msg, time_t *not_after,
-    int *watch)
+    const char *where, struct message *msg, time_t *not_after, int *watch)
 {
 	msgpack_object copy;
 	msgpack_object_kv kv[MESSAGE_KEYS_MAX + 2];
@@ -1067,12 +1096,6 @@ outbox_parse(struct request *req, const msgpack_object *params,
 		rpc_reply_error(req, &e);
 		return (-1);
 	}
-	if (msg->idempotency_key != NULL && batch) {
-		message_free(msg);
-		rpc_reply_errorx(req, "invalid_request", 0, "idempotency_key",
-		    "an idempotency_key needs the single form of enqueue");
-		return (-1);
-	}
 	c = cred_find(msg->appid);
 	if (c == NULL || cred_removed(c) || cred_kind(c) == CRED_COMPONENT) {
 		message_free(msg);
@@ -1089,6 +1112,105 @@ outbox_parse(struct request *req, const msgpack_object *params,
 	return (0);
 }
 
+/* Whether two messages carry the same key (of the same appid). */
+static int
+outbox_key_same(const struct message *a, const struct message *b)
+{
+	return (strcmp(a->appid, b->appid) == 0 &&
+	    strcmp(a->idempotency_key, b->idempotency_key) == 0);
+}
+
+/* Order of keyed messages (their indexes) by appid, key, then index. */
+static const struct message *outbox_sort_msgs;
+
+static int
+outbox_key_cmp(const void *x, const void *y)
+{
+	size_t i = *(const size_t *)x, j = *(const size_t *)y;
+	const struct message *a = &outbox_sort_msgs[i];
+	const struct message *b = &outbox_sort_msgs[j];
+	int c;
+
+	if ((c = strcmp(a->appid, b->appid)) != 0)
+		return (c);
+	if ((c = strcmp(a->idempotency_key, b->idempotency_key)) != 0)
+		return (c);
+	return (i < j ? -1 : i > j);
+}
+
+/*
+ * The keys of a batch, checked before anything is written: a key twice in
+ * the batch, or used before for another message, refuses the batch; one
+ * whose first enqueue is still being committed makes it busy (retryable). A
+ * key queued before gives its message that id, and the message is not
+ * queued again. Then every new key is remembered (pending until the commit).
+ * 0, or -1 with the request answered.
+ */
+static int
+outbox_batch_keys(struct outbox_enqueue *q)
+{
+	struct request *req = q->req;
+	uint32_t uid = (uint32_t)req->client->peer.uid;
+	size_t *order, *first, i, j, nk = 0;
+	char field[48];
+	int64_t id;
+
+	order = xreallocarray(NULL, q->n, sizeof *order);
+	first = xreallocarray(NULL, q->n, sizeof *first);
+	for (i = 0; i < q->n; i++) {
+		first[i] = i;
+		if (q->msgs[i].idempotency_key != NULL)
+			order[nk++] = i;
+	}
+	outbox_sort_msgs = q->msgs;
+	qsort(order, nk, sizeof *order, outbox_key_cmp);
+	/* A key's messages are adjacent, the first of the batch first. */
+	for (j = 1; j < nk; j++) {
+		if (outbox_key_same(&q->msgs[order[j - 1]], &q->msgs[order[j]]))
+			first[order[j]] = first[order[j - 1]];
+	}
+	free(order);
+	for (i = 0; i < q->n; i++) {
+		if (q->msgs[i].idempotency_key == NULL)
+			continue;
+		snprintf(field, sizeof field, "messages.%zu.idempotency_key",
+		    i);
+		if (first[i] != i) {
+			rpc_reply_errorx(req, "invalid_request", 0, field,
+			    "%s repeats the idempotency_key of messages.%zu",
+			    field, first[i]);
+			free(first);
+			return (-1);
+		}
+		switch (idem_look_salted(uid, &q->msgs[i], "enqueue", &id)) {
+		case IDEM_LOOK_NEW:
+			break;
+		case IDEM_LOOK_QUEUED:
+			q->ids[i] = id;
+			break;
+		case IDEM_LOOK_PENDING:
+			rpc_reply_errorx(req, "busy", 1, field, "an enqueue with "
+			    "this idempotency_key is being committed; nothing "
+			    "was queued: repeat the batch");
+			free(first);
+			return (-1);
+		case IDEM_LOOK_OTHER:
+			rpc_reply_errorx(req, "invalid_request", 0, field,
+			    "this idempotency_key was used for a different "
+			    "message in the last 24 hours");
+			free(first);
+			return (-1);
+		}
+	}
+	free(first);
+	for (i = 0; i < q->n; i++) {
+		if (q->msgs[i].idempotency_key != NULL && q->ids[i] == 0)
+			q->idems[i] = idem_add_salted(uid, &q->msgs[i],
+			    "enqueue");
+	}
+	return (0);
+}
+
 /*
  * enqueue: check every message as send would, then hand them to the writer;
  * the answer ({id} or {ids}) comes once they are committed.
@@ -1100,8 +1222,11 @@ outbox_method_enqueue(struct request *req, const msgpack_object *params)
 	const msgpack_object *one;
 	struct outbox_enqueue *q;
 	struct outbox_item *it;
+	struct message *msg;
 	char where[32];
 	size_t i, n, nwatch;
+	time_t not_after;
+	int watch;
 
 	if (!outbox_open || wx_stopping) {
 		rpc_reply_errorx(req, "unavailable", 1, NULL,
@@ -1125,45 +1250,67 @@ outbox_method_enqueue(struct request *req, const msgpack_object *params)
 	q->req = req;
 	q->batch = list != NULL;
 	q->msgs = xcalloc(n, sizeof *q->msgs);
+	q->ids = xcalloc(n, sizeof *q->ids);
+	q->idems = xcalloc(n, sizeof *q->idems);
 	q->items = xcalloc(n, sizeof *q->items);
+	q->pos = xcalloc(n, sizeof *q->pos);
 	for (i = 0; i < n; i++) {
 		one = list != NULL ? &list->via.array.ptr[i] : params;
 		if (list != NULL)
 			snprintf(where, sizeof where, "messages.%zu", i);
 		else
 			snprintf(where, sizeof where, "params");
-		it = &q->items[i];
-		if (outbox_parse(req, one, where, list != NULL, &q->msgs[i],
-		    &it->not_after, &it->watch) != 0)
+		if (outbox_parse(req, one, where, &q->msgs[i], &not_after,
+		    &watch) != 0)
 			goto fail;
 		q->n = i + 1;
-		it->appid = q->msgs[i].appid;
-		it->kind = q->msgs[i].kind->name;
-		it->body = q->msgs[i].json;
-		it->len = q->msgs[i].len;
-		it->uid = (uint32_t)req->client->peer.uid;
+		q->items[i].not_after = not_after;
+		q->items[i].watch = watch;
 	}
-	/* A repeated idempotency_key: answered with the first {id}. */
-	if (q->msgs[0].idempotency_key != NULL &&
-	    idem_begin_salted(req, &q->msgs[0], "enqueue", &q->idem) !=
-	    IDEM_NEW)
+	if (!q->batch) {
+		/* A repeated key: answered with the first {id}, maybe later. */
+		if (idem_begin_salted(req, &q->msgs[0], "enqueue",
+		    &q->idems[0]) != IDEM_NEW)
+			goto fail;
+	} else if (outbox_batch_keys(q) != 0)
 		goto fail;
-	for (i = 0, nwatch = 0; i < n; i++)
-		nwatch += q->items[i].watch != 0;
+	/*
+	 * The messages to write: all but those of keys queued before,
+	 * compacted in place (item k is read at i >= k, before it is written).
+	 */
+	for (i = 0, nwatch = 0; i < n; i++) {
+		if (q->ids[i] != 0)
+			continue;
+		msg = &q->msgs[i];
+		it = &q->items[q->nitems];
+		it->not_after = q->items[i].not_after;
+		it->watch = q->items[i].watch;
+		it->appid = msg->appid;
+		it->kind = msg->kind->name;
+		it->body = msg->json;
+		it->len = msg->len;
+		it->uid = (uint32_t)req->client->peer.uid;
+		q->pos[q->nitems++] = i;
+		nwatch += it->watch != 0;
+	}
+	if (q->nitems == 0) {
+		outbox_enqueue_reply(q);	/* every key queued before */
+		goto fail;
+	}
 	if (outbox_nwatches + nwatch > OUTBOX_WATCH_MAX) {
 		outbox_busy(q, "watch", "too many messages are watched now");
 		goto fail;
 	}
-	if (outbox_total + outbox_inserting + (int64_t)n >
+	if (outbox_total + outbox_inserting + (int64_t)q->nitems >
 	    wx_conf->outbox_limit) {
 		outbox_busy(q, NULL, "the outbox is full (outbox_limit)");
 		goto fail;
 	}
-	outbox_inserting += (int64_t)n;
+	outbox_inserting += (int64_t)q->nitems;
 	q->op.type = OUTBOX_OP_INSERT;
 	q->op.now = clock_now();
 	q->op.items = q->items;
-	q->op.n = n;
+	q->op.n = q->nitems;
 	q->op.done = outbox_enqueue_done;
 	q->op.arg = q;
 	/* q->op is the first thing the done callback frees with q. */
@@ -1171,11 +1318,7 @@ outbox_method_enqueue(struct request *req, const msgpack_object *params)
 	return;
 
 fail:
-	for (i = 0; i < q->n; i++)
-		message_free(&q->msgs[i]);
-	free(q->msgs);
-	free(q->items);
-	free(q);
+	outbox_enqueue_free(q);
 }
 
 /* delivery {id}: a message's state, for the uid that queued it or root. */

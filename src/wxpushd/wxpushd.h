@@ -999,6 +999,12 @@ enum idem_begin	 idem_begin(struct request *, const struct message *,
 	    struct idem **);
 enum idem_begin	 idem_begin_salted(struct request *, const struct message *,
 	    const char *, struct idem **);
+enum idem_look { IDEM_LOOK_NEW, IDEM_LOOK_QUEUED, IDEM_LOOK_PENDING,
+	IDEM_LOOK_OTHER };
+enum idem_look	 idem_look_salted(uint32_t, const struct message *,
+	    const char *, int64_t *);
+struct idem	*idem_add_salted(uint32_t, const struct message *,
+	    const char *);
 void	 idem_finish_ok(struct idem *, int, int64_t);
 void	 idem_finish_queued(struct idem *, int64_t);
 void	 idem_finish_error(struct idem *, const struct rpc_error *);
