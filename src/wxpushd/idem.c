@@ -390,6 +390,60 @@ idem_begin_salted(struct request *req, const struct message *msg,
 	return (IDEM_ANSWERED);
 }
 
+/*
+ * What msg's key already means for the caller uid, changing nothing (a batch
+ * of enqueue checks all its keys before it writes anything): IDEM_LOOK_NEW
+ * (no key, or not seen in 24 h), IDEM_LOOK_QUEUED (queued before as *id),
+ * IDEM_LOOK_PENDING (its first is still being committed) or IDEM_LOOK_OTHER
+ * (used for a different message, or a different method).
+ */
+enum idem_look
+idem_look_salted(uint32_t uid, const struct message *msg, const char *salt,
+    int64_t *id)
+{
+	struct idem	*i;
+	unsigned char	 digest[IDEM_DIGEST_LEN];
+
+	*id = 0;
+	if (msg->idempotency_key == NULL)
+		return (IDEM_LOOK_NEW);
+	i = idem_find(idem_hash(uid, msg->appid, msg->idempotency_key), uid,
+	    msg->appid, msg->idempotency_key);
+	if (i == NULL || (!i->pending && i->created + IDEM_TTL <= time(NULL)))
+		return (IDEM_LOOK_NEW);
+	idem_digest_salted(salt, msg, digest);
+	if (memcmp(i->digest, digest, sizeof digest) != 0)
+		return (IDEM_LOOK_OTHER);
+	if (i->pending)
+		return (IDEM_LOOK_PENDING);
+	if (i->code != idem_queued)
+		return (IDEM_LOOK_OTHER);
+	*id = i->outbox_id;
+	return (IDEM_LOOK_QUEUED);
+}
+
+/*
+ * Remember msg's key as new and pending, as idem_begin_salted does, after
+ * idem_look_salted said IDEM_LOOK_NEW for it.
+ */
+struct idem *
+idem_add_salted(uint32_t uid, const struct message *msg, const char *salt)
+{
+	struct idem	*i;
+	unsigned char	 digest[IDEM_DIGEST_LEN];
+	uint32_t	 hash;
+
+	hash = idem_hash(uid, msg->appid, msg->idempotency_key);
+	i = idem_find(hash, uid, msg->appid, msg->idempotency_key);
+	if (i != NULL && !i->pending)
+		idem_remove(i);		/* expired, not swept yet */
+	idem_digest_salted(salt, msg, digest);
+	i = idem_insert(hash, uid, msg->appid, msg->idempotency_key,
+	    time(NULL), digest);
+	i->pending = 1;
+	return (i);
+}
+
 /* Answer every repeat waiting for i with its outcome. */
 static void
 idem_wake(struct idem *i)

@@ -14,12 +14,13 @@
 #include "wxpushd.h"
 
 /*
- * Spend the consents of n messages being enqueued (oc[i] for msgs[i]).
- * 0, or -1 with *bad the first message that found none where one is
- * required; every consent spent for the others is then given back.
+ * Spend the consents of n messages being enqueued (oc[i] for
+ * msgs[pos[i]]). 0, or -1 with *bad the index in msgs of the first that
+ * found none where one is required; every consent spent for the others is
+ * then given back.
  */
 int
-outbox_consent_enqueue(struct message *msgs, size_t n,
+outbox_consent_enqueue(struct message *msgs, const size_t *pos, size_t n,
     struct outbox_consent *oc, size_t *bad)
 {
 	struct message	*m;
@@ -27,7 +28,7 @@ outbox_consent_enqueue(struct message *msgs, size_t n,
 	size_t		 i;
 
 	for (i = 0; i < n; i++) {
-		m = &msgs[i];
+		m = &msgs[pos[i]];
 		memset(&oc[i], 0, sizeof oc[i]);
 		if (m->kind != &kind_subscribe_once)
 			continue;
@@ -40,8 +41,8 @@ outbox_consent_enqueue(struct message *msgs, size_t n,
 		    oc[i].tag) == 0 && (c = cred_find(m->appid)) != NULL &&
 		    consent_required(c)) {
 			oc[i].on = 0;
-			outbox_consent_unqueue(msgs, i, oc);
-			*bad = i;
+			outbox_consent_unqueue(msgs, pos, i, oc);
+			*bad = pos[i];
 			return (-1);
 		}
 	}
@@ -50,14 +51,14 @@ outbox_consent_enqueue(struct message *msgs, size_t n,
 
 /* Messages whose consents were spent were not queued: give them back. */
 void
-outbox_consent_unqueue(struct message *msgs, size_t n,
+outbox_consent_unqueue(struct message *msgs, const size_t *pos, size_t n,
     const struct outbox_consent *oc)
 {
 	size_t	i;
 
 	for (i = 0; i < n; i++) {
 		if (oc[i].on)
-			consent_give_back(msgs[i].appid, oc[i].openid,
+			consent_give_back(msgs[pos[i]].appid, oc[i].openid,
 			    oc[i].template_id, oc[i].scene, oc[i].tag);
 	}
 }

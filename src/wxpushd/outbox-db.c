@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -29,6 +30,8 @@
 #define OUTBOX_DB_BUSY_MS	1000	/* only an outside reader holds a lock */
 #define OUTBOX_DB_KEEP_CHUNK	5000	/* final rows deleted per transaction */
 #define OUTBOX_DB_BATCH_ROWS	1024	/* rows per transaction, claims apart */
+#define OUTBOX_DB_LAZY_ROWS	512	/* state changes worth a transaction */
+#define OUTBOX_DB_LAZY_MS	20	/* the longest a state change waits */
 
 #define OUTBOX_DB_NITEMS(a)	(sizeof (a) / sizeof (a)[0])
 
@@ -153,12 +156,23 @@ static sqlite3_stmt	*outbox_db_rs[OBR_NQUERIES];
 static pthread_t	 outbox_db_thread;
 static int		 outbox_db_running;
 static pthread_mutex_t	 outbox_db_mtx = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t	 outbox_db_cond = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t	 outbox_db_cond;		/* CLOCK_MONOTONIC */
+static pthread_once_t	 outbox_db_cond_once = PTHREAD_ONCE_INIT;
 static TAILQ_HEAD(, outbox_op) outbox_db_todo =
     TAILQ_HEAD_INITIALIZER(outbox_db_todo);
 /* Claims go first: deliveries wait for them, and they are few. */
 static TAILQ_HEAD(, outbox_op) outbox_db_urgent =
     TAILQ_HEAD_INITIALIZER(outbox_db_urgent);
+/*
+ * State changes wait for other work, for OUTBOX_DB_LAZY_ROWS of them or for
+ * OUTBOX_DB_LAZY_MS: a drain would otherwise commit a few rows at a time,
+ * one fsync each, and keep claims waiting behind those commits.
+ */
+static TAILQ_HEAD(, outbox_op) outbox_db_lazy =
+    TAILQ_HEAD_INITIALIZER(outbox_db_lazy);
+static size_t		 outbox_db_nlazy;	/* rows in outbox_db_lazy */
+static long		 outbox_db_lazy_ms = OUTBOX_DB_LAZY_MS;
+static struct timespec	 outbox_db_lazy_at;	/* when its first came */
 static TAILQ_HEAD(, outbox_op) outbox_db_done =
     TAILQ_HEAD_INITIALIZER(outbox_db_done);
 static int		 outbox_db_quit;
@@ -403,31 +417,39 @@ outbox_db_run_claim(struct outbox_op *op)
 	return (0);
 }
 
-/* Run one state change. */
+/* Run one operation's state changes. */
 static int
 outbox_db_run_set(struct outbox_op *op)
 {
 	sqlite3_stmt *st = outbox_db_ws[OBW_SET];
+	const struct outbox_set *set;
+	size_t i;
 	int rc;
 
-	sqlite3_bind_int64(st, 1, op->id);
-	sqlite3_bind_int(st, 2, op->state);
-	sqlite3_bind_int(st, 3, op->attempts);
-	sqlite3_bind_int(st, 4, op->uncertain);
-	sqlite3_bind_int64(st, 5, (sqlite3_int64)op->now);
-	sqlite3_bind_int64(st, 6, (sqlite3_int64)op->next_at);
-	if (op->code[0] != '\0') {
-		sqlite3_bind_text(st, 7, op->code, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 8, op->errcode);
-		sqlite3_bind_text(st, 9, op->errmsg, -1, SQLITE_STATIC);
-	} else {
-		sqlite3_bind_null(st, 7);
-		sqlite3_bind_null(st, 8);
-		sqlite3_bind_null(st, 9);
+	for (i = 0; i < op->nsets; i++) {
+		set = &op->sets[i];
+		sqlite3_bind_int64(st, 1, set->id);
+		sqlite3_bind_int(st, 2, set->state);
+		sqlite3_bind_int(st, 3, set->attempts);
+		sqlite3_bind_int(st, 4, set->uncertain);
+		sqlite3_bind_int64(st, 5, (sqlite3_int64)op->now);
+		sqlite3_bind_int64(st, 6, (sqlite3_int64)set->next_at);
+		if (set->code[0] != '\0') {
+			sqlite3_bind_text(st, 7, set->code, -1, SQLITE_STATIC);
+			sqlite3_bind_int64(st, 8, set->errcode);
+			sqlite3_bind_text(st, 9, set->errmsg != NULL ?
+			    set->errmsg : "", -1, SQLITE_STATIC);
+		} else {
+			sqlite3_bind_null(st, 7);
+			sqlite3_bind_null(st, 8);
+			sqlite3_bind_null(st, 9);
+		}
+		rc = sqlite3_step(st);
+		sqlite3_reset(st);
+		if (rc != SQLITE_DONE)
+			return (-1);
 	}
-	rc = sqlite3_step(st);
-	sqlite3_reset(st);
-	return (rc == SQLITE_DONE ? 0 : -1);
+	return (0);
 }
 
 /* Run one expiry sweep: queued rows past not_after become expired. */
@@ -550,6 +572,45 @@ outbox_db_batch(struct outbox_op **ops, size_t n)
 	return (0);
 }
 
+/* Whether the writer has work to commit now (the mutex held). */
+static int
+outbox_db_ready(void)
+{
+	struct timespec now;
+	long ms;
+
+	if (outbox_db_quit || !TAILQ_EMPTY(&outbox_db_urgent) ||
+	    !TAILQ_EMPTY(&outbox_db_todo) ||
+	    outbox_db_nlazy >= OUTBOX_DB_LAZY_ROWS)
+		return (1);
+	if (TAILQ_EMPTY(&outbox_db_lazy))
+		return (0);
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	ms = (now.tv_sec - outbox_db_lazy_at.tv_sec) * 1000 +
+	    (now.tv_nsec - outbox_db_lazy_at.tv_nsec) / 1000000;
+	return (ms >= outbox_db_lazy_ms);
+}
+
+/* Wait for work, or until the oldest state change is due (the mutex held). */
+static void
+outbox_db_wait(void)
+{
+	struct timespec at;
+
+	if (TAILQ_EMPTY(&outbox_db_lazy)) {
+		pthread_cond_wait(&outbox_db_cond, &outbox_db_mtx);
+		return;
+	}
+	at = outbox_db_lazy_at;
+	at.tv_sec += outbox_db_lazy_ms / 1000;
+	at.tv_nsec += outbox_db_lazy_ms % 1000 * 1000000L;
+	if (at.tv_nsec >= 1000000000L) {
+		at.tv_sec++;
+		at.tv_nsec -= 1000000000L;
+	}
+	pthread_cond_timedwait(&outbox_db_cond, &outbox_db_mtx, &at);
+}
+
 /* The writer thread: take everything waiting, commit it, hand it back. */
 static void *
 outbox_db_main(void *arg)
@@ -563,19 +624,22 @@ outbox_db_main(void *arg)
 	(void)arg;
 	for (;;) {
 		pthread_mutex_lock(&outbox_db_mtx);
-		while (TAILQ_EMPTY(&outbox_db_todo) &&
-		    TAILQ_EMPTY(&outbox_db_urgent) && !outbox_db_quit)
-			pthread_cond_wait(&outbox_db_cond, &outbox_db_mtx);
+		while (!outbox_db_ready())
+			outbox_db_wait();
 		if (TAILQ_EMPTY(&outbox_db_todo) &&
-		    TAILQ_EMPTY(&outbox_db_urgent) && outbox_db_quit) {
+		    TAILQ_EMPTY(&outbox_db_urgent) &&
+		    TAILQ_EMPTY(&outbox_db_lazy) && outbox_db_quit) {
 			pthread_mutex_unlock(&outbox_db_mtx);
 			break;
 		}
 		/*
-		 * Every claim, then the rest up to a bound on rows, so that a
-		 * claim never waits behind a huge transaction.
+		 * The state changes (first: a claim then sees rows queued
+		 * again), every claim, then the rest up to a bound on rows, so
+		 * that a claim never waits behind a huge transaction.
 		 */
 		TAILQ_INIT(&batch);
+		TAILQ_CONCAT(&batch, &outbox_db_lazy, entry);
+		outbox_db_nlazy = 0;
 		TAILQ_CONCAT(&batch, &outbox_db_urgent, entry);
 		rows = 0;
 		while ((op = TAILQ_FIRST(&outbox_db_todo)) != NULL &&
@@ -637,16 +701,41 @@ outbox_db_done_cb(evutil_socket_t fd, short events, void *arg)
 	}
 }
 
+/* The condition variable waits on the monotonic clock (lazy deadlines). */
+static void
+outbox_db_cond_init(void)
+{
+	pthread_condattr_t ca;
+
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&outbox_db_cond, &ca);
+	pthread_condattr_destroy(&ca);
+}
+
 /* Hand op to the writer thread; op->done runs on the loop when committed. */
 void
 outbox_db_submit(struct outbox_op *op)
 {
 	pthread_mutex_lock(&outbox_db_mtx);
-	if (op->type == OUTBOX_OP_CLAIM)
+	switch (op->type) {
+	case OUTBOX_OP_CLAIM:
 		TAILQ_INSERT_TAIL(&outbox_db_urgent, op, entry);
-	else
+		break;
+	case OUTBOX_OP_SET:
+		if (TAILQ_EMPTY(&outbox_db_lazy))
+			clock_gettime(CLOCK_MONOTONIC, &outbox_db_lazy_at);
+		TAILQ_INSERT_TAIL(&outbox_db_lazy, op, entry);
+		outbox_db_nlazy += op->nsets;
+		break;
+	default:
 		TAILQ_INSERT_TAIL(&outbox_db_todo, op, entry);
-	pthread_cond_signal(&outbox_db_cond);
+		break;
+	}
+	/* The first state change starts the thread's clock. */
+	if (op->type != OUTBOX_OP_SET || outbox_db_nlazy == op->nsets ||
+	    outbox_db_nlazy >= OUTBOX_DB_LAZY_ROWS)
+		pthread_cond_signal(&outbox_db_cond);
 	pthread_mutex_unlock(&outbox_db_mtx);
 }
 
@@ -717,6 +806,7 @@ outbox_db_open(const char *state_dir, char **cause)
 	    EV_READ | EV_PERSIST, outbox_db_done_cb, NULL);
 	event_add(outbox_db_ev, NULL);
 	outbox_db_quit = 0;
+	pthread_once(&outbox_db_cond_once, outbox_db_cond_init);
 	if ((errno = pthread_create(&outbox_db_thread, NULL, outbox_db_main,
 	    NULL)) != 0) {
 		xasprintf(cause, "outbox: pthread_create: %s", strerror(errno));
@@ -862,6 +952,16 @@ outbox_db_consents(void (*cb)(const char *, const struct outbox_consent *))
 	}
 	sqlite3_reset(st);
 	return (rc == SQLITE_DONE ? 0 : -1);
+}
+
+/* How long a lone state change may wait (tests make it long). */
+void
+outbox_db_set_lazy(long ms)
+{
+	pthread_mutex_lock(&outbox_db_mtx);
+	outbox_db_lazy_ms = ms;
+	pthread_cond_signal(&outbox_db_cond);
+	pthread_mutex_unlock(&outbox_db_mtx);
 }
 
 /* Transactions and operations committed so far (loop only, approximate). */

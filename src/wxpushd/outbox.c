@@ -21,7 +21,8 @@
 
 #define OUTBOX_BATCH_MAX	1000	/* messages in one enqueue */
 #define OUTBOX_CLAIM_MAX	256	/* rows per claim */
-#define OUTBOX_CLAIMS		2	/* claims in flight per appid */
+#define OUTBOX_CLAIMS		4	/* claims in flight per appid */
+#define OUTBOX_WINDOW_MAX	4096	/* claimed messages of one appid */
 #define OUTBOX_MEM_MAX		8192	/* claimed messages in memory, all appids */
 #define OUTBOX_HASH		1024	/* appid buckets */
 #define OUTBOX_BACKOFF_MAX	30	/* seconds an appid waits after failures */
@@ -32,6 +33,8 @@
 #define OUTBOX_NOT_AFTER_MAX	(366 * 86400)	/* not_after at most this far */
 #define OUTBOX_WATCH_HASH	4096
 #define OUTBOX_WATCH_MAX	100000	/* watched messages, all clients */
+#define OUTBOX_SETS_MAX		1024	/* state changes in one operation */
+#define OUTBOX_ERRMSG_MAX	255	/* bytes of WeChat's errmsg kept */
 
 /* A message whose final state its connection wants to hear of. */
 struct outbox_watch {
@@ -57,6 +60,9 @@ struct outbox_app {
 	uint32_t		 uids[OUTBOX_UIDS_MAX];	/* callers with due rows */
 	size_t			 nuids;
 	size_t			 uid_next;	/* who goes first next claim */
+	TAILQ_HEAD(, outbox_msg) ready;		/* claimed, not yet sending */
+	int			 nsending;	/* with send.c */
+	int			 feeding;	/* in outbox_feed */
 	LIST_ENTRY(outbox_app)	 hash;
 	TAILQ_ENTRY(outbox_app)	 all;
 	TAILQ_ENTRY(outbox_app)	 dueq;
@@ -75,17 +81,22 @@ struct outbox_msg {
 	time_t			 created_at;
 	time_t			 not_after;
 	struct outbox_consent	*consent;	/* NULL: holds none */
+	int			 sending;	/* with send.c */
+	TAILQ_ENTRY(outbox_msg)	 entry;		/* its app's ready list */
 };
 
 /* One enqueue request while its messages are committed. */
 struct outbox_enqueue {
 	struct request		*req;
 	int			 batch;		/* answer {ids} */
-	size_t			 n;
+	size_t			 n;		/* messages parsed */
 	struct message		*msgs;
-	struct outbox_item	*items;
-	struct outbox_consent	*consents;	/* what each holds */
-	struct idem		*idem;		/* the single form's key, or NULL */
+	int64_t			*ids;		/* the answer, by message */
+	struct idem		**idems;	/* new keys, by message */
+	struct outbox_item	*items;		/* those to write */
+	size_t			*pos;		/* items[k] is msgs[pos[k]] */
+	size_t			 nitems;
+	struct outbox_consent	*consents;	/* what item k holds */
 	struct outbox_op	 op;
 };
 
@@ -96,6 +107,9 @@ static int64_t			 outbox_total;		/* depth, all appids */
 static int64_t			 outbox_inserting;	/* with the writer */
 static int			 outbox_claimed;	/* in memory, all appids */
 static struct event		*outbox_pump_ev;
+static struct event		*outbox_flush_ev;	/* hands outbox_sets over */
+static struct outbox_op		*outbox_sets;		/* this turn's changes */
+static size_t			 outbox_sets_cap;
 static struct event		*outbox_tick_ev;
 static int			 outbox_expiring;
 static int			 outbox_keeping;
@@ -103,6 +117,7 @@ static time_t			 outbox_last_expire, outbox_last_keep;
 static int			 outbox_open;
 
 static void	outbox_pump_cb(evutil_socket_t, short, void *);
+static void	outbox_feed(struct outbox_app *);
 
 static const char *outbox_state_names[] = {
 	[OUTBOX_QUEUED] = "queued",
@@ -147,6 +162,7 @@ outbox_app_get(const char *appid, int create)
 		return (NULL);
 	a = xcalloc(1, sizeof *a);
 	snprintf(a->appid, sizeof a->appid, "%s", appid);
+	TAILQ_INIT(&a->ready);
 	LIST_INSERT_HEAD(&outbox_hash[h], a, hash);
 	TAILQ_INSERT_TAIL(&outbox_apps, a, all);
 	return (a);
@@ -219,13 +235,24 @@ outbox_app_due(struct outbox_app *a)
 	outbox_kick();
 }
 
-/* How many messages a may have in memory. */
+/*
+ * How many messages an appid may have in memory: enough that its claims (a
+ * commit each, 10 to 30 ms on a busy machine) are made long before the lane
+ * runs dry.
+ */
 static int
 outbox_window(void)
 {
-	int w = wx_conf->max_inflight * 8;
+	int w = wx_conf->max_inflight * 16;
 
-	return (w < 16 ? 16 : w > 2048 ? 2048 : w);
+	return (w < 16 ? 16 : w > OUTBOX_WINDOW_MAX ? OUTBOX_WINDOW_MAX : w);
+}
+
+/* How many messages of an appid may be with send.c: two rounds. */
+static int
+outbox_lane_max(void)
+{
+	return (wx_conf->max_inflight * 2);
 }
 
 /* Remember that the connection client watches message id. */
@@ -287,40 +314,91 @@ static TAILQ_HEAD(, outbox_op)	outbox_retry_ops =
     TAILQ_HEAD_INITIALIZER(outbox_retry_ops);
 
 static void
-outbox_set_done(struct outbox_op *op)
+outbox_set_free(struct outbox_op *op)
 {
-	if (op->rc != 0) {
-		log_warnx("outbox: message %lld: writing its state: %s "
-		    "(tried again)", (long long)op->id, op->error);
-		TAILQ_INSERT_TAIL(&outbox_retry_ops, op, entry);
-		return;
-	}
+	size_t i;
+
+	for (i = 0; i < op->nsets; i++)
+		free(op->sets[i].errmsg);
+	free(op->sets);
 	free(op);
 }
 
-/* Write m's new state (m is not freed here). */
+static void
+outbox_set_done(struct outbox_op *op)
+{
+	if (op->rc != 0) {
+		log_warnx("outbox: writing the state of %zu message%s: %s "
+		    "(tried again)", op->nsets, op->nsets == 1 ? "" : "s",
+		    op->error);
+		TAILQ_INSERT_TAIL(&outbox_retry_ops, op, entry);
+		return;
+	}
+	outbox_set_free(op);
+}
+
+/* Hand the state changes gathered in this turn of the loop to the writer. */
+static void
+outbox_flush(void)
+{
+	struct outbox_op *op = outbox_sets;
+
+	if (op == NULL)
+		return;
+	outbox_sets = NULL;
+	outbox_db_submit(op);
+}
+
+static void
+outbox_flush_cb(evutil_socket_t fd, short events, void *arg)
+{
+	(void)fd;
+	(void)events;
+	(void)arg;
+	outbox_flush();
+}
+
+/*
+ * Write m's new state (m is not freed here). The changes of one turn of the
+ * loop go to the writer as one operation, once the turn's other callbacks
+ * have run: one lock and one wakeup for all of them, not one per message.
+ */
 static void
 outbox_set(struct outbox_msg *m, int state, int attempts, time_t next_at,
     const char *code, long errcode, const char *errmsg)
 {
-	struct outbox_op *op;
+	struct outbox_op *op = outbox_sets;
+	struct outbox_set *set;
 
-	op = xcalloc(1, sizeof *op);
-	op->type = OUTBOX_OP_SET;
-	op->now = clock_now();
-	op->id = m->id;
-	op->state = state;
-	op->attempts = attempts;
-	op->uncertain = m->uncertain;
-	op->next_at = next_at;
-	if (code != NULL) {
-		snprintf(op->code, sizeof op->code, "%s", code);
-		op->errcode = errcode;
-		snprintf(op->errmsg, sizeof op->errmsg, "%s",
-		    errmsg != NULL ? errmsg : "");
+	if (op == NULL) {
+		op = outbox_sets = xcalloc(1, sizeof *op);
+		op->type = OUTBOX_OP_SET;
+		op->now = clock_now();
+		op->done = outbox_set_done;
+		outbox_sets_cap = 0;
+		event_active(outbox_flush_ev, EV_TIMEOUT, 0);
 	}
-	op->done = outbox_set_done;
-	outbox_db_submit(op);
+	if (op->nsets == outbox_sets_cap) {
+		outbox_sets_cap = outbox_sets_cap == 0 ? 16 :
+		    outbox_sets_cap * 2;
+		op->sets = xreallocarray(op->sets, outbox_sets_cap,
+		    sizeof *op->sets);
+	}
+	set = &op->sets[op->nsets++];
+	memset(set, 0, sizeof *set);
+	set->id = m->id;
+	set->state = state;
+	set->attempts = attempts;
+	set->uncertain = m->uncertain;
+	set->next_at = next_at;
+	if (code != NULL) {
+		snprintf(set->code, sizeof set->code, "%s", code);
+		set->errcode = errcode;
+		set->errmsg = xstrndup(errmsg != NULL ? errmsg : "",
+		    OUTBOX_ERRMSG_MAX);
+	}
+	if (op->nsets == OUTBOX_SETS_MAX)
+		outbox_flush();
 }
 
 /* m is out of memory: free its slot and maybe claim more for its app. */
@@ -329,6 +407,8 @@ outbox_msg_free(struct outbox_msg *m)
 {
 	struct outbox_app *a = m->app;
 
+	if (m->sending)
+		a->nsending--;
 	a->claimed--;
 	outbox_claimed--;
 	message_free(&m->msg);
@@ -336,6 +416,7 @@ outbox_msg_free(struct outbox_msg *m)
 	free(m);
 	if (a->more || a->depth > a->claimed)
 		outbox_app_due(a);
+	outbox_feed(a);
 }
 
 /* m reached a final state. */
@@ -476,12 +557,64 @@ outbox_sent(void *arg, const struct send_result *r)
 	}
 }
 
-/* Start the delivery of one claimed row. */
+/* Start the delivery of m (off the ready list). */
 static void
-outbox_start(struct outbox_app *a, struct outbox_claimed *c)
+outbox_start(struct outbox_app *a, struct outbox_msg *m)
+{
+	struct cred *cred;
+	time_t now = clock_now();
+
+	cred = cred_find(a->appid);
+	if (cred == NULL || cred_removed(cred) ||
+	    cred_kind(cred) == CRED_COMPONENT || !cred_usable(cred)) {
+		/* Not sent: back to the queue until the credential works. */
+		a->blocked_until = now + OUTBOX_CRED_POLL;
+		if (cred != NULL && !cred_removed(cred) && !cred_usable(cred))
+			cred_wanted(cred);
+		outbox_requeue(m, m->attempts, now);
+		return;
+	}
+	m->sending = 1;
+	a->nsending++;
+	send_background(cred, &m->msg, outbox_sent, m);
+}
+
+/*
+ * Hand a's claimed messages to send.c, keeping at most two rounds of
+ * max_inflight there: its lane never runs dry, and nothing waits in it long
+ * enough for send_timeout to pass. While a is paused or blocked (or the
+ * daemon stops) they go back to the queue unattempted.
+ */
+static void
+outbox_feed(struct outbox_app *a)
 {
 	struct outbox_msg *m;
-	struct cred *cred;
+	time_t now = clock_now();
+
+	if (a->feeding)
+		return;		/* a done callback inside send_background */
+	a->feeding = 1;
+	while ((m = TAILQ_FIRST(&a->ready)) != NULL) {
+		if (wx_stopping || now < a->paused_until ||
+		    now < a->blocked_until) {
+			TAILQ_REMOVE(&a->ready, m, entry);
+			outbox_requeue(m, m->attempts, a->paused_until > now ?
+			    a->paused_until : now);
+			continue;
+		}
+		if (a->nsending >= outbox_lane_max())
+			break;
+		TAILQ_REMOVE(&a->ready, m, entry);
+		outbox_start(a, m);
+	}
+	a->feeding = 0;
+}
+
+/* Take one claimed row into memory, on a's ready list. */
+static void
+outbox_take(struct outbox_app *a, struct outbox_claimed *c)
+{
+	struct outbox_msg *m;
 	time_t now = clock_now();
 
 	m = xcalloc(1, sizeof *m);
@@ -514,17 +647,7 @@ outbox_start(struct outbox_app *a, struct outbox_claimed *c)
 		    "not_after passed");
 		return;
 	}
-	cred = cred_find(a->appid);
-	if (cred == NULL || cred_removed(cred) ||
-	    cred_kind(cred) == CRED_COMPONENT || !cred_usable(cred)) {
-		/* Not sent: back to the queue until the credential works. */
-		a->blocked_until = now + OUTBOX_CRED_POLL;
-		if (cred != NULL && !cred_removed(cred) && !cred_usable(cred))
-			cred_wanted(cred);
-		outbox_requeue(m, m->attempts, now);
-		return;
-	}
-	send_background(cred, &m->msg, outbox_sent, m);
+	TAILQ_INSERT_TAIL(&a->ready, m, entry);
 }
 
 /* A claim is committed: deliver what it returned. */
@@ -550,8 +673,11 @@ outbox_claim_done(struct outbox_op *op)
 	}
 	/* outbox_claimed was reserved when the claim was made. */
 	outbox_claimed -= op->limit;
+	a->feeding = 1;		/* one feed, once all are taken */
 	for (i = 0; i < op->nclaimed; i++)
-		outbox_start(a, &op->claimed[i]);
+		outbox_take(a, &op->claimed[i]);
+	a->feeding = 0;
+	outbox_feed(a);
 	for (i = 0; i < op->nclaimed; i++)
 		free(op->claimed[i].body);
 	free(op->claimed);
@@ -765,6 +891,7 @@ outbox_init(char **cause)
 		return (-1);
 	outbox_open = 1;
 	outbox_pump_ev = event_new(wx_base, -1, 0, outbox_pump_cb, NULL);
+	outbox_flush_ev = event_new(wx_base, -1, 0, outbox_flush_cb, NULL);
 	outbox_tick_ev = event_new(wx_base, -1, EV_PERSIST, outbox_tick_cb,
 	    NULL);
 	event_add(outbox_tick_ev, &tv);
@@ -789,16 +916,26 @@ void
 outbox_shutdown(void)
 {
 	struct outbox_app *a;
+	struct outbox_msg *m;
 	struct outbox_op *op;
 	struct outbox_watch *w;
 	size_t i;
 
 	if (!outbox_open)
 		return;
+	/* Claimed but never attempted: queued again as they were. */
+	TAILQ_FOREACH(a, &outbox_apps, all) {
+		a->feeding = 1;
+		while ((m = TAILQ_FIRST(&a->ready)) != NULL) {
+			TAILQ_REMOVE(&a->ready, m, entry);
+			outbox_requeue(m, m->attempts, clock_now());
+		}
+	}
+	outbox_flush();
 	outbox_db_close();	/* runs the last done callbacks */
 	while ((op = TAILQ_FIRST(&outbox_retry_ops)) != NULL) {
 		TAILQ_REMOVE(&outbox_retry_ops, op, entry);
-		free(op);
+		outbox_set_free(op);
 	}
 	while ((a = TAILQ_FIRST(&outbox_apps)) != NULL) {
 		TAILQ_REMOVE(&outbox_apps, a, all);
@@ -817,23 +954,49 @@ outbox_shutdown(void)
 		event_free(outbox_pump_ev);
 	if (outbox_tick_ev != NULL)
 		event_free(outbox_tick_ev);
-	outbox_pump_ev = outbox_tick_ev = NULL;
+	if (outbox_flush_ev != NULL)
+		event_free(outbox_flush_ev);
+	outbox_pump_ev = outbox_tick_ev = outbox_flush_ev = NULL;
 	outbox_open = 0;
 }
 
-/* Answer an enqueue busy (retryable), and its key's waiting repeats. */
+/* Free an enqueue request's state (answered or not). */
+static void
+outbox_enqueue_free(struct outbox_enqueue *q)
+{
+	size_t i;
+
+	for (i = 0; i < q->n; i++)
+		message_free(&q->msgs[i]);
+	free(q->msgs);
+	free(q->ids);
+	free(q->idems);
+	free(q->items);
+	free(q->pos);
+	free(q->consents);
+	free(q);
+}
+
+/*
+ * Answer an enqueue busy (retryable): its new keys are forgotten (nothing
+ * was queued), and their waiting repeats hear the same.
+ */
 static void
 outbox_busy(struct outbox_enqueue *q, const char *field, const char *why)
 {
 	struct rpc_error e;
+	size_t i;
 
 	memset(&e, 0, sizeof e);
 	e.code = "busy";
 	e.retryable = 1;
 	e.field = field;
 	e.message = why;
-	if (q->idem != NULL)
-		idem_finish_error(q->idem, &e);	/* forgotten: not final */
+	for (i = 0; i < q->n; i++) {
+		if (q->idems[i] != NULL)
+			idem_finish_error(q->idems[i], &e);
+		q->idems[i] = NULL;
+	}
 	rpc_reply_error(q->req, &e);
 }
 
@@ -843,6 +1006,7 @@ outbox_no_consent(struct outbox_enqueue *q, size_t i)
 {
 	struct rpc_error e;
 	char field[32], msg[160];
+	size_t j;
 
 	snprintf(field, sizeof field, "messages.%zu", i);
 	snprintf(msg, sizeof msg, "%s%sno unspent consent of this user for "
@@ -852,9 +1016,30 @@ outbox_no_consent(struct outbox_enqueue *q, size_t i)
 	e.code = "no_consent";
 	e.field = q->batch ? field : NULL;
 	e.message = msg;
-	if (q->idem != NULL)
-		idem_finish_error(q->idem, &e);
+	for (j = 0; j < q->n; j++) {
+		if (q->idems[j] != NULL)
+			idem_finish_error(q->idems[j], &e);	/* forgotten */
+		q->idems[j] = NULL;
+	}
 	rpc_reply_error(q->req, &e);
+}
+
+/* Answer an enqueue whose messages are all on disk: {id} or {ids}. */
+static void
+outbox_enqueue_reply(struct outbox_enqueue *q)
+{
+	msgpack_packer *pk;
+	size_t i;
+
+	pk = rpc_reply_begin(q->req, 1);
+	if (q->batch) {
+		rpc_pack_str(pk, "ids");
+		msgpack_pack_array(pk, q->n);
+		for (i = 0; i < q->n; i++)
+			msgpack_pack_int64(pk, q->ids[i]);
+	} else
+		rpc_pack_kv_int(pk, "id", q->ids[0]);
+	rpc_reply_end(q->req);
 }
 
 /* An enqueue's messages are on disk (or not): answer it. */
@@ -862,52 +1047,38 @@ static void
 outbox_enqueue_done(struct outbox_op *op)
 {
 	struct outbox_enqueue *q = op->arg;
+	struct outbox_item *it;
 	struct outbox_app *a;
-	msgpack_packer *pk;
-	size_t i;
+	size_t i, k;
 
-	outbox_inserting -= (int64_t)q->n;
-	if (op->rc == 0 && q->req->client != NULL) {
-		for (i = 0; i < q->n; i++) {
-			if (q->items[i].watch)
-				outbox_watch_add(q->items[i].id,
-				    q->req->client->id);
-		}
-	}
+	outbox_inserting -= (int64_t)q->nitems;
 	if (op->rc != 0) {
-		log_warnx("outbox: queueing %zu message%s: %s", q->n,
-		    q->n == 1 ? "" : "s", op->error);
-		outbox_consent_unqueue(q->msgs, q->n, q->consents);
+		log_warnx("outbox: queueing %zu message%s: %s", q->nitems,
+		    q->nitems == 1 ? "" : "s", op->error);
+		outbox_consent_unqueue(q->msgs, q->pos, q->nitems,
+		    q->consents);
 		outbox_busy(q, NULL, "the outbox cannot write to disk now; "
 		    "nothing was queued");
-	} else {
-		if (q->idem != NULL)
-			idem_finish_queued(q->idem, q->items[0].id);
-		for (i = 0; i < q->n; i++) {
-			a = outbox_app_get(q->msgs[i].appid, 1);
-			outbox_app_uid(a, q->items[i].uid);
-			a->depth++;
-			outbox_total++;
-			outbox_app_due(a);
-		}
-		if (q->batch) {
-			pk = rpc_reply_begin(q->req, 1);
-			rpc_pack_str(pk, "ids");
-			msgpack_pack_array(pk, q->n);
-			for (i = 0; i < q->n; i++)
-				msgpack_pack_int64(pk, q->items[i].id);
-		} else {
-			pk = rpc_reply_begin(q->req, 1);
-			rpc_pack_kv_int(pk, "id", q->items[0].id);
-		}
-		rpc_reply_end(q->req);
+		outbox_enqueue_free(q);
+		return;
 	}
-	for (i = 0; i < q->n; i++)
-		message_free(&q->msgs[i]);
-	free(q->msgs);
-	free(q->items);
-	free(q->consents);
-	free(q);
+	for (k = 0; k < q->nitems; k++) {
+		it = &q->items[k];
+		i = q->pos[k];
+		q->ids[i] = it->id;
+		if (q->idems[i] != NULL)
+			idem_finish_queued(q->idems[i], it->id);
+		q->idems[i] = NULL;
+		if (it->watch && q->req->client != NULL)
+			outbox_watch_add(it->id, q->req->client->id);
+		a = outbox_app_get(it->appid, 1);
+		outbox_app_uid(a, it->uid);
+		a->depth++;
+		outbox_total++;
+		outbox_app_due(a);
+	}
+	outbox_enqueue_reply(q);
+	outbox_enqueue_free(q);
 }
 
 /*
@@ -916,8 +1087,7 @@ outbox_enqueue_done(struct outbox_op *op)
  */
 static int
 outbox_parse(struct request *req, const msgpack_object *params,
-    const char *where, int batch, struct message *msg, time_t *not_after,
-    int *watch)
+    const char *where, struct message *msg, time_t *not_after, int *watch)
 {
 	msgpack_object copy;
 	msgpack_object_kv kv[MESSAGE_KEYS_MAX + 2];
@@ -970,12 +1140,6 @@ outbox_parse(struct request *req, const msgpack_object *params,
 		rpc_reply_error(req, &e);
 		return (-1);
 	}
-	if (msg->idempotency_key != NULL && batch) {
-		message_free(msg);
-		rpc_reply_errorx(req, "invalid_request", 0, "idempotency_key",
-		    "an idempotency_key needs the single form of enqueue");
-		return (-1);
-	}
 	c = cred_find(msg->appid);
 	if (c == NULL || cred_removed(c) || cred_kind(c) == CRED_COMPONENT) {
 		message_free(msg);
@@ -992,6 +1156,105 @@ outbox_parse(struct request *req, const msgpack_object *params,
 	return (0);
 }
 
+/* Whether two messages carry the same key (of the same appid). */
+static int
+outbox_key_same(const struct message *a, const struct message *b)
+{
+	return (strcmp(a->appid, b->appid) == 0 &&
+	    strcmp(a->idempotency_key, b->idempotency_key) == 0);
+}
+
+/* Order of keyed messages (their indexes) by appid, key, then index. */
+static const struct message *outbox_sort_msgs;
+
+static int
+outbox_key_cmp(const void *x, const void *y)
+{
+	size_t i = *(const size_t *)x, j = *(const size_t *)y;
+	const struct message *a = &outbox_sort_msgs[i];
+	const struct message *b = &outbox_sort_msgs[j];
+	int c;
+
+	if ((c = strcmp(a->appid, b->appid)) != 0)
+		return (c);
+	if ((c = strcmp(a->idempotency_key, b->idempotency_key)) != 0)
+		return (c);
+	return (i < j ? -1 : i > j);
+}
+
+/*
+ * The keys of a batch, checked before anything is written: a key twice in
+ * the batch, or used before for another message, refuses the batch; one
+ * whose first enqueue is still being committed makes it busy (retryable). A
+ * key queued before gives its message that id, and the message is not
+ * queued again. Then every new key is remembered (pending until the commit).
+ * 0, or -1 with the request answered.
+ */
+static int
+outbox_batch_keys(struct outbox_enqueue *q)
+{
+	struct request *req = q->req;
+	uint32_t uid = (uint32_t)req->client->peer.uid;
+	size_t *order, *first, i, j, nk = 0;
+	char field[48];
+	int64_t id;
+
+	order = xreallocarray(NULL, q->n, sizeof *order);
+	first = xreallocarray(NULL, q->n, sizeof *first);
+	for (i = 0; i < q->n; i++) {
+		first[i] = i;
+		if (q->msgs[i].idempotency_key != NULL)
+			order[nk++] = i;
+	}
+	outbox_sort_msgs = q->msgs;
+	qsort(order, nk, sizeof *order, outbox_key_cmp);
+	/* A key's messages are adjacent, the first of the batch first. */
+	for (j = 1; j < nk; j++) {
+		if (outbox_key_same(&q->msgs[order[j - 1]], &q->msgs[order[j]]))
+			first[order[j]] = first[order[j - 1]];
+	}
+	free(order);
+	for (i = 0; i < q->n; i++) {
+		if (q->msgs[i].idempotency_key == NULL)
+			continue;
+		snprintf(field, sizeof field, "messages.%zu.idempotency_key",
+		    i);
+		if (first[i] != i) {
+			rpc_reply_errorx(req, "invalid_request", 0, field,
+			    "%s repeats the idempotency_key of messages.%zu",
+			    field, first[i]);
+			free(first);
+			return (-1);
+		}
+		switch (idem_look_salted(uid, &q->msgs[i], "enqueue", &id)) {
+		case IDEM_LOOK_NEW:
+			break;
+		case IDEM_LOOK_QUEUED:
+			q->ids[i] = id;
+			break;
+		case IDEM_LOOK_PENDING:
+			rpc_reply_errorx(req, "busy", 1, field, "an enqueue with "
+			    "this idempotency_key is being committed; nothing "
+			    "was queued: repeat the batch");
+			free(first);
+			return (-1);
+		case IDEM_LOOK_OTHER:
+			rpc_reply_errorx(req, "invalid_request", 0, field,
+			    "this idempotency_key was used for a different "
+			    "message in the last 24 hours");
+			free(first);
+			return (-1);
+		}
+	}
+	free(first);
+	for (i = 0; i < q->n; i++) {
+		if (q->msgs[i].idempotency_key != NULL && q->ids[i] == 0)
+			q->idems[i] = idem_add_salted(uid, &q->msgs[i],
+			    "enqueue");
+	}
+	return (0);
+}
+
 /*
  * enqueue: check every message as send would, then hand them to the writer;
  * the answer ({id} or {ids}) comes once they are committed.
@@ -1003,8 +1266,11 @@ outbox_method_enqueue(struct request *req, const msgpack_object *params)
 	const msgpack_object *one;
 	struct outbox_enqueue *q;
 	struct outbox_item *it;
+	struct message *msg;
 	char where[32];
 	size_t i, n, nwatch;
+	time_t not_after;
+	int watch;
 
 	if (!outbox_open || wx_stopping) {
 		rpc_reply_errorx(req, "unavailable", 1, NULL,
@@ -1028,7 +1294,10 @@ outbox_method_enqueue(struct request *req, const msgpack_object *params)
 	q->req = req;
 	q->batch = list != NULL;
 	q->msgs = xcalloc(n, sizeof *q->msgs);
+	q->ids = xcalloc(n, sizeof *q->ids);
+	q->idems = xcalloc(n, sizeof *q->idems);
 	q->items = xcalloc(n, sizeof *q->items);
+	q->pos = xcalloc(n, sizeof *q->pos);
 	q->consents = xcalloc(n, sizeof *q->consents);
 	for (i = 0; i < n; i++) {
 		one = list != NULL ? &list->via.array.ptr[i] : params;
@@ -1036,44 +1305,64 @@ outbox_method_enqueue(struct request *req, const msgpack_object *params)
 			snprintf(where, sizeof where, "messages.%zu", i);
 		else
 			snprintf(where, sizeof where, "params");
-		it = &q->items[i];
-		if (outbox_parse(req, one, where, list != NULL, &q->msgs[i],
-		    &it->not_after, &it->watch) != 0)
+		if (outbox_parse(req, one, where, &q->msgs[i], &not_after,
+		    &watch) != 0)
 			goto fail;
 		q->n = i + 1;
-		it->appid = q->msgs[i].appid;
-		it->kind = q->msgs[i].kind->name;
-		it->body = q->msgs[i].json;
-		it->len = q->msgs[i].len;
-		it->uid = (uint32_t)req->client->peer.uid;
-		it->consent = &q->consents[i];
+		q->items[i].not_after = not_after;
+		q->items[i].watch = watch;
 	}
-	/* A repeated idempotency_key: answered with the first {id}. */
-	if (q->msgs[0].idempotency_key != NULL &&
-	    idem_begin_salted(req, &q->msgs[0], "enqueue", &q->idem) !=
-	    IDEM_NEW)
+	if (!q->batch) {
+		/* A repeated key: answered with the first {id}, maybe later. */
+		if (idem_begin_salted(req, &q->msgs[0], "enqueue",
+		    &q->idems[0]) != IDEM_NEW)
+			goto fail;
+	} else if (outbox_batch_keys(q) != 0)
 		goto fail;
-	for (i = 0, nwatch = 0; i < n; i++)
-		nwatch += q->items[i].watch != 0;
+	/*
+	 * The messages to write: all but those of keys queued before,
+	 * compacted in place (item k is read at i >= k, before it is written).
+	 */
+	for (i = 0, nwatch = 0; i < n; i++) {
+		if (q->ids[i] != 0)
+			continue;
+		msg = &q->msgs[i];
+		it = &q->items[q->nitems];
+		it->not_after = q->items[i].not_after;
+		it->watch = q->items[i].watch;
+		it->appid = msg->appid;
+		it->kind = msg->kind->name;
+		it->body = msg->json;
+		it->len = msg->len;
+		it->uid = (uint32_t)req->client->peer.uid;
+		it->consent = &q->consents[q->nitems];
+		q->pos[q->nitems++] = i;
+		nwatch += it->watch != 0;
+	}
+	if (q->nitems == 0) {
+		outbox_enqueue_reply(q);	/* every key queued before */
+		goto fail;
+	}
 	if (outbox_nwatches + nwatch > OUTBOX_WATCH_MAX) {
 		outbox_busy(q, "watch", "too many messages are watched now");
 		goto fail;
 	}
-	if (outbox_total + outbox_inserting + (int64_t)n >
+	if (outbox_total + outbox_inserting + (int64_t)q->nitems >
 	    wx_conf->outbox_limit) {
 		outbox_busy(q, NULL, "the outbox is full (outbox_limit)");
 		goto fail;
 	}
 	/* Last: a subscribe_once spends its consent, or nothing is queued. */
-	if (outbox_consent_enqueue(q->msgs, n, q->consents, &i) != 0) {
+	if (outbox_consent_enqueue(q->msgs, q->pos, q->nitems, q->consents,
+	    &i) != 0) {
 		outbox_no_consent(q, i);
 		goto fail;
 	}
-	outbox_inserting += (int64_t)n;
+	outbox_inserting += (int64_t)q->nitems;
 	q->op.type = OUTBOX_OP_INSERT;
 	q->op.now = clock_now();
 	q->op.items = q->items;
-	q->op.n = n;
+	q->op.n = q->nitems;
 	q->op.done = outbox_enqueue_done;
 	q->op.arg = q;
 	/* q->op is the first thing the done callback frees with q. */
@@ -1081,12 +1370,7 @@ outbox_method_enqueue(struct request *req, const msgpack_object *params)
 	return;
 
 fail:
-	for (i = 0; i < q->n; i++)
-		message_free(&q->msgs[i]);
-	free(q->msgs);
-	free(q->items);
-	free(q->consents);
-	free(q);
+	outbox_enqueue_free(q);
 }
 
 /* delivery {id}: a message's state, for the uid that queued it or root. */

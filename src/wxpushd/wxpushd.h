@@ -677,6 +677,17 @@ struct outbox_claimed {
 	time_t		 not_after;
 	struct outbox_consent consent;
 };
+/* One message's next state, in a set operation. */
+struct outbox_set {
+	int64_t		 id;
+	int		 state;
+	int		 attempts;
+	int		 uncertain;
+	time_t		 next_at;
+	char		 code[16];	/* "" for none */
+	long		 errcode;
+	char		*errmsg;	/* allocated with a code, or NULL */
+};
 /* One operation for the writer thread; done runs on the loop afterwards. */
 struct outbox_op {
 	enum outbox_op_type	 type;
@@ -692,14 +703,8 @@ struct outbox_op {
 	size_t			 nuids;
 	struct outbox_claimed	*claimed;	/* claim, expire: out */
 	size_t			 nclaimed;	/* keep: rows deleted */
-	int64_t			 id;		/* set */
-	int			 state;
-	int			 attempts;
-	int			 uncertain;
-	time_t			 next_at;
-	char			 code[16];	/* "" for none */
-	long			 errcode;
-	char			 errmsg[256];
+	struct outbox_set	*sets;		/* set: the state changes */
+	size_t			 nsets;
 	void			(*done)(struct outbox_op *);
 	void			*arg;
 	TAILQ_ENTRY(outbox_op)	 entry;
@@ -729,13 +734,14 @@ int	 outbox_db_consents(void (*)(const char *,
 	    const struct outbox_consent *));
 
 /* outbox-consent.c: the consents queued subscribe_once messages hold. */
-int	 outbox_consent_enqueue(struct message *, size_t,
+int	 outbox_consent_enqueue(struct message *, const size_t *, size_t,
 	    struct outbox_consent *, size_t *);
-void	 outbox_consent_unqueue(struct message *, size_t,
+void	 outbox_consent_unqueue(struct message *, const size_t *, size_t,
 	    const struct outbox_consent *);
 void	 outbox_consent_final(const char *, const struct outbox_consent *,
 	    int, long, int);
 int	 outbox_consent_init(void);
+void	 outbox_db_set_lazy(long);
 
 /* outbox.c: enqueue, delivery and outbox methods, and the scheduler. */
 int	 outbox_init(char **);
@@ -1038,6 +1044,12 @@ enum idem_begin	 idem_begin_salted(struct request *, const struct message *,
 	    const char *, struct idem **);
 enum idem_begin	 idem_begin_shared(struct request *, const struct message *,
 	    struct idem **, idem_resume_cb, void *);
+enum idem_look { IDEM_LOOK_NEW, IDEM_LOOK_QUEUED, IDEM_LOOK_PENDING,
+	IDEM_LOOK_OTHER };
+enum idem_look	 idem_look_salted(uint32_t, const struct message *,
+	    const char *, int64_t *);
+struct idem	*idem_add_salted(uint32_t, const struct message *,
+	    const char *);
 void	 idem_finish_ok(struct idem *, int, int64_t);
 void	 idem_finish_queued(struct idem *, int64_t);
 void	 idem_finish_error(struct idem *, const struct rpc_error *);

@@ -4,8 +4,10 @@
  * 45011 pauses the appid until retry_after without counting the attempt, a
  * final refusal ends it, a batch is committed whole, a message claimed by a
  * run that died is attempted again as uncertain, its 43101 then counting as
- * delivered, and callers of one appid get fair shares. The writer thread is real: each step runs the loop until the
- * commit is back.
+ * delivered, callers of one appid get fair shares, state changes are
+ * written in few operations and transactions, and send.c gets no more than
+ * two rounds of an appid's messages at a time. The writer thread is real:
+ * each step runs the loop until the commit is back.
  */
 #include "config.h"
 
@@ -324,8 +326,8 @@ test_uncertain(struct cred *c)
 
 /*
  * Fair between callers: uid 0 queues 40 messages, then uid 1234 one; the
- * first claim (8: half the window of max_inflight 1) takes uid 1234's among
- * them, not only uid 0's oldest.
+ * first claim (4: a quarter of the window of max_inflight 1) takes uid
+ * 1234's among them, not only uid 0's oldest.
  */
 static void
 test_callers(struct cred *c)
@@ -366,6 +368,93 @@ test_callers(struct cred *c)
 	conf.max_inflight = 4;
 }
 
+static int
+four_pending(void)
+{
+	return (fake_pending(SUBSCRIBE) == 4);
+}
+
+/*
+ * The state changes of one turn of the loop are one operation for the
+ * writer, and a few of them wait for more (here: a minute) instead of
+ * costing a transaction and an fsync each.
+ */
+static void
+test_states_batched(struct cred *c)
+{
+	const char *delivered = "{\"errcode\":0,\"errmsg\":\"ok\"}";
+	uint64_t c0, o0, c1, o1;
+	int i;
+
+	do_enqueue(cred_appid(c), 8, 0);
+	ok(wait_state(56, OUTBOX_QUEUED), "8 queued (ids 49-56)");
+	cred_refresh(c, 0);
+	if (run_until(stable_pending))
+		give_token("T2");
+	ok(run_until(four_pending), "4 in flight (max_inflight)");
+	ok(wait_state(56, OUTBOX_SENDING), "all 8 claimed");
+	outbox_db_set_lazy(60000);
+	outbox_db_counts(&c0, &o0);
+	for (i = 0; i < 4; i++)	/* in one turn of the loop */
+		fake_answer(fake_first(SUBSCRIBE), delivered);
+	run_for(300);
+	fake_answer(fake_first(SUBSCRIBE), delivered);	/* another turn */
+	run_for(300);
+	outbox_db_counts(&c1, &o1);
+	is_int((int)(c1 - c0), 0, "5 deliveries: no transaction yet");
+	is_int(row_of(49).state, OUTBOX_SENDING, "49 still sending on disk");
+	outbox_db_set_lazy(0);
+	ok(wait_state(53, OUTBOX_DELIVERED), "then 49-53 are delivered");
+	outbox_db_counts(&c1, &o1);
+	is_int((int)(c1 - c0), 1, "in one transaction");
+	is_int((int)(o1 - o0), 2, "of two operations: one per turn");
+	ok(row_of(49).state == OUTBOX_DELIVERED &&
+	    row_of(52).state == OUTBOX_DELIVERED, "49 and 52 too");
+	outbox_db_set_lazy(20);
+	while (run_until(subscribe_pending))
+		fake_answer(fake_first(SUBSCRIBE), delivered);
+	ok(wait_state(56, OUTBOX_DELIVERED), "and the rest");
+}
+
+/*
+ * The outbox hands send.c at most two rounds of max_inflight (4): when 45011
+ * pauses the appid, the rest of its claimed messages go back to the queue
+ * unattempted instead of each being refused by WeChat.
+ */
+static void
+test_lane_bounded(struct cred *c)
+{
+	struct outbox_row row;
+	int64_t id;
+	int n = 0, attempted = 0, maxpending = 0;
+
+	do_enqueue(cred_appid(c), 40, 0);
+	ok(wait_state(96, OUTBOX_SENDING) || wait_state(96, OUTBOX_QUEUED),
+	    "40 queued (ids 57-96)");
+	run_for(300);
+	while (run_until(subscribe_pending)) {
+		if ((int)fake_pending(SUBSCRIBE) > maxpending)
+			maxpending = (int)fake_pending(SUBSCRIBE);
+		fake_answer(fake_first(SUBSCRIBE), "{\"errcode\":45011}");
+		n++;
+	}
+	ok(maxpending <= 4, "at most max_inflight upstream (%d)", maxpending);
+	ok(n >= 1 && n <= 8, "45011: %d attempts, not 40 (at most two rounds "
+	    "of max_inflight were with send.c)", n);
+	ok(wait_state(96, OUTBOX_QUEUED), "the rest are queued again");
+	for (id = 57; id <= 96; id++) {
+		row = row_of(id);
+		attempted += row.state == OUTBOX_QUEUED && row.attempts == 0;
+	}
+	is_int(attempted, 40, "all 40 queued, no attempt counted");
+	clock_set(t0 + 400);
+	while (run_until(subscribe_pending))
+		fake_answer(fake_first(SUBSCRIBE),
+		    "{\"errcode\":0,\"errmsg\":\"ok\"}");
+	ok(wait_state(96, OUTBOX_DELIVERED) && wait_state(57, OUTBOX_DELIVERED),
+	    "after the pause all are delivered");
+}
+
 int
 main(void)
 {
@@ -381,6 +470,8 @@ main(void)
 	test_batch(c);
 	test_uncertain(c);
 	test_callers(cred_find(accounts[2].appid));
+	test_states_batched(cred_find(accounts[1].appid));
+	test_lane_bounded(cred_find(accounts[1].appid));
 	outbox_shutdown();
 	return (tap_done());
 }
