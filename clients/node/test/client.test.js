@@ -258,7 +258,16 @@ test('enqueue and delivery', async () => {
   assert.equal(d.id, id);
   assert.equal(d.state, 'delivered');
   assert.ok(d.attempts >= 1);
-  assert.equal((await c.enqueueBatch([message(), message()])).length, 2);
+  const ids = await c.enqueueBatch([message(), message()]);
+  assert.equal(ids.length, 2);
+  // Delivered before the test ends: a later test's one-shot fault is its own.
+  for (const i of ids) {
+    for (const end = Date.now() + 20000; Date.now() < end; await sleep(100)) {
+      d = await c.delivery(i);
+      if (d.state !== 'queued' && d.state !== 'sending') break;
+    }
+    assert.equal(d.state, 'delivered');
+  }
   await rejects(c.enqueueBatch([message(), message({ title: '' })]), (e) => assert.equal(e.code, 'invalid_request'));
   c.close();
 });
