@@ -75,6 +75,7 @@ static const struct acl	*authorizer_acl(void *);
 static void		authorizer_ready(struct cred *, void *);
 static void		authorizer_wanted(struct cred *, void *);
 static void		authorizer_revoked(struct cred *, void *);
+static long		authorizer_idle_after(void *);
 static void		authorizer_list_start(struct authorizer_set *);
 static void		authorizer_list_page(struct authorizer_set *);
 static void		authorizer_list_join(struct authorizer *);
@@ -89,6 +90,7 @@ static const struct cred_source authorizer_source = {
 	.ready = authorizer_ready,
 	.wanted = authorizer_wanted,
 	.revoked = authorizer_revoked,
+	.idle_after = authorizer_idle_after,
 };
 
 /* The authorizer behind credential c, or NULL if c is none (or removed). */
@@ -126,6 +128,14 @@ authorizer_component_appid(const struct cred *c)
 	return (a != NULL ? a->set->appid : NULL);
 }
 
+/* authorizer_idle: one unused that long is refreshed only when used again. */
+static long
+authorizer_idle_after(void *data)
+{
+	(void)data;
+	return (wx_conf->authorizer_idle);
+}
+
 static void
 authorizer_stagger_cb(evutil_socket_t fd, short events, void *arg)
 {
@@ -134,7 +144,7 @@ authorizer_stagger_cb(evutil_socket_t fd, short events, void *arg)
 	(void)fd;
 	(void)events;
 	a->staggered = 0;
-	cred_refresh(a->cred, 0);
+	cred_refresh_if_used(a->cred);
 }
 
 static void
@@ -580,7 +590,13 @@ authorizer_set_ready(struct authorizer_set *set)
 	uint32_t n = 0, window, ms, limit;
 
 	TAILQ_FOREACH(a, &set->list, entry) {
-		if (authorizer_waiting(a))
+		if (!authorizer_waiting(a))
+			continue;
+		if (!a->wanted && cred_idle(a->cred)) {
+			/* Unused: no token until a send asks for one. */
+			a->waiting = 0;
+			cred_refresh_if_used(a->cred);
+		} else
 			n++;
 	}
 	if (n == 0)

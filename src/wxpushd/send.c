@@ -607,6 +607,7 @@ send_submit(struct send *s)
 {
 	struct send_lane *l = s->lane;
 
+	cred_use(l->cred);	/* keeps it refreshed; wakes an idle one */
 	if (cred_usable(l->cred) && l->inflight < wx_conf->max_inflight &&
 	    l->nqueue == 0 && (s->done == NULL || l->nbg == 0)) {
 		send_start(s);

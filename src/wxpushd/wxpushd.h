@@ -117,6 +117,9 @@ struct config {
 	char		*api_base;		/* no trailing slash */
 	char		*ca_file;		/* NULL: system CAs */
 	int		 refresh_margin;
+	int		 authorizer_idle;	/* seconds unused before an
+						 * authorizer is not refreshed;
+						 * 0: never */
 	int		 upstream_timeout;
 	int		 send_timeout;
 	int		 max_inflight;
@@ -455,6 +458,8 @@ struct cred_source {
 	void		(*ready)(struct cred *, void *);	/* a new token */
 	void		(*wanted)(struct cred *, void *);	/* a send waits */
 	void		(*revoked)(struct cred *, void *);	/* keep it */
+	/* Seconds unused after which c is not refreshed; 0: always is. */
+	long		(*idle_after)(void *);
 };
 /* How hosts share tokens (none, or redis.c): cred.c's only view of it. */
 struct cred_share {
@@ -510,11 +515,17 @@ const char	*cred_state_name(const struct cred *);
 int	 cred_allows(const struct cred *, const struct peer *);
 int	 cred_refresh_due(const struct cred *, struct timeval *);
 int	 cred_breaker_open(const struct cred *);
+int	 cred_idle(const struct cred *);
+int	 cred_dozing(const struct cred *);
+time_t	 cred_used_at(const struct cred *);
 /* Writers: each a transition of the machine. */
 void	 cred_set_user(struct cred *, void *);
 void	 cred_set_share_data(struct cred *, void *);
 void	 cred_set_data(struct cred *, void *);
 void	 cred_refresh(struct cred *, int);
+void	 cred_refresh_if_used(struct cred *);
+void	 cred_use(struct cred *);
+void	 cred_set_used(struct cred *, time_t);
 void	 cred_cancel(struct cred *);
 void	 cred_got_token(struct cred *, const char *, int);
 void	 cred_token_reply(struct cred *, const struct upstream_reply *);
