@@ -81,6 +81,7 @@ static struct cred		**cred_table;
 static size_t			 cred_tsize, cred_n;
 static cred_listener		 cred_listen;
 static const struct cred_share	*cred_sharing;
+static struct cred		*(*cred_loader)(const char *);
 
 static void	cred_refresh_cb(evutil_socket_t, short, void *);
 static void	cred_reap_cb(evutil_socket_t, short, void *);
@@ -396,6 +397,34 @@ cred_find(const char *appid)
 			return (c);
 	}
 	return (NULL);
+}
+
+/*
+ * Who loads a credential kept in the store rather than in memory (component.c:
+ * idle authorizers); NULL for none.
+ */
+void
+cred_set_loader(struct cred *(*fn)(const char *))
+{
+	cred_loader = fn;
+}
+
+/*
+ * The credential a send or call names: the one in memory, or else one the
+ * loader brings in from the store (one indexed read); NULL if none.
+ */
+struct cred *
+cred_lookup(const char *appid)
+{
+	struct cred *c = cred_find(appid);
+
+	if ((c == NULL || c->removed) && cred_loader != NULL) {
+		struct cred *l = cred_loader(appid);
+
+		if (l != NULL)
+			c = l;
+	}
+	return (c);
 }
 
 /* Every credential, removed ones included, in the order they were added. */

@@ -505,7 +505,7 @@ outbox_start(struct outbox_app *a, struct outbox_claimed *c)
 		    "not_after passed");
 		return;
 	}
-	cred = cred_find(a->appid);
+	cred = cred_lookup(a->appid);
 	if (cred == NULL || cred_removed(cred) ||
 	    cred_kind(cred) == CRED_COMPONENT || !cred_usable(cred)) {
 		/* Not sent: back to the queue until the credential works. */
@@ -937,7 +937,7 @@ outbox_parse(struct request *req, const msgpack_object *params,
 		    "an idempotency_key needs the single form of enqueue");
 		return (-1);
 	}
-	c = cred_find(msg->appid);
+	c = cred_lookup(msg->appid);
 	if (c == NULL || cred_removed(c) || cred_kind(c) == CRED_COMPONENT) {
 		message_free(msg);
 		rpc_reply_errorx(req, "unknown_appid", 0, "appid",

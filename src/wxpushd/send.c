@@ -841,7 +841,7 @@ send_admit(struct send *s)
 	struct cred *c;
 
 	TAILQ_INSERT_TAIL(&send_all, s, all);
-	c = cred_find(s->msg.appid);
+	c = cred_lookup(s->msg.appid);
 	if (c == NULL || cred_removed(c) || cred_kind(c) == CRED_COMPONENT ||
 	    cred_kind(c) == CRED_JSAPI) {
 		memset(&e, 0, sizeof e);

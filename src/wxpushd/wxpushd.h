@@ -482,6 +482,8 @@ void	 cred_remove(struct cred *);
 void	 cred_hold(struct cred *);
 void	 cred_release(struct cred *);
 struct cred	*cred_find(const char *);
+struct cred	*cred_lookup(const char *);
+void	 cred_set_loader(struct cred *(*)(const char *));
 struct cred	*cred_first(void);
 struct cred	*cred_next(const struct cred *);
 /* Readers. */
@@ -754,10 +756,13 @@ void	 httpd_close(struct httpd *);
  * through api_get_authorizer_list, revocation.
  */
 struct authorizer_set;
+struct store_authorizer;
 struct authorizer_set	*authorizer_set_new(struct cred *, struct component_conf *);
 void	 authorizer_set_free(struct authorizer_set *, int);
 void	 authorizer_set_configure(struct authorizer_set *, struct component_conf *);
 void	 authorizer_set_load(struct authorizer_set *);
+struct cred	*authorizer_set_load_row(struct authorizer_set *,
+	    const struct store_authorizer *);
 void	 authorizer_set_ready(struct authorizer_set *);
 void	 authorizer_set_sync(struct authorizer_set *);
 int	 authorizer_install(struct authorizer_set *, const char *, const char *,
@@ -883,6 +888,7 @@ struct store_authorizer {
 	char		 refresh_token[WX_TOKEN_MAX + 1];
 	int		 revoked;
 	time_t		 updated_at;
+	time_t		 last_used;	/* a send; only ever moves forward */
 };
 int	 store_open(const char *, char **);
 void	 store_close(void);
@@ -895,6 +901,10 @@ int	 store_authorizer_load(const char *, struct store_authorizer *);	/* by appid
 int	 store_authorizer_foreach(const char *,
 	    int (*)(const struct store_authorizer *, void *), void *);
 	    /* 0 all visited, the callback's non-zero value, or -1 */
+int	 store_authorizer_foreach_used(const char *, time_t,
+	    int (*)(const struct store_authorizer *, void *), void *);
+int	 store_authorizer_count(const char *, time_t, uint64_t *, uint64_t *);
+int	 store_authorizer_touch(const char *, time_t);
 int	 store_integrity_check(char **);	/* 0 "ok", or -1 and a cause */
 int	 store_synchronous(void);	/* PRAGMA synchronous now: 0..3, or -1 */
 /* The last component event applied for a subject ("": the ticket). */
