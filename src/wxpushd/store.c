@@ -1111,6 +1111,7 @@ out:
  */
 static int
 store_authorizer_scan(const char *component_appid, int active, time_t since,
+    const char *from, size_t max,
     int (*cb)(const struct store_authorizer *, void *), void *arg)
 {
 	sqlite3_stmt		*stmt;
@@ -1118,7 +1119,7 @@ store_authorizer_scan(const char *component_appid, int active, time_t since,
 	sqlite3_int64		 after_used = 0;
 	struct store_authorizer	*rows;
 	char			 appid[WX_APPID_MAX + 1];
-	size_t			 n, seen, i;
+	size_t			 n, seen, i, visited = 0, chunk;
 	int			 rc, ret = 0, bad;
 
 	if (!store_appid_ok(component_appid)) {
@@ -1131,6 +1132,8 @@ store_authorizer_scan(const char *component_appid, int active, time_t since,
 	stmt = store_stmts[active ? STORE_AUTH_ACTIVE : STORE_AUTH_LIST];
 	rows = xcalloc(STORE_CHUNK, sizeof *rows);
 	for (;;) {
+		chunk = max != 0 && max - visited < STORE_CHUNK ?
+		    max - visited : STORE_CHUNK;
 		bad = sqlite3_bind_text(stmt, 1, component_appid, -1,
 		    SQLITE_STATIC) != SQLITE_OK;
 		if (active)
@@ -1140,12 +1143,13 @@ store_authorizer_scan(const char *component_appid, int active, time_t since,
 			    (after == NULL ?
 			    sqlite3_bind_text(stmt, 4, "", 0, SQLITE_STATIC) :
 			    sqlite3_bind_value(stmt, 4, after)) != SQLITE_OK ||
-			    sqlite3_bind_int(stmt, 5, STORE_CHUNK) != SQLITE_OK;
+			    sqlite3_bind_int(stmt, 5, (int)chunk) != SQLITE_OK;
 		else
 			bad = bad || (after == NULL ?
-			    sqlite3_bind_text(stmt, 2, "", 0, SQLITE_STATIC) :
+			    sqlite3_bind_text(stmt, 2, from, -1,
+			    SQLITE_STATIC) :
 			    sqlite3_bind_value(stmt, 2, after)) != SQLITE_OK ||
-			    sqlite3_bind_int(stmt, 3, STORE_CHUNK) != SQLITE_OK;
+			    sqlite3_bind_int(stmt, 3, (int)chunk) != SQLITE_OK;
 		if (bad) {
 			log_warnx("store: listing authorizers of %s: %s",
 			    component_appid, sqlite3_errmsg(store_db));
@@ -1187,7 +1191,8 @@ store_authorizer_scan(const char *component_appid, int active, time_t since,
 			if ((ret = cb(&rows[i], arg)) != 0)
 				goto out;
 		}
-		if (seen < STORE_CHUNK)
+		visited += seen;
+		if (seen < chunk || (max != 0 && visited >= max))
 			break;
 	}
 
@@ -1202,7 +1207,19 @@ int
 store_authorizer_foreach(const char *component_appid,
     int (*cb)(const struct store_authorizer *, void *), void *arg)
 {
-	return (store_authorizer_scan(component_appid, 0, 0, cb, arg));
+	return (store_authorizer_scan(component_appid, 0, 0, "", 0, cb, arg));
+}
+
+/*
+ * At most max authorizers of a component after appid from ("": the first),
+ * in appid order: a page of status (see above).
+ */
+int
+store_authorizer_page(const char *component_appid, const char *from,
+    size_t max, int (*cb)(const struct store_authorizer *, void *), void *arg)
+{
+	return (store_authorizer_scan(component_appid, 0, 0, from, max, cb,
+	    arg));
 }
 
 /* The authorizers of a component used at or after since (see above). */
@@ -1210,7 +1227,8 @@ int
 store_authorizer_foreach_used(const char *component_appid, time_t since,
     int (*cb)(const struct store_authorizer *, void *), void *arg)
 {
-	return (store_authorizer_scan(component_appid, 1, since, cb, arg));
+	return (store_authorizer_scan(component_appid, 1, since, "", 0, cb,
+	    arg));
 }
 
 /* Record that an authorizer was used at (never moving back); 0 or -1. */

@@ -904,6 +904,8 @@ int	 store_authorizer_foreach(const char *,
 int	 store_authorizer_foreach_used(const char *, time_t,
 	    int (*)(const struct store_authorizer *, void *), void *);
 int	 store_authorizer_count(const char *, time_t, uint64_t *, uint64_t *);
+int	 store_authorizer_page(const char *, const char *, size_t,
+	    int (*)(const struct store_authorizer *, void *), void *);
 int	 store_authorizer_touch(const char *, time_t);
 int	 store_integrity_check(char **);	/* 0 "ok", or -1 and a cause */
 int	 store_synchronous(void);	/* PRAGMA synchronous now: 0..3, or -1 */
