@@ -28,6 +28,7 @@
 #define AUTHORIZER_SPREAD_MAX	60000	/* ms over which waiting authorizers start */
 #define AUTHORIZER_SPREAD_RATE	100	/* ... at about this many per second */
 #define AUTHORIZER_RTWAIT_SECS	5	/* Redis silent that long: walk the list */
+#define AUTHORIZER_FLUSH_SECS	5	/* uses written together, this often */
 
 /* How a revocation is kept: committed and shared, or known already. */
 #define AUTHORIZER_REVOKE_COMMIT	0	/* ours: store it, share it */
@@ -46,6 +47,9 @@ struct authorizer_set {
 	uint64_t		 list_gen;	/* the component token it used */
 	int			 list_offset;
 	int			 list_pages;
+
+	struct event		*flush;		/* write the uses to the store */
+	unsigned int		 touched;	/* authorizers with a use to write */
 };
 
 /* An authorizer: what its credential's source keeps. */
@@ -65,6 +69,7 @@ struct authorizer {
 	int			 wanted;	/* a send waited for a token */
 	int			 revoke_how;	/* AUTHORIZER_REVOKE_* of the next one */
 	time_t			 used_saved;	/* the last use the store has */
+	int			 touched;	/* a newer use waits for the flush */
 	struct event		*stagger;	/* the spread first refresh */
 	struct event		*rtwait_timer;	/* Redis did not answer: the list */
 	TAILQ_ENTRY(authorizer)	 entry;
@@ -188,6 +193,8 @@ authorizer_free(struct authorizer *a, int stopping)
 {
 	TAILQ_REMOVE(&a->set->list, a, entry);
 	a->set->n--;
+	if (a->touched && a->set->touched > 0)
+		a->set->touched--;
 	event_free(a->stagger);
 	event_free(a->rtwait_timer);
 	free(a->permissions);
@@ -199,20 +206,65 @@ authorizer_free(struct authorizer *a, int stopping)
 	free(a);
 }
 
+/* Write a's last use to the store now (in a flush's batch); 0 or -1. */
+static int
+authorizer_touch_now(struct authorizer *a)
+{
+	time_t used = cred_used_at(a->cred);
+
+	a->touched = 0;
+	if (used <= a->used_saved)
+		return (0);
+	if (store_authorizer_touch(cred_appid(a->cred), used) != 0)
+		return (-1);
+	a->used_saved = used;
+	return (0);
+}
+
+/* Write every waiting use of the set in one transaction (no fsync each). */
+static void
+authorizer_flush(struct authorizer_set *set)
+{
+	struct authorizer *a;
+	int batch;
+
+	if (set->touched == 0)
+		return;
+	batch = store_batch_begin() == 0;
+	TAILQ_FOREACH(a, &set->list, entry) {
+		if (a->touched && authorizer_touch_now(a) != 0)
+			log_warnx("%s: could not store its last use",
+			    cred_appid(a->cred));
+	}
+	if (batch)
+		store_batch_end(1);
+	set->touched = 0;
+}
+
+static void
+authorizer_flush_cb(evutil_socket_t fd, short events, void *arg)
+{
+	(void)fd;
+	(void)events;
+	authorizer_flush(arg);
+}
+
 /*
- * Tell the store when a was last used, if it does not know yet: written at
- * refresh time and at a stop, never on the send path. A start loads only the
- * authorizers used within authorizer_idle.
+ * a was refreshed: its last use goes to the store with the next flush, so
+ * that a start loads the authorizers used within authorizer_idle. Written
+ * behind, in batches: never on the send path, and no commit of its own
+ * between a token and the send waiting for it.
  */
 static void
 authorizer_touch(struct authorizer *a)
 {
-	time_t used = cred_used_at(a->cred);
+	struct timeval tv = { AUTHORIZER_FLUSH_SECS, 0 };
 
-	if (used <= a->used_saved)
+	if (a->touched || cred_used_at(a->cred) <= a->used_saved)
 		return;
-	if (store_authorizer_touch(cred_appid(a->cred), used) == 0)
-		a->used_saved = used;
+	a->touched = 1;
+	if (a->set->touched++ == 0)
+		evtimer_add(a->set->flush, &tv);
 }
 
 /* Replace a's refresh token (committed already). */
@@ -1084,6 +1136,7 @@ authorizer_set_new(struct cred *parent, struct component_conf *conf)
 	set->parent = parent;
 	set->conf = conf;
 	TAILQ_INIT(&set->list);
+	set->flush = evtimer_new(wx_base, authorizer_flush_cb, set);
 	return (set);
 }
 
@@ -1103,20 +1156,22 @@ authorizer_set_free(struct authorizer_set *set, int stopping)
 {
 	struct authorizer *a;
 
-	int batch;
-
 	if (set->list_call != NULL)
 		upstream_cancel(set->list_call);
 	if (stopping) {
-		/* The uses since the last refresh, for the next start. */
-		batch = store_batch_begin() == 0;
-		TAILQ_FOREACH(a, &set->list, entry)
-			authorizer_touch(a);
-		if (batch)
-			store_batch_end(1);
+		/* Every use since the last refresh, for the next start. */
+		TAILQ_FOREACH(a, &set->list, entry) {
+			if (!a->touched &&
+			    cred_used_at(a->cred) > a->used_saved) {
+				a->touched = 1;
+				set->touched++;
+			}
+		}
+		authorizer_flush(set);
 	}
 	while ((a = TAILQ_FIRST(&set->list)) != NULL)
 		authorizer_free(a, stopping);
+	event_free(set->flush);
 	free(set);
 }
 

@@ -94,14 +94,22 @@ static const char *store_sql[STORE_NQUERIES] = {
 	    " last_used FROM authorizers WHERE component_appid = ?1"
 	    " AND appid > ?2 ORDER BY appid LIMIT ?3",
 	/*
-	 * The ones used since ?2, paged on (last_used, appid): the
-	 * authorizers_used index reads only them, however many are idle.
+	 * The ones used since ?2, paged on (last_used, appid) after (?3, ?4):
+	 * the authorizers_used index reads only them, however many are idle.
+	 * Two index ranges merged, the rest of ?3's second then later ones:
+	 * a row value "(last_used, appid) > (?3, ?4)" ranges on last_used
+	 * alone, and rescans every row of a tie (a quadratic start when
+	 * 100,000 share one last_used).
 	 */
 	[STORE_AUTH_ACTIVE] =
 	    "SELECT component_appid, appid, refresh_token, revoked, updated_at,"
 	    " last_used FROM authorizers WHERE component_appid = ?1"
-	    " AND last_used >= ?2 AND (last_used, appid) > (?3, ?4)"
-	    " ORDER BY last_used, appid LIMIT ?5",
+	    " AND last_used = ?3 AND last_used >= ?2 AND appid > ?4"
+	    " UNION ALL"
+	    " SELECT component_appid, appid, refresh_token, revoked, updated_at,"
+	    " last_used FROM authorizers WHERE component_appid = ?1"
+	    " AND last_used > ?3 AND last_used >= ?2"
+	    " ORDER BY 6, 2 LIMIT ?5",
 	[STORE_AUTH_TOUCH] =
 	    "UPDATE authorizers SET last_used = max(last_used, ?2)"
 	    " WHERE appid = ?1",
