@@ -27,6 +27,7 @@
 #define AUTHORIZER_LIST_PAGES	200	/* pages walked at most: 100,000 authorizers */
 #define AUTHORIZER_SPREAD_MAX	60000	/* ms over which waiting authorizers start */
 #define AUTHORIZER_SPREAD_RATE	100	/* ... at about this many per second */
+#define AUTHORIZER_SPREAD_FAST	200	/* at most this many a second, beyond */
 #define AUTHORIZER_RTWAIT_SECS	5	/* Redis silent that long: walk the list */
 #define AUTHORIZER_FLUSH_SECS	5	/* uses written together, this often */
 
@@ -679,6 +680,14 @@ authorizer_set_ready(struct authorizer_set *set)
 		return;
 	window = n > AUTHORIZER_SPREAD_MAX / (1000 / AUTHORIZER_SPREAD_RATE) ?
 	    AUTHORIZER_SPREAD_MAX : n * (1000 / AUTHORIZER_SPREAD_RATE);
+	/*
+	 * 100,000 in a minute is 1,700 calls a second, each token committed on
+	 * its own: far more than the loop and the upstream handle (tens of
+	 * thousands of transfers pending stall libcurl). Past 12,000, a longer
+	 * window keeps it to AUTHORIZER_SPREAD_FAST a second.
+	 */
+	if ((uint64_t)n * 1000 > (uint64_t)window * AUTHORIZER_SPREAD_FAST)
+		window = (uint32_t)((uint64_t)n * 1000 / AUTHORIZER_SPREAD_FAST);
 	log_info("%s: refreshing %u authorizer%s over %u ms", set->appid, n,
 	    n == 1 ? "" : "s", window);
 	for (a = TAILQ_FIRST(&set->list); a != NULL; a = next) {
