@@ -95,10 +95,11 @@ consent_http_request(struct evhttp_request *req, void *arg)
 	action = consent_http_param(&q, "action");
 	scene_s = consent_http_param(&q, "scene");
 	reserved = consent_http_param(&q, "reserved");
-	if (openid == NULL || !method_consent_id_ok(openid, strlen(openid)) ||
-	    tid == NULL || !method_consent_id_ok(tid, strlen(tid)) ||
+	if (openid == NULL ||
+	    !valid_id(openid, strlen(openid), CONSENT_ID_MAX) ||
+	    tid == NULL || !valid_id(tid, strlen(tid), CONSENT_ID_MAX) ||
 	    action == NULL || scene_s == NULL || reserved == NULL ||
-	    (scene = method_consent_scene(scene_s, strlen(scene_s))) == -1) {
+	    (scene = valid_scene(scene_s, strlen(scene_s))) == -1) {
 		why = "a parameter is missing or malformed";
 		goto refuse;
 	}

@@ -465,6 +465,24 @@ consent_used_up(const char *appid, const char *openid,
 		(void)consent_spend(appid, openid, template_id, scene, t);
 }
 
+/*
+ * A queued message holds the consent of tag (its outbox row says so, at
+ * start): spent, whatever the store said; a crash within the write-behind
+ * left it granted there.
+ */
+void
+consent_hold(const char *appid, const char *openid, const char *template_id,
+    int scene, const char *tag)
+{
+	struct consent	*c;
+
+	if (*tag == '\0')
+		return;
+	c = consent_find_tag(appid, openid, template_id, scene, tag);
+	if (c != NULL && c->state == CONSENT_GRANTED)
+		consent_set(c, CONSENT_SPENT);
+}
+
 /* Visit appid's consents (of openid, template_id if not NULL), oldest first. */
 void
 consent_foreach(const char *appid, const char *openid,

@@ -8,6 +8,15 @@
  * to the store in batches by a timer, and at a graceful stop, and loaded at
  * start: a crash loses at most the last IDEM_FLUSH_MS of outcomes (see
  * docs/operations.md for the exact guarantee).
+ *
+ * Shared between hosts (a share registered, Redis): a send's new key is
+ * claimed in Redis before its first attempt (one async round trip; the send
+ * is parked meanwhile), as wxpushd:idem:SHA256(uid, appid, key). Held by
+ * another host's send in flight: asked again every IDEM_REMOTE_POLL_MS until
+ * it is settled (its answer) or released (retryable: we claim it and send).
+ * Our final answer replaces our claim; a retryable one drops it. Redis
+ * unreachable: this host's table only, as without Redis. The local table
+ * stays in front: repeats on one host wait on one entry.
  */
 #include "config.h"
 
@@ -15,6 +24,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <jansson.h>
 #include <openssl/evp.h>
 
 #include "wxpushd.h"
@@ -26,6 +36,34 @@
 #define IDEM_FLUSH_ROWS		10000	/* rows per batch, to bound a stall */
 #define IDEM_EXPIRE_EVERY	60	/* seconds between expiry sweeps */
 #define IDEM_TABLE_MIN		1024
+#define IDEM_CLAIM_EXTRA	10	/* a claim outlives send_timeout by this, s */
+#define IDEM_REMOTE_POLL_MS	200	/* another host's send in flight */
+#define IDEM_VALUE_MAX		4096	/* a value read from Redis */
+#define IDEM_RKEY_PREFIX	"wxpushd:idem:"
+
+/* Where a shared key is: the entry's first send is parked until OURS/LOCAL. */
+enum idem_rstate {
+	IDEM_R_CLAIMING,	/* our claim's answer is awaited */
+	IDEM_R_REMOTE,		/* another host's send is in flight: poll */
+	IDEM_R_OURS,		/* claimed: our send goes */
+	IDEM_R_LOCAL		/* Redis unreachable: our send goes, local only */
+};
+
+/* An entry's life in Redis; outlives the entry while a claim is asked. */
+struct idem_remote {
+	struct idem		*i;		/* NULL once the entry is gone */
+	enum idem_rstate	 state;
+	struct request		*first;		/* the parked first send */
+	idem_resume_cb		 resume;
+	void			*arg;
+	struct event		*ev;		/* an answer to act on, or a poll */
+	int			 asking;	/* a claim is in flight */
+	int			 have;		/* got, held: an answer to act on */
+	enum redis_claim	 got;
+	char			*held;
+	char			 key[sizeof IDEM_RKEY_PREFIX + 2 * 32];
+	char			*claim;		/* our claim's value */
+};
 
 struct idem_waiter {
 	struct request			*req;
@@ -42,6 +80,7 @@ struct idem {
 	unsigned char		 digest[IDEM_DIGEST_LEN];
 	int			 pending;	/* the first send is in flight */
 	int			 dirty;		/* not yet in the store */
+	struct idem_remote	*r;		/* shared through Redis, or NULL */
 	TAILQ_HEAD(, idem_waiter) waiters;	/* repeats waiting for it */
 	TAILQ_ENTRY(idem)	 age;		/* oldest first */
 	TAILQ_ENTRY(idem)	 dirtyq;
@@ -67,6 +106,10 @@ static struct idem_list		 idem_age = TAILQ_HEAD_INITIALIZER(idem_age);
 static struct idem_list		 idem_dirty = TAILQ_HEAD_INITIALIZER(idem_dirty);
 static struct event		*idem_flush_ev, *idem_expire_ev;
 static time_t			 idem_warned;
+static const struct idem_share	*idem_share;
+
+static void	idem_remote_detach(struct idem *);
+static void	idem_remote_finish(struct idem *, int);
 
 /* The error codes whose outcome is final enough to remember. */
 static const char *idem_codes[] = { "wechat", "timeout" };
@@ -148,6 +191,8 @@ idem_remove(struct idem *i)
 	TAILQ_REMOVE(&idem_age, i, age);
 	if (i->dirty)
 		TAILQ_REMOVE(&idem_dirty, i, dirtyq);
+	if (i->r != NULL)
+		idem_remote_detach(i);
 	idem_n--;
 	free(i->errmsg);
 	free(i->message);
@@ -358,6 +403,486 @@ idem_wake(struct idem *i)
 	}
 }
 
+/* Share keys through s (Redis), or NULL: this host's table only. */
+void
+idem_set_share(const struct idem_share *s)
+{
+	idem_share = s;
+}
+
+/* Free r, which no entry and no claim in flight holds any more. */
+static void
+idem_remote_free(struct idem_remote *r)
+{
+	if (r->ev != NULL)
+		event_free(r->ev);
+	free(r->held);
+	free(r->claim);
+	free(r);
+}
+
+/* i goes (or is settled): r lives on only for a claim still asked. */
+static void
+idem_remote_detach(struct idem *i)
+{
+	struct idem_remote	*r = i->r;
+
+	i->r = NULL;
+	r->i = NULL;
+	r->first = NULL;
+	r->resume = NULL;
+	evtimer_del(r->ev);
+	if (!r->asking)
+		idem_remote_free(r);
+}
+
+/* Give the parked first send back to its owner: go on (IDEM_NEW) or done. */
+static void
+idem_remote_resume(struct idem_remote *r, enum idem_begin how)
+{
+	idem_resume_cb	 cb = r->resume;
+	void		*arg = r->arg;
+
+	r->first = NULL;
+	r->resume = NULL;
+	if (cb != NULL)
+		cb(arg, how);
+}
+
+/* Lowercase hex of n bytes. */
+static void
+idem_hex(const unsigned char *b, size_t n, char *out)
+{
+	size_t	 j;
+
+	for (j = 0; j < n; j++)
+		snprintf(out + 2 * j, 3, "%02x", b[j]);
+}
+
+/*
+ * The Redis key of (uid, appid, key): a hash, so that a caller's key, which
+ * may name a person or an order, is not written to Redis.
+ */
+static void
+idem_remote_key(const struct idem *i, char *out, size_t len)
+{
+	EVP_MD_CTX	*ctx;
+	unsigned char	 h[32];
+	unsigned int	 hlen = 0;
+	char		 uid[16], hex[2 * sizeof h + 1];
+
+	snprintf(uid, sizeof uid, "%u", (unsigned)i->uid);
+	if ((ctx = EVP_MD_CTX_new()) == NULL ||
+	    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
+	    EVP_DigestUpdate(ctx, uid, strlen(uid) + 1) != 1 ||
+	    EVP_DigestUpdate(ctx, i->appid, strlen(i->appid) + 1) != 1 ||
+	    EVP_DigestUpdate(ctx, i->key, strlen(i->key)) != 1 ||
+	    EVP_DigestFinal_ex(ctx, h, &hlen) != 1 || hlen != sizeof h)
+		fatalx("idempotency: SHA-256 failed");
+	EVP_MD_CTX_free(ctx);
+	idem_hex(h, sizeof h, hex);
+	snprintf(out, len, IDEM_RKEY_PREFIX "%s", hex);
+}
+
+/* Serialize a JSON object we built; fatal only if out of memory. */
+static char *
+idem_dump(json_t *o)
+{
+	char	*v;
+
+	if (o == NULL || (v = json_dumps(o, JSON_COMPACT)) == NULL)
+		fatalx("idempotency: cannot build a Redis value");
+	json_decref(o);
+	return (v);
+}
+
+/* Our claim's value: unique (a random nonce), so only we settle it. */
+static char *
+idem_claim_value(const struct idem *i)
+{
+	unsigned char	 nonce[16];
+	char		 nhex[2 * sizeof nonce + 1];
+	char		 dhex[2 * IDEM_DIGEST_LEN + 1];
+
+	arc4random_buf(nonce, sizeof nonce);
+	idem_hex(nonce, sizeof nonce, nhex);
+	idem_hex(i->digest, sizeof i->digest, dhex);
+	return (idem_dump(json_pack("{s:s, s:s, s:I, s:s}", "state",
+	    "pending", "digest", dhex, "created", (json_int_t)i->created,
+	    "nonce", nhex)));
+}
+
+/*
+ * The length of s without a last character cut short: the copies of errmsg
+ * and message end at 255 bytes, maybe inside a UTF-8 sequence.
+ */
+static size_t
+idem_utf8_len(const char *s)
+{
+	size_t		 n = strlen(s), k = 0, need;
+	unsigned char	 lead;
+
+	while (k < n && k < 3 && ((unsigned char)s[n - 1 - k] & 0xc0) == 0x80)
+		k++;
+	if (k == n)
+		return (n - k);
+	lead = (unsigned char)s[n - 1 - k];
+	need = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 1;
+	return (need == k + 1 ? n : n - k - 1);
+}
+
+/* i's final outcome as the value other hosts answer with; NULL if none. */
+static char *
+idem_final_value(const struct idem *i)
+{
+	char		 dhex[2 * IDEM_DIGEST_LEN + 1];
+	const char	*em = i->errmsg != NULL ? i->errmsg : "";
+	const char	*msg = i->message != NULL ? i->message : "";
+	json_t		*o;
+	int		 pass;
+
+	idem_hex(i->digest, sizeof i->digest, dhex);
+	/* Texts that are not UTF-8 (jansson refuses them) are left out. */
+	for (pass = 0; pass < 2; pass++) {
+		o = json_pack("{s:s, s:s, s:I, s:s, s:i, s:I, s:I, s:s%, s:s%,"
+		    " s:b, s:i}", "state", "final", "digest", dhex,
+		    "created", (json_int_t)i->created,
+		    "code", i->code != NULL ? i->code : "ok",
+		    "attempts", i->attempts, "msgid", (json_int_t)i->msgid,
+		    "errcode", (json_int_t)i->errcode,
+		    "errmsg", em, pass == 0 ? idem_utf8_len(em) : 0,
+		    "message", msg, pass == 0 ? idem_utf8_len(msg) : 0,
+		    "retryable", i->retryable, "retry_after", i->retry_after);
+		if (o != NULL)
+			return (idem_dump(o));
+	}
+	return (NULL);
+}
+
+/* An answer to r's claim (from redis.c's callback; never inside the call). */
+static void
+idem_claim_cb(void *arg, enum redis_claim got, const char *v, size_t len)
+{
+	struct idem_remote	*r = arg;
+	struct timeval		 tv = { 0, 0 };
+
+	r->asking = 0;
+	if (r->i == NULL) {
+		/* Nobody waits: a claim we got is dropped at once. */
+		if (got == REDIS_CLAIM_OURS && idem_share != NULL)
+			idem_share->unclaim(r->key, r->claim);
+		idem_remote_free(r);
+		return;
+	}
+	free(r->held);
+	r->held = NULL;
+	if (got == REDIS_CLAIM_HELD && (len == 0 || len > IDEM_VALUE_MAX ||
+	    memchr(v, '\0', len) != NULL))
+		got = REDIS_CLAIM_FAILED;
+	if (got == REDIS_CLAIM_HELD)
+		r->held = xstrndup(v, len);
+	r->got = got;
+	r->have = 1;
+	/* Acted on from the loop: redis.c may be inside hiredis now. */
+	evtimer_add(r->ev, &tv);
+}
+
+/* Ask Redis for r's key: claim it, or hear what is held. */
+static void
+idem_remote_ask(struct idem_remote *r)
+{
+	struct timeval	 tv = { 0, 0 };
+	long		 ttl;
+
+	ttl = (wx_conf != NULL ? wx_conf->send_timeout : 30) +
+	    IDEM_CLAIM_EXTRA;
+	if (idem_share != NULL && idem_share->claim(r->key, r->claim,
+	    ttl * 1000, idem_claim_cb, r) == 0) {
+		r->asking = 1;
+		return;
+	}
+	r->got = REDIS_CLAIM_FAILED;
+	r->have = 1;
+	evtimer_add(r->ev, &tv);
+}
+
+/* Forget i, whose parked first send was answered: its owner frees it. */
+static void
+idem_remote_end(struct idem *i)
+{
+	idem_resume_cb	 cb = i->r->resume;
+	void		*arg = i->r->arg;
+
+	idem_remove(i);		/* detaches r */
+	if (cb != NULL)
+		cb(arg, IDEM_ANSWERED);
+}
+
+/* Answer the parked first send and every repeat of i, then forget i. */
+static void
+idem_remote_refuse(struct idem *i, const char *code, int retryable,
+    const char *field, const char *why)
+{
+	struct idem_waiter	*w;
+
+	if (i->r->first != NULL)
+		rpc_reply_errorx(i->r->first, code, retryable, field, "%s", why);
+	while ((w = TAILQ_FIRST(&i->waiters)) != NULL) {
+		TAILQ_REMOVE(&i->waiters, w, entry);
+		rpc_reply_errorx(w->req, code, retryable, field, "%s", why);
+		free(w);
+	}
+	idem_remote_end(i);
+}
+
+/* A JSON integer member in [lo, hi], or -1. */
+static int
+idem_json_int(const json_t *o, const char *name, json_int_t lo, json_int_t hi,
+    json_int_t *v)
+{
+	const json_t	*m = json_object_get(o, name);
+
+	if (!json_is_integer(m) || json_integer_value(m) < lo ||
+	    json_integer_value(m) > hi)
+		return (-1);
+	*v = json_integer_value(m);
+	return (0);
+}
+
+/* A JSON string member, or NULL. */
+static const char *
+idem_json_str(const json_t *o, const char *name)
+{
+	const json_t	*m = json_object_get(o, name);
+
+	return (json_is_string(m) ? json_string_value(m) : NULL);
+}
+
+/*
+ * Another host's value for i's key: settled (answer with it), pending (its
+ * send is in flight: poll), another message (refuse), or unreadable (-1).
+ */
+static int
+idem_remote_held(struct idem *i, const char *v)
+{
+	struct idem_remote	*r = i->r;
+	struct timeval		 tv;
+	idem_resume_cb		 cb;
+	void			*cbarg;
+	json_error_t		 jerr;
+	json_t			*o;
+	json_int_t		 created, n[6];
+	const char		*state, *digest, *code, *em, *msg;
+	char			 dhex[2 * IDEM_DIGEST_LEN + 1];
+	size_t			 j;
+	time_t			 now = time(NULL);
+
+	if ((o = json_loads(v, JSON_REJECT_DUPLICATES, &jerr)) == NULL)
+		return (-1);
+	idem_hex(i->digest, sizeof i->digest, dhex);
+	if (!json_is_object(o) || (state = idem_json_str(o, "state")) == NULL ||
+	    (digest = idem_json_str(o, "digest")) == NULL ||
+	    idem_json_int(o, "created", now - IDEM_TTL - 60, now + 300,
+	    &created) == -1)
+		goto bad;
+	if (strcmp(digest, dhex) != 0) {
+		json_decref(o);
+		idem_remote_refuse(i, "invalid_request", 0, "idempotency_key",
+		    "this idempotency_key was used for a different message "
+		    "in the last 24 hours");
+		return (0);
+	}
+	if (strcmp(state, "pending") == 0) {
+		json_decref(o);
+		log_debug("%s: idempotency key in flight on another host",
+		    i->appid);
+		r->state = IDEM_R_REMOTE;
+		tv.tv_sec = 0;
+		tv.tv_usec = IDEM_REMOTE_POLL_MS * 1000;
+		evtimer_add(r->ev, &tv);
+		return (0);
+	}
+	if (strcmp(state, "final") != 0 ||
+	    (code = idem_json_str(o, "code")) == NULL ||
+	    (em = idem_json_str(o, "errmsg")) == NULL ||
+	    (msg = idem_json_str(o, "message")) == NULL ||
+	    !json_is_boolean(json_object_get(o, "retryable")) ||
+	    idem_json_int(o, "attempts", 0, 1000000, &n[0]) == -1 ||
+	    idem_json_int(o, "msgid", 0, INT64_MAX, &n[1]) == -1 ||
+	    idem_json_int(o, "errcode", -2147483647L, 2147483647L, &n[2]) ==
+	    -1 || idem_json_int(o, "retry_after", 0, 86400 * 2, &n[3]) == -1)
+		goto bad;
+	/* The same outcomes as the local table remembers, nothing else. */
+	i->code = NULL;
+	if (strcmp(code, "ok") != 0) {
+		for (j = 0; j < sizeof idem_codes / sizeof idem_codes[0]; j++) {
+			if (strcmp(code, idem_codes[j]) == 0)
+				i->code = idem_codes[j];
+		}
+		if (i->code == NULL)
+			goto bad;
+	}
+	log_debug("%s: idempotency key answered from Redis", i->appid);
+	i->created = (time_t)created;
+	i->attempts = (int)n[0];
+	i->msgid = (int64_t)n[1];
+	i->errcode = (long)n[2];
+	i->retry_after = (int)n[3];
+	i->retryable = json_is_true(json_object_get(o, "retryable"));
+	if (i->code != NULL) {
+		i->errmsg = xstrndup(em, 255);
+		i->message = xstrndup(msg, 255);
+	}
+	json_decref(o);
+	/* Settled elsewhere: answered and remembered here too. */
+	i->pending = 0;
+	if (r->first != NULL)
+		idem_reply(i, r->first);
+	idem_wake(i);
+	idem_mark_dirty(i);
+	cb = r->resume;
+	cbarg = r->arg;
+	idem_remote_detach(i);
+	if (cb != NULL)
+		cb(cbarg, IDEM_ANSWERED);
+	return (0);
+bad:
+	json_decref(o);
+	return (-1);
+}
+
+/* Redis did not answer (or not usably) for i. */
+static void
+idem_remote_failed(struct idem *i)
+{
+	struct idem_remote	*r = i->r;
+	time_t			 now = time(NULL);
+
+	if (r->state == IDEM_R_REMOTE) {
+		/* Sending now could deliver twice: the client tries again. */
+		idem_remote_refuse(i, "unavailable", 1, NULL, "the first send "
+		    "with this idempotency_key is in flight on another host, "
+		    "and Redis cannot be reached to hear its answer");
+		return;
+	}
+	if (now - idem_warned >= 60) {
+		idem_warned = now;
+		log_warnx("idempotency: Redis cannot be reached; keys hold on "
+		    "this host only");
+	}
+	r->state = IDEM_R_LOCAL;
+	idem_remote_resume(r, IDEM_NEW);
+}
+
+/* r's event: act on the claim's answer, or poll again. */
+static void
+idem_remote_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct idem_remote	*r = arg;
+	struct idem		*i = r->i;
+	char			*held;
+
+	(void)fd;
+	(void)events;
+	if (i == NULL)
+		return;
+	if (!r->have) {
+		idem_remote_ask(r);
+		return;
+	}
+	r->have = 0;
+	switch (r->got) {
+	case REDIS_CLAIM_OURS:
+		r->state = IDEM_R_OURS;
+		idem_remote_resume(r, IDEM_NEW);
+		break;
+	case REDIS_CLAIM_HELD:
+		held = r->held;
+		r->held = NULL;
+		if (idem_remote_held(i, held) == -1) {
+			log_warnx("%s: idempotency: an unreadable value in "
+			    "Redis for a key; ignoring Redis for it",
+			    i->appid);
+			idem_remote_failed(i);
+		}
+		free(held);
+		break;
+	case REDIS_CLAIM_FAILED:
+		idem_remote_failed(i);
+		break;
+	}
+}
+
+/* Claim i in Redis for its first send (req), parked until resume. */
+static int
+idem_remote_begin(struct idem *i, struct request *req, idem_resume_cb resume,
+    void *arg)
+{
+	struct idem_remote	*r;
+
+	r = xcalloc(1, sizeof *r);
+	r->i = i;
+	r->state = IDEM_R_CLAIMING;
+	r->first = req;
+	r->resume = resume;
+	r->arg = arg;
+	r->ev = evtimer_new(wx_base, idem_remote_cb, r);
+	idem_remote_key(i, r->key, sizeof r->key);
+	r->claim = idem_claim_value(i);
+	if (idem_share->claim(r->key, r->claim, ((wx_conf != NULL ?
+	    wx_conf->send_timeout : 30) + IDEM_CLAIM_EXTRA) * 1000L,
+	    idem_claim_cb, r) == -1) {
+		idem_remote_free(r);
+		return (-1);		/* Redis is down: local only */
+	}
+	r->asking = 1;
+	i->r = r;
+	return (0);
+}
+
+/*
+ * i's first send has its outcome (kept: remembered): settle our claim with it
+ * for the rest of the key's 24 h, or drop the claim. A first send answered
+ * while still parked (a stop) claimed nothing worth keeping.
+ */
+static void
+idem_remote_finish(struct idem *i, int keep)
+{
+	struct idem_remote	*r = i->r;
+	char			*v;
+
+	if (r->state == IDEM_R_OURS || r->state == IDEM_R_LOCAL) {
+		if (keep && (v = idem_final_value(i)) != NULL) {
+			idem_share->settle(r->key, r->claim, v,
+			    i->created + IDEM_TTL);
+			free(v);
+		} else if (r->state == IDEM_R_OURS)
+			idem_share->unclaim(r->key, r->claim);
+	}
+	idem_remote_detach(i);
+}
+
+/*
+ * idem_begin for a send whose key may be shared between hosts: with a share
+ * (Redis) connected, a new key is claimed there first and the send is parked
+ * (IDEM_CLAIMING); resume(arg, IDEM_NEW) sends it later, or resume(arg,
+ * IDEM_ANSWERED) says it was answered (another host's answer, or a refusal).
+ */
+enum idem_begin
+idem_begin_shared(struct request *req, const struct message *msg,
+    struct idem **ip, idem_resume_cb resume, void *arg)
+{
+	enum idem_begin	 b;
+
+	b = idem_begin_salted(req, msg, NULL, ip);
+	if (b != IDEM_NEW || *ip == NULL || idem_share == NULL ||
+	    resume == NULL)
+		return (b);
+	if (idem_remote_begin(*ip, req, resume, arg) == -1)
+		return (IDEM_NEW);
+	return (IDEM_CLAIMING);
+}
+
 /* The first send of i was delivered: remember that. */
 void
 idem_finish_ok(struct idem *i, int attempts, int64_t msgid)
@@ -368,6 +893,8 @@ idem_finish_ok(struct idem *i, int attempts, int64_t msgid)
 	i->msgid = msgid;
 	idem_wake(i);
 	idem_mark_dirty(i);
+	if (i->r != NULL)
+		idem_remote_finish(i, 1);
 }
 
 /* The first enqueue of i is committed as outbox message id: remember that. */
@@ -379,6 +906,8 @@ idem_finish_queued(struct idem *i, int64_t id)
 	i->outbox_id = id;
 	idem_wake(i);
 	idem_mark_dirty(i);
+	if (i->r != NULL)
+		idem_remote_finish(i, 1);
 }
 
 /*
@@ -409,6 +938,12 @@ idem_finish_error(struct idem *i, const struct rpc_error *e)
 	i->errmsg = xstrndup(e->errmsg != NULL ? e->errmsg : "", 255);
 	i->message = xstrndup(e->message != NULL ? e->message : "", 255);
 	idem_wake(i);
+	/* Answered while parked for Redis (a stop): nothing was sent. */
+	if (i->r != NULL && (i->r->state == IDEM_R_CLAIMING ||
+	    i->r->state == IDEM_R_REMOTE))
+		keep = 0;
+	if (i->r != NULL)
+		idem_remote_finish(i, keep);
 	if (keep)
 		idem_mark_dirty(i);
 	else

@@ -12,8 +12,7 @@
 #include "wxpushd.h"
 
 #define KIND_SO_ID_MAX		128	/* touser, template_id: bytes */
-#define KIND_SO_SCENE_MAX	10000
-#define KIND_SO_SCENE_DIGITS	5	/* "10000" */
+
 #define KIND_SO_TITLE_MAX	15	/* code points */
 #define KIND_SO_VALUE_MAX	200	/* code points */
 
@@ -49,27 +48,18 @@ static int
 kind_subscribe_once_scene(const msgpack_object *o, char *out, size_t outlen,
     struct rpc_error *err)
 {
-	uint64_t	v = 0;
-	size_t		i;
+	int64_t		v = -1;
 
-	if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-		v = o->via.u64;
-	else if (o->type == MSGPACK_OBJECT_STR &&
-	    o->via.str.size >= 1 && o->via.str.size <= KIND_SO_SCENE_DIGITS) {
-		for (i = 0; i < o->via.str.size; i++) {
-			if (o->via.str.ptr[i] < '0' || o->via.str.ptr[i] > '9')
-				goto bad;
-			v = v * 10 + (uint64_t)(o->via.str.ptr[i] - '0');
-		}
-	} else
-		goto bad;
-	if (v > KIND_SO_SCENE_MAX)
-		goto bad;
+	if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
+	    o->via.u64 <= WX_SCENE_MAX)
+		v = (int64_t)o->via.u64;
+	else if (o->type == MSGPACK_OBJECT_STR)
+		v = valid_scene(o->via.str.ptr, o->via.str.size);
+	if (v < 0 || v > WX_SCENE_MAX)
+		return (message_error(err, "scene", "scene must be an integer "
+		    "0..%d", WX_SCENE_MAX));
 	snprintf(out, outlen, "%u", (unsigned int)v);
 	return (0);
-bad:
-	return (message_error(err, "scene", "scene must be an integer 0..%d",
-	    KIND_SO_SCENE_MAX));
 }
 
 /* The message content: data is exactly {content: {value, color?}}. */
@@ -107,7 +97,7 @@ kind_subscribe_once_build(const msgpack_object **top, struct message *msg,
 {
 	const msgpack_object	*content[KIND_SO_NCONTENT];
 	const msgpack_object	*mp[MESSAGE_NMP];
-	char			 scene[KIND_SO_SCENE_DIGITS + 1];
+	char			 scene[WX_SCENE_DIGITS + 1];
 	struct message_part	 parts[MESSAGE_PARTS_MAX];
 	size_t			 np;
 

@@ -161,15 +161,10 @@ message_id(const msgpack_object *o, const char *field, size_t max,
 		return (message_error(err, field,
 		    "%s is %zu bytes; at most %zu", field, n, max));
 	}
-	for (i = 0; i < n; i++) {
-		if ((p[i] >= 'A' && p[i] <= 'Z') ||
-		    (p[i] >= 'a' && p[i] <= 'z') ||
-		    (p[i] >= '0' && p[i] <= '9') || p[i] == '_' || p[i] == '-')
-			continue;
+	if ((i = valid_id_span(p, n)) < n)
 		return (message_error(err, field,
 		    "%s may hold only A-Z a-z 0-9 _ - (bad byte at %zu)",
 		    field, i));
-	}
 	return (0);
 }
 

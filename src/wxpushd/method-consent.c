@@ -17,40 +17,6 @@
 #define MC_LIST_MAX		1000	/* consents in one answer */
 #define MC_PAGE "https://mp.weixin.qq.com/mp/subscribemsg?action=get_confirm"
 
-/* Whether s[0..n) is an id (openid, template_id): 1..128 of [A-Za-z0-9_-]. */
-int
-method_consent_id_ok(const char *s, size_t n)
-{
-	size_t	i;
-
-	if (n == 0 || n > CONSENT_ID_MAX)
-		return (0);
-	for (i = 0; i < n; i++) {
-		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' &&
-		    s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9') ||
-		    s[i] == '_' || s[i] == '-'))
-			return (0);
-	}
-	return (1);
-}
-
-/* A scene from 0..10000 or its digits; -1 if it is neither. */
-int
-method_consent_scene(const char *s, size_t n)
-{
-	size_t	i;
-	int	v = 0;
-
-	if (n == 0 || n > 5)
-		return (-1);
-	for (i = 0; i < n; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return (-1);
-		v = v * 10 + (s[i] - '0');
-	}
-	return (v <= 10000 ? v : -1);
-}
-
 /* Copy string param name (an id) into out; 0, or -1 after replying. */
 static int
 mc_id(struct request *req, const msgpack_object *params, const char *name,
@@ -62,7 +28,7 @@ mc_id(struct request *req, const msgpack_object *params, const char *name,
 	if (o == NULL && !required)
 		return (0);
 	if (o == NULL || o->type != MSGPACK_OBJECT_STR ||
-	    !method_consent_id_ok(o->via.str.ptr, o->via.str.size)) {
+	    !valid_id(o->via.str.ptr, o->via.str.size, CONSENT_ID_MAX)) {
 		rpc_reply_errorx(req, "invalid_request", 0, name, "%s is 1..%d "
 		    "characters of A-Z a-z 0-9 _ -", name, CONSENT_ID_MAX);
 		return (-1);
@@ -80,13 +46,13 @@ mc_scene(struct request *req, const msgpack_object *params)
 	int			 v = -1;
 
 	if (o != NULL && o->type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
-	    o->via.u64 <= 10000)
+	    o->via.u64 <= WX_SCENE_MAX)
 		v = (int)o->via.u64;
 	else if (o != NULL && o->type == MSGPACK_OBJECT_STR)
-		v = method_consent_scene(o->via.str.ptr, o->via.str.size);
+		v = valid_scene(o->via.str.ptr, o->via.str.size);
 	if (v == -1)
 		rpc_reply_errorx(req, "invalid_request", 0, "scene",
-		    "scene must be an integer 0..10000");
+		    "scene must be an integer 0..%d", WX_SCENE_MAX);
 	return (v);
 }
 
@@ -187,8 +153,8 @@ method_consent_url(struct request *req, const msgpack_object *params)
 	ref[0] = '\0';
 	if (o != NULL) {
 		if (o->type != MSGPACK_OBJECT_STR ||
-		    o->via.str.size > CONSENT_REF_MAX ||
-		    !method_consent_id_ok(o->via.str.ptr, o->via.str.size)) {
+		    !valid_id(o->via.str.ptr, o->via.str.size,
+		    CONSENT_REF_MAX)) {
 			rpc_reply_errorx(req, "invalid_request", 0, "reference",
 			    "reference is 1..%d characters of A-Z a-z 0-9 _ -",
 			    CONSENT_REF_MAX);

@@ -46,22 +46,25 @@ enum outbox_db_wq {
 static const char *outbox_db_wsql[OBW_NQUERIES] = {
 	[OBW_INSERT] =
 	    "INSERT INTO outbox (appid, kind, body, uid, watch, state,"
-	    " created_at, updated_at, next_at, not_after)"
-	    " VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?6, ?6, ?7)",
+	    " created_at, updated_at, next_at, not_after, consent_openid,"
+	    " consent_template, consent_scene, consent_tag)"
+	    " VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?6, ?6, ?7, ?8, ?9, ?10, ?11)",
 	/* Due rows of one appid, oldest first, marked sending. */
 	[OBW_CLAIM] =
 	    "UPDATE outbox SET state = 1, updated_at = ?2 WHERE id IN"
 	    " (SELECT id FROM outbox WHERE appid = ?1 AND state = 0"
 	    " AND next_at <= ?2 ORDER BY next_at, id LIMIT ?3)"
 	    " RETURNING id, kind, body, uid, watch, attempts, uncertain,"
-	    " created_at, not_after",
+	    " created_at, not_after, consent_openid, consent_template,"
+	    " consent_scene, consent_tag",
 	/* The same, of one caller (uid): fair shares between callers. */
 	[OBW_CLAIM_UID] =
 	    "UPDATE outbox SET state = 1, updated_at = ?2 WHERE id IN"
 	    " (SELECT id FROM outbox WHERE appid = ?1 AND uid = ?4"
 	    " AND state = 0 AND next_at <= ?2 ORDER BY next_at, id LIMIT ?3)"
 	    " RETURNING id, kind, body, uid, watch, attempts, uncertain,"
-	    " created_at, not_after",
+	    " created_at, not_after, consent_openid, consent_template,"
+	    " consent_scene, consent_tag",
 	[OBW_SET] =
 	    "UPDATE outbox SET state = ?2, attempts = ?3, uncertain = ?4,"
 	    " updated_at = ?5, next_at = ?6, code = ?7, errcode = ?8,"
@@ -73,7 +76,9 @@ static const char *outbox_db_wsql[OBW_NQUERIES] = {
 	    "UPDATE outbox SET state = 4, updated_at = ?1, code = 'expired'"
 	    " WHERE id IN (SELECT id FROM outbox WHERE state = 0"
 	    " AND not_after < ?1 LIMIT ?2)"
-	    " RETURNING id, appid, uid, watch, attempts, created_at",
+	    " RETURNING id, appid, uid, watch, attempts, created_at,"
+	    " consent_openid, consent_template, consent_scene, consent_tag,"
+	    " uncertain",
 	[OBW_KEEP] =
 	    "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox"
 	    " WHERE state >= 2 AND updated_at < ?1 LIMIT ?2)",
@@ -84,6 +89,7 @@ enum outbox_db_rq {
 	OBR_GET,
 	OBR_DEPTH,
 	OBR_OLDEST,
+	OBR_CONSENTS,
 	OBR_NQUERIES
 };
 static const char *outbox_db_rsql[OBR_NQUERIES] = {
@@ -95,6 +101,10 @@ static const char *outbox_db_rsql[OBR_NQUERIES] = {
 	[OBR_OLDEST] =
 	    "SELECT created_at FROM outbox WHERE appid = ?1 AND state < 2"
 	    " ORDER BY id LIMIT 1",
+	/* The consents messages not yet final hold (at start; indexed). */
+	[OBR_CONSENTS] =
+	    "SELECT appid, consent_openid, consent_template, consent_scene,"
+	    " consent_tag FROM outbox WHERE state < 2 AND consent_tag != ''",
 };
 
 /* Migrations, as in store.c: entry i takes user_version from i to i + 1. */
@@ -125,6 +135,13 @@ static const char *outbox_db_migrations[] = {
 	/* 2: claims per caller (fair shares between the uids of an appid). */
 	"CREATE INDEX outbox_due_uid ON outbox (appid, uid, next_at, id)"
 	" WHERE state = 0;",
+	/* 3: the consent a subscribe_once holds (outbox-consent.c). */
+	"ALTER TABLE outbox ADD COLUMN consent_openid TEXT;"
+	"ALTER TABLE outbox ADD COLUMN consent_template TEXT;"
+	"ALTER TABLE outbox ADD COLUMN consent_scene INTEGER;"
+	"ALTER TABLE outbox ADD COLUMN consent_tag TEXT;"
+	"CREATE INDEX outbox_consent ON outbox (id)"
+	" WHERE state < 2 AND consent_tag != '';",
 };
 
 static char		*outbox_db_path;
@@ -249,6 +266,25 @@ outbox_db_prepare(sqlite3 *db, const char **sql, sqlite3_stmt **st, size_t n,
 	return (0);
 }
 
+/* Read the consent columns from col on (NULL: the row holds none). */
+static void
+outbox_db_consent(sqlite3_stmt *st, int col, struct outbox_consent *oc)
+{
+	const unsigned char *p;
+
+	memset(oc, 0, sizeof *oc);
+	if ((p = sqlite3_column_text(st, col)) == NULL)
+		return;
+	oc->on = 1;
+	snprintf(oc->openid, sizeof oc->openid, "%s", (const char *)p);
+	if ((p = sqlite3_column_text(st, col + 1)) != NULL)
+		snprintf(oc->template_id, sizeof oc->template_id, "%s",
+		    (const char *)p);
+	oc->scene = sqlite3_column_int(st, col + 2);
+	if ((p = sqlite3_column_text(st, col + 3)) != NULL)
+		snprintf(oc->tag, sizeof oc->tag, "%s", (const char *)p);
+}
+
 /* Run one insert operation: every message, ids filled in. */
 static int
 outbox_db_run_insert(struct outbox_op *op)
@@ -267,6 +303,20 @@ outbox_db_run_insert(struct outbox_op *op)
 		sqlite3_bind_int(st, 5, it->watch);
 		sqlite3_bind_int64(st, 6, (sqlite3_int64)op->now);
 		sqlite3_bind_int64(st, 7, (sqlite3_int64)it->not_after);
+		if (it->consent != NULL && it->consent->on) {
+			sqlite3_bind_text(st, 8, it->consent->openid, -1,
+			    SQLITE_STATIC);
+			sqlite3_bind_text(st, 9, it->consent->template_id, -1,
+			    SQLITE_STATIC);
+			sqlite3_bind_int(st, 10, it->consent->scene);
+			sqlite3_bind_text(st, 11, it->consent->tag, -1,
+			    SQLITE_STATIC);
+		} else {
+			sqlite3_bind_null(st, 8);
+			sqlite3_bind_null(st, 9);
+			sqlite3_bind_null(st, 10);
+			sqlite3_bind_null(st, 11);
+		}
 		rc = sqlite3_step(st);
 		sqlite3_reset(st);
 		if (rc != SQLITE_DONE)
@@ -308,6 +358,7 @@ outbox_db_claim_rows(struct outbox_op *op, sqlite3_stmt *st, int limit)
 		c->uncertain = sqlite3_column_int(st, 6);
 		c->created_at = (time_t)sqlite3_column_int64(st, 7);
 		c->not_after = (time_t)sqlite3_column_int64(st, 8);
+		outbox_db_consent(st, 9, &c->consent);
 	}
 	sqlite3_reset(st);
 	return (rc == SQLITE_DONE ? 0 : -1);
@@ -402,6 +453,8 @@ outbox_db_run_expire(struct outbox_op *op)
 		c->watch = sqlite3_column_int(st, 3);
 		c->attempts = sqlite3_column_int(st, 4);
 		c->created_at = (time_t)sqlite3_column_int64(st, 5);
+		outbox_db_consent(st, 6, &c->consent);
+		c->uncertain = sqlite3_column_int(st, 10);
 	}
 	sqlite3_reset(st);
 	return (rc == SQLITE_DONE ? 0 : -1);
@@ -793,6 +846,22 @@ outbox_db_oldest(const char *appid)
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
 	return (t);
+}
+
+/* Call cb(appid, consent) for each consent a message not final holds. */
+int
+outbox_db_consents(void (*cb)(const char *, const struct outbox_consent *))
+{
+	sqlite3_stmt *st = outbox_db_rs[OBR_CONSENTS];
+	struct outbox_consent oc;
+	int rc;
+
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		outbox_db_consent(st, 1, &oc);
+		cb((const char *)sqlite3_column_text(st, 0), &oc);
+	}
+	sqlite3_reset(st);
+	return (rc == SQLITE_DONE ? 0 : -1);
 }
 
 /* Transactions and operations committed so far (loop only, approximate). */

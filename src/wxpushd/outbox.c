@@ -74,6 +74,7 @@ struct outbox_msg {
 	int			 uncertain;
 	time_t			 created_at;
 	time_t			 not_after;
+	struct outbox_consent	*consent;	/* NULL: holds none */
 };
 
 /* One enqueue request while its messages are committed. */
@@ -83,6 +84,7 @@ struct outbox_enqueue {
 	size_t			 n;
 	struct message		*msgs;
 	struct outbox_item	*items;
+	struct outbox_consent	*consents;	/* what each holds */
 	struct idem		*idem;		/* the single form's key, or NULL */
 	struct outbox_op	 op;
 };
@@ -330,6 +332,7 @@ outbox_msg_free(struct outbox_msg *m)
 	a->claimed--;
 	outbox_claimed--;
 	message_free(&m->msg);
+	free(m->consent);
 	free(m);
 	if (a->more || a->depth > a->claimed)
 		outbox_app_due(a);
@@ -341,6 +344,8 @@ outbox_final(struct outbox_msg *m, int state, int attempts, const char *code,
     long errcode, const char *errmsg)
 {
 	outbox_set(m, state, attempts, 0, code, errcode, errmsg);
+	outbox_consent_final(m->app->appid, m->consent, state, errcode,
+	    m->uncertain);
 	if (m->watch)
 		outbox_watch_fire(m->id, state, attempts, code, errcode, errmsg);
 	if (m->app->depth > 0)
@@ -488,6 +493,10 @@ outbox_start(struct outbox_app *a, struct outbox_claimed *c)
 	m->uncertain = c->uncertain;
 	m->created_at = c->created_at;
 	m->not_after = c->not_after;
+	if (c->consent.on) {
+		m->consent = xmalloc(sizeof *m->consent);
+		*m->consent = c->consent;
+	}
 	snprintf(m->msg.appid, sizeof m->msg.appid, "%s", a->appid);
 	m->msg.json = c->body;
 	m->msg.len = c->len;
@@ -650,6 +659,9 @@ outbox_expire_done(struct outbox_op *op)
 			a->depth--;
 		if (outbox_total > 0)
 			outbox_total--;
+		outbox_consent_final(op->claimed[i].appid,
+		    &op->claimed[i].consent, OUTBOX_EXPIRED, 0,
+		    op->claimed[i].uncertain);
 		if (op->claimed[i].watch)
 			outbox_watch_fire(op->claimed[i].id, OUTBOX_EXPIRED,
 			    op->claimed[i].attempts, "expired", 0,
@@ -760,6 +772,11 @@ outbox_init(char **cause)
 		xasprintf(cause, "outbox: counting the messages waiting failed");
 		return (-1);
 	}
+	if (outbox_consent_init() != 0) {
+		xasprintf(cause, "outbox: reading the consents queued messages "
+		    "hold failed");
+		return (-1);
+	}
 	if (outbox_total > 0)
 		log_info("outbox: %lld message%s waiting", (long long)outbox_total,
 		    outbox_total == 1 ? "" : "s");
@@ -820,6 +837,26 @@ outbox_busy(struct outbox_enqueue *q, const char *field, const char *why)
 	rpc_reply_error(q->req, &e);
 }
 
+/* Answer an enqueue whose message i found no consent where one is required. */
+static void
+outbox_no_consent(struct outbox_enqueue *q, size_t i)
+{
+	struct rpc_error e;
+	char field[32], msg[160];
+
+	snprintf(field, sizeof field, "messages.%zu", i);
+	snprintf(msg, sizeof msg, "%s%sno unspent consent of this user for "
+	    "this template_id and scene; nothing was queued",
+	    q->batch ? field : "", q->batch ? ": " : "");
+	memset(&e, 0, sizeof e);
+	e.code = "no_consent";
+	e.field = q->batch ? field : NULL;
+	e.message = msg;
+	if (q->idem != NULL)
+		idem_finish_error(q->idem, &e);
+	rpc_reply_error(q->req, &e);
+}
+
 /* An enqueue's messages are on disk (or not): answer it. */
 static void
 outbox_enqueue_done(struct outbox_op *op)
@@ -840,6 +877,7 @@ outbox_enqueue_done(struct outbox_op *op)
 	if (op->rc != 0) {
 		log_warnx("outbox: queueing %zu message%s: %s", q->n,
 		    q->n == 1 ? "" : "s", op->error);
+		outbox_consent_unqueue(q->msgs, q->n, q->consents);
 		outbox_busy(q, NULL, "the outbox cannot write to disk now; "
 		    "nothing was queued");
 	} else {
@@ -868,6 +906,7 @@ outbox_enqueue_done(struct outbox_op *op)
 		message_free(&q->msgs[i]);
 	free(q->msgs);
 	free(q->items);
+	free(q->consents);
 	free(q);
 }
 
@@ -990,6 +1029,7 @@ outbox_method_enqueue(struct request *req, const msgpack_object *params)
 	q->batch = list != NULL;
 	q->msgs = xcalloc(n, sizeof *q->msgs);
 	q->items = xcalloc(n, sizeof *q->items);
+	q->consents = xcalloc(n, sizeof *q->consents);
 	for (i = 0; i < n; i++) {
 		one = list != NULL ? &list->via.array.ptr[i] : params;
 		if (list != NULL)
@@ -1006,6 +1046,7 @@ outbox_method_enqueue(struct request *req, const msgpack_object *params)
 		it->body = q->msgs[i].json;
 		it->len = q->msgs[i].len;
 		it->uid = (uint32_t)req->client->peer.uid;
+		it->consent = &q->consents[i];
 	}
 	/* A repeated idempotency_key: answered with the first {id}. */
 	if (q->msgs[0].idempotency_key != NULL &&
@@ -1021,6 +1062,11 @@ outbox_method_enqueue(struct request *req, const msgpack_object *params)
 	if (outbox_total + outbox_inserting + (int64_t)n >
 	    wx_conf->outbox_limit) {
 		outbox_busy(q, NULL, "the outbox is full (outbox_limit)");
+		goto fail;
+	}
+	/* Last: a subscribe_once spends its consent, or nothing is queued. */
+	if (outbox_consent_enqueue(q->msgs, n, q->consents, &i) != 0) {
+		outbox_no_consent(q, i);
 		goto fail;
 	}
 	outbox_inserting += (int64_t)n;
@@ -1039,6 +1085,7 @@ fail:
 		message_free(&q->msgs[i]);
 	free(q->msgs);
 	free(q->items);
+	free(q->consents);
 	free(q);
 }
 

@@ -25,6 +25,9 @@
  * wxpushd:authorizer:APPID, "UPDATED_AT:REVOKED:COMPONENT_APPID:REFRESH_TOKEN"
  * (the latest wins; "authorizer:APPID" on the channel), written after the
  * SQLite commit, and handed to the lease holder with its lease.
+ * Claims (idem.c's idempotency keys, wxpushd:idem:HASH): an atomic get-or-set
+ * with a TTL, settled (compare-and-set) or released (compare-and-delete) by
+ * the claim's owner; the values are idem.c's, opaque here.
  */
 #include "config.h"
 
@@ -66,7 +69,7 @@ enum redis_state { RSTATE_OFF, RSTATE_CONNECTING, RSTATE_CONNECTED,
 	RSTATE_DOWN };
 enum redis_opkind { REDIS_OP_ACQUIRE, REDIS_OP_PUBLISH, REDIS_OP_RECONCILE,
 	REDIS_OP_GET, REDIS_OP_RELEASE, REDIS_OP_SETUP, REDIS_OP_PING,
-	REDIS_OP_TICKET, REDIS_OP_AUTHORIZER, REDIS_OP_ROLE };
+	REDIS_OP_TICKET, REDIS_OP_AUTHORIZER, REDIS_OP_ROLE, REDIS_OP_CLAIM };
 
 /* A sentinel's address. */
 struct redis_sentinel {
@@ -91,6 +94,8 @@ struct redis_op {
 	enum redis_opkind	 kind;
 	char			 appid[WX_APPID_MAX + 1];
 	int			 force;
+	redis_claim_cb		 cb;		/* REDIS_OP_CLAIM: its answer */
+	void			*arg;
 };
 
 static enum redis_state	 redis_state = RSTATE_OFF;
@@ -247,6 +252,28 @@ static const char redis_lua_authorizer[] =
     "redis.call('SET', KEYS[1], ARGV[2]) "
     "redis.call('PUBLISH', ARGV[3], ARGV[4]) "
     "return ARGV[2]";
+
+/*
+ * A claim: the value held, or, if none, ours with a TTL (nil). KEYS: the
+ * claim; ARGV: our value, TTL in ms.
+ */
+static const char redis_lua_claim[] =
+    "local v = redis.call('GET', KEYS[1]) "
+    "if v then return v end "
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) "
+    "return false";
+
+/*
+ * Settle a claim: the final value replaces ours, or takes an empty place
+ * (a claim made while Redis was down); never another's. KEYS: the claim;
+ * ARGV: our claim's value, the final value, its expiry (Unix time).
+ */
+static const char redis_lua_settle[] =
+    "local v = redis.call('GET', KEYS[1]) "
+    "if v and v ~= ARGV[1] then return 0 end "
+    "redis.call('SET', KEYS[1], ARGV[2]) "
+    "redis.call('EXPIREAT', KEYS[1], ARGV[3]) "
+    "return 1";
 
 /* Drop the lease if it is still ours. KEYS: lease; ARGV: owner. */
 static const char redis_lua_release[] =
@@ -666,6 +693,72 @@ redis_authorizer_get(const char *appid)
 	return (redis_command(op, 2, argv));
 }
 
+/*
+ * Claim key with val for ttl_ms, unless a value is held there: cb hears
+ * REDIS_CLAIM_OURS, REDIS_CLAIM_HELD (and the value) or REDIS_CLAIM_FAILED,
+ * once, later (never from inside this call). -1 if Redis is not connected
+ * now (cb is not called).
+ */
+int
+redis_claim(const char *key, const char *val, long ttl_ms, redis_claim_cb cb,
+    void *arg)
+{
+	char ms[24];
+	const char *argv[6];
+	struct redis_op *op;
+
+	if (redis_state != RSTATE_CONNECTED)
+		return (-1);
+	snprintf(ms, sizeof ms, "%ld", ttl_ms > 0 ? ttl_ms : 1);
+	argv[0] = "EVAL";
+	argv[1] = redis_lua_claim;
+	argv[2] = "1";
+	argv[3] = key;
+	argv[4] = val;
+	argv[5] = ms;
+	op = redis_op_new(REDIS_OP_CLAIM, NULL);
+	op->cb = cb;
+	op->arg = arg;
+	return (redis_command(op, 6, argv));
+}
+
+/* Replace our claim (or nothing) with val until expire_at; not answered. */
+void
+redis_settle(const char *key, const char *claim, const char *val,
+    time_t expire_at)
+{
+	char at[24];
+	const char *argv[7];
+
+	if (redis_state != RSTATE_CONNECTED)
+		return;
+	snprintf(at, sizeof at, "%lld", (long long)expire_at);
+	argv[0] = "EVAL";
+	argv[1] = redis_lua_settle;
+	argv[2] = "1";
+	argv[3] = key;
+	argv[4] = claim;
+	argv[5] = val;
+	argv[6] = at;
+	redis_command(redis_op_new(REDIS_OP_RELEASE, NULL), 7, argv);
+}
+
+/* Drop our claim on key, if it is still ours; not answered. */
+void
+redis_unclaim(const char *key, const char *claim)
+{
+	const char *argv[5];
+
+	if (redis_state != RSTATE_CONNECTED)
+		return;
+	argv[0] = "EVAL";
+	argv[1] = redis_lua_release;	/* the same compare-and-delete */
+	argv[2] = "1";
+	argv[3] = key;
+	argv[4] = claim;
+	redis_command(redis_op_new(REDIS_OP_RELEASE, NULL), 5, argv);
+}
+
 /* The connection is up (and, with Sentinel, to a master): share again. */
 static void
 redis_up(void)
@@ -738,6 +831,18 @@ redis_reply_cb(redisAsyncContext *ac, void *reply, void *arg)
 	if (r != NULL && r->type == REDIS_REPLY_ERROR && r->len >= 8 &&
 	    memcmp(r->str, "READONLY", 8) == 0 && !redis_closing)
 		redis_lost("answers READONLY (a replica now)");
+	if (op->kind == REDIS_OP_CLAIM) {
+		/* Always answered, also when closing: the caller frees on it. */
+		if (r == NULL || redis_state != RSTATE_CONNECTED ||
+		    (r->type != REDIS_REPLY_NIL && r->type != REDIS_REPLY_STRING))
+			op->cb(op->arg, REDIS_CLAIM_FAILED, NULL, 0);
+		else if (r->type == REDIS_REPLY_NIL)
+			op->cb(op->arg, REDIS_CLAIM_OURS, NULL, 0);
+		else
+			op->cb(op->arg, REDIS_CLAIM_HELD, r->str, r->len);
+		free(op);
+		return;
+	}
 	if (op->kind == REDIS_OP_SETUP) {
 		/* SELECT's answer: the connection is usable (AUTH came first). */
 		if (r != NULL && r->type == REDIS_REPLY_STATUS &&

@@ -827,6 +827,39 @@ send_abort(const char *why)
 	}
 }
 
+static void	send_admit_lane(struct send *);
+
+/* idem.c claimed s's key in Redis (IDEM_NEW), or answered s's request. */
+static void
+send_idem_resume(void *arg, enum idem_begin how)
+{
+	struct send *s = arg;
+
+	if (how == IDEM_NEW)
+		send_admit_lane(s);
+	else
+		send_free(s);
+}
+
+/*
+ * Fail s at once if c cannot send for a reason no wait will mend: the
+ * merchant revoked the platform, or the credential failed for good. 1 if so.
+ */
+static int
+send_cred_refuses(struct send *s, struct cred *c)
+{
+	if (cred_revoked(c)) {
+		send_failx(s, SEND_REVOKED, "revoked", 0, "the merchant revoked "
+		    "the platform's authorization");
+		return (1);
+	}
+	if (!cred_usable(c) && cred_permanent(c)) {
+		send_fail_unavailable(s, cred_last_error(c));
+		return (1);
+	}
+	return (0);
+}
+
 /*
  * Admit s (its appid in s->msg.appid) into its credential's lane: the
  * checks every send and call share, then its deadline and a start or a
@@ -864,19 +897,41 @@ send_admit(struct send *s)
 		return;
 	}
 	/* A repeated idempotency_key: answered with the first outcome. */
-	if (s->job == NULL && idem_begin(req, &s->msg, &s->idem) != IDEM_NEW) {
-		send_free(s);
+	if (s->job == NULL) {
+		switch (idem_begin_shared(req, &s->msg, &s->idem,
+		    send_idem_resume, s)) {
+		case IDEM_NEW:
+			break;
+		case IDEM_CLAIMING:
+			return;		/* send_idem_resume goes on */
+		default:
+			send_free(s);
+			return;
+		}
+	}
+	send_admit_lane(s);
+}
+
+/*
+ * The rest of send_admit, once the idempotency key (if any) is ours: the
+ * lane's checks, then the deadline and a start or a place in the queue.
+ */
+static void
+send_admit_lane(struct send *s)
+{
+	struct request *req = s->req;
+	struct send_lane *l = s->lane;
+	struct cred *c = l->cred;
+
+	/* A stop or a reload while the key was claimed in Redis: not sent. */
+	if (wx_stopping || cred_removed(c)) {
+		send_failx(s, SEND_UNAVAILABLE, "unavailable", 1, wx_stopping ?
+		    "wxpushd is stopping" : "the appid was removed from the "
+		    "configuration");
 		return;
 	}
-	if (cred_revoked(c)) {
-		send_failx(s, SEND_REVOKED, "revoked", 0, "the merchant revoked "
-		    "the platform's authorization");
+	if (send_cred_refuses(s, c))
 		return;
-	}
-	if (!cred_usable(c) && cred_permanent(c)) {
-		send_fail_unavailable(s, cred_last_error(c));
-		return;
-	}
 	if (l->nqueue >= wx_conf->queue_limit && !(cred_usable(c) &&
 	    l->inflight < wx_conf->max_inflight && l->nqueue == 0)) {
 		send_failx(s, SEND_BUSY, "busy", 1, "the appid's queue is full");
@@ -967,15 +1022,8 @@ send_background(struct cred *c, struct message *msg, send_done_cb done,
 		    "the appid cannot send now");
 		return;
 	}
-	if (cred_revoked(c)) {
-		send_failx(s, SEND_REVOKED, "revoked", 0, "the merchant revoked "
-		    "the platform's authorization");
+	if (send_cred_refuses(s, c))
 		return;
-	}
-	if (!cred_usable(c) && cred_permanent(c)) {
-		send_fail_unavailable(s, cred_last_error(c));
-		return;
-	}
 	s->deadline = evtimer_new(wx_base, send_deadline_cb, s);
 	evtimer_add(s->deadline, send_timeout_tv);
 	send_submit(s);

@@ -28,6 +28,13 @@
 #endif
 #define WXPUSHD_CONF	WX_SYSCONFDIR "/wxpushd/wxpushd.conf"
 
+/* Idempotency keys claimed through Redis (idem.c sits above redis.c). */
+static const struct idem_share wxpushd_idem_share = {
+	.claim = redis_claim,
+	.settle = redis_settle,
+	.unclaim = redis_unclaim,
+};
+
 static int		 wxpushd_debug;
 static struct event	*wxpushd_drain_timer;
 
@@ -305,6 +312,8 @@ main(int argc, char **argv)
 	if (consent_init() == -1)
 		fatalx("cannot load the consent ledger");
 	redis_init(wx_conf);	/* before the credentials, which may wait for it */
+	if (wx_conf->redis != NULL || wx_conf->redis_sentinels != NULL)
+		idem_set_share(&wxpushd_idem_share);	/* sends' keys shared */
 	component_init();
 	cred_init();
 	official_reconcile(wx_conf);

@@ -240,7 +240,12 @@ int	 rpc_params_check(struct request *, const msgpack_object *,
 void	 rpc_shutdown(void);
 extern uint64_t	rpc_requests;
 
-/* valid.c: the syntax of appids, tokens and words, in one place. */
+/* valid.c: the syntax of ids, scenes, tokens and words, in one place. */
+#define WX_SCENE_MAX		10000	/* subscribe_once's scene: 0..10000 */
+#define WX_SCENE_DIGITS		5
+size_t	 valid_id_span(const char *, size_t);
+int	 valid_id(const char *, size_t, size_t);
+int	 valid_scene(const char *, size_t);
 int	 valid_appid(const char *, size_t);
 int	 valid_appid_str(const char *);
 int	 valid_word(const char *, size_t, size_t);
@@ -323,6 +328,9 @@ enum { MESSAGE_APPID, MESSAGE_KIND, MESSAGE_IDEMPOTENCY_KEY, MESSAGE_NCOMMON };
 	MESSAGE_REQ("appid"), MESSAGE_KEY("kind"), MESSAGE_KEY("idempotency_key")
 #define MESSAGE_KEYS_MAX	16
 #define MESSAGE_ID_MAX		128	/* touser, template_id: bytes */
+#define CONSENT_ID_MAX		128	/* openid, template_id: bytes */
+#define CONSENT_REF_MAX		32	/* a caller's reference: bytes */
+#define CONSENT_TAG_HEX		32	/* a link's tag as hex */
 /* A message kind: a row of message.c's table, a file of its own. */
 struct kind {
 	const char		*name;
@@ -572,6 +580,11 @@ void	 redis_ticket_get(const char *);
 void	 redis_authorizer_put(const char *, const char *, const char *, int,
 	    time_t);
 int	 redis_authorizer_get(const char *);	/* 0: answer comes later */
+enum redis_claim { REDIS_CLAIM_OURS, REDIS_CLAIM_HELD, REDIS_CLAIM_FAILED };
+typedef void (*redis_claim_cb)(void *, enum redis_claim, const char *, size_t);
+int	 redis_claim(const char *, const char *, long, redis_claim_cb, void *);
+void	 redis_settle(const char *, const char *, const char *, time_t);
+void	 redis_unclaim(const char *, const char *);
 
 /* send.c: the send method, from request to WeChat's answer. */
 struct send_counters {
@@ -639,6 +652,17 @@ enum outbox_op_type { OUTBOX_OP_INSERT, OUTBOX_OP_CLAIM, OUTBOX_OP_SET,
 	OUTBOX_OP_EXPIRE, OUTBOX_OP_KEEP };
 #define OUTBOX_KIND_MAX		31
 #define OUTBOX_UIDS_MAX		32	/* callers of an appid with fair shares */
+/*
+ * What a queued subscribe_once holds of the consent ledger: what its consent
+ * matches and the tag of the one it spent ("" if none). Stored in its row.
+ */
+struct outbox_consent {
+	int		 on;		/* subscribe_once: the ledger was asked */
+	char		 openid[CONSENT_ID_MAX + 1];
+	char		 template_id[CONSENT_ID_MAX + 1];
+	int		 scene;
+	char		 tag[CONSENT_TAG_HEX + 1];
+};
 /* A message to insert; the strings belong to the caller. */
 struct outbox_item {
 	int64_t		 id;		/* out */
@@ -649,6 +673,7 @@ struct outbox_item {
 	uint32_t	 uid;
 	int		 watch;
 	time_t		 not_after;
+	const struct outbox_consent *consent;	/* NULL: holds none */
 };
 /* A row a claim or an expiry sweep returned; body is allocated (claims). */
 struct outbox_claimed {
@@ -663,6 +688,7 @@ struct outbox_claimed {
 	int		 uncertain;
 	time_t		 created_at;
 	time_t		 not_after;
+	struct outbox_consent consent;
 };
 /* One operation for the writer thread; done runs on the loop afterwards. */
 struct outbox_op {
@@ -712,6 +738,17 @@ int	 outbox_db_get(int64_t, struct outbox_row *);
 int	 outbox_db_depths(void (*)(const char *, int64_t));
 time_t	 outbox_db_oldest(const char *);
 void	 outbox_db_counts(uint64_t *, uint64_t *);
+int	 outbox_db_consents(void (*)(const char *,
+	    const struct outbox_consent *));
+
+/* outbox-consent.c: the consents queued subscribe_once messages hold. */
+int	 outbox_consent_enqueue(struct message *, size_t,
+	    struct outbox_consent *, size_t *);
+void	 outbox_consent_unqueue(struct message *, size_t,
+	    const struct outbox_consent *);
+void	 outbox_consent_final(const char *, const struct outbox_consent *,
+	    int, long, int);
+int	 outbox_consent_init(void);
 
 /* outbox.c: enqueue, delivery and outbox methods, and the scheduler. */
 int	 outbox_init(char **);
@@ -851,8 +888,6 @@ int	 jsapi_sign(const char *, const char *, const char *, time_t,
 	    char *);
 
 /* method-consent.c: consent_url, consent_record, consents, consent_forget. */
-int	 method_consent_id_ok(const char *, size_t);
-int	 method_consent_scene(const char *, size_t);
 int	 method_consent_accept(const char *, const char *, const char *, int,
 	    const char *, const char *, size_t, int *, int *, const char **);
 void	 method_consent_url(struct request *, const msgpack_object *);
@@ -957,9 +992,6 @@ int	 store_idem_expire(time_t);
 int	 store_idem_foreach(time_t,
 	    int (*)(const struct store_idem *, void *), void *);
 
-#define CONSENT_ID_MAX		128	/* openid, template_id: bytes */
-#define CONSENT_REF_MAX		32	/* a caller's reference: bytes */
-#define CONSENT_TAG_HEX		32	/* a link's tag as hex */
 struct store_consent {
 	char		 appid[WX_APPID_MAX + 1];
 	char		 openid[CONSENT_ID_MAX + 1];
@@ -994,6 +1026,8 @@ void	 consent_give_back(const char *, const char *, const char *, int,
 	    const char *);
 void	 consent_used_up(const char *, const char *, const char *, int,
 	    const char *);
+void	 consent_hold(const char *, const char *, const char *, int,
+	    const char *);
 void	 consent_foreach(const char *, const char *, const char *,
 	    void (*)(const struct store_consent *, void *), void *);
 int	 consent_forget(const char *, const char *);
@@ -1008,7 +1042,16 @@ size_t	 consent_count(void);
 
 /* idem.c: idempotency keys, in memory, written behind to the store. */
 struct idem;
-enum idem_begin { IDEM_NEW, IDEM_ANSWERED, IDEM_WAITING };
+enum idem_begin { IDEM_NEW, IDEM_ANSWERED, IDEM_WAITING, IDEM_CLAIMING };
+typedef void (*idem_resume_cb)(void *, enum idem_begin);
+/* Where keys are shared between hosts (redis.c's claims, or a test's). */
+struct idem_share {
+	int	(*claim)(const char *, const char *, long, redis_claim_cb,
+		    void *);
+	void	(*settle)(const char *, const char *, const char *, time_t);
+	void	(*unclaim)(const char *, const char *);
+};
+void	 idem_set_share(const struct idem_share *);
 int	 idem_init(void);
 void	 idem_shutdown(void);
 void	 idem_flush(void);
@@ -1016,6 +1059,8 @@ enum idem_begin	 idem_begin(struct request *, const struct message *,
 	    struct idem **);
 enum idem_begin	 idem_begin_salted(struct request *, const struct message *,
 	    const char *, struct idem **);
+enum idem_begin	 idem_begin_shared(struct request *, const struct message *,
+	    struct idem **, idem_resume_cb, void *);
 void	 idem_finish_ok(struct idem *, int, int64_t);
 void	 idem_finish_queued(struct idem *, int64_t);
 void	 idem_finish_error(struct idem *, const struct rpc_error *);

@@ -9,6 +9,7 @@ import http.client
 import os
 import random
 import signal
+import sqlite3
 import string
 import time
 import urllib.error
@@ -209,7 +210,22 @@ cl = d.client()
 cl.request("send", message(template_id="TEMPLATE_id_0006"))
 t.ok(wait_for(lambda: mock.stats().get("delayed") == 1, timeout=10),
      "the send waits for WeChat")
-time.sleep(1)   # past the write-behind (200 ms)
+
+
+def stored_state(tid):
+    """The consent's state on disk, as the write-behind left it."""
+    db = sqlite3.connect(os.path.join(d.state, "wxpushd.db"))
+    try:
+        return [r[0] for r in db.execute("SELECT state FROM consents WHERE template_id = ?",
+                                         (tid,))]
+    finally:
+        db.close()
+
+
+# Killed once the write-behind is on disk (tests/unit/wxpushd/test_consent_crash
+# kills on both sides of it).
+t.ok(wait_for(lambda: stored_state("TEMPLATE_id_0006") == ["spent"], timeout=10),
+     "the write-behind has written the spend")
 d.stop(signal.SIGKILL)
 cl.close()
 wait_for(lambda: mock.stats().get("delayed") == 0, timeout=10)

@@ -1,8 +1,9 @@
 /*
  * Unit tests for consent.c: signed links (round trip, every field tampered,
  * every character of reserved changed, expiry, another key, the length
- * bound) and the ledger (a reload is one consent, spending, giving back,
- * 43101, forgetting, expiry, the write-behind to the store and back).
+ * bound), the redirect's fields (valid.c), and the ledger (a reload is
+ * one consent, spending, giving back, 43101, forgetting, expiry, the
+ * write-behind to the store and back).
  */
 #include "config.h"
 
@@ -73,6 +74,7 @@ main(void)
 	char		 r[CONSENT_RESERVED_MAX + 1], r2[CONSENT_RESERVED_MAX + 1];
 	char		 tag[CONSENT_TAG_HEX + 1], tag2[CONSENT_TAG_HEX + 1];
 	char		 ref[CONSENT_REF_MAX + 1], longref[CONSENT_REF_MAX + 2];
+	char		 id[CONSENT_ID_MAX + 1];
 	char		*dir, *cause;
 	const char	*why;
 	int		 yes = 1, no = 0;
@@ -163,6 +165,19 @@ main(void)
 	longref[CONSENT_REF_MAX + 1] = '\0';
 	is_int(consent_sign(T_KEY, T_APPID, T_TID, 1, now + 60, longref, r), -1,
 	    "a longer reference cannot be signed");
+
+	/* The fields of a redirect, checked by valid.c. */
+	memset(id, 'o', sizeof id);
+	ok(valid_id(id, CONSENT_ID_MAX, CONSENT_ID_MAX) &&
+	    !valid_id(id, CONSENT_ID_MAX + 1, CONSENT_ID_MAX) &&
+	    !valid_id("", 0, CONSENT_ID_MAX) &&
+	    !valid_id("o.1", 3, CONSENT_ID_MAX) &&
+	    valid_id("oUSER_open-id9", 14, CONSENT_ID_MAX),
+	    "an openid is 1..128 of A-Z a-z 0-9 _ -");
+	ok(valid_scene("0", 1) == 0 && valid_scene("10000", 5) == 10000 &&
+	    valid_scene("10001", 5) == -1 && valid_scene("000001", 6) == -1 &&
+	    valid_scene("", 0) == -1 && valid_scene("1a", 2) == -1 &&
+	    valid_scene("-1", 2) == -1, "a scene is digits of 0..10000");
 
 	/* The ledger, on a store. */
 	memset(&conf, 0, sizeof conf);

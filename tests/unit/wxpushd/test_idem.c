@@ -3,7 +3,10 @@
  * first send, a key reused for another message, per-caller keys, which
  * outcomes are remembered, and the write-behind to the store and back.
  * Requests come from fake clients whose replies are read back from their
- * output buffers (MessagePack, as a client would see them).
+ * output buffers (MessagePack, as a client would see them). Keys shared
+ * between hosts go through a fake share (Redis's claims), whose answers the
+ * test gives: claimed, held by another host (settled or in flight), a
+ * different message, or Redis unreachable.
  */
 #include "config.h"
 
@@ -22,6 +25,96 @@
 #define T_APPID	"wx1234567890abcdef"
 
 static char	test_base[] = "/tmp/test_idem.XXXXXX";
+
+/* The fake share: the last claim asked, and what was settled or dropped. */
+static struct {
+	int		 down;		/* claim() fails at once */
+	int		 nclaims, nsettled, nunclaimed;
+	char		 key[128];
+	char		 claim[512];
+	redis_claim_cb	 cb;
+	void		*arg;
+	char		 settled[4096];	/* the last final value */
+	char		 skey[128];
+	char		 uclaim[512];	/* the last claim dropped */
+} fake;
+
+/* The resume callback: how the parked first send ended. */
+static struct {
+	int		 n;
+	enum idem_begin	 how;
+} resumed;
+
+static int
+fake_claim(const char *key, const char *val, long ttl_ms, redis_claim_cb cb,
+    void *arg)
+{
+	(void)ttl_ms;
+	if (fake.down)
+		return (-1);
+	fake.nclaims++;
+	snprintf(fake.key, sizeof fake.key, "%s", key);
+	snprintf(fake.claim, sizeof fake.claim, "%s", val);
+	fake.cb = cb;
+	fake.arg = arg;
+	return (0);
+}
+
+static void
+fake_settle(const char *key, const char *claim, const char *val, time_t at)
+{
+	(void)at;
+	if (strcmp(claim, fake.claim) != 0)
+		return;		/* not the claim that was asked */
+	fake.nsettled++;
+	snprintf(fake.skey, sizeof fake.skey, "%s", key);
+	snprintf(fake.settled, sizeof fake.settled, "%s", val);
+}
+
+static void
+fake_unclaim(const char *key, const char *claim)
+{
+	(void)key;
+	fake.nunclaimed++;
+	snprintf(fake.uclaim, sizeof fake.uclaim, "%s", claim);
+}
+
+static const struct idem_share fake_share = {
+	.claim = fake_claim,
+	.settle = fake_settle,
+	.unclaim = fake_unclaim,
+};
+
+/* Redis answers the last claim (once). */
+static void
+fake_answer(enum redis_claim got, const char *v)
+{
+	redis_claim_cb	 cb = fake.cb;
+
+	fake.cb = NULL;
+	if (cb == NULL) {
+		printf("Bail out! no claim to answer\n");
+		exit(1);
+	}
+	cb(fake.arg, got, v, v != NULL ? strlen(v) : 0);
+}
+
+/* Run the loop's due events after ms. */
+static void
+test_loop(int ms)
+{
+	if (ms > 0)
+		usleep((useconds_t)ms * 1000);
+	event_base_loop(wx_base, EVLOOP_NONBLOCK);
+}
+
+static void
+test_resume(void *arg, enum idem_begin how)
+{
+	(void)arg;
+	resumed.n++;
+	resumed.how = how;
+}
 static uint32_t	test_msgid;
 
 /* A connected client of uid, its replies kept in its output buffer. */
@@ -46,6 +139,7 @@ test_client(uid_t uid)
 	 */
 	c->bev = bufferevent_socket_new(wx_base, sv[0], BEV_OPT_CLOSE_ON_FREE);
 	evbuffer_unfreeze(bufferevent_get_output(c->bev), 1);
+	bufferevent_disable(c->bev, EV_READ | EV_WRITE);	/* test_loop runs */
 	c->more = event_new(wx_base, -1, 0, NULL, NULL);
 	return (c);
 }
@@ -231,7 +325,10 @@ test_rm(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 int
 main(void)
 {
-	struct client		*alice, *bob;
+	struct client		*alice, *bob, *carol;
+	char			 held[4096], *p;
+	int			 nclaims;
+	struct rpc_error	*e;
 	struct request		*first, *req;
 	struct message		 a, b;
 	struct test_reply	 r;
@@ -254,6 +351,7 @@ main(void)
 	is_int(idem_init(), 0, "idem_init");
 	alice = test_client(1001);
 	bob = test_client(1002);
+	carol = test_client(1003);
 	test_message(&a, "{\"touser\":\"o1\",\"title\":\"A\"}", "order-1");
 	test_message(&b, "{\"touser\":\"o1\",\"title\":\"B\"}", "order-1");
 
@@ -369,10 +467,191 @@ main(void)
 	test_answer(req);
 	test_replies(bob, &r);
 
+	/*
+	 * Shared through Redis. A new key is claimed before its send goes; a
+	 * repeat on this host waits on the one entry; the final answer replaces
+	 * the claim, under a hash of the key.
+	 */
+	idem_set_share(&fake_share);
+	test_message(&a, "{\"touser\":\"o2\",\"title\":\"S\"}", "shared-1");
+	first = test_request(carol);
+	memset(&resumed, 0, sizeof resumed);
+	is_int(idem_begin_shared(first, &a, &i, test_resume, NULL),
+	    IDEM_CLAIMING, "shared: a new key is claimed in Redis first");
+	ok(fake.nclaims == 1 && strncmp(fake.key, "wxpushd:idem:", 13) == 0 &&
+	    strlen(fake.key) == 13 + 64 && strstr(fake.key, "shared") == NULL &&
+	    strstr(fake.claim, "\"pending\"") != NULL,
+	    "under a hash of the key, as pending (%s)", fake.key);
+	req = test_request(carol);
+	msgid = req->msgid;
+	is_int(idem_begin_shared(req, &a, &i2, test_resume, NULL), IDEM_WAITING,
+	    "a repeat on this host while the claim is asked waits");
+	test_loop(0);
+	is_int(resumed.n, 0, "the first send is parked until Redis answers");
+	fake_answer(REDIS_CLAIM_OURS, NULL);
+	is_int(resumed.n, 0, "and resumed from the loop, not inside redis.c");
+	test_loop(1);
+	ok(resumed.n == 1 && resumed.how == IDEM_NEW,
+	    "claimed: the first send goes (%d)", resumed.n);
+	idem_finish_ok(NEED(i), 3, 77);
+	test_replies(carol, &r);
+	ok(r.n == 1 && r.ok && r.msgid == msgid && r.attempts == 3,
+	    "the waiting repeat gets the answer");
+	test_answer(first);
+	ok(fake.nsettled == 1 && strcmp(fake.skey, fake.key) == 0 &&
+	    strstr(fake.settled, "\"final\"") != NULL &&
+	    strstr(fake.settled, "\"attempts\":3") != NULL,
+	    "the final answer settles our claim: %s", fake.settled);
+	snprintf(held, sizeof held, "%s", fake.settled);
+
+	/* Another host (bob here: another key) holds the answer: no send. */
+	first = test_request(bob);
+	msgid = first->msgid;
+	memset(&resumed, 0, sizeof resumed);
+	is_int(idem_begin_shared(first, &a, &i, test_resume, NULL),
+	    IDEM_CLAIMING, "another host's key: claimed first");
+	ok(strcmp(fake.key, fake.skey) != 0, "per uid: another Redis key");
+	fake_answer(REDIS_CLAIM_HELD, held);
+	test_loop(1);
+	test_replies(bob, &r);
+	ok(resumed.n == 1 && resumed.how == IDEM_ANSWERED && r.n == 1 &&
+	    r.ok && r.msgid == msgid && r.attempts == 3,
+	    "settled elsewhere: answered with that answer, not sent");
+	req = test_request(bob);
+	is_int(idem_begin_shared(req, &a, &i2, test_resume, NULL),
+	    IDEM_ANSWERED, "and remembered here: the next repeat costs no "
+	    "round trip");
+	test_replies(bob, &r);
+
+	/* In flight on another host: asked again until it is settled. */
+	test_message(&a, a.json, "shared-2");
+	first = test_request(carol);
+	msgid = first->msgid;
+	memset(&resumed, 0, sizeof resumed);
+	idem_begin_shared(first, &a, &i, test_resume, NULL);
+	nclaims = fake.nclaims;
+	snprintf(held, sizeof held, "%s", fake.claim);	/* "another's" claim */
+	fake_answer(REDIS_CLAIM_HELD, held);
+	test_loop(1);
+	is_int(resumed.n, 0, "in flight elsewhere: parked");
+	is_int(fake.nclaims, nclaims, "not asked again at once");
+	test_loop(300);
+	is_int(fake.nclaims, nclaims + 1, "asked again after the poll interval");
+	/* The other host settles it: its final value, this message's digest. */
+	p = strstr(held, "\"pending\"");
+	memcpy(p, "\"final\"  ", 9);
+	snprintf(held + strlen(held) - 1, sizeof held - strlen(held) + 1,
+	    ",\"code\":\"wechat\",\"attempts\":1,\"msgid\":0,\"errcode\":43101,"
+	    "\"errmsg\":\"no consent\",\"message\":\"refused\","
+	    "\"retryable\":false,\"retry_after\":0}");
+	fake_answer(REDIS_CLAIM_HELD, held);
+	test_loop(1);
+	test_replies(carol, &r);
+	ok(resumed.n == 1 && resumed.how == IDEM_ANSWERED && r.n == 1 &&
+	    !r.ok && r.msgid == msgid && strcmp(r.code, "wechat") == 0 &&
+	    r.errcode == 43101, "then answered with its final answer "
+	    "(%s %ld)", r.code, r.errcode);
+
+	/* The key used for another message elsewhere: refused, not sent. */
+	test_message(&b, "{\"touser\":\"o2\",\"title\":\"other\"}", "shared-3");
+	first = test_request(carol);
+	memset(&resumed, 0, sizeof resumed);
+	idem_begin_shared(first, &b, &i, test_resume, NULL);
+	fake_answer(REDIS_CLAIM_HELD, held);	/* a's digest */
+	test_loop(1);
+	test_replies(carol, &r);
+	ok(resumed.n == 1 && resumed.how == IDEM_ANSWERED && r.n == 1 &&
+	    strcmp(r.code, "invalid_request") == 0 &&
+	    strcmp(r.field, "idempotency_key") == 0,
+	    "another message under the key elsewhere: invalid_request");
+
+	/* Redis lost while another host's send is in flight: retry later. */
+	test_message(&a, a.json, "shared-4");
+	first = test_request(carol);
+	memset(&resumed, 0, sizeof resumed);
+	idem_begin_shared(first, &a, &i, test_resume, NULL);
+	snprintf(held, sizeof held, "%s", fake.claim);
+	fake_answer(REDIS_CLAIM_HELD, held);
+	test_loop(1);
+	fake.down = 1;
+	test_loop(300);
+	test_replies(carol, &r);
+	ok(resumed.n == 1 && resumed.how == IDEM_ANSWERED && r.n == 1 &&
+	    strcmp(r.code, "unavailable") == 0 && r.retryable,
+	    "Redis lost while waiting: unavailable, retryable (%s)", r.code);
+	/* Redis unreachable: this host's table only, at once. */
+	test_message(&a, a.json, "shared-5");
+	req = test_request(carol);
+	is_int(idem_begin_shared(req, &a, &i, test_resume, NULL), IDEM_NEW,
+	    "Redis unreachable: a new key goes at once (local)");
+	fake.down = 0;
+	idem_finish_ok(NEED(i), 1, 0);
+	test_answer(req);
+	test_replies(carol, &r);
+	/* Redis failing the claim: local as well. */
+	test_message(&a, a.json, "shared-6");
+	first = test_request(carol);
+	memset(&resumed, 0, sizeof resumed);
+	idem_begin_shared(first, &a, &i, test_resume, NULL);
+	fake_answer(REDIS_CLAIM_FAILED, NULL);
+	test_loop(1);
+	ok(resumed.n == 1 && resumed.how == IDEM_NEW,
+	    "a failed claim: the send goes, local only");
+	/* A retryable answer drops our claim. */
+	idem_finish_error(NEED(i), test_error("wechat", -1, 1));
+	test_answer(first);
+	is_int(fake.nunclaimed, 0, "a claim Redis never took is not dropped");
+	test_message(&a, a.json, "shared-7");
+	first = test_request(carol);
+	idem_begin_shared(first, &a, &i, test_resume, NULL);
+	fake_answer(REDIS_CLAIM_OURS, NULL);
+	test_loop(1);
+	idem_finish_error(NEED(i), test_error("busy", 0, 1));
+	test_answer(first);
+	ok(fake.nunclaimed == 1 && strcmp(fake.uclaim, fake.claim) == 0,
+	    "a retryable answer drops our claim");
+	/* Answered while parked (a stop): the claim, got later, is dropped. */
+	test_message(&a, a.json, "shared-8");
+	first = test_request(carol);
+	memset(&resumed, 0, sizeof resumed);
+	idem_begin_shared(first, &a, &i, test_resume, NULL);
+	idem_finish_error(NEED(i), test_error("unavailable", 0, 1));
+	test_answer(first);
+	fake_answer(REDIS_CLAIM_OURS, NULL);
+	test_loop(1);
+	ok(resumed.n == 0 && fake.nunclaimed == 2,
+	    "a send answered while parked is not resumed; its claim is dropped");
+	req = test_request(carol);
+	is_int(idem_begin(req, &a, &i), IDEM_NEW,
+	    "and nothing of it is remembered");
+	idem_finish_ok(NEED(i), 1, 0);
+	test_answer(req);
+	test_replies(carol, &r);
+	/* A long errmsg cut inside a UTF-8 character is still settled. */
+	test_message(&a, a.json, "shared-9");
+	first = test_request(carol);
+	idem_begin_shared(first, &a, &i, test_resume, NULL);
+	fake_answer(REDIS_CLAIM_OURS, NULL);
+	test_loop(1);
+	memset(held, 'x', 254);
+	memcpy(held + 254, "\xe4\xb8\xad", 4);	/* U+4E2D, NUL */
+	e = test_error("wechat", 40003, 0);
+	e->errmsg = held;
+	nclaims = fake.nsettled;
+	idem_finish_error(NEED(i), e);
+	test_answer(first);
+	p = strstr(fake.settled, "\"errmsg\":\"");
+	ok(fake.nsettled == nclaims + 1 && p != NULL &&
+	    strspn(p + 10, "x") == 254 && p[10 + 254] == '"',
+	    "an errmsg cut at 255 bytes inside a character is settled, cut "
+	    "before it");
+	idem_set_share(NULL);
+
 	idem_shutdown();
 	store_close();
 	test_client_free(alice);
 	test_client_free(bob);
+	test_client_free(carol);
 	event_base_free(wx_base);
 	nftw(test_base, test_rm, 16, FTW_DEPTH | FTW_PHYS);
 	free(dir);
