@@ -133,7 +133,8 @@ def scenario(args, total, active):
     d.write_conf(d.default_conf(extra='authorizer_idle = 86400\nlog_level = "warning"\n'
                                 'max_clients = 1000\n')
                  .replace("refresh_margin = 300", "refresh_margin = 10")
-                 .replace("upstream_timeout = 3", "upstream_timeout = 10"))
+                 .replace("upstream_timeout = 3", "upstream_timeout = 10")
+                 .replace("send_timeout = 8", "send_timeout = 30"))
     d.start()
     wait_for(lambda: any(c["appid"] == COMPONENT for c in d.status()["credentials"]), 10)
     d.stop()
