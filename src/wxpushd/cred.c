@@ -416,14 +416,11 @@ cred_set_loader(struct cred *(*fn)(const char *))
 struct cred *
 cred_lookup(const char *appid)
 {
-	struct cred *c = cred_find(appid);
+	struct cred *c = cred_find(appid), *l;
 
-	if ((c == NULL || c->removed) && cred_loader != NULL) {
-		struct cred *l = cred_loader(appid);
-
-		if (l != NULL)
-			c = l;
-	}
+	if ((c == NULL || c->removed) && cred_loader != NULL &&
+	    (l = cred_loader(appid)) != NULL)
+		c = l;
 	return (c);
 }
 
