@@ -1,10 +1,13 @@
 /*
- * The reference of wxpush-bench: the same sends straight to the upstream with
- * a bare libcurl multi client on libevent (curl's hiperfifo pattern), the
- * same body, the same token-bearing URL, HTTP/1.1 keep-alive, and a fixed
- * number of transfers in flight. Each finished transfer is checked (HTTP 200,
- * a JSON object with errcode 0) and its easy handle is started again, keeping
- * its connection.
+ * The references of wxpush-bench: the same sends straight to the upstream
+ * with the same body, the same token-bearing URL, HTTP/1.1 keep-alive, and a
+ * fixed number of transfers in flight, each easy handle started again on its
+ * kept connection when it finishes. Two ways to drive them:
+ *  - --reference: a libcurl multi client on libevent (curl's hiperfifo
+ *    pattern, as the daemon's upstream.c), each answer parsed with jansson;
+ *  - --reference-bare: the plainest libcurl client, curl_multi_perform and
+ *    curl_multi_poll in a loop and nothing else, each answer checked for
+ *    HTTP 200 and errcode 0 by a byte search.
  */
 #include "config.h"
 
@@ -227,6 +230,42 @@ bench_ref_done(struct bench_xfer *x, CURLcode result)
 	json_decref(j);
 }
 
+/*
+ * The bare reference's check: HTTP 200 and, if the answer names an errcode,
+ * 0. A byte search, not a parse: the cheapest check that still catches an
+ * upstream that refuses.
+ */
+static void
+bench_ref_bare_done(struct bench_xfer *x, CURLcode result)
+{
+	static const char	 key[] = "\"errcode\":";
+	const char		*p, *end;
+	long			 status = 0;
+	char			 code[BENCH_ERR_LEN];
+
+	curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+	if (result != CURLE_OK) {
+		snprintf(code, sizeof code, "curl_%d", (int)result);
+		bench_record(x->start, code);
+		return;
+	}
+	if (status != 200) {
+		snprintf(code, sizeof code, "http_%ld", status);
+		bench_record(x->start, code);
+		return;
+	}
+	end = x->resp + x->len;
+	p = memmem(x->resp, x->len, key, sizeof key - 1);
+	if (p != NULL) {
+		p += sizeof key - 1;
+		if (p + 1 >= end || p[0] != '0' || (p[1] != ',' && p[1] != '}')) {
+			bench_record(x->start, "errcode_nonzero");
+			return;
+		}
+	}
+	bench_record(x->start, NULL);
+}
+
 /* Collect finished transfers and start them again. */
 static void
 bench_ref_check(void)
@@ -245,7 +284,10 @@ bench_ref_check(void)
 		x = (struct bench_xfer *)priv;
 		result = msg->data.result;
 		curl_multi_remove_handle(bench_ref_multi, x->easy);
-		bench_ref_done(x, result);
+		if (bench_opts.bare)
+			bench_ref_bare_done(x, result);
+		else
+			bench_ref_done(x, result);
 		if (bench.phase != BENCH_DONE)
 			bench_ref_issue(x);
 	}
@@ -394,14 +436,17 @@ bench_ref_start(void)
 
 	if ((bench_ref_multi = curl_multi_init()) == NULL)
 		fatalx("curl_multi_init failed");
-	bench_ref_timer = evtimer_new(bench.base, bench_ref_timer_cb, NULL);
-	if (bench_ref_timer == NULL)
-		fatalx("evtimer_new failed");
 	n = (size_t)bench_opts.conns * (size_t)bench_opts.depth;
-	curl_multi_setopt(bench_ref_multi, CURLMOPT_SOCKETFUNCTION,
-	    bench_ref_socket_cb);
-	curl_multi_setopt(bench_ref_multi, CURLMOPT_TIMERFUNCTION,
-	    bench_ref_timerfn_cb);
+	if (!bench_opts.bare) {
+		bench_ref_timer = evtimer_new(bench.base, bench_ref_timer_cb,
+		    NULL);
+		if (bench_ref_timer == NULL)
+			fatalx("evtimer_new failed");
+		curl_multi_setopt(bench_ref_multi, CURLMOPT_SOCKETFUNCTION,
+		    bench_ref_socket_cb);
+		curl_multi_setopt(bench_ref_multi, CURLMOPT_TIMERFUNCTION,
+		    bench_ref_timerfn_cb);
+	}
 	curl_multi_setopt(bench_ref_multi, CURLMOPT_MAXCONNECTS, (long)n);
 	curl_multi_setopt(bench_ref_multi, CURLMOPT_PIPELINING,
 	    (long)CURLPIPE_NOTHING);
@@ -435,6 +480,37 @@ bench_ref_start(void)
 	for (i = 0; i < n; i++)
 		bench_ref_issue(&bench_ref_xfers[i]);
 	return (0);
+}
+
+/*
+ * The bare reference's loop, instead of the event loop: perform, collect,
+ * poll; the warm-up and the window end by the clock, checked once a round.
+ */
+void
+bench_ref_bare_run(void)
+{
+	uint64_t	 now, next;
+	int		 running, ms;
+
+	next = bench_now_ns() + (uint64_t)bench_opts.warmup * 1000000000ULL;
+	while (bench.phase != BENCH_DONE) {
+		if (bench_interrupted) {
+			bench_stop("interrupted");
+			break;
+		}
+		now = bench_now_ns();
+		if (now >= next) {
+			bench_phase_advance();
+			next = now + (uint64_t)bench_opts.secs * 1000000000ULL;
+			continue;
+		}
+		curl_multi_perform(bench_ref_multi, &running);
+		bench_ref_check();
+		ms = (int)((next - now) / 1000000) + 1;
+		if (ms > 1000)
+			ms = 1000;
+		curl_multi_poll(bench_ref_multi, NULL, 0, ms, NULL);
+	}
 }
 
 /* Stop every transfer and free everything. */

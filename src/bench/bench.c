@@ -71,6 +71,7 @@ static const struct option bench_longopts[] = {
 	{ "method",	required_argument,	NULL, 'm' },
 	{ "idle",	required_argument,	NULL, 'i' },
 	{ "reference",	required_argument,	NULL, 'r' },
+	{ "reference-bare", required_argument,	NULL, 'R' },
 	{ "ca-file",	required_argument,	NULL, 'C' },
 	{ "token",	required_argument,	NULL, 'T' },
 	{ "secret-file", required_argument,	NULL, 'S' },
@@ -90,8 +91,8 @@ bench_usage(int status)
 	    "                    [--appid A] [--pid PID] [--method send|enqueue|ping] "
 	    "[--idle N]\n"
 	    "                    [--json] [--label L]\n"
-	    "       wxpush-bench --reference URL (--token T | --appid A "
-	    "--secret-file F)\n"
+	    "       wxpush-bench (--reference | --reference-bare) URL "
+	    "(--token T | --appid A --secret-file F)\n"
 	    "                    [--ca-file F] [-c conns] [-d depth] [-t secs] "
 	    "[--warmup secs]\n");
 	exit(status);
@@ -288,6 +289,21 @@ bench_stop(const char *why)
 }
 
 /* The end of the warm-up, then the end of the window. */
+void
+bench_phase_advance(void)
+{
+	if (bench.phase == BENCH_WARMUP) {
+		bench.done = bench.ok = 0;
+		bench_hist_reset(&bench.hist);
+		memset(&bench.errors, 0, sizeof bench.errors);
+		bench.phase = BENCH_MEASURE;
+		bench_sample(&bench_t0);
+		return;
+	}
+	bench_stop(NULL);
+}
+
+/* The phase timer of the event loop modes. */
 static void
 bench_phase_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -296,18 +312,22 @@ bench_phase_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	(void)arg;
-	if (bench.phase == BENCH_WARMUP) {
-		bench.done = bench.ok = 0;
-		bench_hist_reset(&bench.hist);
-		memset(&bench.errors, 0, sizeof bench.errors);
-		bench.phase = BENCH_MEASURE;
-		bench_sample(&bench_t0);
+	bench_phase_advance();
+	if (bench.phase == BENCH_MEASURE) {
 		tv.tv_sec = bench_opts.secs;
 		tv.tv_usec = 0;
 		evtimer_add(bench_phase_ev, &tv);
-		return;
 	}
-	bench_stop(NULL);
+}
+
+/* SIGINT or SIGTERM in the bare reference, which runs no event loop. */
+volatile sig_atomic_t	 bench_interrupted;
+
+static void
+bench_bare_signal(int sig)
+{
+	(void)sig;
+	bench_interrupted = 1;
 }
 
 /* SIGINT or SIGTERM: report what was measured so far. */
@@ -385,9 +405,9 @@ bench_report(void)
 		bench_proc_mem(bench_opts.pid, &rss, &hwm);
 
 	if (bench_opts.reference != NULL)
-		snprintf(what, sizeof what, "reference: libcurl to %s, %d "
-		    "transfers in flight", bench_opts.reference,
-		    bench_opts.conns * bench_opts.depth);
+		snprintf(what, sizeof what, "reference%s: libcurl to %s, %d "
+		    "transfers in flight", bench_opts.bare ? " (bare)" : "",
+		    bench_opts.reference, bench_opts.conns * bench_opts.depth);
 	else
 		snprintf(what, sizeof what, "%s to %s, %d connections x %d in "
 		    "flight%s", bench_opts.method, bench_opts.socket,
@@ -405,7 +425,8 @@ bench_report(void)
 		o = json_pack("{s:s,s:s,s:s,s:i,s:i,s:i,s:f,s:I,s:I,s:f,s:f,"
 		    "s:f,s:f,s:f,s:f,s:f,s:f,s:o,s:I,s:f,s:f,s:i}",
 		    "label", bench_opts.label != NULL ? bench_opts.label : "",
-		    "mode", bench_opts.reference != NULL ? "reference" : "daemon",
+		    "mode", bench_opts.reference == NULL ? "daemon" :
+		    bench_opts.bare ? "reference_bare" : "reference",
 		    "method", bench_opts.method,
 		    "conns", bench_opts.conns,
 		    "depth", bench_opts.depth,
@@ -517,7 +538,7 @@ main(int argc, char **argv)
 		bench_opts.socket = env;
 	else
 		bench_opts.socket = BENCH_SOCKET;
-	while ((ch = getopt_long(argc, argv, "a:c:d:hi:jl:m:p:r:s:t:Vw:",
+	while ((ch = getopt_long(argc, argv, "a:c:d:hi:jl:m:p:r:R:s:t:Vw:",
 	    bench_longopts, NULL)) != -1) {
 		switch (ch) {
 		case 's':
@@ -562,6 +583,11 @@ main(int argc, char **argv)
 			break;
 		case 'r':
 			bench_opts.reference = optarg;
+			bench_opts.bare = 0;
+			break;
+		case 'R':
+			bench_opts.reference = optarg;
+			bench_opts.bare = 1;
 			break;
 		case 'C':
 			bench_opts.ca_file = optarg;
@@ -618,8 +644,13 @@ main(int argc, char **argv)
 	bench_hist_reset(&bench.hist);
 	sigint = evsignal_new(bench.base, SIGINT, bench_signal_cb, NULL);
 	sigterm = evsignal_new(bench.base, SIGTERM, bench_signal_cb, NULL);
-	evsignal_add(sigint, NULL);
-	evsignal_add(sigterm, NULL);
+	if (bench_opts.bare) {
+		signal(SIGINT, bench_bare_signal);
+		signal(SIGTERM, bench_bare_signal);
+	} else {
+		evsignal_add(sigint, NULL);
+		evsignal_add(sigterm, NULL);
+	}
 
 	if (bench_opts.reference != NULL) {
 		if (bench_ref_start() == -1)
@@ -643,10 +674,14 @@ main(int argc, char **argv)
 	bench_phase_ev = evtimer_new(bench.base, bench_phase_cb, NULL);
 	tv.tv_sec = bench_opts.warmup;
 	tv.tv_usec = 0;
-	evtimer_add(bench_phase_ev, &tv);
-	/* Connections may all have failed already: a loopbreak is not sticky. */
-	if (bench.phase != BENCH_DONE)
-		event_base_dispatch(bench.base);
+	if (bench_opts.bare)
+		bench_ref_bare_run();
+	else {
+		evtimer_add(bench_phase_ev, &tv);
+		/* Connections may all have failed already: a loopbreak is not sticky. */
+		if (bench.phase != BENCH_DONE)
+			event_base_dispatch(bench.base);
+	}
 	if (bench.phase != BENCH_DONE)
 		bench_stop("the event loop ran dry");
 

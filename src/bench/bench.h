@@ -9,6 +9,7 @@
 
 #include <sys/types.h>
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -57,6 +58,7 @@ struct bench_opts {
 	const char	*method;	/* "send" or "ping" */
 	int		 idle;		/* extra idle connections */
 	const char	*reference;	/* upstream base URL: reference mode */
+	int		 bare;		/* --reference-bare: perform + poll */
 	const char	*ca_file;
 	const char	*token;
 	const char	*secret_file;
@@ -90,6 +92,8 @@ extern struct bench_state	 bench;
 uint64_t	 bench_now_ns(void);
 void		 bench_record(uint64_t, const char *);
 void		 bench_stop(const char *);
+void		 bench_phase_advance(void);
+extern volatile sig_atomic_t	 bench_interrupted;
 
 /* bench-rpc.c: MessagePack-RPC clients of wxpushd. */
 int		 bench_rpc_start(void);
@@ -99,6 +103,7 @@ void		 bench_rpc_close(void);
 
 /* bench-ref.c: the reference, libcurl multi straight to the upstream. */
 int		 bench_ref_start(void);
+void		 bench_ref_bare_run(void);
 void		 bench_ref_close(void);
 char		*bench_ref_body(size_t *);
 

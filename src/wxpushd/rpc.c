@@ -11,6 +11,21 @@
 
 #include "wxpushd.h"
 
+/*
+ * Freed requests kept for reuse (as send.c keeps sends); none under
+ * AddressSanitizer, which must see every free.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define RPC_POOL_MAX		0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define RPC_POOL_MAX		0
+#endif
+#endif
+#ifndef RPC_POOL_MAX
+#define RPC_POOL_MAX		1024
+#endif
+
 /* The longest unknown key quoted back in an error. */
 #define RPC_KEY_QUOTE_MAX	32
 
@@ -20,8 +35,14 @@ uint64_t		 rpc_requests;
 /* Registered by the layers above, so that rpc.c calls none of them by name. */
 static const struct method	*(*rpc_find)(const char *, size_t);
 static void			 (*rpc_done)(struct client *);
+/* Freed requests, linked through entry. */
+static TAILQ_HEAD(, request)	 rpc_pool = TAILQ_HEAD_INITIALIZER(rpc_pool);
+static size_t			 rpc_npool;
 
-/* The method table (method.c) and the client's request-done hook (server.c). */
+/*
+ * The method table (method.c) and the client's output hook (server.c), called
+ * once output for the client has been packed or is about to be.
+ */
 void
 rpc_init(const struct method *(*find)(const char *, size_t),
     void (*done)(struct client *))
@@ -171,6 +192,9 @@ rpc_notify_begin(struct client *c, const char *method, size_t nparams)
 
 	msgpack_packer_init(pk, bufferevent_get_output(c->bev),
 	    rpc_write_evbuffer);
+	/* Only schedules the write: the caller packs the params first. */
+	if (rpc_done != NULL)
+		rpc_done(c);
 	msgpack_pack_array(pk, 3);
 	msgpack_pack_uint8(pk, 2);
 	rpc_pack_str(pk, method);
@@ -224,7 +248,11 @@ rpc_request_free(struct request *req)
 		TAILQ_REMOVE(&c->requests, req, entry);
 		c->nrequests--;
 	}
-	free(req);
+	if (rpc_npool < RPC_POOL_MAX) {
+		TAILQ_INSERT_HEAD(&rpc_pool, req, entry);
+		rpc_npool++;
+	} else
+		free(req);
 	if (c != NULL && rpc_done != NULL)
 		rpc_done(c);
 }
@@ -380,7 +408,12 @@ rpc_input(struct client *c, const unsigned char *frame, size_t len)
 	}
 
 	rpc_requests++;
-	req = xcalloc(1, sizeof *req);
+	if ((req = TAILQ_FIRST(&rpc_pool)) != NULL) {
+		TAILQ_REMOVE(&rpc_pool, req, entry);
+		rpc_npool--;
+		memset(req, 0, sizeof *req);
+	} else
+		req = xcalloc(1, sizeof *req);
 	req->client = c;
 	req->notify = d.notify;
 	req->msgid = d.msgid;

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <event2/event_struct.h>
 #include <jansson.h>
 
 #include "wxpushd.h"
@@ -21,6 +22,20 @@
 #define SEND_BUSY_RETRIES	3	/* errcode -1 and transport failures */
 #define SEND_RETRY_BASE_MS	250
 #define SEND_MIN_LEFT_MS	500	/* do not start an attempt with less left */
+/*
+ * Freed sends kept for reuse: the send path allocates no struct send at a
+ * steady rate. None under AddressSanitizer, which must see every free.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define SEND_POOL_MAX		0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SEND_POOL_MAX		0
+#endif
+#endif
+#ifndef SEND_POOL_MAX
+#define SEND_POOL_MAX		1024
+#endif
 
 /*
  * One send, from request to answer. Its origin is an RPC request (req), or,
@@ -38,7 +53,8 @@ struct send {
 	uint64_t		 gen;		/* token generation of this attempt */
 	int			 queued;
 	struct upstream_call	*call;
-	struct event		*deadline;
+	struct event		 deadline;	/* set once admitted */
+	int			 has_deadline;
 	struct event		*retry;
 	struct timeval		 started;	/* accepted at; for the histogram */
 	TAILQ_ENTRY(send)	 entry;
@@ -79,6 +95,9 @@ static const struct timeval	*send_timeout_tv;
 static int			 send_timeout_secs;
 /* Every send not answered yet, so a stop can answer them all. */
 static TAILQ_HEAD(, send)	 send_all = TAILQ_HEAD_INITIALIZER(send_all);
+/* Freed sends for reuse, linked through entry. */
+static TAILQ_HEAD(, send)	 send_pool = TAILQ_HEAD_INITIALIZER(send_pool);
+static size_t			 send_npool;
 
 static void	send_upstream_cb(const struct upstream_reply *, void *);
 static void	send_cred_event(struct cred *, enum cred_event, const char *);
@@ -271,6 +290,32 @@ send_dequeue(struct send *s)
 	s->queued = 0;
 }
 
+/* A zeroed send, from the pool if it has one. */
+static struct send *
+send_alloc(void)
+{
+	struct send *s;
+
+	if ((s = TAILQ_FIRST(&send_pool)) == NULL)
+		return (xcalloc(1, sizeof *s));
+	TAILQ_REMOVE(&send_pool, s, entry);
+	send_npool--;
+	memset(s, 0, sizeof *s);
+	return (s);
+}
+
+/* Back to the pool, or to the allocator once the pool is full. */
+static void
+send_release(struct send *s)
+{
+	if (send_npool >= SEND_POOL_MAX) {
+		free(s);
+		return;
+	}
+	TAILQ_INSERT_HEAD(&send_pool, s, entry);
+	send_npool++;
+}
+
 static void
 send_free(struct send *s)
 {
@@ -280,15 +325,15 @@ send_free(struct send *s)
 		upstream_cancel(s->call);
 		s->lane->inflight--;
 	}
-	if (s->deadline != NULL)
-		event_free(s->deadline);
+	if (s->has_deadline)
+		evtimer_del(&s->deadline);
 	if (s->retry != NULL)
 		event_free(s->retry);
 	TAILQ_REMOVE(&send_all, s, all);
 	message_free(&s->msg);
 	if (s->job != NULL)
 		s->job->free(s->jobarg);
-	free(s);
+	send_release(s);
 }
 
 /* Give a background send's outcome to its origin (e NULL: delivered). */
@@ -474,7 +519,7 @@ send_left_ms(struct send *s)
 {
 	struct timeval at, now;
 
-	if (!event_pending(s->deadline, EV_TIMEOUT, &at))
+	if (!s->has_deadline || !event_pending(&s->deadline, EV_TIMEOUT, &at))
 		return (0);
 	event_base_gettimeofday_cached(wx_base, &now);
 	return ((at.tv_sec - now.tv_sec) * 1000 + (at.tv_usec - now.tv_usec) / 1000);
@@ -951,8 +996,9 @@ send_admit_lane(struct send *s)
 	}
 	req->data = s;
 	event_base_gettimeofday_cached(wx_base, &s->started);
-	s->deadline = evtimer_new(wx_base, send_deadline_cb, s);
-	evtimer_add(s->deadline, send_timeout_tv);
+	evtimer_assign(&s->deadline, wx_base, send_deadline_cb, s);
+	s->has_deadline = 1;
+	evtimer_add(&s->deadline, send_timeout_tv);
 	send_submit(s);
 }
 
@@ -962,12 +1008,12 @@ send_method(struct request *req, const msgpack_object *params)
 	struct send *s;
 	struct rpc_error e;
 
-	s = xcalloc(1, sizeof *s);
+	s = send_alloc();
 	s->req = req;
 	if (message_parse(params, &s->msg, &e) == -1) {
 		send_count(NULL, SEND_INVALID, 0, NULL);
 		rpc_reply_error(req, &e);
-		free(s);
+		send_release(s);
 		return;
 	}
 	send_admit(s);
@@ -983,7 +1029,7 @@ send_job(struct request *req, const char *appid, const struct send_job *job,
 {
 	struct send *s;
 
-	s = xcalloc(1, sizeof *s);
+	s = send_alloc();
 	s->req = req;
 	s->job = job;
 	s->jobarg = arg;
@@ -1010,7 +1056,7 @@ send_background(struct cred *c, struct message *msg, send_done_cb done,
 {
 	struct send *s;
 
-	s = xcalloc(1, sizeof *s);
+	s = send_alloc();
 	s->done = done;
 	s->done_arg = arg;
 	s->msg = *msg;
@@ -1024,7 +1070,8 @@ send_background(struct cred *c, struct message *msg, send_done_cb done,
 	}
 	if (send_cred_refuses(s, c))
 		return;
-	s->deadline = evtimer_new(wx_base, send_deadline_cb, s);
-	evtimer_add(s->deadline, send_timeout_tv);
+	evtimer_assign(&s->deadline, wx_base, send_deadline_cb, s);
+	s->has_deadline = 1;
+	evtimer_add(&s->deadline, send_timeout_tv);
 	send_submit(s);
 }

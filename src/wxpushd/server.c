@@ -384,17 +384,49 @@ server_client_update(struct client *c)
 }
 
 /*
- * A request of c has been answered. Never frees c or parses here: the caller
- * may be inside c's read loop; the deferred event does the rest.
+ * A request of c has been answered, or output for c packed. Never frees c,
+ * writes or parses here: the caller may be inside c's read loop, or still
+ * packing; the deferred event does the rest, once for all of c's replies of
+ * this loop iteration.
  */
 void
 server_client_request_done(struct client *c)
 {
-	if (c->closing || c->paused || server_draining)
-		event_active(c->more, EV_TIMEOUT, 0);
+	event_active(c->more, EV_TIMEOUT, 0);
 }
 
-/* Deferred work for a client: continue parsing, resume, or finish closing. */
+/*
+ * Write c's output straight to its socket. EV_WRITE stays off while writes
+ * go through, so a reply costs one writev and no epoll_ctl; only when the
+ * socket would block is the bufferevent left to finish it (and its write
+ * timeout to apply). -1 if c was freed.
+ */
+static int
+server_client_flush(struct client *c)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	int n;
+
+	if (evbuffer_get_length(out) == 0 ||
+	    (bufferevent_get_enabled(c->bev) & EV_WRITE))
+		return (0);
+	/* The bufferevent keeps its output's start frozen but while it writes. */
+	evbuffer_unfreeze(out, 1);
+	n = evbuffer_write(out, c->fd);
+	evbuffer_freeze(out, 1);
+	if (n == -1 && errno != EAGAIN && errno != EWOULDBLOCK &&
+	    errno != EINTR) {
+		log_debug("client %llu: write: %s, closing",
+		    (unsigned long long)c->id, strerror(errno));
+		server_client_free(c);
+		return (-1);
+	}
+	if (evbuffer_get_length(out) != 0)
+		bufferevent_enable(c->bev, EV_WRITE);
+	return (0);
+}
+
+/* Deferred work for a client: write, continue parsing, resume, or close. */
 static void
 server_client_more_cb(evutil_socket_t fd, short events, void *arg)
 {
@@ -402,6 +434,8 @@ server_client_more_cb(evutil_socket_t fd, short events, void *arg)
 
 	(void)fd;
 	(void)events;
+	if (server_client_flush(c) == -1)
+		return;
 	if (server_client_maybe_free(c))
 		return;
 	if (server_draining) {
@@ -482,7 +516,9 @@ server_client_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct client *c = arg;
 
-	(void)bev;
+	/* Written out: back to writing directly (see server_client_flush). */
+	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		bufferevent_disable(bev, EV_WRITE);
 	if (server_client_maybe_free(c))
 		return;
 	if (server_draining)
@@ -591,6 +627,8 @@ server_accept_cb(evutil_socket_t lfd, short events, void *arg)
 			tv.tv_usec = 0;
 			bufferevent_set_timeouts(c->bev, &tv, &tv);
 		}
+		/* Replies are written by server_client_flush. */
+		bufferevent_disable(c->bev, EV_WRITE);
 		bufferevent_enable(c->bev, EV_READ);
 		TAILQ_INSERT_TAIL(&server_clients, c, entry);
 		log_debug("client %llu: uid %u gid %u pid %d", (unsigned long long)

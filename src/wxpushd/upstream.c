@@ -9,11 +9,13 @@
 
 #include <sys/types.h>
 #include <sys/queue.h>
+#include <sys/socket.h>
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <event2/event.h>
@@ -70,10 +72,18 @@ struct upstream_call {
 };
 TAILQ_HEAD(upstream_calls, upstream_call);
 
-/* One per socket curl watches; freed on CURL_POLL_REMOVE. */
+/*
+ * One per socket curl watches. A connection's socket (one curl opened through
+ * upstream_opensocket_cb) stays watched for reading while it sits idle in
+ * curl's cache, so that reusing it costs no epoll_ctl; it is freed when curl
+ * closes it. Any other socket is freed on CURL_POLL_REMOVE.
+ */
 struct upstream_sock {
 	struct event		 ev;
-	short			 kind;		/* the events ev watches */
+	curl_socket_t		 fd;
+	short			 kind;		/* the events ev watches, or 0 */
+	int			 conn;		/* a connection's: kept while idle */
+	int			 idle;		/* in curl's cache: not curl's now */
 	LIST_ENTRY(upstream_sock) entry;
 };
 
@@ -101,6 +111,9 @@ static size_t			 upstream_npool;
 static size_t			 upstream_ninflight;
 static struct upstream_call	*upstream_delivering;
 static LIST_HEAD(, upstream_sock) upstream_socks = LIST_HEAD_INITIALIZER(upstream_socks);
+/* Connection sockets by descriptor, from open to close. */
+static struct upstream_sock	**upstream_conns;
+static size_t			 upstream_nconns;	/* slots */
 
 static void	upstream_check_multi(void);
 static void	upstream_deliver(void);
@@ -215,10 +228,20 @@ upstream_write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
 
 /* A socket of curl's is ready: tell curl, then collect what finished. */
 static void
-upstream_event_cb(evutil_socket_t fd, short what,
-    __attribute__((unused)) void *arg)
+upstream_event_cb(evutil_socket_t fd, short what, void *arg)
 {
-	int	action = 0, running;
+	struct upstream_sock	*us = arg;
+	int			 action = 0, running;
+
+	if (us->idle) {
+		/*
+		 * An idle connection spoke or closed: stop watching it. curl
+		 * finds it dead at its next reuse and closes it.
+		 */
+		event_del(&us->ev);
+		us->kind = 0;
+		return;
+	}
 
 	if (what & EV_READ)
 		action |= CURL_CSELECT_IN;
@@ -241,7 +264,47 @@ upstream_timer_cb(__attribute__((unused)) evutil_socket_t fd,
 	upstream_check_multi();
 }
 
-/* CURLMOPT_SOCKETFUNCTION: watch, rewatch or forget a socket. */
+/* The struct of connection socket s, or NULL. */
+static struct upstream_sock *
+upstream_conn_find(curl_socket_t s)
+{
+	if (s < 0 || (size_t)s >= upstream_nconns)
+		return (NULL);
+	return (upstream_conns[s]);
+}
+
+/* Forget a socket's struct: unwatch it and free it. */
+static void
+upstream_sock_free(struct upstream_sock *us)
+{
+	if (us->kind != 0)
+		event_del(&us->ev);
+	if (us->conn)
+		upstream_conns[us->fd] = NULL;
+	LIST_REMOVE(us, entry);
+	free(us);
+}
+
+/* Watch s for kind (EV_PERSIST and EV_READ/EV_WRITE); no-op if so already. */
+static void
+upstream_sock_watch(struct upstream_sock *us, short kind)
+{
+	if (us->kind == kind)
+		return;		/* already watched so: no epoll_ctl */
+	if (us->kind != 0)
+		event_del(&us->ev);
+	us->kind = kind;
+	event_assign(&us->ev, upstream_base, us->fd, kind, upstream_event_cb,
+	    us);
+	event_add(&us->ev, NULL);
+}
+
+/*
+ * CURLMOPT_SOCKETFUNCTION: watch, rewatch or forget a socket. A connection
+ * going idle into curl's cache stays watched for reading (its epoll entry
+ * kept for the next transfer on it), but for writing never: an idle
+ * socket is always writable.
+ */
 static int
 upstream_socket_cb(__attribute__((unused)) CURL *easy, curl_socket_t s,
     int what, __attribute__((unused)) void *userp, void *socketp)
@@ -249,11 +312,19 @@ upstream_socket_cb(__attribute__((unused)) CURL *easy, curl_socket_t s,
 	struct upstream_sock	*us = socketp;
 	short			 kind = EV_PERSIST;
 
+	if (us == NULL)
+		us = upstream_conn_find(s);
 	if (what == CURL_POLL_REMOVE) {
-		if (us != NULL) {
+		if (us == NULL)
+			return (0);
+		if (!us->conn) {
+			upstream_sock_free(us);
+			return (0);
+		}
+		us->idle = 1;
+		if (us->kind != (EV_PERSIST | EV_READ)) {
 			event_del(&us->ev);
-			LIST_REMOVE(us, entry);
-			free(us);
+			us->kind = 0;
 		}
 		return (0);
 	}
@@ -263,16 +334,59 @@ upstream_socket_cb(__attribute__((unused)) CURL *easy, curl_socket_t s,
 		kind |= EV_WRITE;
 	if (us == NULL) {
 		us = xcalloc(1, sizeof *us);
+		us->fd = s;
 		LIST_INSERT_HEAD(&upstream_socks, us, entry);
+	}
+	if (socketp == NULL)
 		curl_multi_assign(upstream_multi, s, us);
-	} else if (us->kind == kind)
-		return (0);	/* already watched so: no epoll_ctl */
-	else
-		event_del(&us->ev);
-	us->kind = kind;
-	event_assign(&us->ev, upstream_base, s, kind, upstream_event_cb, NULL);
-	event_add(&us->ev, NULL);
+	us->idle = 0;
+	upstream_sock_watch(us, kind);
 	return (0);
+}
+
+/* CURLOPT_OPENSOCKETFUNCTION: a connection's socket, known until closed. */
+static curl_socket_t
+upstream_opensocket_cb(__attribute__((unused)) void *clientp,
+    curlsocktype purpose, struct curl_sockaddr *addr)
+{
+	struct upstream_sock	*us, **conns;
+	curl_socket_t		 s;
+	size_t			 n;
+
+	if (purpose != CURLSOCKTYPE_IPCXN)
+		return (CURL_SOCKET_BAD);
+	s = socket(addr->family, addr->socktype | SOCK_CLOEXEC,
+	    addr->protocol);
+	if (s == CURL_SOCKET_BAD)
+		return (s);
+	if ((size_t)s >= upstream_nconns) {
+		n = upstream_nconns != 0 ? upstream_nconns : 64;
+		while (n <= (size_t)s)
+			n *= 2;
+		conns = xreallocarray(upstream_conns, n, sizeof *conns);
+		memset(conns + upstream_nconns, 0,
+		    (n - upstream_nconns) * sizeof *conns);
+		upstream_conns = conns;
+		upstream_nconns = n;
+	}
+	us = xcalloc(1, sizeof *us);
+	us->fd = s;
+	us->conn = 1;
+	LIST_INSERT_HEAD(&upstream_socks, us, entry);
+	upstream_conns[s] = us;
+	return (s);
+}
+
+/* CURLOPT_CLOSESOCKETFUNCTION: unwatch a connection's socket, then close. */
+static int
+upstream_closesocket_cb(__attribute__((unused)) void *clientp,
+    curl_socket_t s)
+{
+	struct upstream_sock	*us;
+
+	if ((us = upstream_conn_find(s)) != NULL)
+		upstream_sock_free(us);
+	return (close(s));
 }
 
 /* CURLMOPT_TIMERFUNCTION: arm or disarm the one timer. */
@@ -545,6 +659,8 @@ upstream_call_setopt_once(struct upstream_call *call)
 	UPSTREAM_SETOPT(CURLOPT_PRIVATE, (char *)call);
 	UPSTREAM_SETOPT(CURLOPT_ERRORBUFFER, call->errbuf);
 	UPSTREAM_SETOPT(CURLOPT_NOSIGNAL, 1L);
+	UPSTREAM_SETOPT(CURLOPT_OPENSOCKETFUNCTION, upstream_opensocket_cb);
+	UPSTREAM_SETOPT(CURLOPT_CLOSESOCKETFUNCTION, upstream_closesocket_cb);
 	UPSTREAM_SETOPT(CURLOPT_WRITEFUNCTION, upstream_write_cb);
 	UPSTREAM_SETOPT(CURLOPT_WRITEDATA, call);
 	UPSTREAM_SETOPT(CURLOPT_MAXFILESIZE_LARGE,
@@ -764,11 +880,11 @@ upstream_shutdown(void)
 
 	curl_multi_cleanup(upstream_multi);
 	upstream_multi = NULL;
-	while ((us = LIST_FIRST(&upstream_socks)) != NULL) {
-		event_del(&us->ev);
-		LIST_REMOVE(us, entry);
-		free(us);
-	}
+	while ((us = LIST_FIRST(&upstream_socks)) != NULL)
+		upstream_sock_free(us);
+	free(upstream_conns);
+	upstream_conns = NULL;
+	upstream_nconns = 0;
 	if (upstream_share != NULL)
 		curl_share_cleanup(upstream_share);
 	upstream_share = NULL;
