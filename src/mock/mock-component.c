@@ -523,6 +523,40 @@ out:
 	json_decref(body);
 }
 
+/*
+ * An authorizer of comp's bulk range (PREFIX and MOCK_BULK_DIGITS digits
+ * below the count), made now, at its first token call, with the range's
+ * refresh token (MOCK_BULK_REFRESH and its appid); NULL if aid is none.
+ * A million authorizers cost nothing until they are used.
+ */
+static struct mock_account *
+mock_bulk_make(struct mock_account *comp, const char *aid, time_t now)
+{
+	struct mock_component *c = comp->component;
+	struct mock_account *a;
+	size_t plen;
+	const char *d;
+	unsigned long i;
+	char *end;
+
+	if (c == NULL || c->bulk_prefix == NULL)
+		return (NULL);
+	plen = strlen(c->bulk_prefix);
+	if (strncmp(aid, c->bulk_prefix, plen) != 0 ||
+	    strlen(d = aid + plen) != MOCK_BULK_DIGITS ||
+	    strspn(d, "0123456789") != MOCK_BULK_DIGITS)
+		return (NULL);
+	i = strtoul(d, &end, 10);
+	if (i >= c->bulk_count ||
+	    (a = mock_account_new(aid, MOCK_AUTHORIZER, NULL)) == NULL)
+		return (NULL);
+	a->platform = comp;
+	snprintf(a->refresh_token, sizeof a->refresh_token, "%s%s",
+	    MOCK_BULK_REFRESH, aid);
+	a->auth_time = now;
+	return (a);
+}
+
 /* POST /cgi-bin/component/api_authorizer_token: refresh an authorizer. */
 void
 mock_component_authorizer_token(struct mock_call *call)
@@ -545,7 +579,8 @@ mock_component_authorizer_token(struct mock_call *call)
 		    "authorizer_refresh_token missing");
 		goto out;
 	}
-	a = mock_account_find(aid);
+	if ((a = mock_account_find(aid)) == NULL)
+		a = mock_bulk_make(comp, aid, call->now);
 	if (a == NULL || a->kind != MOCK_AUTHORIZER || a->platform != comp ||
 	    a->revoked) {
 		mock_reply_error(call, 61003, "component is not authorized by "
@@ -1058,6 +1093,43 @@ mock_component_ctl_event(struct evhttp_request *req, json_t *body)
 	json_object_set_new(answer, "error", json_string(cause));
 	mock_ctl_reply(req, 200, answer);
 	free(xml);
+}
+
+/*
+ * POST /mock/component/bulk: count authorizers PREFIX0000000 ... authorized
+ * at once, each refresh token MOCK_BULK_REFRESH + its appid (for a test that
+ * writes them into the daemon's store). They are made at their first token
+ * call, not listed by api_get_authorizer_list. A new range replaces the last.
+ */
+void
+mock_component_ctl_bulk(struct evhttp_request *req, json_t *body)
+{
+	struct mock_account *comp;
+	const char *prefix;
+	json_t *jn;
+	json_int_t n;
+
+	if ((comp = mock_component_ctl_find(req, body)) == NULL)
+		return;
+	prefix = mock_json_str(body, "prefix");
+	jn = json_object_get(body, "count");
+	if (prefix == NULL || strlen(prefix) + MOCK_BULK_DIGITS >
+	    MOCK_APPID_MAX || !mock_appid_valid(prefix)) {
+		mock_ctl_error(req, 400, "prefix must be 1-%d characters of "
+		    "[A-Za-z0-9_-]", MOCK_APPID_MAX - MOCK_BULK_DIGITS);
+		return;
+	}
+	if (!json_is_integer(jn) || (n = json_integer_value(jn)) < 1 ||
+	    n > MOCK_BULK_MAX) {
+		mock_ctl_error(req, 400, "count must be an integer 1..%d",
+		    MOCK_BULK_MAX);
+		return;
+	}
+	free(comp->component->bulk_prefix);
+	comp->component->bulk_prefix = xstrdup(prefix);
+	comp->component->bulk_count = (uint32_t)n;
+	mock_ctl_reply(req, 200, json_pack("{s:s,s:I,s:s}", "prefix", prefix,
+	    "count", n, "refresh_token_prefix", MOCK_BULK_REFRESH));
 }
 
 /* POST /mock/component/code: authorize without an event, answer the code. */

@@ -787,6 +787,7 @@ static const struct {
 	{ "/mock/reset", EVHTTP_REQ_POST, mock_ctl_reset },
 	{ "/mock/component/event", EVHTTP_REQ_POST, mock_component_ctl_event },
 	{ "/mock/component/code", EVHTTP_REQ_POST, mock_component_ctl_code },
+	{ "/mock/component/bulk", EVHTTP_REQ_POST, mock_component_ctl_bulk },
 };
 
 /* Dispatch a control call; POST bodies are JSON objects (empty means {}). */

@@ -45,6 +45,7 @@ mock_account_free_cb(void *value, void *arg)
 	(void)arg;
 	if (a->component != NULL) {
 		free(a->component->list);
+		free(a->component->bulk_prefix);
 		freezero_str(a->component->token);
 		free(a->component);
 	}

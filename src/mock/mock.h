@@ -40,7 +40,10 @@
 
 /* Table bounds: past them a call gets HTTP 503. */
 #define MOCK_MAX_ACCOUNTS	10000	/* official accounts and components */
-#define MOCK_MAX_AUTHORIZERS	100000
+#define MOCK_MAX_AUTHORIZERS	300000	/* made; a bulk range is not */
+#define MOCK_BULK_MAX		10000000	/* authorizers in a bulk range */
+#define MOCK_BULK_DIGITS	7	/* PREFIX0000000 .. PREFIX9999999 */
+#define MOCK_BULK_REFRESH	"refreshtoken@@@bulk"	/* + the appid */
 #define MOCK_MAX_TOKENS		500000
 #define MOCK_MAX_CODES		100000
 #define MOCK_MAX_EMITS		1024	/* event POSTs in flight */
@@ -155,6 +158,8 @@ struct mock_component {
 	struct mock_account	**list;		/* active authorizers, by auth time */
 	size_t			 nlist;
 	size_t			 list_alloc;
+	char			*bulk_prefix;	/* a range authorized in bulk */
+	uint32_t		 bulk_count;	/* ... made at its first token */
 };
 
 struct mock_account {
@@ -288,6 +293,7 @@ void		 mock_component_start_push(struct mock_call *);
 void		 mock_component_preauthcode(struct mock_call *);
 void		 mock_component_ctl_event(struct evhttp_request *, json_t *);
 void		 mock_component_ctl_code(struct evhttp_request *, json_t *);
+void		 mock_component_ctl_bulk(struct evhttp_request *, json_t *);
 
 /* mock-control.c */
 void		 mock_control(struct evhttp_request *, const char *);

@@ -27,7 +27,9 @@
 #define AUTHORIZER_LIST_PAGES	200	/* pages walked at most: 100,000 authorizers */
 #define AUTHORIZER_SPREAD_MAX	60000	/* ms over which waiting authorizers start */
 #define AUTHORIZER_SPREAD_RATE	100	/* ... at about this many per second */
+#define AUTHORIZER_SPREAD_FAST	200	/* at most this many a second, beyond */
 #define AUTHORIZER_RTWAIT_SECS	5	/* Redis silent that long: walk the list */
+#define AUTHORIZER_FLUSH_SECS	5	/* uses written together, this often */
 
 /* How a revocation is kept: committed and shared, or known already. */
 #define AUTHORIZER_REVOKE_COMMIT	0	/* ours: store it, share it */
@@ -46,6 +48,9 @@ struct authorizer_set {
 	uint64_t		 list_gen;	/* the component token it used */
 	int			 list_offset;
 	int			 list_pages;
+
+	struct event		*flush;		/* write the uses to the store */
+	unsigned int		 touched;	/* authorizers with a use to write */
 };
 
 /* An authorizer: what its credential's source keeps. */
@@ -64,6 +69,8 @@ struct authorizer {
 	int			 rtnew;		/* refresh token replaced mid-refresh */
 	int			 wanted;	/* a send waited for a token */
 	int			 revoke_how;	/* AUTHORIZER_REVOKE_* of the next one */
+	time_t			 used_saved;	/* the last use the store has */
+	int			 touched;	/* a newer use waits for the flush */
 	struct event		*stagger;	/* the spread first refresh */
 	struct event		*rtwait_timer;	/* Redis did not answer: the list */
 	TAILQ_ENTRY(authorizer)	 entry;
@@ -75,9 +82,12 @@ static const struct acl	*authorizer_acl(void *);
 static void		authorizer_ready(struct cred *, void *);
 static void		authorizer_wanted(struct cred *, void *);
 static void		authorizer_revoked(struct cred *, void *);
+static long		authorizer_idle_after(void *);
 static void		authorizer_list_start(struct authorizer_set *);
 static void		authorizer_list_page(struct authorizer_set *);
 static void		authorizer_list_join(struct authorizer *);
+static struct authorizer *authorizer_get(struct authorizer_set *,
+			    const char *);
 
 static const struct cred_source authorizer_source = {
 	.name = "authorizer",
@@ -89,6 +99,7 @@ static const struct cred_source authorizer_source = {
 	.ready = authorizer_ready,
 	.wanted = authorizer_wanted,
 	.revoked = authorizer_revoked,
+	.idle_after = authorizer_idle_after,
 };
 
 /* The authorizer behind credential c, or NULL if c is none (or removed). */
@@ -126,6 +137,14 @@ authorizer_component_appid(const struct cred *c)
 	return (a != NULL ? a->set->appid : NULL);
 }
 
+/* authorizer_idle: one unused that long is refreshed only when used again. */
+static long
+authorizer_idle_after(void *data)
+{
+	(void)data;
+	return (wx_conf->authorizer_idle);
+}
+
 static void
 authorizer_stagger_cb(evutil_socket_t fd, short events, void *arg)
 {
@@ -134,7 +153,7 @@ authorizer_stagger_cb(evutil_socket_t fd, short events, void *arg)
 	(void)fd;
 	(void)events;
 	a->staggered = 0;
-	cred_refresh(a->cred, 0);
+	cred_refresh_if_used(a->cred);
 }
 
 static void
@@ -175,6 +194,8 @@ authorizer_free(struct authorizer *a, int stopping)
 {
 	TAILQ_REMOVE(&a->set->list, a, entry);
 	a->set->n--;
+	if (a->touched && a->set->touched > 0)
+		a->set->touched--;
 	event_free(a->stagger);
 	event_free(a->rtwait_timer);
 	free(a->permissions);
@@ -186,6 +207,67 @@ authorizer_free(struct authorizer *a, int stopping)
 	free(a);
 }
 
+/* Write a's last use to the store now (in a flush's batch); 0 or -1. */
+static int
+authorizer_touch_now(struct authorizer *a)
+{
+	time_t used = cred_used_at(a->cred);
+
+	a->touched = 0;
+	if (used <= a->used_saved)
+		return (0);
+	if (store_authorizer_touch(cred_appid(a->cred), used) != 0)
+		return (-1);
+	a->used_saved = used;
+	return (0);
+}
+
+/* Write every waiting use of the set in one transaction (no fsync each). */
+static void
+authorizer_flush(struct authorizer_set *set)
+{
+	struct authorizer *a;
+	int batch;
+
+	if (set->touched == 0)
+		return;
+	batch = store_batch_begin() == 0;
+	TAILQ_FOREACH(a, &set->list, entry) {
+		if (a->touched && authorizer_touch_now(a) != 0)
+			log_warnx("%s: could not store its last use",
+			    cred_appid(a->cred));
+	}
+	if (batch)
+		store_batch_end(1);
+	set->touched = 0;
+}
+
+static void
+authorizer_flush_cb(evutil_socket_t fd, short events, void *arg)
+{
+	(void)fd;
+	(void)events;
+	authorizer_flush(arg);
+}
+
+/*
+ * a was refreshed: its last use goes to the store with the next flush, so
+ * that a start loads the authorizers used within authorizer_idle. Written
+ * behind, in batches: never on the send path, and no commit of its own
+ * between a token and the send waiting for it.
+ */
+static void
+authorizer_touch(struct authorizer *a)
+{
+	struct timeval tv = { AUTHORIZER_FLUSH_SECS, 0 };
+
+	if (a->touched || cred_used_at(a->cred) <= a->used_saved)
+		return;
+	a->touched = 1;
+	if (a->set->touched++ == 0)
+		evtimer_add(a->set->flush, &tv);
+}
+
 /* Replace a's refresh token (committed already). */
 static void
 authorizer_set_rt(struct authorizer *a, const char *rt)
@@ -194,10 +276,13 @@ authorizer_set_rt(struct authorizer *a, const char *rt)
 	a->refresh_token = xstrdup(rt);
 }
 
-/* Commit an authorizer's refresh token and revoked flag, as of at; 0 or -1. */
+/*
+ * Commit an authorizer's refresh token and revoked flag, as of at, and its
+ * last use if known (0: the stored one stays); 0 or -1.
+ */
 static int
 authorizer_save(const char *component_appid, const char *appid,
-    const char *refresh_token, int revoked, time_t at)
+    const char *refresh_token, int revoked, time_t at, time_t used)
 {
 	struct store_authorizer sa;
 	int r;
@@ -212,6 +297,7 @@ authorizer_save(const char *component_appid, const char *appid,
 	memcpy(sa.refresh_token, refresh_token, strlen(refresh_token));
 	sa.revoked = revoked;
 	sa.updated_at = at;
+	sa.last_used = used;
 	r = store_authorizer_save(&sa);
 	explicit_bzero(&sa, sizeof sa);
 	return (r);
@@ -228,7 +314,7 @@ authorizer_commit(const char *component_appid, const char *appid,
 	time_t now = clock_now();
 
 	if (authorizer_save(component_appid, appid, refresh_token, revoked,
-	    now) != 0)
+	    now, 0) != 0)
 		return (-1);
 	redis_authorizer_put(component_appid, appid, refresh_token, revoked,
 	    now);
@@ -505,6 +591,7 @@ authorizer_token_cb(const struct upstream_reply *r, void *arg)
 		log_info("%s: new refresh token stored", cred_appid(c));
 	}
 	a->waiting = a->reauth = 0;
+	authorizer_touch(a);
 	cred_token_reply(c, r);
 }
 
@@ -580,13 +667,27 @@ authorizer_set_ready(struct authorizer_set *set)
 	uint32_t n = 0, window, ms, limit;
 
 	TAILQ_FOREACH(a, &set->list, entry) {
-		if (authorizer_waiting(a))
+		if (!authorizer_waiting(a))
+			continue;
+		if (!a->wanted && cred_idle(a->cred)) {
+			/* Unused: no token until a send asks for one. */
+			a->waiting = 0;
+			cred_refresh_if_used(a->cred);
+		} else
 			n++;
 	}
 	if (n == 0)
 		return;
 	window = n > AUTHORIZER_SPREAD_MAX / (1000 / AUTHORIZER_SPREAD_RATE) ?
 	    AUTHORIZER_SPREAD_MAX : n * (1000 / AUTHORIZER_SPREAD_RATE);
+	/*
+	 * 100,000 in a minute is 1,700 calls a second, each token committed on
+	 * its own: far more than the loop and the upstream handle (tens of
+	 * thousands of transfers pending stall libcurl). Past 12,000, a longer
+	 * window keeps it to AUTHORIZER_SPREAD_FAST a second.
+	 */
+	if ((uint64_t)n * 1000 > (uint64_t)window * AUTHORIZER_SPREAD_FAST)
+		window = (uint32_t)((uint64_t)n * 1000 / AUTHORIZER_SPREAD_FAST);
 	log_info("%s: refreshing %u authorizer%s over %u ms", set->appid, n,
 	    n == 1 ? "" : "s", window);
 	for (a = TAILQ_FIRST(&set->list); a != NULL; a = next) {
@@ -666,8 +767,8 @@ authorizer_revoked(struct cred *c, void *data)
 int
 authorizer_recover(struct authorizer_set *set, const char *appid)
 {
-	struct cred *c = cred_find(appid);
-	struct authorizer *a = authorizer_of(c);
+	struct authorizer *a = authorizer_get(set, appid);
+	struct cred *c = a != NULL ? a->cred : cred_find(appid);
 
 	if (c != NULL && !cred_removed(c) && (a == NULL || a->set != set))
 		return (-1);
@@ -690,7 +791,7 @@ authorizer_unauthorized(struct authorizer_set *set, const char *appid)
 {
 	struct authorizer *a;
 
-	if ((a = authorizer_find(set, appid)) != NULL)
+	if ((a = authorizer_get(set, appid)) != NULL)
 		cred_revoke(a->cred);
 	else
 		log_info("%s: %s is not an authorizer here", set->appid, appid);
@@ -705,10 +806,12 @@ authorizer_install(struct authorizer_set *set, const char *appid,
     const char *refresh_token, const char *token, int expires_in,
     const char **code, char *msg, size_t msglen)
 {
-	struct cred *c = cred_find(appid);
-	struct authorizer *a = authorizer_of(c);
+	struct authorizer *a = authorizer_get(set, appid);
+	struct cred *c = a != NULL ? a->cred : cred_find(appid);
 	time_t now = clock_now();
 
+	if (a == NULL)
+		a = authorizer_of(c);	/* another set's, if any */
 	if (c != NULL && !cred_removed(c) && (a == NULL || a->set != set)) {
 		*code = "invalid_request";
 		snprintf(msg, msglen, "%s is already configured here as %s",
@@ -716,7 +819,8 @@ authorizer_install(struct authorizer_set *set, const char *appid,
 		    "an account or component");
 		return (-1);
 	}
-	if (authorizer_save(set->appid, appid, refresh_token, 0, now) != 0) {
+	if (authorizer_save(set->appid, appid, refresh_token, 0, now,
+	    now) != 0) {
 		*code = "internal";
 		snprintf(msg, msglen, "could not store the refresh token of "
 		    "%s; its tokens are not used", appid);
@@ -726,6 +830,7 @@ authorizer_install(struct authorizer_set *set, const char *appid,
 		a = authorizer_new(set, appid, refresh_token);
 	else
 		authorizer_set_rt(a, refresh_token);
+	a->used_saved = now;
 	a->waiting = a->staggered = a->listed = a->late = a->reauth = 0;
 	a->rtwait = a->rtnew = 0;
 	evtimer_del(a->stagger);
@@ -749,7 +854,7 @@ authorizer_take_shared(struct authorizer_set *set, struct authorizer *a,
     const char *appid, const char *rt, int revoked, time_t at)
 {
 	struct store_authorizer sa;
-	int found = 0, r = 0;
+	int found = 0, r = 0;	/* 1 taken, 2 taken into the store only */
 
 	memset(&sa, 0, sizeof sa);
 	if (revoked ? rt[0] != '\0' && !valid_word(rt, strlen(rt),
@@ -773,14 +878,13 @@ authorizer_take_shared(struct authorizer_set *set, struct authorizer *a,
 			    sa.revoked, sa.updated_at);
 		goto out;
 	}
-	if (found && a == NULL && !revoked)
-		goto out;	/* stored but not running here (a conflict) */
-	if (authorizer_save(set->appid, appid, rt, revoked, at) != 0) {
+	if (authorizer_save(set->appid, appid, rt, revoked, at, 0) != 0) {
 		log_warnx("%s: could not store the refresh token from Redis",
 		    appid);
 		goto out;
 	}
-	r = 1;
+	/* Stored but idle here (not in memory): committed, it stays there. */
+	r = found && a == NULL ? 2 : 1;
 out:
 	explicit_bzero(&sa, sizeof sa);
 	return (r);
@@ -797,7 +901,7 @@ authorizer_shared(struct authorizer_set *set, const char *appid,
 {
 	struct cred *c = cred_find(appid);
 	struct authorizer *a = authorizer_of(c);
-	int wait = 0;
+	int wait = 0, took;
 
 	if (c != NULL && cred_removed(c))
 		c = NULL, a = NULL;
@@ -810,9 +914,16 @@ authorizer_shared(struct authorizer_set *set, const char *appid,
 	}
 	if (component == NULL || strcmp(component, set->appid) != 0 ||
 	    (c != NULL && a == NULL) ||
-	    !authorizer_take_shared(set, a, appid, rt, revoked, at)) {
+	    (took = authorizer_take_shared(set, a, appid, rt, revoked,
+	    at)) == 0) {
 		if (wait)
 			authorizer_list_join(a);
+		return;
+	}
+	if (took == 2) {
+		log_info("%s: %s from another host (through Redis) stored; "
+		    "idle here", appid, revoked ? "revocation" :
+		    "refresh token");
 		return;
 	}
 	if (a == NULL) {
@@ -847,21 +958,28 @@ authorizer_shared(struct authorizer_set *set, const char *appid,
 	}
 }
 
-/* Redis is (back) up: share every authorizer's stored refresh token. */
+static int
+authorizer_sync_one(const struct store_authorizer *sa, void *arg)
+{
+	struct authorizer_set *set = arg;
+
+	if (sa->revoked || sa->refresh_token[0] != '\0')
+		redis_authorizer_put(set->appid, sa->appid, sa->refresh_token,
+		    sa->revoked, sa->updated_at);
+	return (0);
+}
+
+/*
+ * Redis is (back) up: share every stored refresh token of the component,
+ * idle authorizers' (not in memory) included.
+ */
 void
 authorizer_set_sync(struct authorizer_set *set)
 {
-	struct store_authorizer sa;
-	struct authorizer *a;
-
-	TAILQ_FOREACH(a, &set->list, entry) {
-		if (store_authorizer_load(cred_appid(a->cred), &sa) == 1 &&
-		    strcmp(sa.component_appid, set->appid) == 0 &&
-		    (sa.revoked || sa.refresh_token[0] != '\0'))
-			redis_authorizer_put(set->appid, cred_appid(a->cred),
-			    sa.refresh_token, sa.revoked, sa.updated_at);
-		explicit_bzero(&sa, sizeof sa);
-	}
+	if (store_authorizer_foreach(set->appid, authorizer_sync_one,
+	    set) == -1)
+		log_warnx("%s: could not share every stored refresh token",
+		    set->appid);
 }
 
 /* The permission sets a stored authorizer granted, if known. */
@@ -920,6 +1038,8 @@ authorizer_load_one(const struct store_authorizer *sa, void *arg)
 	}
 	a = authorizer_new(set, sa->appid, sa->refresh_token);
 	authorizer_load_permissions(a);
+	a->used_saved = sa->last_used;
+	cred_set_used(a->cred, sa->last_used);
 	if (sa->revoked) {
 		a->revoke_how = AUTHORIZER_REVOKE_LOADED;
 		cred_revoke(a->cred);
@@ -938,25 +1058,80 @@ authorizer_load_one(const struct store_authorizer *sa, void *arg)
 	return (0);
 }
 
-/* Load a component's stored authorizers. */
+/*
+ * Load a component's stored authorizers: with authorizer_idle, only those
+ * used within it (an index range); the others stay in the store until a send
+ * names one (authorizer_set_load_appid).
+ */
 void
 authorizer_set_load(struct authorizer_set *set)
 {
 	struct authorizer *a;
 	struct timespec t0, t1;
 	unsigned int revoked = 0;
+	int r;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	if (store_authorizer_foreach(set->appid, authorizer_load_one,
-	    set) == -1)
+	if (wx_conf->authorizer_idle > 0)
+		r = store_authorizer_foreach_used(set->appid, clock_now() -
+		    wx_conf->authorizer_idle, authorizer_load_one, set);
+	else
+		r = store_authorizer_foreach(set->appid, authorizer_load_one,
+		    set);
+	if (r == -1)
 		log_warnx("%s: could not load all authorizers", set->appid);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	TAILQ_FOREACH(a, &set->list, entry)
 		revoked += cred_revoked(a->cred) != 0;
-	log_info("%s: component with %u authorizer%s (%u revoked) loaded in "
-	    "%ld ms", set->appid, set->n, set->n == 1 ? "" : "s", revoked,
+	log_info("%s: component with %u %sauthorizer%s (%u revoked) loaded in "
+	    "%ld ms", set->appid, set->n, wx_conf->authorizer_idle > 0 ?
+	    "recently used " : "", set->n == 1 ? "" : "s", revoked,
 	    (long)((t1.tv_sec - t0.tv_sec) * 1000 +
 	    (t1.tv_nsec - t0.tv_nsec) / 1000000));
+}
+
+/*
+ * A stored authorizer of set that is not in memory, brought in because a
+ * send (or an event) names it: sa is its row. Without a usable stored token
+ * it dozes, so that the send's use fetches one at once. Its credential, or
+ * NULL if the appid is used otherwise here.
+ */
+struct cred *
+authorizer_set_load_row(struct authorizer_set *set,
+    const struct store_authorizer *sa)
+{
+	struct authorizer *a;
+
+	authorizer_load_one(sa, set);
+	if ((a = authorizer_find(set, sa->appid)) == NULL)
+		return (NULL);
+	if (a->waiting) {
+		a->waiting = 0;
+		cred_refresh_if_used(a->cred);
+	}
+	return (a->cred);
+}
+
+/*
+ * The authorizer appid of set, in memory or loaded from the store; NULL if
+ * set has none.
+ */
+static struct authorizer *
+authorizer_get(struct authorizer_set *set, const char *appid)
+{
+	struct store_authorizer sa;
+	struct authorizer *a;
+	struct cred *c;
+
+	if ((a = authorizer_find(set, appid)) != NULL)
+		return (a);
+	if ((c = cred_find(appid)) != NULL && !cred_removed(c))
+		return (NULL);	/* another kind, or another set's */
+	if (store_authorizer_load(appid, &sa) == 1 &&
+	    strcmp(sa.component_appid, set->appid) == 0)
+		authorizer_set_load_row(set, &sa);
+	explicit_bzero(&sa, sizeof sa);
+	return (authorizer_find(set, appid));
 }
 
 /* A component's (empty) set of authorizers. */
@@ -970,6 +1145,7 @@ authorizer_set_new(struct cred *parent, struct component_conf *conf)
 	set->parent = parent;
 	set->conf = conf;
 	TAILQ_INIT(&set->list);
+	set->flush = evtimer_new(wx_base, authorizer_flush_cb, set);
 	return (set);
 }
 
@@ -991,8 +1167,20 @@ authorizer_set_free(struct authorizer_set *set, int stopping)
 
 	if (set->list_call != NULL)
 		upstream_cancel(set->list_call);
+	if (stopping) {
+		/* Every use since the last refresh, for the next start. */
+		TAILQ_FOREACH(a, &set->list, entry) {
+			if (!a->touched &&
+			    cred_used_at(a->cred) > a->used_saved) {
+				a->touched = 1;
+				set->touched++;
+			}
+		}
+		authorizer_flush(set);
+	}
 	while ((a = TAILQ_FIRST(&set->list)) != NULL)
 		authorizer_free(a, stopping);
+	event_free(set->flush);
 	free(set);
 }
 

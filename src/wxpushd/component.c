@@ -1193,11 +1193,36 @@ component_reconcile(struct config *conf)
 	}
 }
 
-/* Hear from Redis (redis.c calls no component function by name). */
+/*
+ * An authorizer a send names that is not in memory (idle at start, or since):
+ * its stored row, in its component's set. NULL if the store has none of a
+ * running component.
+ */
+static struct cred *
+component_load_authorizer(const char *appid)
+{
+	struct store_authorizer sa;
+	struct component *comp;
+	struct cred *c = NULL;
+
+	if (!valid_appid_str(appid) || store_authorizer_load(appid, &sa) != 1)
+		return (NULL);
+	if ((comp = component_find(sa.component_appid)) != NULL &&
+	    comp->authorizers != NULL)
+		c = authorizer_set_load_row(comp->authorizers, &sa);
+	explicit_bzero(&sa, sizeof sa);
+	return (c);
+}
+
+/*
+ * Hear from Redis (redis.c calls no component function by name); load idle
+ * authorizers for cred.c.
+ */
 void
 component_init(void)
 {
 	redis_set_handlers(&component_redis);
+	cred_set_loader(component_load_authorizer);
 }
 
 /* At exit, before the credentials go: answer what is pending, free the rest. */

@@ -72,6 +72,7 @@ struct config_int {
 	{ #n, d, lo, hi, offsetof(struct config, n), 0 }
 static const struct config_int config_ints[] = {
 	CONFIG_INT(refresh_margin, 300, 10, 3600),
+	CONFIG_INT(authorizer_idle, 0, 0, 2592000),	/* 0: never idle */
 	CONFIG_INT(upstream_timeout, 10, 1, 120),
 	CONFIG_INT(send_timeout, 30, 1, 600),
 	CONFIG_INT(max_inflight, 64, 1, 4096),
@@ -1826,6 +1827,7 @@ config_load(const char *path, int *nerrors)
 		    config_cb_api_base),
 		CFG_STR_CB("ca_file", NULL, CFGF_NODEFAULT, config_cb_path),
 		CFG_INT_CB("refresh_margin", 0, CFGF_NODEFAULT, config_cb_int),
+		CFG_INT_CB("authorizer_idle", 0, CFGF_NODEFAULT, config_cb_int),
 		CFG_INT_CB("upstream_timeout", 0, CFGF_NODEFAULT,
 		    config_cb_int),
 		CFG_INT_CB("send_timeout", 0, CFGF_NODEFAULT, config_cb_int),

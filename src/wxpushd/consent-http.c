@@ -80,7 +80,7 @@ consent_http_request(struct evhttp_request *req, void *arg)
 	query = uri != NULL ? evhttp_uri_get_query(uri) : NULL;
 	if (path == NULL || strncmp(path, CH_PREFIX, strlen(CH_PREFIX)) != 0 ||
 	    !valid_appid_str(path + strlen(CH_PREFIX)) ||
-	    cred_find(path + strlen(CH_PREFIX)) == NULL) {
+	    cred_lookup(path + strlen(CH_PREFIX)) == NULL) {
 		consent_http_answer(req, 404, "Not Found", "invalid",
 		    "This consent link is not known here.");
 		return;

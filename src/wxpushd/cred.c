@@ -70,6 +70,8 @@ struct cred {
 	time_t			 force_last;
 	int			 calls_day, calls_today;
 	uint64_t		 refreshes;
+	time_t			 used_at;	/* the last send or token asked for */
+	int			 dozing;	/* idle: not refreshed until used */
 
 	struct cred		*hnext;		/* hash chain */
 	TAILQ_ENTRY(cred)	 entry;
@@ -79,6 +81,7 @@ static struct cred		**cred_table;
 static size_t			 cred_tsize, cred_n;
 static cred_listener		 cred_listen;
 static const struct cred_share	*cred_sharing;
+static struct cred		*(*cred_loader)(const char *);
 
 static void	cred_refresh_cb(evutil_socket_t, short, void *);
 static void	cred_reap_cb(evutil_socket_t, short, void *);
@@ -294,6 +297,8 @@ cred_state_name(const struct cred *c)
 		return ("failed");
 	if (cred_usable(c))
 		return ("valid");
+	if (c->dozing)
+		return ("idle");
 	if (c->permanent || clock_now() < c->breaker_until)
 		return ("failed");
 	return ("expired");
@@ -316,6 +321,32 @@ int
 cred_breaker_open(const struct cred *c)
 {
 	return (clock_now() < c->breaker_until);
+}
+
+/* When c was last used: a send, a call, or its token asked for. */
+time_t
+cred_used_at(const struct cred *c)
+{
+	return (c->used_at);
+}
+
+/* Whether c has gone unused longer than its source's idle window. */
+int
+cred_idle(const struct cred *c)
+{
+	long window;
+
+	if (c->src->idle_after == NULL ||
+	    (window = c->src->idle_after(c->data)) <= 0)
+		return (0);
+	return (clock_now() - c->used_at > window);
+}
+
+/* Whether c dozes: idle, no proactive refresh until it is used again. */
+int
+cred_dozing(const struct cred *c)
+{
+	return (c->dozing);
 }
 
 /* When the next refresh (or retry) is due: 1 and *tv, or 0 if none is armed. */
@@ -368,6 +399,31 @@ cred_find(const char *appid)
 	return (NULL);
 }
 
+/*
+ * Who loads a credential kept in the store rather than in memory (component.c:
+ * idle authorizers); NULL for none.
+ */
+void
+cred_set_loader(struct cred *(*fn)(const char *))
+{
+	cred_loader = fn;
+}
+
+/*
+ * The credential a send or call names: the one in memory, or else one the
+ * loader brings in from the store (one indexed read); NULL if none.
+ */
+struct cred *
+cred_lookup(const char *appid)
+{
+	struct cred *c = cred_find(appid), *l;
+
+	if ((c == NULL || c->removed) && cred_loader != NULL &&
+	    (l = cred_loader(appid)) != NULL)
+		c = l;
+	return (c);
+}
+
 /* Every credential, removed ones included, in the order they were added. */
 struct cred *
 cred_first(void)
@@ -399,6 +455,7 @@ cred_add(const char *appid, enum cred_kind kind, const struct cred_source *src,
 	c->backoff = CRED_BACKOFF_MIN;
 	c->breaker_backoff = CRED_BREAKER_MIN;
 	c->calls_day = clock_today();
+	c->used_at = clock_now();
 	c->refresh = evtimer_new(wx_base, cred_refresh_cb, c);
 	c->reap = evtimer_new(wx_base, cred_reap_cb, c);
 	b = cred_hash(appid) & (cred_tsize - 1);
@@ -589,6 +646,56 @@ cred_refresh(struct cred *c, int force)
 	}
 }
 
+/*
+ * A refresh nobody waits for (the proactive one, the end of a backoff, a
+ * spread start): an idle credential dozes instead, with no timer, and its
+ * token lapses; cred_use wakes it.
+ */
+void
+cred_refresh_if_used(struct cred *c)
+{
+	if (c->call != NULL || c->revoked || c->removed)
+		return;
+	if (cred_idle(c)) {
+		if (!c->dozing)
+			log_debug("%s: unused for %lld s: not refreshed until "
+			    "used", c->appid,
+			    (long long)(clock_now() - c->used_at));
+		c->dozing = 1;
+		evtimer_del(c->refresh);
+		return;
+	}
+	cred_refresh(c, 0);
+}
+
+/*
+ * c is used (a send, a call): a dozing credential wakes, with one token call
+ * now if its token has lapsed (sends arriving meanwhile share it), or its
+ * proactive refresh armed again if the token is still good.
+ */
+void
+cred_use(struct cred *c)
+{
+	c->used_at = clock_now();
+	if (!c->dozing)
+		return;
+	c->dozing = 0;
+	if (c->revoked || c->removed)
+		return;
+	log_debug("%s: used again: refreshed proactively", c->appid);
+	if (cred_usable(c))
+		cred_schedule(c);
+	else
+		cred_refresh(c, 0);
+}
+
+/* When c was last used, as the store remembers it (at start). */
+void
+cred_set_used(struct cred *c, time_t at)
+{
+	c->used_at = at;
+}
+
 /* Stop c's refresh: the call in flight and the timer (a new token is coming). */
 void
 cred_cancel(struct cred *c)
@@ -686,6 +793,8 @@ cred_install(struct cred *c, const char *token, int expires_in)
 	cred_cancel(c);
 	c->revoked = 0;
 	c->permanent = 0;
+	c->dozing = 0;
+	c->used_at = clock_now();	/* a new authorization counts as a use */
 	cred_count_call(c);
 	cred_got_token(c, token, expires_in);
 }
@@ -801,6 +910,8 @@ cred_fail_waiting(struct cred *c, const char *why)
 void
 cred_wanted(struct cred *c)
 {
+	if (!c->removed)
+		cred_use(c);	/* a dozing one fetches now */
 	if (!c->removed && !c->revoked && c->call == NULL &&
 	    c->src->wanted != NULL)
 		c->src->wanted(c, c->data);
@@ -865,7 +976,7 @@ cred_refresh_cb(evutil_socket_t fd, short events, void *arg)
 {
 	(void)fd;
 	(void)events;
-	cred_refresh(arg, 0);
+	cred_refresh_if_used(arg);
 }
 
 /*

@@ -426,7 +426,7 @@ jsapi_method_sign(struct request *req, const msgpack_object *params)
 		    JSAPI_URL_MAX);
 		return;
 	}
-	p = cred_find(appid);
+	p = cred_lookup(appid);
 	if (p == NULL || cred_removed(p) || (cred_kind(p) != CRED_OFFICIAL &&
 	    cred_kind(p) != CRED_AUTHORIZER)) {
 		rpc_reply_errorx(req, "unknown_appid", 0, "appid", "the appid "

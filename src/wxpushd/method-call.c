@@ -605,7 +605,7 @@ method_call(struct request *req, const msgpack_object *params)
 		k->len = 2;
 	}
 
-	c = cred_find(appid);
+	c = cred_lookup(appid);
 	if (c == NULL || cred_removed(c) || (cred_kind(c) != CRED_OFFICIAL &&
 	    cred_kind(c) != CRED_AUTHORIZER)) {
 		call_free(k);

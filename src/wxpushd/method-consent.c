@@ -74,7 +74,7 @@ mc_appid(struct request *req, const msgpack_object *params, char *appid)
 	}
 	memcpy(appid, o->via.str.ptr, o->via.str.size);
 	appid[o->via.str.size] = '\0';
-	c = cred_find(appid);
+	c = cred_lookup(appid);
 	if (c == NULL || cred_removed(c) || (cred_kind(c) != CRED_OFFICIAL &&
 	    cred_kind(c) != CRED_AUTHORIZER)) {
 		rpc_reply_errorx(req, "unknown_appid", 0, "appid", "the appid "

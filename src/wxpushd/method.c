@@ -10,6 +10,21 @@
 
 #include "wxpushd.h"
 
+#define METHOD_PAGE_MAX		1000	/* authorizers in one status page */
+#define METHOD_PAGE_DEFAULT	100
+
+/* An authorizer row of a status page: no refresh token. */
+struct method_page_row {
+	char		 appid[WX_APPID_MAX + 1];
+	int		 revoked;
+	int		 has_rt;
+	time_t		 last_used;
+};
+struct method_page {
+	struct method_page_row	*rows;
+	size_t			 n;
+};
+
 static void	method_ping(struct request *, const msgpack_object *);
 static void	method_status(struct request *, const msgpack_object *);
 static void	method_stats(struct request *, const msgpack_object *);
@@ -59,6 +74,48 @@ method_ping(struct request *req, const msgpack_object *params)
 	rpc_reply_end(req);
 }
 
+static const char *const method_states[] = { "valid", "refreshing",
+    "expired", "failed", "revoked", "idle" };
+#define METHOD_NSTATES	(sizeof method_states / sizeof method_states[0])
+
+/*
+ * A platform's authorizers summed up, however many: the store's counts (on
+ * its index) and the states of those in memory; the rest are idle there.
+ */
+static void
+method_pack_authorizers(msgpack_packer *pk, const struct cred *comp)
+{
+	uint64_t nstate[METHOD_NSTATES] = { 0 }, total, recent, loaded = 0;
+	time_t since = wx_conf->authorizer_idle > 0 ?
+	    clock_now() - wx_conf->authorizer_idle : 0;
+	const struct cred *c;
+	const char *parent;
+	size_t k;
+
+	for (c = cred_first(); c != NULL; c = cred_next(c)) {
+		if (cred_removed(c) ||
+		    (parent = authorizer_component_appid(c)) == NULL ||
+		    strcmp(parent, cred_appid(comp)) != 0)
+			continue;
+		loaded++;
+		for (k = 0; k < METHOD_NSTATES; k++)
+			nstate[k] += strcmp(cred_state_name(c),
+			    method_states[k]) == 0;
+	}
+	if (store_authorizer_count(cred_appid(comp), since, &total,
+	    &recent) != 0)
+		total = recent = loaded;
+	rpc_pack_str(pk, "authorizers");
+	msgpack_pack_map(pk, 4);
+	rpc_pack_kv_int(pk, "stored", (int64_t)total);
+	rpc_pack_kv_int(pk, "recent", (int64_t)recent);
+	rpc_pack_kv_int(pk, "loaded", (int64_t)loaded);
+	rpc_pack_str(pk, "states");
+	msgpack_pack_map(pk, METHOD_NSTATES);
+	for (k = 0; k < METHOD_NSTATES; k++)
+		rpc_pack_kv_int(pk, method_states[k], (int64_t)nstate[k]);
+}
+
 /* One credential's public state: never its token or secret. */
 static void
 method_pack_cred(msgpack_packer *pk, const struct cred *c)
@@ -66,9 +123,10 @@ method_pack_cred(msgpack_packer *pk, const struct cred *c)
 	const char *parent = authorizer_component_appid(c);
 	const char *perms = authorizer_permissions(c), *s;
 	struct send_queue_state q = send_queue_of(c);
+	int comp = cred_kind(c) == CRED_COMPONENT;
 	uint32_t n;
 
-	msgpack_pack_map(pk, 12 + (parent != NULL) + (perms != NULL));
+	msgpack_pack_map(pk, 12 + (parent != NULL) + (perms != NULL) + comp);
 	rpc_pack_kv_str(pk, "appid", cred_appid(c));
 	rpc_pack_kv_str(pk, "kind", cred_kind_name(cred_kind(c)));
 	rpc_pack_kv_str(pk, "state", cred_state_name(c));
@@ -81,6 +139,8 @@ method_pack_cred(msgpack_packer *pk, const struct cred *c)
 	rpc_pack_kv_int(pk, "queued", q.queued);
 	rpc_pack_kv_int(pk, "inflight", q.inflight);
 	rpc_pack_kv_str(pk, "detail", component_detail(c));
+	if (comp)
+		method_pack_authorizers(pk, c);
 	if (parent != NULL)
 		rpc_pack_kv_str(pk, "component_appid", parent);
 	if (perms != NULL) {
@@ -101,12 +161,14 @@ method_pack_cred(msgpack_packer *pk, const struct cred *c)
  * or (a jsapi_ticket) its account's.
  */
 static int
-method_status_match(const struct cred *c, const char *appid)
+method_status_match(const struct cred *c, const char *appid, int paging)
 {
 	const char *parent;
 
 	if (appid == NULL)
 		return (1);
+	if (paging)
+		return (strcmp(cred_appid(c), appid) == 0);
 	parent = authorizer_component_appid(c);
 	if (parent == NULL)
 		parent = jsapi_parent_appid(c);	/* APPID/jsapi with APPID */
@@ -114,21 +176,109 @@ method_status_match(const struct cred *c, const char *appid)
 	    (parent != NULL && strcmp(parent, appid) == 0));
 }
 
+static int
+method_page_row(const struct store_authorizer *sa, void *arg)
+{
+	struct method_page *pg = arg;
+	struct method_page_row *r = &pg->rows[pg->n++];
+
+	snprintf(r->appid, sizeof r->appid, "%s", sa->appid);
+	r->revoked = sa->revoked;
+	r->has_rt = sa->refresh_token[0] != '\0';
+	r->last_used = sa->last_used;
+	return (0);
+}
+
+/*
+ * A page of a platform's authorizers from the store, in appid order: each
+ * one's state (in memory: its credential's; else idle, revoked, or failed
+ * without a refresh token), when it was last used, whether it is loaded;
+ * and the appid to ask from next (nil at the end).
+ */
+static void
+method_pack_page(msgpack_packer *pk, const char *component, const char *after,
+    size_t limit)
+{
+	struct method_page pg;
+	const struct cred *c;
+	const char *state;
+	size_t i;
+
+	pg.rows = xcalloc(limit, sizeof *pg.rows);
+	pg.n = 0;
+	if (store_authorizer_page(component, after, limit, method_page_row,
+	    &pg) == -1)
+		pg.n = 0;
+	rpc_pack_str(pk, "authorizers");
+	msgpack_pack_array(pk, pg.n);
+	for (i = 0; i < pg.n; i++) {
+		c = cred_find(pg.rows[i].appid);
+		if (c != NULL && cred_removed(c))
+			c = NULL;
+		if (c != NULL)
+			state = cred_state_name(c);
+		else
+			state = pg.rows[i].revoked ? "revoked" :
+			    !pg.rows[i].has_rt ? "failed" : "idle";
+		msgpack_pack_map(pk, 4);
+		rpc_pack_kv_str(pk, "appid", pg.rows[i].appid);
+		rpc_pack_kv_str(pk, "state", state);
+		rpc_pack_kv_int(pk, "last_used", (int64_t)pg.rows[i].last_used);
+		rpc_pack_kv_bool(pk, "loaded", c != NULL);
+	}
+	rpc_pack_str(pk, "authorizers_next");
+	if (pg.n == limit)
+		rpc_pack_str(pk, pg.rows[pg.n - 1].appid);
+	else
+		msgpack_pack_nil(pk);
+	free(pg.rows);
+}
+
 static void
 method_status(struct request *req, const msgpack_object *params)
 {
-	static const char *const names[] = { "appid" };
+	static const char *const names[] = { "appid", "authorizers_after",
+	    "authorizers_limit" };
 	const msgpack_object *o = rpc_map_get(params, "appid");
-	char appid[WX_APPID_MAX + 1];
+	const msgpack_object *oa = rpc_map_get(params, "authorizers_after");
+	const msgpack_object *ol = rpc_map_get(params, "authorizers_limit");
+	char appid[WX_APPID_MAX + 1], after[WX_APPID_MAX + 1] = "";
 	const char *filter = NULL;
 	msgpack_packer *pk;
 	struct cred *c;
 	const struct peer *peer = req->client != NULL ?
 	    &req->client->peer : NULL;
 	uint32_t n = 0, found = 0;
+	size_t limit = 0;
+	int paging;
 
-	if (rpc_params_check(req, params, names, 1) != 0)
+	if (rpc_params_check(req, params, names, 3) != 0)
 		return;
+	if (oa != NULL && oa->type == MSGPACK_OBJECT_NIL)
+		oa = NULL;
+	if (ol != NULL && ol->type == MSGPACK_OBJECT_NIL)
+		ol = NULL;
+	if (ol != NULL && (ol->type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+	    ol->via.u64 < 1 || ol->via.u64 > METHOD_PAGE_MAX)) {
+		rpc_reply_errorx(req, "invalid_request", 0,
+		    "authorizers_limit", "authorizers_limit must be an integer "
+		    "from 1 to %d", METHOD_PAGE_MAX);
+		return;
+	}
+	if (oa != NULL && (oa->type != MSGPACK_OBJECT_STR ||
+	    (oa->via.str.size != 0 &&
+	    !valid_appid(oa->via.str.ptr, oa->via.str.size)))) {
+		rpc_reply_errorx(req, "invalid_request", 0,
+		    "authorizers_after", "authorizers_after must be \"\" or "
+		    "an appid (1 to %d of A-Z a-z 0-9 _ -)", WX_APPID_MAX);
+		return;
+	}
+	if (oa != NULL) {
+		memcpy(after, oa->via.str.ptr, oa->via.str.size);
+		after[oa->via.str.size] = '\0';
+	}
+	paging = oa != NULL || ol != NULL;
+	limit = ol != NULL ? (size_t)ol->via.u64 : METHOD_PAGE_DEFAULT;
 	if (o != NULL && o->type == MSGPACK_OBJECT_NIL)
 		o = NULL;	/* nil: absent */
 	if (o != NULL) {
@@ -143,10 +293,19 @@ method_status(struct request *req, const msgpack_object *params)
 		memcpy(appid, o->via.str.ptr, o->via.str.size);
 		appid[o->via.str.size] = '\0';
 		filter = appid;
+		/* An idle authorizer is in the store: load it to show it. */
+		if (!paging)
+			(void)cred_lookup(appid);
+	}
+	if (paging && (filter == NULL || !component_running(filter))) {
+		rpc_reply_errorx(req, "invalid_request", 0, ol != NULL ?
+		    "authorizers_limit" : "authorizers_after", "paging through "
+		    "authorizers needs appid to name a third-party platform");
+		return;
 	}
 	/* A peer sees only what it may use: others' state is theirs. */
 	for (c = cred_first(); c != NULL; c = cred_next(c)) {
-		if (cred_removed(c) || !method_status_match(c, filter))
+		if (cred_removed(c) || !method_status_match(c, filter, paging))
 			continue;
 		found++;
 		if (peer != NULL && cred_allows(c, peer))
@@ -162,17 +321,19 @@ method_status(struct request *req, const msgpack_object *params)
 		    "this user may not use this appid");
 		return;
 	}
-	pk = rpc_reply_begin(req, 4);
+	pk = rpc_reply_begin(req, paging ? 6 : 4);
 	rpc_pack_kv_str(pk, "version", PACKAGE_VERSION);
 	rpc_pack_kv_int(pk, "uptime", (int64_t)(time(NULL) - wx_start_time));
 	rpc_pack_kv_str(pk, "redis", redis_mode());	/* off, connected, unreachable */
 	rpc_pack_str(pk, "credentials");
 	msgpack_pack_array(pk, n);
 	for (c = cred_first(); c != NULL; c = cred_next(c)) {
-		if (!cred_removed(c) && method_status_match(c, filter) &&
+		if (!cred_removed(c) && method_status_match(c, filter, paging) &&
 		    peer != NULL && cred_allows(c, peer))
 			method_pack_cred(pk, c);
 	}
+	if (paging)
+		method_pack_page(pk, filter, after, limit);
 	rpc_reply_end(req);
 }
 

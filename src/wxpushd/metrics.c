@@ -199,7 +199,7 @@ static void
 metrics_write_states(struct evbuffer *b)
 {
 	static const char *states[] = { "valid", "refreshing", "expired",
-	    "failed", "revoked" };
+	    "failed", "revoked", "idle" };
 	struct cred *c;
 	size_t k;
 
@@ -430,7 +430,7 @@ metrics_write_gauges(struct evbuffer *b)
 
 /* One platform's authorizers summed: states, sends, queue, in flight. */
 struct metrics_platform {
-	uint64_t		 nstate[5];
+	uint64_t		 nstate[6];
 	struct send_counters	 sends;
 	uint64_t		 queued, inflight;
 };
@@ -476,7 +476,7 @@ static void
 metrics_write_authorizers(struct evbuffer *b)
 {
 	static const char *const states[] = { "valid", "refreshing", "expired",
-	    "failed", "revoked" };
+	    "failed", "revoked", "idle" };
 	static const char *const families[][3] = {
 		{ "wxpushd_authorizers", "gauge", "Authorizers of a third-party "
 		    "platform in each state." },

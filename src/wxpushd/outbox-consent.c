@@ -38,7 +38,7 @@ outbox_consent_enqueue(struct message *msgs, const size_t *pos, size_t n,
 		    m->template_id);
 		oc[i].scene = m->scene;
 		if (consent_spend(m->appid, m->touser, m->template_id, m->scene,
-		    oc[i].tag) == 0 && (c = cred_find(m->appid)) != NULL &&
+		    oc[i].tag) == 0 && (c = cred_lookup(m->appid)) != NULL &&
 		    consent_required(c)) {
 			oc[i].on = 0;
 			outbox_consent_unqueue(msgs, pos, i, oc);

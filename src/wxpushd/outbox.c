@@ -564,7 +564,7 @@ outbox_start(struct outbox_app *a, struct outbox_msg *m)
 	struct cred *cred;
 	time_t now = clock_now();
 
-	cred = cred_find(a->appid);
+	cred = cred_lookup(a->appid);
 	if (cred == NULL || cred_removed(cred) ||
 	    cred_kind(cred) == CRED_COMPONENT || !cred_usable(cred)) {
 		/* Not sent: back to the queue until the credential works. */
@@ -1140,7 +1140,7 @@ outbox_parse(struct request *req, const msgpack_object *params,
 		rpc_reply_error(req, &e);
 		return (-1);
 	}
-	c = cred_find(msg->appid);
+	c = cred_lookup(msg->appid);
 	if (c == NULL || cred_removed(c) || cred_kind(c) == CRED_COMPONENT) {
 		message_free(msg);
 		rpc_reply_errorx(req, "unknown_appid", 0, "appid",
@@ -1435,7 +1435,7 @@ outbox_method_outbox(struct request *req, const msgpack_object *params)
 
 	(void)params;
 	TAILQ_FOREACH(a, &outbox_apps, all) {
-		c = cred_find(a->appid);
+		c = cred_lookup(a->appid);
 		if (peer != NULL && (peer->uid == 0 ||
 		    (c != NULL && cred_allows(c, peer))))
 			n++;
@@ -1445,7 +1445,7 @@ outbox_method_outbox(struct request *req, const msgpack_object *params)
 	rpc_pack_str(pk, "appids");
 	msgpack_pack_array(pk, n);
 	TAILQ_FOREACH(a, &outbox_apps, all) {
-		c = cred_find(a->appid);
+		c = cred_lookup(a->appid);
 		if (!(peer != NULL && (peer->uid == 0 ||
 		    (c != NULL && cred_allows(c, peer)))))
 			continue;

@@ -652,6 +652,7 @@ send_submit(struct send *s)
 {
 	struct send_lane *l = s->lane;
 
+	cred_use(l->cred);	/* keeps it refreshed; wakes an idle one */
 	if (cred_usable(l->cred) && l->inflight < wx_conf->max_inflight &&
 	    l->nqueue == 0 && (s->done == NULL || l->nbg == 0)) {
 		send_start(s);
@@ -918,7 +919,7 @@ send_admit(struct send *s)
 	struct cred *c;
 
 	TAILQ_INSERT_TAIL(&send_all, s, all);
-	c = cred_find(s->msg.appid);
+	c = cred_lookup(s->msg.appid);
 	if (c == NULL || cred_removed(c) || cred_kind(c) == CRED_COMPONENT ||
 	    cred_kind(c) == CRED_JSAPI) {
 		memset(&e, 0, sizeof e);

@@ -38,6 +38,9 @@ enum store_query {
 	STORE_AUTH_SAVE,
 	STORE_AUTH_LOAD,
 	STORE_AUTH_LIST,
+	STORE_AUTH_ACTIVE,
+	STORE_AUTH_COUNT,
+	STORE_AUTH_TOUCH,
 	STORE_INTEGRITY,
 	STORE_IDEM_PUT,
 	STORE_IDEM_LOAD,
@@ -73,21 +76,47 @@ static const char *store_sql[STORE_NQUERIES] = {
 	    " ticket = excluded.ticket, received_at = excluded.received_at",
 	[STORE_TICKET_LOAD] =
 	    "SELECT ticket, received_at FROM tickets WHERE component_appid = ?1",
+	/* last_used only moves forward: a save that does not know it keeps it. */
 	[STORE_AUTH_SAVE] =
 	    "INSERT INTO authorizers (appid, component_appid, refresh_token,"
-	    " revoked, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)"
+	    " revoked, updated_at, last_used) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
 	    " ON CONFLICT (appid) DO UPDATE SET"
 	    " component_appid = excluded.component_appid,"
 	    " refresh_token = excluded.refresh_token,"
-	    " revoked = excluded.revoked, updated_at = excluded.updated_at",
+	    " revoked = excluded.revoked, updated_at = excluded.updated_at,"
+	    " last_used = max(last_used, excluded.last_used)",
 	[STORE_AUTH_LOAD] =
-	    "SELECT component_appid, appid, refresh_token, revoked, updated_at"
-	    " FROM authorizers WHERE appid = ?1",
+	    "SELECT component_appid, appid, refresh_token, revoked, updated_at,"
+	    " last_used FROM authorizers WHERE appid = ?1",
 	/* Keyset paging: the index gives rows in appid order, no sort. */
 	[STORE_AUTH_LIST] =
-	    "SELECT component_appid, appid, refresh_token, revoked, updated_at"
-	    " FROM authorizers WHERE component_appid = ?1 AND appid > ?2"
-	    " ORDER BY appid LIMIT ?3",
+	    "SELECT component_appid, appid, refresh_token, revoked, updated_at,"
+	    " last_used FROM authorizers WHERE component_appid = ?1"
+	    " AND appid > ?2 ORDER BY appid LIMIT ?3",
+	/*
+	 * The ones used since ?2, paged on (last_used, appid) after (?3, ?4):
+	 * the authorizers_used index reads only them, however many are idle.
+	 * Two index ranges merged, the rest of ?3's second then later ones:
+	 * a row value "(last_used, appid) > (?3, ?4)" ranges on last_used
+	 * alone, and rescans every row of a tie (a quadratic start when
+	 * 100,000 share one last_used).
+	 */
+	[STORE_AUTH_ACTIVE] =
+	    "SELECT component_appid, appid, refresh_token, revoked, updated_at,"
+	    " last_used FROM authorizers WHERE component_appid = ?1"
+	    " AND last_used = ?3 AND last_used >= ?2 AND appid > ?4"
+	    " UNION ALL"
+	    " SELECT component_appid, appid, refresh_token, revoked, updated_at,"
+	    " last_used FROM authorizers WHERE component_appid = ?1"
+	    " AND last_used > ?3 AND last_used >= ?2"
+	    " ORDER BY 6, 2 LIMIT ?5",
+	[STORE_AUTH_TOUCH] =
+	    "UPDATE authorizers SET last_used = max(last_used, ?2)"
+	    " WHERE appid = ?1",
+	/* Counted on the index alone. */
+	[STORE_AUTH_COUNT] =
+	    "SELECT count(*), count(CASE WHEN last_used >= ?2 THEN 1 END)"
+	    " FROM authorizers WHERE component_appid = ?1",
 	[STORE_INTEGRITY] =
 	    "PRAGMA integrity_check",
 	[STORE_IDEM_PUT] =
@@ -255,6 +284,27 @@ static const char *store_migrations[] = {
 	" PRIMARY KEY (appid, openid, tag)) WITHOUT ROWID;"
 	"CREATE INDEX IF NOT EXISTS consents_recorded"
 	" ON consents (recorded_at);",
+	/*
+	 * 6: when an authorizer was last used (a send), so that start-up
+	 * loads only the recently used (authorizer_idle) through an index.
+	 * Copied over like 4; the last refresh stands in for the last use.
+	 */
+	"CREATE TABLE authorizers_6 ("
+	" appid TEXT PRIMARY KEY NOT NULL,"
+	" component_appid TEXT NOT NULL,"
+	" refresh_token TEXT NOT NULL,"
+	" revoked INTEGER NOT NULL DEFAULT 0,"
+	" updated_at INTEGER NOT NULL,"
+	" last_used INTEGER NOT NULL DEFAULT 0);"
+	"INSERT INTO authorizers_6 (appid, component_appid, refresh_token,"
+	" revoked, updated_at, last_used) SELECT appid, component_appid,"
+	" refresh_token, revoked, updated_at, updated_at FROM authorizers;"
+	"DROP TABLE authorizers;"
+	"ALTER TABLE authorizers_6 RENAME TO authorizers;"
+	"CREATE INDEX IF NOT EXISTS authorizers_component"
+	" ON authorizers (component_appid, appid);"
+	"CREATE INDEX IF NOT EXISTS authorizers_used"
+	" ON authorizers (component_appid, last_used, appid);",
 };
 
 /* Stored names of enum cred_kind, so reordering the enum cannot remap rows. */
@@ -986,7 +1036,8 @@ store_authorizer_save(const struct store_authorizer *sa)
 	    sqlite3_bind_text(stmt, 3, sa->refresh_token, (int)toklen,
 	    SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_bind_int(stmt, 4, sa->revoked != 0) != SQLITE_OK ||
-	    sqlite3_bind_int64(stmt, 5, sa->updated_at) != SQLITE_OK) {
+	    sqlite3_bind_int64(stmt, 5, sa->updated_at) != SQLITE_OK ||
+	    sqlite3_bind_int64(stmt, 6, sa->last_used) != SQLITE_OK) {
 		log_warnx("store: saving authorizer %s: %s", sa->appid,
 		    sqlite3_errmsg(store_db));
 		store_done(stmt);
@@ -1007,7 +1058,8 @@ store_authorizer_row(sqlite3_stmt *stmt, struct store_authorizer *sa)
 	    store_column_text(stmt, 2, sa->refresh_token,
 	    sizeof sa->refresh_token) != 0 ||
 	    store_column_int(stmt, 3, 0, 1, &sa->revoked) != 0 ||
-	    store_column_time(stmt, 4, &sa->updated_at) != 0) {
+	    store_column_time(stmt, 4, &sa->updated_at) != 0 ||
+	    store_column_time(stmt, 5, &sa->last_used) != 0) {
 		explicit_bzero(sa, sizeof *sa);
 		return (-1);
 	}
@@ -1058,22 +1110,25 @@ out:
 }
 
 /*
- * Call cb for every authorizer of a component, in appid order, until it
- * returns non-zero. Rows are read STORE_CHUNK at a time and cb runs with no
+ * Call cb for every authorizer of a component (active: only those used at or
+ * after since, in (last_used, appid) order; else all, in appid order), until
+ * it returns non-zero. Rows are read STORE_CHUNK at a time and cb runs with no
  * query open, so it may save (even the row it is given) or nest a foreach.
  * A corrupt row is logged and skipped. Returns 0 when all were visited, cb's
  * non-zero value if it stopped, or -1 on a database error.
  */
-int
-store_authorizer_foreach(const char *component_appid,
+static int
+store_authorizer_scan(const char *component_appid, int active, time_t since,
+    const char *from, size_t max,
     int (*cb)(const struct store_authorizer *, void *), void *arg)
 {
 	sqlite3_stmt		*stmt;
 	sqlite3_value		*after = NULL;
+	sqlite3_int64		 after_used = 0;
 	struct store_authorizer	*rows;
 	char			 appid[WX_APPID_MAX + 1];
-	size_t			 n, seen, i;
-	int			 rc, ret = 0;
+	size_t			 n, seen, i, visited = 0, chunk;
+	int			 rc, ret = 0, bad;
 
 	if (!store_appid_ok(component_appid)) {
 		log_warnx("store: listing authorizers: bad component appid");
@@ -1082,15 +1137,28 @@ store_authorizer_foreach(const char *component_appid,
 	if (!store_ready("listing authorizers of", component_appid))
 		return (-1);
 
-	stmt = store_stmts[STORE_AUTH_LIST];
+	stmt = store_stmts[active ? STORE_AUTH_ACTIVE : STORE_AUTH_LIST];
 	rows = xcalloc(STORE_CHUNK, sizeof *rows);
 	for (;;) {
-		if (sqlite3_bind_text(stmt, 1, component_appid, -1,
-		    SQLITE_STATIC) != SQLITE_OK ||
-		    (after == NULL ?
-		    sqlite3_bind_text(stmt, 2, "", 0, SQLITE_STATIC) :
-		    sqlite3_bind_value(stmt, 2, after)) != SQLITE_OK ||
-		    sqlite3_bind_int(stmt, 3, STORE_CHUNK) != SQLITE_OK) {
+		chunk = max != 0 && max - visited < STORE_CHUNK ?
+		    max - visited : STORE_CHUNK;
+		bad = sqlite3_bind_text(stmt, 1, component_appid, -1,
+		    SQLITE_STATIC) != SQLITE_OK;
+		if (active)
+			bad = bad ||
+			    sqlite3_bind_int64(stmt, 2, since) != SQLITE_OK ||
+			    sqlite3_bind_int64(stmt, 3, after_used) != SQLITE_OK ||
+			    (after == NULL ?
+			    sqlite3_bind_text(stmt, 4, "", 0, SQLITE_STATIC) :
+			    sqlite3_bind_value(stmt, 4, after)) != SQLITE_OK ||
+			    sqlite3_bind_int(stmt, 5, (int)chunk) != SQLITE_OK;
+		else
+			bad = bad || (after == NULL ?
+			    sqlite3_bind_text(stmt, 2, from, -1,
+			    SQLITE_STATIC) :
+			    sqlite3_bind_value(stmt, 2, after)) != SQLITE_OK ||
+			    sqlite3_bind_int(stmt, 3, (int)chunk) != SQLITE_OK;
+		if (bad) {
 			log_warnx("store: listing authorizers of %s: %s",
 			    component_appid, sqlite3_errmsg(store_db));
 			store_done(stmt);
@@ -1106,6 +1174,7 @@ store_authorizer_foreach(const char *component_appid,
 			if ((after = sqlite3_value_dup(sqlite3_column_value(stmt,
 			    1))) == NULL)
 				fatalx("store: out of memory");
+			after_used = sqlite3_column_int64(stmt, 5);
 			if (store_authorizer_row(stmt, &rows[n]) == 0)
 				n++;
 			else if (store_column_text(stmt, 1, appid,
@@ -1130,7 +1199,8 @@ store_authorizer_foreach(const char *component_appid,
 			if ((ret = cb(&rows[i], arg)) != 0)
 				goto out;
 		}
-		if (seen < STORE_CHUNK)
+		visited += seen;
+		if (seen < chunk || (max != 0 && visited >= max))
 			break;
 	}
 
@@ -1138,6 +1208,84 @@ out:
 	sqlite3_value_free(after);
 	freezero(rows, STORE_CHUNK * sizeof *rows);
 	return (ret);
+}
+
+/* Every authorizer of a component, in appid order (see above). */
+int
+store_authorizer_foreach(const char *component_appid,
+    int (*cb)(const struct store_authorizer *, void *), void *arg)
+{
+	return (store_authorizer_scan(component_appid, 0, 0, "", 0, cb, arg));
+}
+
+/*
+ * At most max authorizers of a component after appid from ("": the first),
+ * in appid order: a page of status (see above).
+ */
+int
+store_authorizer_page(const char *component_appid, const char *from,
+    size_t max, int (*cb)(const struct store_authorizer *, void *), void *arg)
+{
+	return (store_authorizer_scan(component_appid, 0, 0, from, max, cb,
+	    arg));
+}
+
+/* The authorizers of a component used at or after since (see above). */
+int
+store_authorizer_foreach_used(const char *component_appid, time_t since,
+    int (*cb)(const struct store_authorizer *, void *), void *arg)
+{
+	return (store_authorizer_scan(component_appid, 1, since, "", 0, cb,
+	    arg));
+}
+
+/* Record that an authorizer was used at (never moving back); 0 or -1. */
+int
+store_authorizer_touch(const char *appid, time_t at)
+{
+	sqlite3_stmt	*stmt;
+
+	if (!store_appid_ok(appid) || !store_ready("touching authorizer", appid))
+		return (-1);
+	stmt = store_stmts[STORE_AUTH_TOUCH];
+	if (sqlite3_bind_text(stmt, 1, appid, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_int64(stmt, 2, at) != SQLITE_OK) {
+		log_warnx("store: touching authorizer %s: %s", appid,
+		    sqlite3_errmsg(store_db));
+		store_done(stmt);
+		return (-1);
+	}
+	return (store_step_done(stmt, "authorizer", appid));
+}
+
+/*
+ * How many authorizers a component has stored, and how many of them were
+ * used at or after since; 0 or -1.
+ */
+int
+store_authorizer_count(const char *component_appid, time_t since,
+    uint64_t *total, uint64_t *used)
+{
+	sqlite3_stmt	*stmt;
+	int		 r = -1;
+
+	*total = *used = 0;
+	if (!store_appid_ok(component_appid) ||
+	    !store_ready("counting authorizers of", component_appid))
+		return (-1);
+	stmt = store_stmts[STORE_AUTH_COUNT];
+	if (sqlite3_bind_text(stmt, 1, component_appid, -1,
+	    SQLITE_STATIC) == SQLITE_OK &&
+	    sqlite3_bind_int64(stmt, 2, since) == SQLITE_OK &&
+	    sqlite3_step(stmt) == SQLITE_ROW) {
+		*total = (uint64_t)sqlite3_column_int64(stmt, 0);
+		*used = (uint64_t)sqlite3_column_int64(stmt, 1);
+		r = 0;
+	} else
+		log_warnx("store: counting authorizers of %s: %s",
+		    component_appid, sqlite3_errmsg(store_db));
+	store_done(stmt);
+	return (r);
 }
 
 /* Run PRAGMA integrity_check: 0 if "ok", else -1 and a cause. */

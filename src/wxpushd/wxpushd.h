@@ -117,6 +117,9 @@ struct config {
 	char		*api_base;		/* no trailing slash */
 	char		*ca_file;		/* NULL: system CAs */
 	int		 refresh_margin;
+	int		 authorizer_idle;	/* seconds unused before an
+						 * authorizer is not refreshed;
+						 * 0: never */
 	int		 upstream_timeout;
 	int		 send_timeout;
 	int		 max_inflight;
@@ -463,6 +466,8 @@ struct cred_source {
 	void		(*ready)(struct cred *, void *);	/* a new token */
 	void		(*wanted)(struct cred *, void *);	/* a send waits */
 	void		(*revoked)(struct cred *, void *);	/* keep it */
+	/* Seconds unused after which c is not refreshed; 0: always is. */
+	long		(*idle_after)(void *);
 };
 /* How hosts share tokens (none, or redis.c): cred.c's only view of it. */
 struct cred_share {
@@ -485,6 +490,8 @@ void	 cred_remove(struct cred *);
 void	 cred_hold(struct cred *);
 void	 cred_release(struct cred *);
 struct cred	*cred_find(const char *);
+struct cred	*cred_lookup(const char *);
+void	 cred_set_loader(struct cred *(*)(const char *));
 struct cred	*cred_first(void);
 struct cred	*cred_next(const struct cred *);
 /* Readers. */
@@ -518,11 +525,17 @@ const char	*cred_state_name(const struct cred *);
 int	 cred_allows(const struct cred *, const struct peer *);
 int	 cred_refresh_due(const struct cred *, struct timeval *);
 int	 cred_breaker_open(const struct cred *);
+int	 cred_idle(const struct cred *);
+int	 cred_dozing(const struct cred *);
+time_t	 cred_used_at(const struct cred *);
 /* Writers: each a transition of the machine. */
 void	 cred_set_user(struct cred *, void *);
 void	 cred_set_share_data(struct cred *, void *);
 void	 cred_set_data(struct cred *, void *);
 void	 cred_refresh(struct cred *, int);
+void	 cred_refresh_if_used(struct cred *);
+void	 cred_use(struct cred *);
+void	 cred_set_used(struct cred *, time_t);
 void	 cred_cancel(struct cred *);
 void	 cred_got_token(struct cred *, const char *, int);
 void	 cred_token_reply(struct cred *, const struct upstream_reply *);
@@ -786,10 +799,13 @@ void	 httpd_close(struct httpd *);
  * through api_get_authorizer_list, revocation.
  */
 struct authorizer_set;
+struct store_authorizer;
 struct authorizer_set	*authorizer_set_new(struct cred *, struct component_conf *);
 void	 authorizer_set_free(struct authorizer_set *, int);
 void	 authorizer_set_configure(struct authorizer_set *, struct component_conf *);
 void	 authorizer_set_load(struct authorizer_set *);
+struct cred	*authorizer_set_load_row(struct authorizer_set *,
+	    const struct store_authorizer *);
 void	 authorizer_set_ready(struct authorizer_set *);
 void	 authorizer_set_sync(struct authorizer_set *);
 int	 authorizer_install(struct authorizer_set *, const char *, const char *,
@@ -913,6 +929,7 @@ struct store_authorizer {
 	char		 refresh_token[WX_TOKEN_MAX + 1];
 	int		 revoked;
 	time_t		 updated_at;
+	time_t		 last_used;	/* a send; only ever moves forward */
 };
 int	 store_open(const char *, char **);
 void	 store_close(void);
@@ -925,6 +942,12 @@ int	 store_authorizer_load(const char *, struct store_authorizer *);	/* by appid
 int	 store_authorizer_foreach(const char *,
 	    int (*)(const struct store_authorizer *, void *), void *);
 	    /* 0 all visited, the callback's non-zero value, or -1 */
+int	 store_authorizer_foreach_used(const char *, time_t,
+	    int (*)(const struct store_authorizer *, void *), void *);
+int	 store_authorizer_count(const char *, time_t, uint64_t *, uint64_t *);
+int	 store_authorizer_page(const char *, const char *, size_t,
+	    int (*)(const struct store_authorizer *, void *), void *);
+int	 store_authorizer_touch(const char *, time_t);
 int	 store_integrity_check(char **);	/* 0 "ok", or -1 and a cause */
 int	 store_synchronous(void);	/* PRAGMA synchronous now: 0..3, or -1 */
 /* The last component event applied for a subject ("": the ticket). */

@@ -30,6 +30,7 @@
 #define EP_LIST		"/cgi-bin/component/api_get_authorizer_list"
 #define EP_QUERY	"/cgi-bin/component/api_query_auth"
 #define A4		"wxauthorizer0004"	/* authorized during the test */
+#define A5		"wxauthorizer0005"	/* authorized, then idle */
 
 static struct config		conf;
 static struct component_conf	cc;
@@ -229,8 +230,8 @@ authorize_done(void *arg, const struct rpc_error *e, const char *info_type,
     const char *appid)
 {
 	(void)info_type;
-	*(int *)arg = e == NULL && appid != NULL && strcmp(appid, A4) == 0 ?
-	    1 : -1;
+	*(int *)arg = e == NULL && appid != NULL && (strcmp(appid, A4) == 0 ||
+	    strcmp(appid, A5) == 0) ? 1 : -1;
 }
 
 /*
@@ -283,6 +284,93 @@ test_authorize_and_revoke(struct cred *p)
 	    "refreshed");
 }
 
+/* The component has a usable token at the test's clock. */
+static void
+component_fresh(void)
+{
+	struct cred *p = cred_find(COMP);
+
+	if (cred_usable(p) && cred_expires_in(p) > 600)
+		return;
+	cred_refresh(p, 0);
+	answer(EP_COMPONENT, "{\"component_access_token\":\"CTI\","
+	    "\"expires_in\":7200}");
+}
+
+/*
+ * authorizer_idle: one used within the window is refreshed proactively; one
+ * idle longer dozes (no refresh calls, its token lapses) until a send asks,
+ * which costs one api_authorizer_token call shared by concurrent sends, and
+ * it is proactive again.
+ */
+static void
+test_idle(void)
+{
+	struct timeval tv;
+	struct cred *a;
+	time_t t = t0 + 20000;
+	int done = 0;
+
+	clock_set(t);
+	component_fresh();
+	conf.authorizer_idle = 3600;
+	component_authorize(COMP, "AUTHCODE5", authorize_done, &done);
+	answer(EP_QUERY, "{\"authorization_info\":{\"authorizer_appid\":\""
+	    A5 "\",\"authorizer_access_token\":\"AT50\",\"expires_in\":7200,"
+	    "\"authorizer_refresh_token\":\"RT5\"}}");
+	if ((a = cred_find(A5)) == NULL || !cred_usable(a)) {
+		ok(0, "the authorizer to idle is authorized");
+		return;
+	}
+	ok(cred_used_at(a) == t, "a new authorization counts as a use");
+	clock_set(t + 1800);
+	component_fresh();
+	cred_refresh_if_used(a);	/* what its refresh timer does */
+	is_int(fake_pending(EP_AUTHORIZER), 1, "used within authorizer_idle: "
+	    "refreshed proactively");
+	answer_authorizer("AT51", "RT5");
+	ok(cred_refresh_due(a, &tv), "and its next refresh is armed");
+
+	clock_set(t + 3601);
+	cred_refresh_if_used(a);
+	is_int(fake_pending(EP_AUTHORIZER), 0, "idle longer than "
+	    "authorizer_idle: not refreshed");
+	ok(cred_dozing(a), "it dozes");
+	ok(!cred_refresh_due(a, &tv), "with no refresh timer left");
+	ok(cred_usable(a), "its token is used until it lapses");
+
+	clock_set(t + 1800 + 7300);
+	is_str(cred_state_name(a), "idle", "once the token lapsed: state "
+	    "idle");
+	cred_refresh_if_used(a);
+	is_int(fake_pending(EP_AUTHORIZER), 0, "still no refresh call while "
+	    "idle");
+	ok(cred_calls_today(a) <= 2, "no token call spent on it");
+
+	/* Two sends arrive together (send.c's send_submit uses it). */
+	component_fresh();
+	cred_use(a);
+	cred_use(a);
+	cred_wanted(a);
+	is_int(fake_pending(EP_AUTHORIZER), 1, "the first send fetches a "
+	    "token: one api_authorizer_token call for concurrent sends");
+	ok(!cred_dozing(a), "it is awake");
+	answer_authorizer("AT52", "RT5b");
+	ok(cred_usable(a) && strcmp(cred_token(a), "AT52") == 0,
+	    "the sends have their token after one round trip");
+	is_str(stored_rt(A5, NULL), "RT5b", "the rotated refresh token is "
+	    "committed as always");
+	ok(cred_refresh_due(a, &tv) && tv.tv_sec > 3600,
+	    "and it is refreshed proactively again");
+	clock_set(t + 1800 + 7300 + 600);
+	component_fresh();
+	cred_refresh_if_used(a);
+	is_int(fake_pending(EP_AUTHORIZER), 1, "its next refresh (within the "
+	    "window) calls WeChat");
+	answer_authorizer("AT53", "RT5b");
+	conf.authorizer_idle = 0;
+}
+
 int
 main(void)
 {
@@ -299,5 +387,6 @@ main(void)
 	test_commit_fails(a1);
 	test_61023(a1);
 	test_authorize_and_revoke(p);
+	test_idle();
 	return (tap_done());
 }

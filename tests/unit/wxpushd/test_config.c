@@ -303,6 +303,7 @@ test_defaults(void)
 	is_str(conf->api_base, "https://api.weixin.qq.com", "default api_base");
 	ok(conf->ca_file == NULL, "no ca_file");
 	is_int(conf->refresh_margin, 300, "default refresh_margin");
+	is_int(conf->authorizer_idle, 0, "default authorizer_idle: never idle");
 	is_int(conf->upstream_timeout, 10, "default upstream_timeout");
 	is_int(conf->send_timeout, 30, "default send_timeout");
 	is_int(conf->max_inflight, 64, "default max_inflight");
@@ -351,6 +352,10 @@ test_errors(void)
 	    "out of range");
 	one_error("refresh_margin high", "refresh_margin = 3601\n", 1,
 	    "10..3600");
+	one_error("authorizer_idle high", "authorizer_idle = 2592001\n", 1,
+	    "0..2592000");
+	one_error("authorizer_idle negative", "authorizer_idle = -1\n", 1,
+	    "authorizer_idle");
 	one_error("upstream_timeout 0", "upstream_timeout = 0\n", 1,
 	    "upstream_timeout");
 	one_error("max_request low", "\n\nmax_request = 1023\n", 3,
@@ -654,9 +659,11 @@ test_accepted(void)
 	    "upstream_timeout = 120\nsend_timeout = 600\nmax_inflight = 4096\n"
 	    "queue_limit = 1000000\nmax_clients = 1000000\n"
 	    "max_clients_per_uid = 1000000\nidle_timeout = 86400\n"
-	    "drain_timeout = 600\nmax_request = 16777216\n");
+	    "drain_timeout = 600\nmax_request = 16777216\n"
+	    "authorizer_idle = 2592000\n");
 	if (conf != NULL) {
-		ok(conf->refresh_margin == 3600 && conf->upstream_timeout == 120 &&
+		ok(conf->authorizer_idle == 2592000 &&
+		    conf->refresh_margin == 3600 && conf->upstream_timeout == 120 &&
 		    conf->send_timeout == 600 && conf->max_inflight == 4096 &&
 		    conf->queue_limit == 1000000 && conf->max_clients == 1000000 &&
 		    conf->max_clients_per_uid == 1000000 &&

@@ -1,0 +1,196 @@
+/*
+ * A million authorizers: with authorizer_idle, a start loads only the
+ * authorizers used within the window; an idle one stays in the store until a
+ * send (cred_lookup) or an event names it, then costs one indexed read and,
+ * at its use, one api_authorizer_token call. When it was used is written to
+ * the store at refresh time, never on the send path.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+#include <jansson.h>
+
+#include "wxpushd.h"
+#include "fake-upstream.h"
+#include "tap.h"
+
+#define COMP		"wxcomponent0001"
+#define B1		"wxactive0001"		/* used an hour ago */
+#define B2		"wxidle0002"		/* used three days ago */
+#define B3		"wxidle0003"		/* idle and revoked */
+#define B4		"wxidle0004"		/* idle, then unauthorized */
+#define EP_COMPONENT	"/cgi-bin/component/api_component_token"
+#define EP_AUTHORIZER	"/cgi-bin/component/api_authorizer_token"
+
+static struct config		conf;
+static struct component_conf	cc;
+static time_t			t0 = 1700000000;
+static char			dir[64];
+
+static void
+stored(const char *appid, const char *rt, int revoked, time_t used)
+{
+	struct store_authorizer sa;
+
+	memset(&sa, 0, sizeof sa);
+	snprintf(sa.component_appid, sizeof sa.component_appid, "%s", COMP);
+	snprintf(sa.appid, sizeof sa.appid, "%s", appid);
+	snprintf(sa.refresh_token, sizeof sa.refresh_token, "%s", rt);
+	sa.revoked = revoked;
+	sa.updated_at = used;
+	sa.last_used = used;
+	if (store_authorizer_save(&sa) != 0)
+		fatalx("store_authorizer_save");
+}
+
+static time_t
+stored_used(const char *appid, int *revoked)
+{
+	struct store_authorizer sa;
+
+	if (store_authorizer_load(appid, &sa) != 1)
+		return (-1);
+	if (revoked != NULL)
+		*revoked = sa.revoked;
+	return (sa.last_used);
+}
+
+/* The body field name of the oldest pending call to path, or "". */
+static const char *
+pending_field(const char *path, const char *name)
+{
+	static char buf[256];
+	struct upstream_call *call = fake_first(path);
+	json_t *j;
+
+	buf[0] = '\0';
+	if (call == NULL || fake_call(call)->body == NULL ||
+	    (j = json_loads(fake_call(call)->body, 0, NULL)) == NULL)
+		return (buf);
+	snprintf(buf, sizeof buf, "%s",
+	    json_string_value(json_object_get(j, name)) != NULL ?
+	    json_string_value(json_object_get(j, name)) : "");
+	json_decref(j);
+	return (buf);
+}
+
+static int
+answer(const char *path, const char *json)
+{
+	struct upstream_call *call = fake_first(path);
+
+	if (call == NULL)
+		return (-1);
+	fake_answer(call, json);
+	return (0);
+}
+
+static void
+event_done(void *arg, const struct rpc_error *e, const char *info_type,
+    const char *appid)
+{
+	(void)info_type;
+	(void)appid;
+	*(int *)arg = e == NULL ? 1 : -1;
+}
+
+int
+main(void)
+{
+	struct ingress_event ev;
+	struct cred *c;
+	uint64_t total, used;
+	int revoked = 0, n, done = 0;
+
+	log_init("test_idle_authorizers", 1, LOG_LEVEL_ERR);
+	fake_daemon(&conf, t0, dir, sizeof dir);
+	conf.authorizer_idle = 86400;
+	cc.appid = xstrdup(COMP);
+	cc.secret = xstrdup("COMPONENTSECRET");
+	cc.token = xstrdup("TOKEN");
+	TAILQ_INSERT_TAIL(&conf.components, &cc, entry);
+	if (store_ticket_save(COMP, "TICKET", t0 - 60) != 0)
+		fatalx("store_ticket_save");
+	stored(B1, "RTB1", 0, t0 - 3600);
+	stored(B2, "RTB2", 0, t0 - 3 * 86400);
+	stored(B3, "RTB3", 1, t0 - 3 * 86400);
+	stored(B4, "RTB4", 0, t0 - 3 * 86400);
+	send_init();
+	component_init();
+	component_reconcile(&conf);
+
+	/* The start. */
+	ok(cred_find(B1) != NULL, "an authorizer used within authorizer_idle "
+	    "is loaded at start");
+	ok(cred_find(B2) == NULL && cred_find(B3) == NULL &&
+	    cred_find(B4) == NULL, "idle ones stay in the store");
+	is_int(store_authorizer_count(COMP, t0 - 86400, &total, &used), 0,
+	    "the store counts them");
+	ok(total == 4 && used == 1, "4 stored, 1 used within the window");
+
+	event_base_loop(wx_base, EVLOOP_ONCE);
+	answer(EP_COMPONENT, "{\"component_access_token\":\"CT1\","
+	    "\"expires_in\":7200}");
+	for (n = 0; n < 20 && fake_pending(EP_AUTHORIZER) == 0; n++)
+		event_base_loop(wx_base, EVLOOP_ONCE);	/* the spread start */
+	is_int(fake_pending(EP_AUTHORIZER), 1, "only the active one "
+	    "refreshes once the component has its token");
+	is_str(pending_field(EP_AUTHORIZER, "authorizer_appid"), B1,
+	    "and it is " B1);
+	answer(EP_AUTHORIZER, "{\"authorizer_access_token\":\"ATB1\","
+	    "\"expires_in\":7200,\"authorizer_refresh_token\":\"RTB1\"}");
+
+	/* A send for an idle one: loaded on demand, one token call at use. */
+	c = cred_lookup(B2);
+	ok(c != NULL && cred_kind(c) == CRED_AUTHORIZER &&
+	    strcmp(authorizer_component_appid(c), COMP) == 0,
+	    "a send naming an idle authorizer loads it from the store");
+	if (c == NULL)
+		return (tap_done());
+	ok(cred_find(B2) == c, "it is in memory from then on");
+	is_int(fake_pending(EP_AUTHORIZER), 0, "loading costs no token call");
+	is_str(cred_state_name(c), "idle", "its state is idle until used");
+	cred_use(c);	/* send_submit */
+	cred_use(c);	/* a second send at once */
+	cred_wanted(c);
+	is_int(fake_pending(EP_AUTHORIZER), 1, "its first send fetches a "
+	    "token: one api_authorizer_token call for both sends");
+	is_str(pending_field(EP_AUTHORIZER, "authorizer_refresh_token"),
+	    "RTB2", "with its stored refresh token");
+	answer(EP_AUTHORIZER, "{\"authorizer_access_token\":\"ATB2\","
+	    "\"expires_in\":7200,\"authorizer_refresh_token\":\"RTB2\"}");
+	ok(cred_usable(c), "it has its token");
+	ok(stored_used(B2, NULL) < t0, "its use is not written between the "
+	    "token and the send (no commit of its own there)");
+	event_base_loop(wx_base, EVLOOP_ONCE);	/* the flush, in 5 s */
+	is_int((int)(stored_used(B2, NULL) - t0), 0, "its use is written "
+	    "behind, in the next flush's batch");
+	is_int(store_authorizer_count(COMP, t0 - 86400, &total, &used), 0,
+	    "counted again");
+	ok(total == 4 && used == 2, "2 of 4 used within the window now");
+
+	/* Revoked and idle: loaded as revoked; unknown: nothing. */
+	c = cred_lookup(B3);
+	ok(c != NULL && cred_revoked(c), "an idle revoked authorizer loads "
+	    "as revoked (a send gets revoked, not unknown_appid)");
+	ok(cred_lookup("wxnotstored") == NULL, "an appid stored nowhere is "
+	    "unknown");
+	ok(cred_find("wxnotstored") == NULL, "and nothing is made for it");
+
+	/* An unauthorized event for an idle authorizer is kept durably. */
+	memset(&ev, 0, sizeof ev);
+	snprintf(ev.info_type, sizeof ev.info_type, "unauthorized");
+	snprintf(ev.authorizer_appid, sizeof ev.authorizer_appid, "%s", B4);
+	ev.create_time = t0;
+	component_event_handle(&cc, &ev, event_done, &done);
+	is_int(done, 1, "an unauthorized event for an idle authorizer is "
+	    "applied");
+	ok(stored_used(B4, &revoked) >= 0 && revoked == 1, "an unauthorized "
+	    "event for an idle authorizer commits the revocation");
+	return (tap_done());
+}
