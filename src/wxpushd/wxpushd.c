@@ -294,14 +294,15 @@ main(int argc, char **argv)
 	if (upstream_init(wx_base) == -1)
 		fatalx("upstream_init");
 	upstream_configure(wx_conf);
-	if (server_listen() == -1)
-		fatalx("cannot listen on %s", wx_conf->socket);
 	if (ingress_start() == -1)
 		fatalx("cannot listen on %s", wx_conf->callback_listen);
 	if (metrics_start() == -1)
 		fatalx("cannot listen on %s", wx_conf->metrics_listen);
 	if (consent_http_start() == -1)
 		fatalx("cannot listen on %s", wx_conf->consent_listen);
+	/* Last: a client that can connect finds every listener bound. */
+	if (server_listen() == -1)
+		fatalx("cannot listen on %s", wx_conf->socket);
 	wxpushd_drop_privileges();
 	wxpushd_no_core();
 	/* After dropping privileges, so the state belongs to the daemon's user. */
