@@ -286,12 +286,16 @@ class Scratch:
 
 
 def targets_for(tests):
-    """What to build for these tests: their programs, and all for integration."""
+    """What to build for these tests: their programs, and all-am for integration.
+
+    Not "all": automake's all runs a second make (for config.h), which would
+    build the library beside this one's test programs, the same objects at
+    once (libtool's .loT renames collide)."""
     out = []
     for t in tests:
         if t.endswith(".py"):
-            if "all" not in out:
-                out.append("all")
+            if "all-am" not in out:
+                out.append("all-am")
         elif t not in out:
             out.append(t)
     return out
