@@ -453,6 +453,26 @@ test_replies(void)
 
 	call(&r, "GET", "no-slash", NULL, NULL, 5000);
 	is_str(r.error, "bad url", "path without '/': error, later");
+
+	/*
+	 * A recycled handle keeps its parsed URL while the next call's is the
+	 * same: a new token or path must still reach the server.
+	 */
+	call(&r, "GET", "/ok", "access_token=A", NULL, 5000);
+	call(&r, "GET", "/ok", "access_token=A", NULL, 5000);
+	is_str(seen_query, "access_token=A", "same URL again: query received");
+	call(&r, "GET", "/ok", "access_token=B", NULL, 5000);
+	ok(r.ok, "new token on a recycled handle: ok");
+	is_str(seen_query, "access_token=B", "new token: the new query sent");
+	call(&r, "GET", "/text", "access_token=B", NULL, 5000);
+	is_str(r.error, "bad json", "new path, same token: the new path");
+
+	/* A URL libcurl refuses to parse fails as before, and is not kept. */
+	call(&r, "GET", "/a b", "access_token=B", NULL, 5000);
+	is_str(r.error, "bad url", "URL with a space: error, later");
+	call(&r, "GET", "/ok", "access_token=B", NULL, 5000);
+	ok(r.ok, "after a refused URL: ok");
+	is_str(seen_query, "access_token=B", "after a refused URL: query");
 }
 
 /* Timeouts, refused connections and hang-ups. */
