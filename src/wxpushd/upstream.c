@@ -96,6 +96,16 @@ static CURLSH			*upstream_share;
 static struct event		*upstream_timer;
 static struct event		*upstream_deliver_ev;
 static struct curl_slist	*upstream_post_headers;
+
+/*
+ * WeChat's answer to nearly every send, parsed once by jansson at start;
+ * an answer of exactly these bytes is handed on as that object (shared,
+ * read-only) instead of being parsed again. Any other answer, however
+ * close, goes through json_loadb.
+ */
+static const char		 upstream_ok_answer[] =
+    "{\"errcode\":0,\"errmsg\":\"ok\"}";
+static json_t			*upstream_ok_json;
 static const char		*upstream_default_cainfo;
 static const char		*upstream_default_capath;
 
@@ -514,6 +524,14 @@ upstream_deliver(void)
 				snprintf(status, sizeof status, "http %ld",
 				    r.http_status);
 				r.error = status;
+			} else if (call->resp.len ==
+			    sizeof upstream_ok_answer - 1 &&
+			    memcmp(call->resp.data, upstream_ok_answer,
+			    call->resp.len) == 0) {
+				/* Held for the callback: it may shut us down. */
+				json = json_incref(upstream_ok_json);
+				r.ok = 1;
+				r.json = json;
 			} else if ((json = json_loadb(call->resp.len != 0 ?
 			    call->resp.data : "", call->resp.len,
 			    JSON_REJECT_DUPLICATES, &jerr)) == NULL)
@@ -614,6 +632,10 @@ upstream_init(struct event_base *base)
 	if (upstream_post_headers == NULL ||
 	    curl_slist_append(upstream_post_headers, "Expect:") == NULL)
 		fatalx("%s: curl_slist_append failed", __func__);
+	if ((upstream_ok_json = json_loadb(upstream_ok_answer,
+	    sizeof upstream_ok_answer - 1, JSON_REJECT_DUPLICATES,
+	    NULL)) == NULL)
+		fatalx("%s: json_loadb failed", __func__);
 	return (0);
 }
 
@@ -930,6 +952,8 @@ upstream_shutdown(void)
 	event_free(upstream_deliver_ev);
 	upstream_deliver_ev = NULL;
 	curl_slist_free_all(upstream_post_headers);
+	json_decref(upstream_ok_json);
+	upstream_ok_json = NULL;
 	upstream_post_headers = NULL;
 
 	free(upstream_api_base);

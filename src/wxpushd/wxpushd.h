@@ -1049,7 +1049,8 @@ struct upstream_reply {
 	int		 ok;		/* 1: HTTP 200 and a JSON object body */
 	long		 http_status;	/* 0 if no HTTP answer */
 	const char	*error;		/* when !ok: a short reason, never a URL */
-	struct json_t	*json;		/* borrowed, valid during the callback */
+	struct json_t	*json;		/* borrowed, valid during the callback;
+					   read-only: it may be shared */
 	double		 seconds;	/* how long the call took */
 };
 struct upstream_call;
