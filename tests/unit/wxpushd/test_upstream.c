@@ -105,6 +105,8 @@ http_cb(struct evhttp_request *req, __attribute__((unused)) void *arg)
 		evbuffer_add_printf(out, "{\"errcode\":0,\"errmsg\":\"ok\"}");
 	else if (strcmp(path, "/okspace") == 0)
 		evbuffer_add_printf(out, "{\"errcode\":0, \"errmsg\":\"ok\"}");
+	else if (strcmp(path, "/okbad") == 0)
+		evbuffer_add_printf(out, "{\"errcode\":0,\"errmsg\":\"ok\"x");
 	else if (strcmp(path, "/okdup") == 0)
 		evbuffer_add_printf(out,
 		    "{\"errcode\":0,\"errmsg\":\"ok\",\"errcode\":0}");
@@ -492,6 +494,9 @@ test_replies(void)
 	ok(r.ok && r.errcode == 0, "the same answer spaced: ok");
 	is_int(r.refs, 1, "the same answer spaced: parsed");
 	is_str(r.errmsg, "ok", "the same answer spaced: errmsg");
+	call(&r, "POST", "/okbad", NULL, "{}", 5000);
+	is_str(r.error, "bad json", "usual answer's length, last byte wrong: "
+	    "bad json");
 	call(&r, "POST", "/okdup", NULL, "{}", 5000);
 	is_str(r.error, "bad json", "usual answer with a duplicate key: bad json");
 
