@@ -164,7 +164,10 @@ struct client {
 	int			 fd;
 	uint64_t		 id;
 	struct peer		 peer;
-	struct bufferevent	*bev;
+	struct bufferevent	*bev;		/* writes; its input is filled by rd */
+	struct event		*rd;		/* reads the socket (server.c) */
+	int			 rd_full;	/* input at its bound: not reading */
+	int			 idle_timeout;	/* seconds, as at accept; 0: none */
 	struct event		*more;		/* resumes parsing after the per-event quota */
 	struct event		*idle;
 	TAILQ_HEAD(, request)	 requests;	/* in flight */
