@@ -30,6 +30,7 @@
 #define SERVER_QUOTA		256
 /* Input buffered beyond one max_request frame before reading stops. */
 #define SERVER_INPUT_SLACK	(16 * 1024)
+#define SERVER_READ_CHUNK	(16 * 1024)	/* at most per read(2) */
 
 struct server_uid {
 	uid_t	uid;
@@ -50,6 +51,7 @@ static int			 server_draining;
 
 static void	server_client_free(struct client *);
 static void	server_client_read(struct client *);
+static void	server_client_reading(struct client *, int);
 static void	server_accept_cb(evutil_socket_t, short, void *);
 
 size_t
@@ -315,10 +317,8 @@ server_drain(void (*done)(void))
 	struct client *c;
 
 	server_stop_accepting();
-	TAILQ_FOREACH(c, &server_clients, entry) {
-		if (c->bev != NULL)
-			bufferevent_disable(c->bev, EV_READ);
-	}
+	TAILQ_FOREACH(c, &server_clients, entry)
+		server_client_reading(c, 0);
 	server_drained = done;
 	server_draining = 1;
 	server_check_drained();
@@ -340,6 +340,8 @@ server_client_free(struct client *c)
 	u = server_uid_find(c->peer.uid);
 	u->n--;
 	server_uid_release(u);
+	if (c->rd != NULL)
+		event_free(c->rd);
 	if (c->bev != NULL)
 		bufferevent_free(c->bev);
 	if (c->more != NULL)
@@ -372,11 +374,11 @@ server_client_update(struct client *c)
 	full = c->nrequests >= SERVER_CLIENT_INFLIGHT ||
 	    evbuffer_get_length(bufferevent_get_output(c->bev)) > SERVER_OUTPUT_HIGH;
 	if (full && !c->paused) {
-		bufferevent_disable(c->bev, EV_READ);
+		server_client_reading(c, 0);
 		c->paused = 1;
 	} else if (!full && c->paused &&
 	    evbuffer_get_length(bufferevent_get_output(c->bev)) <= SERVER_OUTPUT_LOW) {
-		bufferevent_enable(c->bev, EV_READ);
+		server_client_reading(c, 1);
 		c->paused = 0;
 		/* Requests may already be buffered: parse them. */
 		event_active(c->more, EV_TIMEOUT, 0);
@@ -497,17 +499,100 @@ server_client_read(struct client *c)
 		}
 		evbuffer_drain(in, objlen);
 		rpc_scan_reset(&c->scan);
+		if (c->rd_full) {
+			/* Room again: read on, unless paused or closing. */
+			c->rd_full = 0;
+			if (!c->paused && !c->closing && !server_draining)
+				server_client_reading(c, 1);
+		}
 		server_client_update(c);
 	}
 	/* Quota used up: let other clients run, then continue. */
 	event_active(c->more, EV_TIMEOUT, 0);
 }
 
+/*
+ * Watch c's socket for reading or stop; the idle timeout runs while it is
+ * watched. The bufferevent never reads: libevent 2.1's evbuffer_read asks
+ * ioctl(FIONREAD) before every read, one system call per request at light
+ * load; server_client_recv_cb reads into the bufferevent's input itself.
+ */
 static void
-server_client_read_cb(struct bufferevent *bev, void *arg)
+server_client_reading(struct client *c, int on)
 {
-	(void)bev;
-	server_client_read(arg);
+	struct timeval tv;
+
+	if (c->rd == NULL)
+		return;
+	if (!on) {
+		event_del(c->rd);
+		return;
+	}
+	tv.tv_sec = c->idle_timeout;
+	tv.tv_usec = 0;
+	event_add(c->rd, c->idle_timeout > 0 ? &tv : NULL);
+}
+
+/*
+ * c's socket is readable, or idle too long. Reads at most up to the input's
+ * bound (max_request and some slack: a flood of small frames, which have no
+ * answer to push back with, must not pile up faster than the per-event
+ * quota parses them); at the bound reading stops until parsing drains it.
+ */
+static void
+server_client_recv_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *c = arg;
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer_iovec v;
+	size_t len, limit, want;
+	ssize_t n;
+
+	if (what & EV_TIMEOUT) {
+		/* Waiting on our own answers is not idleness. */
+		if (c->nrequests != 0)
+			return;
+		log_debug("client %llu: idle timeout, closing",
+		    (unsigned long long)c->id);
+		server_client_free(c);
+		return;
+	}
+	limit = wx_conf->max_request + SERVER_INPUT_SLACK;
+	if ((len = evbuffer_get_length(in)) >= limit) {
+		server_client_reading(c, 0);
+		c->rd_full = 1;
+		return;
+	}
+	want = limit - len < SERVER_READ_CHUNK ? limit - len :
+	    SERVER_READ_CHUNK;
+	/* The bufferevent keeps its input's end frozen but while it reads. */
+	evbuffer_unfreeze(in, 0);
+	if (evbuffer_reserve_space(in, (ev_ssize_t)want, &v, 1) < 1)
+		n = -2;
+	else {
+		if (v.iov_len > want)
+			v.iov_len = want;
+		if ((n = read(fd, v.iov_base, v.iov_len)) > 0) {
+			v.iov_len = (size_t)n;
+			evbuffer_commit_space(in, &v, 1);
+		}
+	}
+	evbuffer_freeze(in, 0);
+	if (n < 0) {
+		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK ||
+		    errno == EINTR))
+			return;
+		server_client_free(c);
+		return;
+	}
+	if (n == 0) {
+		/* Half-close: answer what was asked, then close. */
+		c->closing = 1;
+		server_client_reading(c, 0);
+		server_client_maybe_free(c);
+		return;
+	}
+	server_client_read(c);
 }
 
 /* Output drained below the low watermark: maybe resume reading, or finish. */
@@ -532,25 +617,11 @@ server_client_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct client *c = arg;
 
-	if (what & BEV_EVENT_TIMEOUT) {
-		/* Waiting on our own answers is not idleness. */
-		if ((what & BEV_EVENT_READING) && c->nrequests != 0) {
-			bufferevent_enable(bev, EV_READ);
-			return;
-		}
-		log_debug("client %llu: %s timeout, closing",
-		    (unsigned long long)c->id,
-		    (what & BEV_EVENT_WRITING) ? "write" : "idle");
-		server_client_free(c);
-		return;
-	}
-	if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR)) {
-		/* Half-close: answer what was asked, then close. */
-		c->closing = 1;
-		bufferevent_disable(bev, EV_READ);
-		server_client_maybe_free(c);
-		return;
-	}
+	/* Only writing is the bufferevent's: a timeout or an error. */
+	(void)bev;
+	if (what & BEV_EVENT_TIMEOUT)
+		log_debug("client %llu: write timeout, closing",
+		    (unsigned long long)c->id);
 	server_client_free(c);
 }
 
@@ -611,25 +682,21 @@ server_accept_cb(evutil_socket_t lfd, short events, void *arg)
 		rpc_scan_reset(&c->scan);
 		TAILQ_INIT(&c->requests);
 		c->bev = bufferevent_socket_new(wx_base, fd, BEV_OPT_CLOSE_ON_FREE);
+		c->rd = event_new(wx_base, fd, EV_READ | EV_PERSIST,
+		    server_client_recv_cb, c);
 		c->more = event_new(wx_base, -1, 0, server_client_more_cb, c);
-		bufferevent_setcb(c->bev, server_client_read_cb,
-		    server_client_write_cb, server_client_event_cb, c);
+		bufferevent_setcb(c->bev, NULL, server_client_write_cb,
+		    server_client_event_cb, c);
 		bufferevent_setwatermark(c->bev, EV_WRITE, SERVER_OUTPUT_LOW, 0);
-		/*
-		 * Bound the input too: a flood of small frames (notifications
-		 * have no answer to push back with) must not pile up faster
-		 * than the per-event quota parses it.
-		 */
-		bufferevent_setwatermark(c->bev, EV_READ, 0,
-		    wx_conf->max_request + SERVER_INPUT_SLACK);
+		c->idle_timeout = wx_conf->idle_timeout;
 		if (wx_conf->idle_timeout > 0) {
 			tv.tv_sec = wx_conf->idle_timeout;
 			tv.tv_usec = 0;
-			bufferevent_set_timeouts(c->bev, &tv, &tv);
+			bufferevent_set_timeouts(c->bev, NULL, &tv);
 		}
 		/* Replies are written by server_client_flush. */
-		bufferevent_disable(c->bev, EV_WRITE);
-		bufferevent_enable(c->bev, EV_READ);
+		bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+		server_client_reading(c, 1);
 		TAILQ_INSERT_TAIL(&server_clients, c, entry);
 		log_debug("client %llu: uid %u gid %u pid %d", (unsigned long long)
 		    c->id, (unsigned)c->peer.uid, (unsigned)c->peer.gid,

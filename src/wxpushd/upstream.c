@@ -52,6 +52,8 @@ struct upstream_call {
 	void			*arg;
 
 	struct upstream_buf	 url;		/* may hold a token or secret */
+	struct upstream_buf	 seturl;	/* the URL its handle has; ditto */
+	CURLU			*uh;		/* that URL, parsed once */
 	struct upstream_buf	 body;		/* ditto */
 	struct upstream_buf	 resp;		/* ditto (token replies) */
 	size_t			 received;	/* body bytes seen, kept or not */
@@ -94,6 +96,16 @@ static CURLSH			*upstream_share;
 static struct event		*upstream_timer;
 static struct event		*upstream_deliver_ev;
 static struct curl_slist	*upstream_post_headers;
+
+/*
+ * WeChat's answer to nearly every send, parsed once by jansson at start;
+ * an answer of exactly these bytes is handed on as that object (shared,
+ * read-only) instead of being parsed again. Any other answer, however
+ * close, goes through json_loadb.
+ */
+static const char		 upstream_ok_answer[] =
+    "{\"errcode\":0,\"errmsg\":\"ok\"}";
+static json_t			*upstream_ok_json;
 static const char		*upstream_default_cainfo;
 static const char		*upstream_default_capath;
 
@@ -181,7 +193,10 @@ upstream_call_free(struct upstream_call *call)
 {
 	if (call->easy != NULL)
 		curl_easy_cleanup(call->easy);
+	if (call->uh != NULL)
+		curl_url_cleanup(call->uh);
 	upstream_buf_clear(&call->url, 0);
+	upstream_buf_clear(&call->seturl, 0);
 	upstream_buf_clear(&call->body, 0);
 	upstream_buf_clear(&call->resp, 0);
 	free(call);
@@ -509,6 +524,14 @@ upstream_deliver(void)
 				snprintf(status, sizeof status, "http %ld",
 				    r.http_status);
 				r.error = status;
+			} else if (call->resp.len ==
+			    sizeof upstream_ok_answer - 1 &&
+			    memcmp(call->resp.data, upstream_ok_answer,
+			    call->resp.len) == 0) {
+				/* Held for the callback: it may shut us down. */
+				json = json_incref(upstream_ok_json);
+				r.ok = 1;
+				r.json = json;
 			} else if ((json = json_loadb(call->resp.len != 0 ?
 			    call->resp.data : "", call->resp.len,
 			    JSON_REJECT_DUPLICATES, &jerr)) == NULL)
@@ -609,6 +632,10 @@ upstream_init(struct event_base *base)
 	if (upstream_post_headers == NULL ||
 	    curl_slist_append(upstream_post_headers, "Expect:") == NULL)
 		fatalx("%s: curl_slist_append failed", __func__);
+	if ((upstream_ok_json = json_loadb(upstream_ok_answer,
+	    sizeof upstream_ok_answer - 1, JSON_REJECT_DUPLICATES,
+	    NULL)) == NULL)
+		fatalx("%s: json_loadb failed", __func__);
 	return (0);
 }
 
@@ -679,6 +706,37 @@ upstream_call_setopt_once(struct upstream_call *call)
 }
 
 /*
+ * The URL as a CURLU parsed here, set only when it differs from the one the
+ * handle has: most calls repeat their handle's last URL (same path, same
+ * token), and libcurl then neither parses it nor prints it again per
+ * transfer (with CURLOPT_URL alone it does both, each time). CURLOPT_URL is
+ * set beside it so that libcurl's own copy of the URL string stays the
+ * current one. The flags are the ones libcurl parses CURLOPT_URL with.
+ */
+static int
+upstream_call_seturl(struct upstream_call *call)
+{
+	CURL	*e = call->easy;
+	int	 bad = 0;
+
+	if (call->seturl.data != NULL && call->seturl.len == call->url.len &&
+	    memcmp(call->seturl.data, call->url.data, call->url.len) == 0)
+		return (0);
+	upstream_buf_clear(&call->seturl, 1);
+	if (call->uh == NULL && (call->uh = curl_url()) == NULL)
+		return (-1);
+	if (curl_url_set(call->uh, CURLUPART_URL, call->url.data,
+	    CURLU_GUESS_SCHEME | CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK)
+		return (-2);
+	UPSTREAM_SETOPT(CURLOPT_URL, call->url.data);
+	UPSTREAM_SETOPT(CURLOPT_CURLU, call->uh);
+	if (bad)
+		return (-1);
+	upstream_buf_add(&call->seturl, call->url.data, call->url.len);
+	return (0);
+}
+
+/*
  * The options of this call: URL, configuration (which a reload may change)
  * and method. A recycled handle keeps its connection, DNS and TLS state, and
  * its options: the configuration is set again only when it has changed since
@@ -692,7 +750,8 @@ upstream_call_setopt(struct upstream_call *call, int post)
 	const char	*cainfo, *capath;
 	int		 bad = 0;
 
-	UPSTREAM_SETOPT(CURLOPT_URL, call->url.data);
+	if ((bad = upstream_call_seturl(call)) != 0)
+		return (bad);
 
 	if (call->conf_gen != upstream_conf_gen) {
 		UPSTREAM_SETOPT(CURLOPT_TIMEOUT_MS, upstream_timeout_ms);
@@ -767,7 +826,7 @@ upstream_request(const char *method, const char *path, const char *query,
     const char *body, size_t bodylen, upstream_cb cb, void *arg)
 {
 	struct upstream_call	*call;
-	int			 post;
+	int			 post, rc;
 
 	if (upstream_multi == NULL)
 		fatalx("%s: not initialised", __func__);
@@ -800,8 +859,8 @@ upstream_request(const char *method, const char *path, const char *query,
 	upstream_ninflight++;
 	if (upstream_api_base == NULL || *path != '/')
 		call->early_error = "bad url";
-	else if (upstream_call_setopt(call, post) != 0)
-		call->early_error = "bad request";
+	else if ((rc = upstream_call_setopt(call, post)) != 0)
+		call->early_error = rc == -2 ? "bad url" : "bad request";
 	else if (curl_multi_add_handle(upstream_multi, call->easy) != CURLM_OK)
 		call->early_error = "internal error";
 	if (call->early_error != NULL) {
@@ -893,6 +952,8 @@ upstream_shutdown(void)
 	event_free(upstream_deliver_ev);
 	upstream_deliver_ev = NULL;
 	curl_slist_free_all(upstream_post_headers);
+	json_decref(upstream_ok_json);
+	upstream_ok_json = NULL;
 	upstream_post_headers = NULL;
 
 	free(upstream_api_base);

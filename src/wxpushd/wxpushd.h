@@ -167,7 +167,10 @@ struct client {
 	int			 fd;
 	uint64_t		 id;
 	struct peer		 peer;
-	struct bufferevent	*bev;
+	struct bufferevent	*bev;		/* writes; its input is filled by rd */
+	struct event		*rd;		/* reads the socket (server.c) */
+	int			 rd_full;	/* input at its bound: not reading */
+	int			 idle_timeout;	/* seconds, as at accept; 0: none */
 	struct event		*more;		/* resumes parsing after the per-event quota */
 	struct event		*idle;
 	TAILQ_HEAD(, request)	 requests;	/* in flight */
@@ -1084,7 +1087,8 @@ struct upstream_reply {
 	int		 ok;		/* 1: HTTP 200 and a JSON object body */
 	long		 http_status;	/* 0 if no HTTP answer */
 	const char	*error;		/* when !ok: a short reason, never a URL */
-	struct json_t	*json;		/* borrowed, valid during the callback */
+	struct json_t	*json;		/* borrowed, valid during the callback;
+					   read-only: it may be shared */
 	double		 seconds;	/* how long the call took */
 };
 struct upstream_call;

@@ -58,6 +58,9 @@ struct result {
 	double			 seconds;
 	long			 errcode;
 	long			 n;
+	size_t			 refs;		/* the json's references */
+	char			 errmsg[16];
+	long			 errcode_after;	/* read after a shutdown */
 	struct upstream_call	*call;		/* our own handle */
 	struct result		*other;		/* cancelled by our callback */
 	int			 shutdown;	/* call upstream_shutdown */
@@ -98,6 +101,15 @@ http_cb(struct evhttp_request *req, __attribute__((unused)) void *arg)
 
 	if (strcmp(path, "/ok") == 0)
 		evbuffer_add_printf(out, "{\"errcode\":0,\"errmsg\":\"ok\",\"n\":42}");
+	else if (strcmp(path, "/okexact") == 0)
+		evbuffer_add_printf(out, "{\"errcode\":0,\"errmsg\":\"ok\"}");
+	else if (strcmp(path, "/okspace") == 0)
+		evbuffer_add_printf(out, "{\"errcode\":0, \"errmsg\":\"ok\"}");
+	else if (strcmp(path, "/okbad") == 0)
+		evbuffer_add_printf(out, "{\"errcode\":0,\"errmsg\":\"ok\"x");
+	else if (strcmp(path, "/okdup") == 0)
+		evbuffer_add_printf(out,
+		    "{\"errcode\":0,\"errmsg\":\"ok\",\"errcode\":0}");
 	else if (strcmp(path, "/500") == 0) {
 		code = 500;
 		evbuffer_add_printf(out, "{\"errcode\":-1}");
@@ -336,6 +348,11 @@ result_cb(const struct upstream_reply *r, void *arg)
 			res->errcode = (long)json_integer_value(v);
 		if ((v = json_object_get(r->json, "n")) != NULL)
 			res->n = (long)json_integer_value(v);
+		snprintf(res->errmsg, sizeof res->errmsg, "%s",
+		    json_string_value(json_object_get(r->json, "errmsg")) ?
+		    json_string_value(json_object_get(r->json, "errmsg")) :
+		    "");
+		res->refs = r->json->refcount;
 	}
 	/* Cancelling oneself from one's own callback must be harmless. */
 	upstream_cancel(res->call);
@@ -343,8 +360,12 @@ result_cb(const struct upstream_reply *r, void *arg)
 		upstream_cancel(res->other->call);
 	if (res->count != NULL)
 		(*res->count)++;
-	if (res->shutdown)
+	if (res->shutdown) {
 		upstream_shutdown();
+		/* The answer stays valid for the rest of the callback. */
+		if (r->ok && (v = json_object_get(r->json, "errcode")) != NULL)
+			res->errcode_after = (long)json_integer_value(v) + 1;
+	}
 	test_done = 1;
 }
 
@@ -453,6 +474,51 @@ test_replies(void)
 
 	call(&r, "GET", "no-slash", NULL, NULL, 5000);
 	is_str(r.error, "bad url", "path without '/': error, later");
+
+	/*
+	 * WeChat's usual answer, byte for byte, is handed on as one object
+	 * parsed at start (held by upstream.c and for the callback: two
+	 * references); anything else is parsed (one).
+	 */
+	call(&r, "POST", "/okexact", NULL, "{}", 5000);
+	ok(r.ok, "usual answer: ok");
+	is_int(r.errcode, 0, "usual answer: errcode 0");
+	is_str(r.errmsg, "ok", "usual answer: errmsg");
+	is_int(r.refs, 2, "usual answer: the object parsed at start");
+	call(&r, "POST", "/okexact", NULL, "{}", 5000);
+	ok(r.ok && r.refs == 2, "usual answer again: the same (%zu)", r.refs);
+	call(&r, "POST", "/ok", NULL, "{}", 5000);
+	ok(r.ok && r.n == 42, "a longer answer: parsed");
+	is_int(r.refs, 1, "a longer answer: its own object");
+	call(&r, "POST", "/okspace", NULL, "{}", 5000);
+	ok(r.ok && r.errcode == 0, "the same answer spaced: ok");
+	is_int(r.refs, 1, "the same answer spaced: parsed");
+	is_str(r.errmsg, "ok", "the same answer spaced: errmsg");
+	call(&r, "POST", "/okbad", NULL, "{}", 5000);
+	is_str(r.error, "bad json", "usual answer's length, last byte wrong: "
+	    "bad json");
+	call(&r, "POST", "/okdup", NULL, "{}", 5000);
+	is_str(r.error, "bad json", "usual answer with a duplicate key: bad json");
+
+	/*
+	 * A recycled handle keeps its parsed URL while the next call's is the
+	 * same: a new token or path must still reach the server.
+	 */
+	call(&r, "GET", "/ok", "access_token=A", NULL, 5000);
+	call(&r, "GET", "/ok", "access_token=A", NULL, 5000);
+	is_str(seen_query, "access_token=A", "same URL again: query received");
+	call(&r, "GET", "/ok", "access_token=B", NULL, 5000);
+	ok(r.ok, "new token on a recycled handle: ok");
+	is_str(seen_query, "access_token=B", "new token: the new query sent");
+	call(&r, "GET", "/text", "access_token=B", NULL, 5000);
+	is_str(r.error, "bad json", "new path, same token: the new path");
+
+	/* A URL libcurl refuses to parse fails as before, and is not kept. */
+	call(&r, "GET", "/a b", "access_token=B", NULL, 5000);
+	is_str(r.error, "bad url", "URL with a space: error, later");
+	call(&r, "GET", "/ok", "access_token=B", NULL, 5000);
+	ok(r.ok, "after a refused URL: ok");
+	is_str(seen_query, "access_token=B", "after a refused URL: query");
 }
 
 /* Timeouts, refused connections and hang-ups. */
@@ -686,6 +752,18 @@ test_shutdown(void)
 	ok(r.ok && r.n == 42, "shutdown twice: then a call works (%s)",
 	    r.error);
 	upstream_shutdown();
+
+	/* The shared usual answer outlives a shutdown in its callback. */
+	is_int(upstream_init(base), 0, "init for the usual answer");
+	configure("http", http_port, 5, NULL);
+	memset(&a, 0, sizeof a);
+	a.shutdown = 1;
+	test_done = 0;
+	a.call = upstream_request("POST", "/okexact", NULL, "{}", 2, result_cb,
+	    &a);
+	run_until(&test_done, 5000);
+	ok(a.ok && a.refs == 2, "usual answer, shutdown in its callback: ok");
+	is_int(a.errcode_after, 1, "usual answer: still readable after shutdown");
 }
 
 int
