@@ -45,6 +45,14 @@ struct upstream_reply;
 struct config;
 
 extern struct event_base	*wx_base;	/* the one event loop */
+/*
+ * The loop's priorities: libevent gives every event the middle one; only
+ * bulk work (enqueue's checks and answers) runs at the lowest, so a sync
+ * request read meanwhile waits for one slice of it, not for all of it.
+ */
+#define WX_PRIORITIES	3
+#define WX_PRIO_BULK	2
+struct event_base	*wx_base_new(void);
 extern struct config		*wx_conf;	/* the configuration in force */
 extern time_t			 wx_start_time;
 extern int			 wx_stopping;	/* SIGTERM seen: start nothing new */
