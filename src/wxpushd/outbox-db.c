@@ -708,6 +708,13 @@ outbox_db_run_done(size_t max)
 	return (more);
 }
 
+/* A slice of done callbacks out of turn (outbox.c's guard); 1 if more. */
+int
+outbox_db_done_slice(void)
+{
+	return (outbox_db_run_done(OUTBOX_DB_DONE_SLICE));
+}
+
 /*
  * The loop's side of the pipe, at the bulk priority: a slice of the done
  * callbacks, then the loop looks at its sockets before the next slice.

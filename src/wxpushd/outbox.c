@@ -36,6 +36,7 @@
 #define OUTBOX_SETS_MAX		1024	/* state changes in one operation */
 #define OUTBOX_ERRMSG_MAX	255	/* bytes of WeChat's errmsg kept */
 #define OUTBOX_SLICE		32	/* enqueued messages checked per turn */
+#define OUTBOX_GUARD_US		250	/* bulk work waits at most this long */
 
 /* A message whose final state its connection wants to hear of. */
 struct outbox_watch {
@@ -125,6 +126,8 @@ static struct outbox_op		*outbox_sets;		/* this turn's changes */
 static size_t			 outbox_sets_cap;
 static struct event		*outbox_tick_ev;
 static struct event		*outbox_intake_ev;	/* checks pending ones */
+static struct event		*outbox_guard_ev;	/* against starvation */
+static int			 outbox_bulk_ran;	/* since the last guard */
 static TAILQ_HEAD(, outbox_pending) outbox_intake =
     TAILQ_HEAD_INITIALIZER(outbox_intake);
 static int			 outbox_expiring;
@@ -136,6 +139,7 @@ static void	outbox_pump_cb(evutil_socket_t, short, void *);
 static void	outbox_feed(struct outbox_app *);
 static void	outbox_intake_cb(evutil_socket_t, short, void *);
 static void	outbox_intake_free(struct outbox_pending *);
+static void	outbox_guard_cb(evutil_socket_t, short, void *);
 
 static const char *outbox_state_names[] = {
 	[OUTBOX_QUEUED] = "queued",
@@ -914,6 +918,7 @@ outbox_init(char **cause)
 	    NULL);
 	outbox_intake_ev = event_new(wx_base, -1, 0, outbox_intake_cb, NULL);
 	event_priority_set(outbox_intake_ev, WX_PRIO_BULK);
+	outbox_guard_ev = event_new(wx_base, -1, 0, outbox_guard_cb, NULL);
 	event_add(outbox_tick_ev, &tv);
 	if (outbox_db_depths(outbox_depth_cb) != 0) {
 		xasprintf(cause, "outbox: counting the messages waiting failed");
@@ -985,8 +990,10 @@ outbox_shutdown(void)
 		event_free(outbox_flush_ev);
 	if (outbox_intake_ev != NULL)
 		event_free(outbox_intake_ev);
+	if (outbox_guard_ev != NULL)
+		event_free(outbox_guard_ev);
 	outbox_pump_ev = outbox_tick_ev = outbox_flush_ev = NULL;
-	outbox_intake_ev = NULL;
+	outbox_intake_ev = outbox_guard_ev = NULL;
 	outbox_open = 0;
 }
 
@@ -1412,15 +1419,12 @@ outbox_intake_free(struct outbox_pending *p)
  * whole, so a batch of 1000 is one long slice.
  */
 static void
-outbox_intake_cb(evutil_socket_t fd, short events, void *arg)
+outbox_intake_slice(void)
 {
 	struct outbox_pending *p;
 	msgpack_unpacked up;
 	size_t done = 0;
 
-	(void)fd;
-	(void)events;
-	(void)arg;
 	msgpack_unpacked_init(&up);
 	while (done < OUTBOX_SLICE &&
 	    (p = TAILQ_FIRST(&outbox_intake)) != NULL) {
@@ -1437,8 +1441,48 @@ outbox_intake_cb(evutil_socket_t fd, short events, void *arg)
 		outbox_intake_free(p);
 	}
 	msgpack_unpacked_destroy(&up);
+}
+
+static void
+outbox_intake_cb(evutil_socket_t fd, short events, void *arg)
+{
+	(void)fd;
+	(void)events;
+	(void)arg;
+	outbox_bulk_ran = 1;
+	outbox_intake_slice();
 	if (!TAILQ_EMPTY(&outbox_intake))
 		event_active(outbox_intake_ev, EV_TIMEOUT, 0);
+}
+
+/*
+ * Bulk work runs only when no socket is ready; under a steady stream of
+ * sync requests or deliveries it would never run. While enqueues wait
+ * (checks or commits), a timer of the default priority runs a slice of
+ * each kind every OUTBOX_GUARD_US in which none ran in its turn.
+ */
+static void
+outbox_guard_arm(void)
+{
+	struct timeval tv = { 0, OUTBOX_GUARD_US };
+
+	if (!evtimer_pending(outbox_guard_ev, NULL))
+		evtimer_add(outbox_guard_ev, &tv);
+}
+
+static void
+outbox_guard_cb(evutil_socket_t fd, short events, void *arg)
+{
+	(void)fd;
+	(void)events;
+	(void)arg;
+	if (!outbox_bulk_ran) {
+		outbox_intake_slice();
+		outbox_db_done_slice();
+	}
+	outbox_bulk_ran = 0;
+	if (!TAILQ_EMPTY(&outbox_intake) || outbox_inserting > 0)
+		outbox_guard_arm();
 }
 
 /*
@@ -1481,6 +1525,7 @@ outbox_method_enqueue(struct request *req, const msgpack_object *params)
 	if (TAILQ_EMPTY(&outbox_intake))
 		event_active(outbox_intake_ev, EV_TIMEOUT, 0);
 	TAILQ_INSERT_TAIL(&outbox_intake, p, entry);
+	outbox_guard_arm();
 }
 
 /* delivery {id}: a message's state, for the uid that queued it or root. */

@@ -747,6 +747,7 @@ struct outbox_row {
 int	 outbox_db_open(const char *, char **);
 void	 outbox_db_close(void);
 void	 outbox_db_submit(struct outbox_op *);
+int	 outbox_db_done_slice(void);
 int	 outbox_db_get(int64_t, struct outbox_row *);
 int	 outbox_db_depths(void (*)(const char *, int64_t));
 time_t	 outbox_db_oldest(const char *);
