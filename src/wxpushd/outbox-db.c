@@ -32,7 +32,6 @@
 #define OUTBOX_DB_BATCH_ROWS	1024	/* rows per transaction, claims apart */
 #define OUTBOX_DB_LAZY_ROWS	512	/* state changes worth a transaction */
 #define OUTBOX_DB_LAZY_MS	20	/* the longest a state change waits */
-#define OUTBOX_DB_DONE_SLICE	64	/* done callbacks per turn of the loop */
 
 #define OUTBOX_DB_NITEMS(a)	(sizeof (a) / sizeof (a)[0])
 
@@ -680,57 +679,26 @@ outbox_db_main(void *arg)
 	return (NULL);
 }
 
-/*
- * Run the done callbacks of finished operations, at most max of them (a
- * group commit finishes a thousand enqueues at once); 1 if some are left.
- */
-static int
-outbox_db_run_done(size_t max)
-{
-	TAILQ_HEAD(, outbox_op) done;
-	struct outbox_op *op;
-	size_t n = 0;
-	int more;
-
-	TAILQ_INIT(&done);
-	pthread_mutex_lock(&outbox_db_mtx);
-	while (n < max && (op = TAILQ_FIRST(&outbox_db_done)) != NULL) {
-		TAILQ_REMOVE(&outbox_db_done, op, entry);
-		TAILQ_INSERT_TAIL(&done, op, entry);
-		n++;
-	}
-	more = !TAILQ_EMPTY(&outbox_db_done);
-	pthread_mutex_unlock(&outbox_db_mtx);
-	while ((op = TAILQ_FIRST(&done)) != NULL) {
-		TAILQ_REMOVE(&done, op, entry);
-		op->done(op);
-	}
-	return (more);
-}
-
-/* A slice of done callbacks out of turn (outbox.c's guard); 1 if more. */
-int
-outbox_db_done_slice(void)
-{
-	return (outbox_db_run_done(OUTBOX_DB_DONE_SLICE));
-}
-
-/*
- * The loop's side of the pipe, at the bulk priority: a slice of the done
- * callbacks, then the loop looks at its sockets before the next slice.
- */
+/* The loop's side of the pipe: run the done callbacks of finished batches. */
 static void
 outbox_db_done_cb(evutil_socket_t fd, short events, void *arg)
 {
+	TAILQ_HEAD(, outbox_op) done;
+	struct outbox_op *op;
 	char buf[64];
 
 	(void)events;
 	(void)arg;
 	while (read(fd, buf, sizeof buf) > 0)
 		;
-	/* The writer writes to the pipe only when the list was empty. */
-	if (outbox_db_run_done(OUTBOX_DB_DONE_SLICE))
-		event_active(outbox_db_ev, EV_READ, 0);
+	TAILQ_INIT(&done);
+	pthread_mutex_lock(&outbox_db_mtx);
+	TAILQ_CONCAT(&done, &outbox_db_done, entry);
+	pthread_mutex_unlock(&outbox_db_mtx);
+	while ((op = TAILQ_FIRST(&done)) != NULL) {
+		TAILQ_REMOVE(&done, op, entry);
+		op->done(op);
+	}
 }
 
 /* The condition variable waits on the monotonic clock (lazy deadlines). */
@@ -836,7 +804,6 @@ outbox_db_open(const char *state_dir, char **cause)
 	}
 	outbox_db_ev = event_new(wx_base, outbox_db_pipe[0],
 	    EV_READ | EV_PERSIST, outbox_db_done_cb, NULL);
-	event_priority_set(outbox_db_ev, WX_PRIO_BULK);
 	event_add(outbox_db_ev, NULL);
 	outbox_db_quit = 0;
 	pthread_once(&outbox_db_cond_once, outbox_db_cond_init);
@@ -870,7 +837,7 @@ outbox_db_close(void)
 		pthread_mutex_unlock(&outbox_db_mtx);
 		pthread_join(outbox_db_thread, NULL);
 		outbox_db_running = 0;
-		outbox_db_run_done(SIZE_MAX);
+		outbox_db_done_cb(outbox_db_pipe[0], EV_READ, NULL);
 	}
 	if (outbox_db_ev != NULL) {
 		event_free(outbox_db_ev);

@@ -35,8 +35,6 @@
 #define OUTBOX_WATCH_MAX	100000	/* watched messages, all clients */
 #define OUTBOX_SETS_MAX		1024	/* state changes in one operation */
 #define OUTBOX_ERRMSG_MAX	255	/* bytes of WeChat's errmsg kept */
-#define OUTBOX_SLICE		32	/* enqueued messages checked per turn */
-#define OUTBOX_GUARD_US		250	/* bulk work waits at most this long */
 
 /* A message whose final state its connection wants to hear of. */
 struct outbox_watch {
@@ -102,18 +100,6 @@ struct outbox_enqueue {
 	struct outbox_op	 op;
 };
 
-/*
- * An enqueue read but not checked yet: its params packed again (the
- * request's own are gone when the method returns).
- */
-struct outbox_pending {
-	struct request		*req;
-	char			*buf;
-	size_t			 len;
-	size_t			 n;		/* messages: the slice's measure */
-	TAILQ_ENTRY(outbox_pending) entry;
-};
-
 static LIST_HEAD(, outbox_app)	 outbox_hash[OUTBOX_HASH];
 static TAILQ_HEAD(, outbox_app)	 outbox_apps = TAILQ_HEAD_INITIALIZER(outbox_apps);
 static TAILQ_HEAD(, outbox_app)	 outbox_dueq = TAILQ_HEAD_INITIALIZER(outbox_dueq);
@@ -125,11 +111,6 @@ static struct event		*outbox_flush_ev;	/* hands outbox_sets over */
 static struct outbox_op		*outbox_sets;		/* this turn's changes */
 static size_t			 outbox_sets_cap;
 static struct event		*outbox_tick_ev;
-static struct event		*outbox_intake_ev;	/* checks pending ones */
-static struct event		*outbox_guard_ev;	/* against starvation */
-static int			 outbox_bulk_ran;	/* since the last guard */
-static TAILQ_HEAD(, outbox_pending) outbox_intake =
-    TAILQ_HEAD_INITIALIZER(outbox_intake);
 static int			 outbox_expiring;
 static int			 outbox_keeping;
 static time_t			 outbox_last_expire, outbox_last_keep;
@@ -137,9 +118,6 @@ static int			 outbox_open;
 
 static void	outbox_pump_cb(evutil_socket_t, short, void *);
 static void	outbox_feed(struct outbox_app *);
-static void	outbox_intake_cb(evutil_socket_t, short, void *);
-static void	outbox_intake_free(struct outbox_pending *);
-static void	outbox_guard_cb(evutil_socket_t, short, void *);
 
 static const char *outbox_state_names[] = {
 	[OUTBOX_QUEUED] = "queued",
@@ -916,9 +894,6 @@ outbox_init(char **cause)
 	outbox_flush_ev = event_new(wx_base, -1, 0, outbox_flush_cb, NULL);
 	outbox_tick_ev = event_new(wx_base, -1, EV_PERSIST, outbox_tick_cb,
 	    NULL);
-	outbox_intake_ev = event_new(wx_base, -1, 0, outbox_intake_cb, NULL);
-	event_priority_set(outbox_intake_ev, WX_PRIO_BULK);
-	outbox_guard_ev = event_new(wx_base, -1, 0, outbox_guard_cb, NULL);
 	event_add(outbox_tick_ev, &tv);
 	if (outbox_db_depths(outbox_depth_cb) != 0) {
 		xasprintf(cause, "outbox: counting the messages waiting failed");
@@ -944,17 +919,10 @@ outbox_shutdown(void)
 	struct outbox_msg *m;
 	struct outbox_op *op;
 	struct outbox_watch *w;
-	struct outbox_pending *p;
 	size_t i;
 
 	if (!outbox_open)
 		return;
-	/* Read, never checked: nothing of them was queued. */
-	while ((p = TAILQ_FIRST(&outbox_intake)) != NULL) {
-		rpc_reply_errorx(p->req, "unavailable", 1, NULL,
-		    "wxpushd is stopping; nothing was queued");
-		outbox_intake_free(p);
-	}
 	/* Claimed but never attempted: queued again as they were. */
 	TAILQ_FOREACH(a, &outbox_apps, all) {
 		a->feeding = 1;
@@ -988,12 +956,7 @@ outbox_shutdown(void)
 		event_free(outbox_tick_ev);
 	if (outbox_flush_ev != NULL)
 		event_free(outbox_flush_ev);
-	if (outbox_intake_ev != NULL)
-		event_free(outbox_intake_ev);
-	if (outbox_guard_ev != NULL)
-		event_free(outbox_guard_ev);
 	outbox_pump_ev = outbox_tick_ev = outbox_flush_ev = NULL;
-	outbox_intake_ev = outbox_guard_ev = NULL;
 	outbox_open = 0;
 }
 
@@ -1293,11 +1256,11 @@ outbox_batch_keys(struct outbox_enqueue *q)
 }
 
 /*
- * Check every message of an enqueue as send would, then hand them to the
- * writer; the answer ({id} or {ids}) comes once they are committed.
+ * enqueue: check every message as send would, then hand them to the writer;
+ * the answer ({id} or {ids}) comes once they are committed.
  */
-static void
-outbox_enqueue_check(struct request *req, const msgpack_object *params)
+void
+outbox_method_enqueue(struct request *req, const msgpack_object *params)
 {
 	const msgpack_object *list = rpc_map_get(params, "messages");
 	const msgpack_object *one;
@@ -1309,6 +1272,11 @@ outbox_enqueue_check(struct request *req, const msgpack_object *params)
 	time_t not_after;
 	int watch;
 
+	if (!outbox_open || wx_stopping) {
+		rpc_reply_errorx(req, "unavailable", 1, NULL,
+		    "wxpushd is stopping");
+		return;
+	}
 	if (list != NULL) {
 		if (params->via.map.size != 1 ||
 		    list->type != MSGPACK_OBJECT_ARRAY ||
@@ -1403,129 +1371,6 @@ outbox_enqueue_check(struct request *req, const msgpack_object *params)
 
 fail:
 	outbox_enqueue_free(q);
-}
-
-static void
-outbox_intake_free(struct outbox_pending *p)
-{
-	TAILQ_REMOVE(&outbox_intake, p, entry);
-	free(p->buf);
-	free(p);
-}
-
-/*
- * A slice of the pending enqueues, at the bulk priority: the loop reads its
- * sockets (a sync send among them) between two slices. A request counts
- * whole, so a batch of 1000 is one long slice.
- */
-static void
-outbox_intake_slice(void)
-{
-	struct outbox_pending *p;
-	msgpack_unpacked up;
-	size_t done = 0;
-
-	msgpack_unpacked_init(&up);
-	while (done < OUTBOX_SLICE &&
-	    (p = TAILQ_FIRST(&outbox_intake)) != NULL) {
-		done += p->n;
-		if (p->req->client == NULL)	/* gone: no one to answer */
-			rpc_reply_errorx(p->req, "unavailable", 1, NULL,
-			    "the client has gone");
-		else if (msgpack_unpack_next(&up, p->buf, p->len, NULL) !=
-		    MSGPACK_UNPACK_SUCCESS)
-			rpc_reply_errorx(p->req, "internal", 1, NULL,
-			    "the request could not be read again");
-		else
-			outbox_enqueue_check(p->req, &up.data);
-		outbox_intake_free(p);
-	}
-	msgpack_unpacked_destroy(&up);
-}
-
-static void
-outbox_intake_cb(evutil_socket_t fd, short events, void *arg)
-{
-	(void)fd;
-	(void)events;
-	(void)arg;
-	outbox_bulk_ran = 1;
-	outbox_intake_slice();
-	if (!TAILQ_EMPTY(&outbox_intake))
-		event_active(outbox_intake_ev, EV_TIMEOUT, 0);
-}
-
-/*
- * Bulk work runs only when no socket is ready; under a steady stream of
- * sync requests or deliveries it would never run. While enqueues wait
- * (checks or commits), a timer of the default priority runs a slice of
- * each kind every OUTBOX_GUARD_US in which none ran in its turn.
- */
-static void
-outbox_guard_arm(void)
-{
-	struct timeval tv = { 0, OUTBOX_GUARD_US };
-
-	if (!evtimer_pending(outbox_guard_ev, NULL))
-		evtimer_add(outbox_guard_ev, &tv);
-}
-
-static void
-outbox_guard_cb(evutil_socket_t fd, short events, void *arg)
-{
-	(void)fd;
-	(void)events;
-	(void)arg;
-	if (!outbox_bulk_ran) {
-		outbox_intake_slice();
-		outbox_db_done_slice();
-	}
-	outbox_bulk_ran = 0;
-	if (!TAILQ_EMPTY(&outbox_intake) || outbox_inserting > 0)
-		outbox_guard_arm();
-}
-
-/*
- * enqueue: keep a copy of the params and check them later, in slices at
- * the bulk priority; the answer still comes only after the commit.
- */
-void
-outbox_method_enqueue(struct request *req, const msgpack_object *params)
-{
-	const msgpack_object *list = rpc_map_get(params, "messages");
-	struct outbox_pending *p;
-	msgpack_sbuffer sb;
-	msgpack_packer pk;
-
-	if (!outbox_open || wx_stopping) {
-		rpc_reply_errorx(req, "unavailable", 1, NULL,
-		    "wxpushd is stopping");
-		return;
-	}
-	if (params == NULL) {
-		outbox_enqueue_check(req, params);	/* its error at once */
-		return;
-	}
-	msgpack_sbuffer_init(&sb);
-	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-	if (msgpack_pack_object(&pk, *params) != 0) {
-		msgpack_sbuffer_destroy(&sb);
-		rpc_reply_errorx(req, "internal", 1, NULL,
-		    "the request could not be kept");
-		return;
-	}
-	p = xcalloc(1, sizeof *p);
-	p->req = req;
-	p->len = sb.size;
-	p->buf = msgpack_sbuffer_release(&sb);
-	p->n = list != NULL && list->type == MSGPACK_OBJECT_ARRAY ?
-	    list->via.array.size : 1;
-	if (p->n == 0)
-		p->n = 1;
-	if (TAILQ_EMPTY(&outbox_intake))
-		event_active(outbox_intake_ev, EV_TIMEOUT, 0);
-	TAILQ_INSERT_TAIL(&outbox_intake, p, entry);
-	outbox_guard_arm();
 }
 
 /* delivery {id}: a message's state, for the uid that queued it or root. */

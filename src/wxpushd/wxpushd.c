@@ -288,8 +288,8 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	wx_start_time = time(NULL);
 
-	if ((wx_base = wx_base_new()) == NULL)
-		fatalx("wx_base_new");
+	if ((wx_base = event_base_new()) == NULL)
+		fatalx("event_base_new");
 	rpc_init(method_find, server_client_request_done);
 	if (upstream_init(wx_base) == -1)
 		fatalx("upstream_init");

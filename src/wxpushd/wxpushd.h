@@ -45,14 +45,6 @@ struct upstream_reply;
 struct config;
 
 extern struct event_base	*wx_base;	/* the one event loop */
-/*
- * The loop's priorities: libevent gives every event the middle one; only
- * bulk work (enqueue's checks and answers) runs at the lowest, so a sync
- * request read meanwhile waits for one slice of it, not for all of it.
- */
-#define WX_PRIORITIES	3
-#define WX_PRIO_BULK	2
-struct event_base	*wx_base_new(void);
 extern struct config		*wx_conf;	/* the configuration in force */
 extern time_t			 wx_start_time;
 extern int			 wx_stopping;	/* SIGTERM seen: start nothing new */
@@ -747,7 +739,6 @@ struct outbox_row {
 int	 outbox_db_open(const char *, char **);
 void	 outbox_db_close(void);
 void	 outbox_db_submit(struct outbox_op *);
-int	 outbox_db_done_slice(void);
 int	 outbox_db_get(int64_t, struct outbox_row *);
 int	 outbox_db_depths(void (*)(const char *, int64_t));
 time_t	 outbox_db_oldest(const char *);

@@ -6,8 +6,7 @@
  * run that died is attempted again as uncertain, its 43101 then counting as
  * delivered, callers of one appid get fair shares, state changes are
  * written in few operations and transactions, and send.c gets no more than
- * two rounds of an appid's messages at a time, and enqueue's checks and
- * answers yield to the rest of the loop. The writer thread is real:
+ * two rounds of an appid's messages at a time. The writer thread is real:
  * each step runs the loop until the commit is back.
  */
 #include "config.h"
@@ -172,7 +171,7 @@ setup(void)
 		fatal("mkdtemp");
 	if (store_open(dir, &cause) != 0)
 		fatalx("store_open: %s", cause);
-	wx_base = wx_base_new();	/* wxpushd.c's: priorities */
+	wx_base = event_base_new();
 	conf.state_dir = dir;
 	conf.refresh_margin = 300;
 	conf.upstream_timeout = 10;
@@ -456,109 +455,6 @@ test_lane_bounded(struct cred *c)
 	    "after the pause all are delivered");
 }
 
-static size_t	marker_saw;	/* requests unanswered when it ran */
-static size_t	probe_last, probe_most;
-static struct event *probe, *late;
-static size_t	late_want, late_saw;	/* requests unanswered */
-static int	late_fds[2];		/* a socket that becomes readable */
-
-static void
-marker_cb(evutil_socket_t fd, short events, void *arg)
-{
-	(void)fd;
-	(void)events;
-	(void)arg;
-	marker_saw = client.nrequests;
-}
-
-/*
- * A bulk-priority event that runs again at each turn, between the bulk
- * callbacks: the most requests answered between two of its runs.
- */
-static void
-probe_cb(evutil_socket_t fd, short events, void *arg)
-{
-	(void)fd;
-	(void)events;
-	(void)arg;
-	if (probe_last - client.nrequests > probe_most)
-		probe_most = probe_last - client.nrequests;
-	if (probe_last == client.nrequests)
-		usleep(200);	/* the writer's turn */
-	probe_last = client.nrequests;
-	if (late != NULL) {
-		/* Read while bulk work waits: it goes before the next slice. */
-		late_want = client.nrequests;
-		if (write(late_fds[1], "x", 1) != 1)
-			fatal("write");
-		late = NULL;
-	}
-	if (client.nrequests > 0)
-		event_active(probe, EV_TIMEOUT, 0);
-}
-
-static void
-late_cb(evutil_socket_t fd, short events, void *arg)
-{
-	(void)fd;
-	(void)events;
-	(void)arg;
-	late_saw = client.nrequests;
-}
-
-/*
- * Enqueues are checked and answered in slices at the bulk priority: an
- * event of the default priority (a sync send's read) runs before them, and
- * between two turns of bulk work at most a slice of them is answered.
- */
-static void
-test_intake_yields(struct cred *c)
-{
-	struct event *marker, *late_ev;
-	int i;
-
-	marker = event_new(wx_base, -1, 0, marker_cb, NULL);
-	if (pipe(late_fds) == -1)
-		fatal("pipe");
-	late = late_ev = event_new(wx_base, late_fds[0], EV_READ, late_cb,
-	    NULL);
-	event_add(late_ev, NULL);
-	probe = event_new(wx_base, -1, 0, probe_cb, NULL);
-	event_priority_set(probe, WX_PRIO_BULK);
-	for (i = 0; i < 100; i++)
-		do_enqueue(cred_appid(c), 1, 1);	/* invalid: title "" */
-	event_active(marker, EV_TIMEOUT, 0);
-	probe_last = client.nrequests;
-	event_active(probe, EV_TIMEOUT, 0);
-	event_base_loop(wx_base, EVLOOP_NONBLOCK);
-	is_int(marker_saw, 100, "a default-priority event runs before any "
-	    "of 100 enqueues read is checked");
-	is_int(client.nrequests, 0, "then all are refused");
-	ok(probe_most >= 1 && probe_most <= 2 * 32, "in slices of 32, one "
-	    "per turn and one from the guard at most (%zu)", probe_most);
-	ok(late_want > 0 && late_saw == late_want, "a socket that becomes "
-	    "readable during bulk work is read before its next slice");
-
-	/* 300 good ones: their answers after the commit come in slices. */
-	for (i = 0; i < 300; i++)
-		do_enqueue(cred_appid(c), 1, 0);
-	probe_last = client.nrequests;
-	probe_most = 0;
-	event_active(probe, EV_TIMEOUT, 0);
-	for (i = 0; i < 300 && client.nrequests > 0; i++) {
-		event_base_loop(wx_base, EVLOOP_NONBLOCK);
-		usleep(10 * 1000);
-	}
-	is_int(client.nrequests, 0, "300 good ones are answered");
-	ok(probe_most >= 1 && probe_most <= 2 * 64, "at most a slice of 64 "
-	    "answers per turn and one from the guard (%zu)", probe_most);
-	event_free(marker);
-	event_free(late_ev);
-	close(late_fds[0]);
-	close(late_fds[1]);
-	event_free(probe);
-}
-
 int
 main(void)
 {
@@ -576,7 +472,6 @@ main(void)
 	test_callers(cred_find(accounts[2].appid));
 	test_states_batched(cred_find(accounts[1].appid));
 	test_lane_bounded(cred_find(accounts[1].appid));
-	test_intake_yields(cred_find(accounts[2].appid));
 	outbox_shutdown();
 	return (tap_done());
 }
