@@ -31,6 +31,9 @@
 #define AUTHORIZER_SPREAD_FAST	200	/* at most this many a second, beyond */
 #define AUTHORIZER_RTWAIT_SECS	5	/* Redis silent that long: walk the list */
 #define AUTHORIZER_FLUSH_SECS	5	/* uses written together, this often */
+#define AUTHORIZER_SYNC_PAGE	200	/* rows shared with Redis at a time */
+#define AUTHORIZER_SYNC_INFLIGHT 1000	/* Redis commands unanswered, at most */
+#define AUTHORIZER_SYNC_PACE_MS	5	/* between pages: the loop serves too */
 
 /* How a revocation is kept: committed and shared, or known already. */
 #define AUTHORIZER_REVOKE_COMMIT	0	/* ours: store it, share it */
@@ -54,6 +57,10 @@ struct authorizer_set {
 	uint64_t		 list_learned;	/* store rows it wrote */
 
 	struct event		*flush;		/* write the uses to the store */
+	struct event		*sync;		/* the paced write-back to Redis */
+	char			 sync_from[WX_APPID_MAX + 1];	/* after this */
+	uint64_t		 sync_rows;	/* shared so far */
+	int			 sync_seen;	/* rows in the page being shared */
 	unsigned int		 touched;	/* authorizers with a use to write */
 };
 
@@ -1024,23 +1031,65 @@ authorizer_sync_one(const struct store_authorizer *sa, void *arg)
 {
 	struct authorizer_set *set = arg;
 
-	if (sa->revoked || sa->refresh_token[0] != '\0')
+	set->sync_seen++;
+	snprintf(set->sync_from, sizeof set->sync_from, "%s", sa->appid);
+	if (sa->revoked || sa->refresh_token[0] != '\0') {
 		redis_authorizer_put(set->appid, sa->appid, sa->refresh_token,
 		    sa->revoked, sa->updated_at);
+		set->sync_rows++;
+	}
 	return (0);
 }
 
 /*
+ * A page of the write-back: AUTHORIZER_SYNC_PAGE stored rows after sync_from,
+ * once Redis has room for them (at most AUTHORIZER_SYNC_INFLIGHT commands
+ * unanswered, ours and everyone's); then the next, paced.
+ */
+static void
+authorizer_sync_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct authorizer_set *set = arg;
+	struct timeval pace = { 0, AUTHORIZER_SYNC_PACE_MS * 1000 };
+	int r;
+
+	(void)fd;
+	(void)what;
+	if (!redis_connected())
+		return;		/* the next connection starts it over */
+	if (redis_pending_count() + AUTHORIZER_SYNC_PAGE >
+	    AUTHORIZER_SYNC_INFLIGHT) {
+		evtimer_add(set->sync, &pace);
+		return;
+	}
+	set->sync_seen = 0;
+	r = store_authorizer_page(set->appid, set->sync_from,
+	    AUTHORIZER_SYNC_PAGE, authorizer_sync_one, set);
+	if (r == -1)
+		log_warnx("%s: could not share every stored refresh token",
+		    set->appid);
+	else if (set->sync_seen == AUTHORIZER_SYNC_PAGE) {
+		evtimer_add(set->sync, &pace);
+		return;
+	} else
+		log_info("%s: %llu stored refresh token%s shared with Redis",
+		    set->appid, (unsigned long long)set->sync_rows,
+		    set->sync_rows == 1 ? "" : "s");
+}
+
+/*
  * Redis is (back) up: share every stored refresh token of the component,
- * idle authorizers' (not in memory) included.
+ * idle authorizers' (not in memory) included, a page at a time from the
+ * store (a million at once would be a million commands queued). A new
+ * connection starts over: the Redis behind it may have none of them.
  */
 void
 authorizer_set_sync(struct authorizer_set *set)
 {
-	if (store_authorizer_foreach(set->appid, authorizer_sync_one,
-	    set) == -1)
-		log_warnx("%s: could not share every stored refresh token",
-		    set->appid);
+	set->sync_from[0] = '\0';
+	set->sync_rows = 0;
+	evtimer_del(set->sync);
+	authorizer_sync_cb(-1, 0, set);
 }
 
 /* The permission sets a stored authorizer granted, if known. */
@@ -1208,6 +1257,7 @@ authorizer_set_new(struct cred *parent, struct component_conf *conf)
 	TAILQ_INIT(&set->list);
 	set->flush = evtimer_new(wx_base, authorizer_flush_cb, set);
 	set->list_timer = evtimer_new(wx_base, authorizer_list_timer_cb, set);
+	set->sync = evtimer_new(wx_base, authorizer_sync_cb, set);
 	return (set);
 }
 
@@ -1231,6 +1281,7 @@ authorizer_set_free(struct authorizer_set *set, int stopping)
 	if (set->list_call != NULL)
 		upstream_cancel(set->list_call);
 	event_free(set->list_timer);
+	event_free(set->sync);
 	if (stopping) {
 		/* Every use since the last refresh, for the next start. */
 		TAILQ_FOREACH(a, &set->list, entry) {

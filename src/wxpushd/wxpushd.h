@@ -575,6 +575,7 @@ void	 redis_shutdown(void);
 void	 redis_set_handlers(const struct redis_handlers *);
 const char	*redis_mode(void);
 int	 redis_connected(void);
+int	 redis_pending_count(void);	/* commands unanswered */
 void	 redis_ticket_put(const char *, const char *, time_t);
 void	 redis_ticket_get(const char *);
 void	 redis_authorizer_put(const char *, const char *, const char *, int,
