@@ -372,10 +372,12 @@ authorizer_list_end(struct authorizer_set *set, const char *why)
 /*
  * One authorizer of the list: a refresh token other than ours may work. One
  * not in memory goes to the store as it is listed (no credential loaded):
- * cred_lookup finds it there at its next send.
+ * cred_lookup finds it there at its next send (learn: only those, in the
+ * page's transaction; else only the loaded ones, each committed on its own
+ * before its refresh is retried).
  */
 static void
-authorizer_list_item(struct authorizer_set *set, json_t *item)
+authorizer_list_item(struct authorizer_set *set, json_t *item, int learn)
 {
 	const char *aid, *rt;
 	struct authorizer *a;
@@ -386,11 +388,13 @@ authorizer_list_item(struct authorizer_set *set, json_t *item)
 	    !valid_word(rt, strlen(rt), WX_TOKEN_MAX))
 		return;
 	if (cred_find(aid) == NULL) {
-		if (store_authorizer_learn(set->appid, aid, rt, clock_now(),
-		    set->list_asked) == 1)
+		if (learn && store_authorizer_learn(set->appid, aid, rt,
+		    clock_now(), set->list_asked) == 1)
 			set->list_learned++;
 		return;
 	}
+	if (learn)
+		return;
 	if ((a = authorizer_find(set, aid)) == NULL || !a->listed ||
 	    cred_revoked(a->cred) || strcmp(rt, a->refresh_token) == 0)
 		return;
@@ -449,10 +453,14 @@ authorizer_list_cb(const struct upstream_reply *r, void *arg)
 		    "reply");
 		return;
 	}
-	/* A page's rows in one transaction; the offset after them. */
+	/*
+	 * A page's rows not in memory and the offset after them in one
+	 * transaction (lost together: the page is asked again); then the
+	 * loaded ones.
+	 */
 	batch = store_batch_begin() == 0;
 	json_array_foreach(list, i, item)
-		authorizer_list_item(set, item);
+		authorizer_list_item(set, item, 1);
 	set->list_offset += (int)n;
 	last = n == 0 || set->list_offset >= json_integer_value(total) ||
 	    set->list_offset >= AUTHORIZER_LIST_MAX;
@@ -461,8 +469,11 @@ authorizer_list_cb(const struct upstream_reply *r, void *arg)
 	else
 		store_walk_save(set->appid, set->list_offset,
 		    set->list_started);
-	if (batch)
-		store_batch_end(1);
+	if (batch && store_batch_end(1) != 0)
+		log_warnx("%s: could not store a page of "
+		    "api_get_authorizer_list", set->appid);
+	json_array_foreach(list, i, item)
+		authorizer_list_item(set, item, 0);
 	if (last) {
 		log_info("%s: api_get_authorizer_list walked to %d; %llu "
 		    "stored row%s learned", set->appid, set->list_offset,
