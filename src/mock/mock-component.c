@@ -608,14 +608,19 @@ out:
 	json_decref(body);
 }
 
-/* POST /cgi-bin/component/api_get_authorizer_list: a page of authorizers. */
+/*
+ * POST /cgi-bin/component/api_get_authorizer_list: a page of authorizers, the
+ * authorized ones then the bulk range (each with its refresh token: the
+ * range's until it is made, then its own).
+ */
 void
 mock_component_authorizer_list(struct mock_call *call)
 {
 	struct mock_account *comp, *a;
 	struct mock_component *c;
 	json_t *body, *jo, *jc, *list;
-	json_int_t offset, count, i;
+	json_int_t offset, count, i, total;
+	char aid[MOCK_APPID_MAX + 1], rt[MOCK_CRED_MAX];
 
 	if ((comp = mock_component_caller(call, &body)) == NULL)
 		return;
@@ -633,16 +638,30 @@ mock_component_authorizer_list(struct mock_call *call)
 		goto out;
 	}
 	c = comp->component;
+	total = (json_int_t)c->nlist +
+	    (c->bulk_prefix != NULL ? (json_int_t)c->bulk_count : 0);
 	list = json_array();
-	for (i = offset; i < offset + count && (size_t)i < c->nlist; i++) {
-		a = c->list[i];
+	for (i = offset; i < offset + count && i < total; i++) {
+		if ((size_t)i < c->nlist) {
+			a = c->list[i];
+			json_array_append_new(list, json_pack("{s:s,s:s,s:I}",
+			    "authorizer_appid", a->appid,
+			    "refresh_token", a->refresh_token,
+			    "auth_time", (json_int_t)a->auth_time));
+			continue;
+		}
+		snprintf(aid, sizeof aid, "%s%0*lld", c->bulk_prefix,
+		    MOCK_BULK_DIGITS, (long long)(i - (json_int_t)c->nlist));
+		if ((a = mock_account_find(aid)) != NULL)
+			snprintf(rt, sizeof rt, "%s", a->refresh_token);
+		else
+			snprintf(rt, sizeof rt, "%s%s", MOCK_BULK_REFRESH, aid);
 		json_array_append_new(list, json_pack("{s:s,s:s,s:I}",
-		    "authorizer_appid", a->appid,
-		    "refresh_token", a->refresh_token,
-		    "auth_time", (json_int_t)a->auth_time));
+		    "authorizer_appid", aid, "refresh_token", rt,
+		    "auth_time", (json_int_t)0));
 	}
 	mock_reply_json(call, json_pack("{s:I,s:o}", "total_count",
-	    (json_int_t)c->nlist, "list", list));
+	    total, "list", list));
 out:
 	json_decref(body);
 }
@@ -1099,7 +1118,8 @@ mock_component_ctl_event(struct evhttp_request *req, json_t *body)
  * POST /mock/component/bulk: count authorizers PREFIX0000000 ... authorized
  * at once, each refresh token MOCK_BULK_REFRESH + its appid (for a test that
  * writes them into the daemon's store). They are made at their first token
- * call, not listed by api_get_authorizer_list. A new range replaces the last.
+ * call, and listed by api_get_authorizer_list after the authorized ones. A
+ * new range replaces the last.
  */
 void
 mock_component_ctl_bulk(struct evhttp_request *req, json_t *body)

@@ -24,12 +24,16 @@
 #include "wxpushd.h"
 
 #define AUTHORIZER_LIST_COUNT	500	/* api_get_authorizer_list page, WeChat's most */
-#define AUTHORIZER_LIST_PAGES	200	/* pages walked at most: 100,000 authorizers */
+#define AUTHORIZER_LIST_MAX	10000000 /* offsets walked at most (WeChat's total) */
+#define AUTHORIZER_LIST_PACE_MS	500	/* between pages: 1,000 rows a second */
 #define AUTHORIZER_SPREAD_MAX	60000	/* ms over which waiting authorizers start */
 #define AUTHORIZER_SPREAD_RATE	100	/* ... at about this many per second */
 #define AUTHORIZER_SPREAD_FAST	200	/* at most this many a second, beyond */
 #define AUTHORIZER_RTWAIT_SECS	5	/* Redis silent that long: walk the list */
 #define AUTHORIZER_FLUSH_SECS	5	/* uses written together, this often */
+#define AUTHORIZER_SYNC_PAGE	200	/* rows shared with Redis at a time */
+#define AUTHORIZER_SYNC_INFLIGHT 1000	/* Redis commands unanswered, at most */
+#define AUTHORIZER_SYNC_PACE_MS	5	/* between pages: the loop serves too */
 
 /* How a revocation is kept: committed and shared, or known already. */
 #define AUTHORIZER_REVOKE_COMMIT	0	/* ours: store it, share it */
@@ -45,11 +49,18 @@ struct authorizer_set {
 	unsigned int		 n;
 
 	struct upstream_call	*list_call;
+	struct event		*list_timer;	/* the pace between pages */
 	uint64_t		 list_gen;	/* the component token it used */
-	int			 list_offset;
-	int			 list_pages;
+	int			 list_offset;	/* the next page's, also stored */
+	time_t			 list_started;	/* this walk, stored with it */
+	time_t			 list_asked;	/* when the page in flight was */
+	uint64_t		 list_learned;	/* store rows it wrote */
 
 	struct event		*flush;		/* write the uses to the store */
+	struct event		*sync;		/* the paced write-back to Redis */
+	char			 sync_from[WX_APPID_MAX + 1];	/* after this */
+	uint64_t		 sync_rows;	/* shared so far */
+	int			 sync_seen;	/* rows in the page being shared */
 	unsigned int		 touched;	/* authorizers with a use to write */
 };
 
@@ -83,7 +94,7 @@ static void		authorizer_ready(struct cred *, void *);
 static void		authorizer_wanted(struct cred *, void *);
 static void		authorizer_revoked(struct cred *, void *);
 static long		authorizer_idle_after(void *);
-static void		authorizer_list_start(struct authorizer_set *);
+static void		authorizer_list_start(struct authorizer_set *, int);
 static void		authorizer_list_page(struct authorizer_set *);
 static void		authorizer_list_join(struct authorizer *);
 static struct authorizer *authorizer_get(struct authorizer_set *,
@@ -355,12 +366,18 @@ authorizer_list_end(struct authorizer_set *set, const char *why)
 		}
 	}
 	if (again)
-		authorizer_list_start(set);
+		authorizer_list_start(set, 1);
 }
 
-/* One authorizer of the list: a refresh token other than ours may work. */
+/*
+ * One authorizer of the list: a refresh token other than ours may work. One
+ * not in memory goes to the store as it is listed (no credential loaded):
+ * cred_lookup finds it there at its next send (learn: only those, in the
+ * page's transaction; else only the loaded ones, each committed on its own
+ * before its refresh is retried).
+ */
 static void
-authorizer_list_item(struct authorizer_set *set, json_t *item)
+authorizer_list_item(struct authorizer_set *set, json_t *item, int learn)
 {
 	const char *aid, *rt;
 	struct authorizer *a;
@@ -369,6 +386,14 @@ authorizer_list_item(struct authorizer_set *set, json_t *item)
 	rt = json_string_value(json_object_get(item, "refresh_token"));
 	if (!valid_appid_str(aid) || rt == NULL ||
 	    !valid_word(rt, strlen(rt), WX_TOKEN_MAX))
+		return;
+	if (cred_find(aid) == NULL) {
+		if (learn && store_authorizer_learn(set->appid, aid, rt,
+		    clock_now(), set->list_asked) == 1)
+			set->list_learned++;
+		return;
+	}
+	if (learn)
 		return;
 	if ((a = authorizer_find(set, aid)) == NULL || !a->listed ||
 	    cred_revoked(a->cred) || strcmp(rt, a->refresh_token) == 0)
@@ -385,19 +410,6 @@ authorizer_list_item(struct authorizer_set *set, json_t *item)
 	cred_refresh(a->cred, 0);
 }
 
-/* Whether an authorizer of set still waits for the walk. */
-static int
-authorizer_list_left(struct authorizer_set *set)
-{
-	struct authorizer *a;
-
-	TAILQ_FOREACH(a, &set->list, entry) {
-		if (a->listed && !cred_revoked(a->cred))
-			return (1);
-	}
-	return (0);
-}
-
 /* A page of api_get_authorizer_list: use it, then ask for the next or end. */
 static void
 authorizer_list_cb(const struct upstream_reply *r, void *arg)
@@ -406,8 +418,10 @@ authorizer_list_cb(const struct upstream_reply *r, void *arg)
 	json_t *list, *total, *item;
 	size_t i, n;
 	long errcode = wxapi_errcode(r);
-	int retry_after;
+	int retry_after, batch, last;
 	char why[96];
+	struct timeval pace = { AUTHORIZER_LIST_PACE_MS / 1000,
+	    (AUTHORIZER_LIST_PACE_MS % 1000) * 1000 };
 
 	set->list_call = NULL;
 	if (!r->ok) {
@@ -439,17 +453,53 @@ authorizer_list_cb(const struct upstream_reply *r, void *arg)
 		    "reply");
 		return;
 	}
+	/*
+	 * A page's rows not in memory and the offset after them in one
+	 * transaction (lost together: the page is asked again); then the
+	 * loaded ones.
+	 */
+	batch = store_batch_begin() == 0;
 	json_array_foreach(list, i, item)
-		authorizer_list_item(set, item);
+		authorizer_list_item(set, item, 1);
 	set->list_offset += (int)n;
-	set->list_pages++;
-	if (!authorizer_list_left(set) || n == 0 ||
-	    set->list_offset >= json_integer_value(total) ||
-	    set->list_pages >= AUTHORIZER_LIST_PAGES) {
+	last = n == 0 || set->list_offset >= json_integer_value(total) ||
+	    set->list_offset >= AUTHORIZER_LIST_MAX;
+	if (last)
+		store_walk_delete(set->appid);
+	else
+		store_walk_save(set->appid, set->list_offset,
+		    set->list_started);
+	if (batch && store_batch_end(1) != 0)
+		log_warnx("%s: could not store a page of "
+		    "api_get_authorizer_list", set->appid);
+	json_array_foreach(list, i, item)
+		authorizer_list_item(set, item, 0);
+	if (last) {
+		log_info("%s: api_get_authorizer_list walked to %d; %llu "
+		    "stored row%s learned", set->appid, set->list_offset,
+		    (unsigned long long)set->list_learned,
+		    set->list_learned == 1 ? "" : "s");
 		authorizer_list_end(set, NULL);
 		return;
 	}
-	authorizer_list_page(set);
+	evtimer_add(set->list_timer, &pace);
+}
+
+/* The pace is kept: the next page. */
+static void
+authorizer_list_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	authorizer_list_page(arg);
+}
+
+/* Whether the component's walk is under way (a page asked or paced). */
+static int
+authorizer_list_running(struct authorizer_set *set)
+{
+	return (set->list_call != NULL ||
+	    evtimer_pending(set->list_timer, NULL));
 }
 
 /* Ask for the next page of the component's authorizers. */
@@ -464,23 +514,46 @@ authorizer_list_page(struct authorizer_set *set)
 		return;
 	}
 	set->list_gen = cred_gen(p);
+	set->list_asked = clock_now();
 	set->list_call = wxapi_post_json(WXAPI_GET_AUTHORIZER_LIST,
 	    cred_token(p), json_pack("{s:s, s:i, s:i}", "component_appid",
 	    set->appid, "offset", set->list_offset, "count",
 	    AUTHORIZER_LIST_COUNT), authorizer_list_cb, set);
 }
 
-/* Walk api_get_authorizer_list for the authorizers that got 61023. */
+/*
+ * Walk api_get_authorizer_list for the authorizers that got 61023, from where
+ * a stopped walk stands (stored) or from the start; paced (again: the first
+ * page too). Resumed past the start, the authorizers waiting are late: their
+ * rows may be behind, so they get a walk from the start after this one.
+ */
 static void
-authorizer_list_start(struct authorizer_set *set)
+authorizer_list_start(struct authorizer_set *set, int paced)
 {
 	struct authorizer *a;
+	struct timeval pace = { AUTHORIZER_LIST_PACE_MS / 1000,
+	    (AUTHORIZER_LIST_PACE_MS % 1000) * 1000 };
+	int resumed;
 
+	if (authorizer_list_running(set))
+		return;
+	resumed = store_walk_load(set->appid, &set->list_offset,
+	    &set->list_started) == 1 && set->list_offset > 0;
 	TAILQ_FOREACH(a, &set->list, entry)
-		a->late = 0;
-	set->list_offset = 0;
-	set->list_pages = 0;
-	authorizer_list_page(set);
+		a->late = resumed && a->listed;
+	if (resumed)
+		log_info("%s: resuming api_get_authorizer_list at %d",
+		    set->appid, set->list_offset);
+	else {
+		set->list_offset = 0;
+		set->list_started = clock_now();
+		set->list_learned = 0;
+		store_walk_save(set->appid, 0, set->list_started);
+	}
+	if (paced)
+		evtimer_add(set->list_timer, &pace);
+	else
+		authorizer_list_page(set);
 }
 
 /*
@@ -496,11 +569,11 @@ authorizer_list_join(struct authorizer *a)
 	    "a newer one");
 	log_warnx("%s: refresh token refused (61023); checking "
 	    "api_get_authorizer_list", cred_appid(a->cred));
-	if (a->set->list_call != NULL) {
+	if (authorizer_list_running(a->set)) {
 		a->late = 1;
 		return;
 	}
-	authorizer_list_start(a->set);
+	authorizer_list_start(a->set, 0);
 }
 
 /* 61023 for a: a newer refresh token from Redis or WeChat's list may help. */
@@ -665,6 +738,8 @@ authorizer_set_ready(struct authorizer_set *set)
 	struct timeval tv;
 	time_t now = clock_now();
 	uint32_t n = 0, window, ms, limit;
+	time_t started;
+	int off;
 
 	TAILQ_FOREACH(a, &set->list, entry) {
 		if (!authorizer_waiting(a))
@@ -676,6 +751,10 @@ authorizer_set_ready(struct authorizer_set *set)
 		} else
 			n++;
 	}
+	/* A walk a stop interrupted goes on. */
+	if (!authorizer_list_running(set) &&
+	    store_walk_load(set->appid, &off, &started) == 1)
+		authorizer_list_start(set, 0);
 	if (n == 0)
 		return;
 	window = n > AUTHORIZER_SPREAD_MAX / (1000 / AUTHORIZER_SPREAD_RATE) ?
@@ -963,23 +1042,65 @@ authorizer_sync_one(const struct store_authorizer *sa, void *arg)
 {
 	struct authorizer_set *set = arg;
 
-	if (sa->revoked || sa->refresh_token[0] != '\0')
+	set->sync_seen++;
+	snprintf(set->sync_from, sizeof set->sync_from, "%s", sa->appid);
+	if (sa->revoked || sa->refresh_token[0] != '\0') {
 		redis_authorizer_put(set->appid, sa->appid, sa->refresh_token,
 		    sa->revoked, sa->updated_at);
+		set->sync_rows++;
+	}
 	return (0);
 }
 
 /*
+ * A page of the write-back: AUTHORIZER_SYNC_PAGE stored rows after sync_from,
+ * once Redis has room for them (at most AUTHORIZER_SYNC_INFLIGHT commands
+ * unanswered, ours and everyone's); then the next, paced.
+ */
+static void
+authorizer_sync_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct authorizer_set *set = arg;
+	struct timeval pace = { 0, AUTHORIZER_SYNC_PACE_MS * 1000 };
+	int r;
+
+	(void)fd;
+	(void)what;
+	if (!redis_connected())
+		return;		/* the next connection starts it over */
+	if (redis_pending_count() + AUTHORIZER_SYNC_PAGE >
+	    AUTHORIZER_SYNC_INFLIGHT) {
+		evtimer_add(set->sync, &pace);
+		return;
+	}
+	set->sync_seen = 0;
+	r = store_authorizer_page(set->appid, set->sync_from,
+	    AUTHORIZER_SYNC_PAGE, authorizer_sync_one, set);
+	if (r == -1)
+		log_warnx("%s: could not share every stored refresh token",
+		    set->appid);
+	else if (set->sync_seen == AUTHORIZER_SYNC_PAGE) {
+		evtimer_add(set->sync, &pace);
+		return;
+	} else
+		log_info("%s: %llu stored refresh token%s shared with Redis",
+		    set->appid, (unsigned long long)set->sync_rows,
+		    set->sync_rows == 1 ? "" : "s");
+}
+
+/*
  * Redis is (back) up: share every stored refresh token of the component,
- * idle authorizers' (not in memory) included.
+ * idle authorizers' (not in memory) included, a page at a time from the
+ * store (a million at once would be a million commands queued). A new
+ * connection starts over: the Redis behind it may have none of them.
  */
 void
 authorizer_set_sync(struct authorizer_set *set)
 {
-	if (store_authorizer_foreach(set->appid, authorizer_sync_one,
-	    set) == -1)
-		log_warnx("%s: could not share every stored refresh token",
-		    set->appid);
+	set->sync_from[0] = '\0';
+	set->sync_rows = 0;
+	evtimer_del(set->sync);
+	authorizer_sync_cb(-1, 0, set);
 }
 
 /* The permission sets a stored authorizer granted, if known. */
@@ -1146,6 +1267,8 @@ authorizer_set_new(struct cred *parent, struct component_conf *conf)
 	set->conf = conf;
 	TAILQ_INIT(&set->list);
 	set->flush = evtimer_new(wx_base, authorizer_flush_cb, set);
+	set->list_timer = evtimer_new(wx_base, authorizer_list_timer_cb, set);
+	set->sync = evtimer_new(wx_base, authorizer_sync_cb, set);
 	return (set);
 }
 
@@ -1165,8 +1288,11 @@ authorizer_set_free(struct authorizer_set *set, int stopping)
 {
 	struct authorizer *a;
 
+	/* A walk under way stays stored: the next start resumes it. */
 	if (set->list_call != NULL)
 		upstream_cancel(set->list_call);
+	event_free(set->list_timer);
+	event_free(set->sync);
 	if (stopping) {
 		/* Every use since the last refresh, for the next start. */
 		TAILQ_FOREACH(a, &set->list, entry) {

@@ -301,6 +301,13 @@ redis_connected(void)
 	return (redis_state == RSTATE_CONNECTED);
 }
 
+/* Commands sent and not yet answered: what a bulk writer paces itself on. */
+int
+redis_pending_count(void)
+{
+	return (redis_pending);
+}
+
 /* What component.c wants to hear: tickets, authorizers, a connection. */
 void
 redis_set_handlers(const struct redis_handlers *h)

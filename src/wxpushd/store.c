@@ -41,6 +41,10 @@ enum store_query {
 	STORE_AUTH_ACTIVE,
 	STORE_AUTH_COUNT,
 	STORE_AUTH_TOUCH,
+	STORE_AUTH_LEARN,
+	STORE_WALK_SAVE,
+	STORE_WALK_LOAD,
+	STORE_WALK_DELETE,
 	STORE_INTEGRITY,
 	STORE_IDEM_PUT,
 	STORE_IDEM_LOAD,
@@ -113,6 +117,29 @@ static const char *store_sql[STORE_NQUERIES] = {
 	[STORE_AUTH_TOUCH] =
 	    "UPDATE authorizers SET last_used = max(last_used, ?2)"
 	    " WHERE appid = ?1",
+	/*
+	 * A row of api_get_authorizer_list asked for at ?5: a new authorizer,
+	 * or a refresh token other than ours not rewritten since (a rotation
+	 * of ours that raced the page wins); never a revoked row.
+	 */
+	[STORE_AUTH_LEARN] =
+	    "INSERT INTO authorizers (appid, component_appid, refresh_token,"
+	    " revoked, updated_at, last_used) VALUES (?1, ?2, ?3, 0, ?4, 0)"
+	    " ON CONFLICT (appid) DO UPDATE SET"
+	    " refresh_token = excluded.refresh_token,"
+	    " updated_at = excluded.updated_at"
+	    " WHERE authorizers.component_appid = excluded.component_appid"
+	    " AND authorizers.revoked = 0"
+	    " AND authorizers.refresh_token <> excluded.refresh_token"
+	    " AND authorizers.updated_at < ?5",
+	[STORE_WALK_SAVE] =
+	    "INSERT OR REPLACE INTO authorizer_walks (component_appid,"
+	    " next_offset, started_at) VALUES (?1, ?2, ?3)",
+	[STORE_WALK_LOAD] =
+	    "SELECT next_offset, started_at FROM authorizer_walks"
+	    " WHERE component_appid = ?1",
+	[STORE_WALK_DELETE] =
+	    "DELETE FROM authorizer_walks WHERE component_appid = ?1",
 	/* Counted on the index alone. */
 	[STORE_AUTH_COUNT] =
 	    "SELECT count(*), count(CASE WHEN last_used >= ?2 THEN 1 END)"
@@ -305,6 +332,14 @@ static const char *store_migrations[] = {
 	" ON authorizers (component_appid, appid);"
 	"CREATE INDEX IF NOT EXISTS authorizers_used"
 	" ON authorizers (component_appid, last_used, appid);",
+	/*
+	 * 7: where a component's api_get_authorizer_list walk stands, so that
+	 * a restart resumes it rather than starting over.
+	 */
+	"CREATE TABLE IF NOT EXISTS authorizer_walks ("
+	" component_appid TEXT PRIMARY KEY NOT NULL,"
+	" next_offset INTEGER NOT NULL,"
+	" started_at INTEGER NOT NULL) WITHOUT ROWID;",
 };
 
 /* Stored names of enum cred_kind, so reordering the enum cannot remap rows. */
@@ -1256,6 +1291,121 @@ store_authorizer_touch(const char *appid, time_t at)
 		return (-1);
 	}
 	return (store_step_done(stmt, "authorizer", appid));
+}
+
+/*
+ * An authorizer as api_get_authorizer_list (asked at asked) lists it: a row
+ * for a new one, its refresh token for a stored one (see STORE_AUTH_LEARN).
+ * 1 if the store changed, 0 if not, -1 on error.
+ */
+int
+store_authorizer_learn(const char *component_appid, const char *appid,
+    const char *refresh_token, time_t now, time_t asked)
+{
+	sqlite3_stmt	*stmt;
+
+	if (!store_appid_ok(appid) || !store_appid_ok(component_appid) ||
+	    !store_str_ok(refresh_token, WX_TOKEN_MAX) ||
+	    !store_ready("learning authorizer", appid))
+		return (-1);
+	stmt = store_stmts[STORE_AUTH_LEARN];
+	if (sqlite3_bind_text(stmt, 1, appid, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 2, component_appid, -1,
+	    SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 3, refresh_token, -1,
+	    SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_int64(stmt, 4, now) != SQLITE_OK ||
+	    sqlite3_bind_int64(stmt, 5, asked) != SQLITE_OK) {
+		log_warnx("store: learning authorizer %s: %s", appid,
+		    sqlite3_errmsg(store_db));
+		store_done(stmt);
+		return (-1);
+	}
+	if (store_step_done(stmt, "authorizer", appid) != 0)
+		return (-1);
+	return (sqlite3_changes(store_db) > 0);
+}
+
+/*
+ * Where a component's api_get_authorizer_list walk stands: the next offset
+ * and when the walk started. Saved after every page, deleted at its end.
+ */
+int
+store_walk_save(const char *component_appid, int next_offset,
+    time_t started_at)
+{
+	sqlite3_stmt	*stmt;
+
+	if (!store_appid_ok(component_appid) || next_offset < 0 ||
+	    !store_ready("saving the walk of", component_appid))
+		return (-1);
+	stmt = store_stmts[STORE_WALK_SAVE];
+	if (sqlite3_bind_text(stmt, 1, component_appid, -1,
+	    SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_int(stmt, 2, next_offset) != SQLITE_OK ||
+	    sqlite3_bind_int64(stmt, 3, started_at) != SQLITE_OK) {
+		log_warnx("store: saving the walk of %s: %s", component_appid,
+		    sqlite3_errmsg(store_db));
+		store_done(stmt);
+		return (-1);
+	}
+	return (store_step_done(stmt, "the walk", component_appid));
+}
+
+/* The walk of a component: 1 found (offset, started_at), 0 none, -1 error. */
+int
+store_walk_load(const char *component_appid, int *next_offset,
+    time_t *started_at)
+{
+	sqlite3_stmt	*stmt;
+	int		 rc, found = -1;
+
+	*next_offset = 0;
+	*started_at = 0;
+	if (!store_appid_ok(component_appid) ||
+	    !store_ready("loading the walk of", component_appid))
+		return (-1);
+	stmt = store_stmts[STORE_WALK_LOAD];
+	if (sqlite3_bind_text(stmt, 1, component_appid, -1,
+	    SQLITE_STATIC) != SQLITE_OK)
+		goto out;
+	rc = sqlite3_step(stmt);
+	if (rc == SQLITE_DONE)
+		found = 0;
+	else if (rc == SQLITE_ROW) {
+		if (store_column_int(stmt, 0, 0, INT_MAX, next_offset) != 0 ||
+		    store_column_time(stmt, 1, started_at) != 0) {
+			log_warnx("store: the walk of %s is corrupt; ignored",
+			    component_appid);
+			*next_offset = 0;
+			found = 0;
+		} else
+			found = 1;
+	}
+out:
+	if (found == -1)
+		log_warnx("store: loading the walk of %s: %s", component_appid,
+		    sqlite3_errmsg(store_db));
+	store_done(stmt);
+	return (found);
+}
+
+/* The walk of a component ended; 0 or -1. */
+int
+store_walk_delete(const char *component_appid)
+{
+	sqlite3_stmt	*stmt;
+
+	if (!store_appid_ok(component_appid) ||
+	    !store_ready("ending the walk of", component_appid))
+		return (-1);
+	stmt = store_stmts[STORE_WALK_DELETE];
+	if (sqlite3_bind_text(stmt, 1, component_appid, -1,
+	    SQLITE_STATIC) != SQLITE_OK) {
+		store_done(stmt);
+		return (-1);
+	}
+	return (store_step_done(stmt, "the walk", component_appid));
 }
 
 /*

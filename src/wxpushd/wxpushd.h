@@ -578,6 +578,7 @@ void	 redis_shutdown(void);
 void	 redis_set_handlers(const struct redis_handlers *);
 const char	*redis_mode(void);
 int	 redis_connected(void);
+int	 redis_pending_count(void);	/* commands unanswered */
 void	 redis_ticket_put(const char *, const char *, time_t);
 void	 redis_ticket_get(const char *);
 void	 redis_authorizer_put(const char *, const char *, const char *, int,
@@ -951,6 +952,11 @@ int	 store_authorizer_count(const char *, time_t, uint64_t *, uint64_t *);
 int	 store_authorizer_page(const char *, const char *, size_t,
 	    int (*)(const struct store_authorizer *, void *), void *);
 int	 store_authorizer_touch(const char *, time_t);
+int	 store_authorizer_learn(const char *, const char *, const char *,
+	    time_t, time_t);	/* 1 changed, 0 not, -1 error */
+int	 store_walk_save(const char *, int, time_t);
+int	 store_walk_load(const char *, int *, time_t *);	/* 1, 0, -1 */
+int	 store_walk_delete(const char *);
 int	 store_integrity_check(char **);	/* 0 "ok", or -1 and a cause */
 int	 store_synchronous(void);	/* PRAGMA synchronous now: 0..3, or -1 */
 /* The last component event applied for a subject ("": the ticket). */
