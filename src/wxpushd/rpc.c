@@ -37,7 +37,7 @@ static const struct method	*(*rpc_find)(const char *, size_t);
 static void			 (*rpc_done)(struct client *);
 /* Freed requests, linked through entry. */
 static TAILQ_HEAD(, request)	 rpc_pool = TAILQ_HEAD_INITIALIZER(rpc_pool);
-static size_t			 rpc_npool;
+static int			 rpc_npool;	/* int: the max may be 0 */
 
 /*
  * The method table (method.c) and the client's output hook (server.c), called

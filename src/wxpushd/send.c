@@ -97,7 +97,7 @@ static int			 send_timeout_secs;
 static TAILQ_HEAD(, send)	 send_all = TAILQ_HEAD_INITIALIZER(send_all);
 /* Freed sends for reuse, linked through entry. */
 static TAILQ_HEAD(, send)	 send_pool = TAILQ_HEAD_INITIALIZER(send_pool);
-static size_t			 send_npool;
+static int			 send_npool;	/* int: the max may be 0 */
 
 static void	send_upstream_cb(const struct upstream_reply *, void *);
 static void	send_cred_event(struct cred *, enum cred_event, const char *);
