@@ -382,14 +382,16 @@ if os.geteuid() == 0:
             # means the loop runs, so outbox.db exists before the disk fills.
             err, _ = d2.call("ping")
             t.diag("the daemon on the small tmpfs answers ping: %s" % (err,))
-            # Fill what is left of the tmpfs.
-            with open(os.path.join(mnt, "filler"), "wb") as f:
-                try:
-                    while True:
-                        f.write(b"\0" * 65536)
-                        f.flush()
-                except OSError:
-                    pass
+            # Fill what is left of the tmpfs. Unbuffered: a buffered file
+            # raises ENOSPC again when it is closed, with what it still holds.
+            fd = os.open(os.path.join(mnt, "filler"), os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                while True:
+                    os.write(fd, b"\0" * 65536)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
             acked, busy = [], 0
             for i in range(40):
                 if d2.proc.poll() is not None:
