@@ -94,6 +94,7 @@ static struct event_base	*upstream_base;
 static CURLM			*upstream_multi;
 static CURLSH			*upstream_share;
 static struct event		*upstream_timer;
+static int			 upstream_in_timer;	/* inside upstream_timer_cb */
 static struct event		*upstream_deliver_ev;
 static struct curl_slist	*upstream_post_headers;
 
@@ -274,8 +275,10 @@ upstream_timer_cb(__attribute__((unused)) evutil_socket_t fd,
 {
 	int	running;
 
+	upstream_in_timer = 1;
 	curl_multi_socket_action(upstream_multi, CURL_SOCKET_TIMEOUT, 0,
 	    &running);
+	upstream_in_timer = 0;
 	upstream_check_multi();
 }
 
@@ -404,7 +407,13 @@ upstream_closesocket_cb(__attribute__((unused)) void *clientp,
 	return (close(s));
 }
 
-/* CURLMOPT_TIMERFUNCTION: arm or disarm the one timer. */
+/*
+ * CURLMOPT_TIMERFUNCTION: arm or disarm the one timer. "Now" (a transfer
+ * just added, usually) runs later in this same loop iteration instead of
+ * on a 0 ms timer, which would cost an epoll_wait of its own; "now" asked
+ * from inside the timer's run waits for the next iteration, so libcurl
+ * cannot keep the loop from polling.
+ */
 static int
 upstream_timerfn_cb(__attribute__((unused)) CURLM *multi, long timeout_ms,
     __attribute__((unused)) void *userp)
@@ -413,6 +422,11 @@ upstream_timerfn_cb(__attribute__((unused)) CURLM *multi, long timeout_ms,
 
 	if (timeout_ms < 0) {
 		evtimer_del(upstream_timer);
+		return (0);
+	}
+	if (timeout_ms == 0 && !upstream_in_timer) {
+		evtimer_del(upstream_timer);
+		event_active(upstream_timer, EV_TIMEOUT, 0);
 		return (0);
 	}
 	tv.tv_sec = timeout_ms / 1000;

@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include <sys/types.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
@@ -68,6 +69,7 @@ struct result {
 };
 
 static int	test_done;
+static evutil_socket_t	last_conn_fd = -1;	/* server side, last request */
 
 /* Remember a string the server saw, replacing the previous one. */
 static void
@@ -90,6 +92,8 @@ http_cb(struct evhttp_request *req, __attribute__((unused)) void *arg)
 	char			*big;
 
 	seen_method = evhttp_request_get_command(req);
+	last_conn_fd = bufferevent_getfd(evhttp_connection_get_bufferevent(
+	    evhttp_request_get_connection(req)));
 	seen_set(&seen_query, evhttp_uri_get_query(uri));
 	seen_set(&seen_ctype, evhttp_find_header(h, "Content-Type"));
 	seen_expect = evhttp_find_header(h, "Expect") != NULL;
@@ -606,6 +610,45 @@ test_load(void)
 	    accepts - before);
 }
 
+/* Submit a call from inside the loop, as the daemon does. */
+static void
+submit_cb(__attribute__((unused)) evutil_socket_t fd,
+    __attribute__((unused)) short what, void *arg)
+{
+	struct result	*res = arg;
+
+	res->call = upstream_request("GET", "/ok", "i=2", NULL, 0, result_cb,
+	    res);
+}
+
+/*
+ * A call submitted from a callback goes out on its kept-alive connection in
+ * that same loop iteration: no 0 ms timer, so no epoll_wait of its own.
+ */
+static void
+test_same_iteration(void)
+{
+	struct result	 r;
+	struct event	*ev;
+	int		 waiting = 0, rc;
+
+	call(&r, "GET", "/ok", "i=1", NULL, 5000);
+	ok(r.ok && last_conn_fd >= 0, "same iteration: connection up (%s)",
+	    r.error);
+	run_for(50);	/* evhttp ready for the next request on it */
+	memset(&r, 0, sizeof r);
+	test_done = 0;
+	ev = event_new(base, -1, 0, submit_cb, &r);
+	event_active(ev, EV_TIMEOUT, 0);
+	event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+	rc = ioctl(last_conn_fd, FIONREAD, &waiting);
+	ok(rc == 0 && waiting > 0,
+	    "same iteration: the request is on the wire (%d bytes)", waiting);
+	run_until(&test_done, 5000);
+	ok(r.called == 1 && r.ok, "same iteration: answered (%s)", r.error);
+	event_free(ev);
+}
+
 /* Cancelled calls never call back. */
 static void
 test_cancel(void)
@@ -792,6 +835,7 @@ main(void)
 	test_replies();
 	test_failures();
 	test_load();
+	test_same_iteration();
 	test_cancel();
 	test_tls(dir);
 	test_shutdown();
