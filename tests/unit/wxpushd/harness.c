@@ -144,6 +144,16 @@ harness_run_until(int (*pred)(void), int ms)
 	return (pred());
 }
 
+/* One turn of the loop, waiting at most 20 ms: a far timer does not block. */
+void
+harness_tick(void)
+{
+	struct timeval tick = { 0, 20000 };
+
+	event_base_loopexit(wx_base, &tick);
+	event_base_loop(wx_base, EVLOOP_ONCE);
+}
+
 /* Run the loop for ms milliseconds, whatever happens. */
 void
 harness_run_for(int ms)
@@ -167,7 +177,7 @@ harness_account(struct config *conf, struct account_conf *ac,
 	TAILQ_INSERT_TAIL(&conf->accounts, ac, entry);
 }
 
-/* A component appid in conf, with the ticket WeChat pushed at ticket_at. */
+/* A component appid in conf; WeChat pushed its ticket at ticket_at (0: not). */
 void
 harness_component(struct config *conf, struct component_conf *cc,
     const char *appid, time_t ticket_at)
@@ -176,7 +186,7 @@ harness_component(struct config *conf, struct component_conf *cc,
 	cc->secret = xstrdup("COMPONENTSECRET");
 	cc->token = xstrdup("TOKEN");
 	TAILQ_INSERT_TAIL(&conf->components, cc, entry);
-	if (store_ticket_save(appid, "TICKET", ticket_at) != 0)
+	if (ticket_at != 0 && store_ticket_save(appid, "TICKET", ticket_at) != 0)
 		fatalx("store_ticket_save");
 }
 

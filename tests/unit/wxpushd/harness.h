@@ -12,6 +12,7 @@ void		 harness_pack_subscribe(msgpack_packer *, const char *,
 		    const char *, const char *, int, const char *);
 int		 harness_reply(struct client *, char *, size_t);
 int		 harness_run_until(int (*)(void), int);
+void		 harness_tick(void);
 void		 harness_run_for(int);
 void		 harness_account(struct config *, struct account_conf *,
 		    const char *);

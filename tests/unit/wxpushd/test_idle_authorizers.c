@@ -13,10 +13,10 @@
 #include <time.h>
 
 #include <event2/event.h>
-#include <jansson.h>
 
 #include "wxpushd.h"
 #include "fake-upstream.h"
+#include "harness.h"
 #include "tap.h"
 
 #define COMP		"wxcomponent0001"
@@ -32,20 +32,11 @@ static struct component_conf	cc;
 static time_t			t0 = 1700000000;
 static char			dir[64];
 
+/* Store an authorizer row of COMP as a previous run would have. */
 static void
 stored(const char *appid, const char *rt, int revoked, time_t used)
 {
-	struct store_authorizer sa;
-
-	memset(&sa, 0, sizeof sa);
-	snprintf(sa.component_appid, sizeof sa.component_appid, "%s", COMP);
-	snprintf(sa.appid, sizeof sa.appid, "%s", appid);
-	snprintf(sa.refresh_token, sizeof sa.refresh_token, "%s", rt);
-	sa.revoked = revoked;
-	sa.updated_at = used;
-	sa.last_used = used;
-	if (store_authorizer_save(&sa) != 0)
-		fatalx("store_authorizer_save");
+	harness_authorizer(COMP, appid, rt, revoked, used, used);
 }
 
 static time_t
@@ -58,36 +49,6 @@ stored_used(const char *appid, int *revoked)
 	if (revoked != NULL)
 		*revoked = sa.revoked;
 	return (sa.last_used);
-}
-
-/* The body field name of the oldest pending call to path, or "". */
-static const char *
-pending_field(const char *path, const char *name)
-{
-	static char buf[256];
-	struct upstream_call *call = fake_first(path);
-	json_t *j;
-
-	buf[0] = '\0';
-	if (call == NULL || fake_call(call)->body == NULL ||
-	    (j = json_loads(fake_call(call)->body, 0, NULL)) == NULL)
-		return (buf);
-	snprintf(buf, sizeof buf, "%s",
-	    json_string_value(json_object_get(j, name)) != NULL ?
-	    json_string_value(json_object_get(j, name)) : "");
-	json_decref(j);
-	return (buf);
-}
-
-static int
-answer(const char *path, const char *json)
-{
-	struct upstream_call *call = fake_first(path);
-
-	if (call == NULL)
-		return (-1);
-	fake_answer(call, json);
-	return (0);
 }
 
 static void
@@ -110,12 +71,7 @@ main(void)
 	log_init("test_idle_authorizers", 1, LOG_LEVEL_ERR);
 	fake_daemon(&conf, t0, dir, sizeof dir);
 	conf.authorizer_idle = 86400;
-	cc.appid = xstrdup(COMP);
-	cc.secret = xstrdup("COMPONENTSECRET");
-	cc.token = xstrdup("TOKEN");
-	TAILQ_INSERT_TAIL(&conf.components, &cc, entry);
-	if (store_ticket_save(COMP, "TICKET", t0 - 60) != 0)
-		fatalx("store_ticket_save");
+	harness_component(&conf, &cc, COMP, t0 - 60);
 	stored(B1, "RTB1", 0, t0 - 3600);
 	stored(B2, "RTB2", 0, t0 - 3 * 86400);
 	stored(B3, "RTB3", 1, t0 - 3 * 86400);
@@ -134,15 +90,15 @@ main(void)
 	ok(total == 4 && used == 1, "4 stored, 1 used within the window");
 
 	event_base_loop(wx_base, EVLOOP_ONCE);
-	answer(EP_COMPONENT, "{\"component_access_token\":\"CT1\","
+	fake_answer_first(EP_COMPONENT, "{\"component_access_token\":\"CT1\","
 	    "\"expires_in\":7200}");
 	for (n = 0; n < 20 && fake_pending(EP_AUTHORIZER) == 0; n++)
 		event_base_loop(wx_base, EVLOOP_ONCE);	/* the spread start */
 	is_int(fake_pending(EP_AUTHORIZER), 1, "only the active one "
 	    "refreshes once the component has its token");
-	is_str(pending_field(EP_AUTHORIZER, "authorizer_appid"), B1,
+	is_str(fake_body_str(EP_AUTHORIZER, "authorizer_appid"), B1,
 	    "and it is " B1);
-	answer(EP_AUTHORIZER, "{\"authorizer_access_token\":\"ATB1\","
+	fake_answer_first(EP_AUTHORIZER, "{\"authorizer_access_token\":\"ATB1\","
 	    "\"expires_in\":7200,\"authorizer_refresh_token\":\"RTB1\"}");
 
 	/* A send for an idle one: loaded on demand, one token call at use. */
@@ -160,9 +116,9 @@ main(void)
 	cred_wanted(c);
 	is_int(fake_pending(EP_AUTHORIZER), 1, "its first send fetches a "
 	    "token: one api_authorizer_token call for both sends");
-	is_str(pending_field(EP_AUTHORIZER, "authorizer_refresh_token"),
+	is_str(fake_body_str(EP_AUTHORIZER, "authorizer_refresh_token"),
 	    "RTB2", "with its stored refresh token");
-	answer(EP_AUTHORIZER, "{\"authorizer_access_token\":\"ATB2\","
+	fake_answer_first(EP_AUTHORIZER, "{\"authorizer_access_token\":\"ATB2\","
 	    "\"expires_in\":7200,\"authorizer_refresh_token\":\"RTB2\"}");
 	ok(cred_usable(c), "it has its token");
 	ok(stored_used(B2, NULL) < t0, "its use is not written between the "
