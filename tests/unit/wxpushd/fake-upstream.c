@@ -155,6 +155,17 @@ fake_answer_first(const char *path, const char *json)
 	return (0);
 }
 
+/* Answer the oldest stable_token call with token (for 7200 s); -1: none. */
+int
+fake_token(const char *token)
+{
+	char json[256];
+
+	snprintf(json, sizeof json, "{\"access_token\":\"%s\","
+	    "\"expires_in\":7200}", token);
+	return (fake_answer_first("/cgi-bin/stable_token", json));
+}
+
 /* The JSON body of the oldest call to path, or NULL (the caller decrefs). */
 static json_t *
 fake_body(const char *path)

@@ -14,6 +14,7 @@ const struct fake_call	*fake_call(const struct upstream_call *);
 void			 fake_answer(struct upstream_call *, const char *);
 void			 fake_fail(struct upstream_call *, long, const char *);
 int			 fake_answer_first(const char *, const char *);
+int			 fake_token(const char *);
 const char		*fake_body_str(const char *, const char *);
 long			 fake_body_int(const char *, const char *);
 int			 fake_body_true(const char *, const char *);

@@ -186,7 +186,8 @@ harness_component(struct config *conf, struct component_conf *cc,
 	cc->secret = xstrdup("COMPONENTSECRET");
 	cc->token = xstrdup("TOKEN");
 	TAILQ_INSERT_TAIL(&conf->components, cc, entry);
-	if (ticket_at != 0 && store_ticket_save(appid, "TICKET", ticket_at) != 0)
+	if (ticket_at != 0 &&
+	    store_ticket_save(appid, "TICKET", ticket_at) != 0)
 		fatalx("store_ticket_save");
 }
 

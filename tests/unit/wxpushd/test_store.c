@@ -9,7 +9,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <sched.h>
 #include <signal.h>
@@ -22,6 +21,7 @@
 #include <sqlite3.h>
 
 #include "wxpushd.h"
+#include "harness.h"
 #include "tap.h"
 
 #define TEST_MANY		10000
@@ -1200,16 +1200,6 @@ test_fail(const char *base)
 	}
 }
 
-/* nftw callback removing everything. */
-static int
-test_rm(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return (remove(path));
-}
-
 /* Expect store_open(dir) to fail with a cause holding what; closes the store. */
 static void
 test_refused(const char *dir, const char *what, const char *name)
@@ -1309,7 +1299,7 @@ main(void)
 	test_trust(test_base);
 	test_fail(test_base);
 
-	nftw(test_base, test_rm, 16, FTW_DEPTH | FTW_PHYS);
+	harness_rmtree(test_base);
 	free(db);
 	free(dir);
 	return (tap_done());
