@@ -20,6 +20,7 @@ long			 fake_body_int(const char *, const char *);
 int			 fake_body_true(const char *, const char *);
 int			 fake_query_is(const char *, const char *);
 void			 fake_daemon(struct config *, time_t, char *, size_t);
-void			 fake_daemon_open(struct config *, time_t, const char *);
+void			 fake_daemon_open(struct config *, time_t,
+			    const char *);
 
 #endif

@@ -35,6 +35,16 @@ harness_rm(const char *path, const struct stat *st, int flag, struct FTW *f)
 	return (remove(path));
 }
 
+/* Open the store in dir or stop the test. */
+void
+harness_store_open(const char *dir)
+{
+	char *cause = NULL;
+
+	if (store_open(dir, &cause) != 0)
+		fatalx("store_open: %s", cause);
+}
+
 /* Remove dir and everything under it. */
 void
 harness_rmtree(const char *dir)
@@ -92,6 +102,20 @@ harness_pack_subscribe(msgpack_packer *pk, const char *appid,
 	rpc_pack_str(pk, "content");
 	msgpack_pack_map(pk, 1);
 	rpc_pack_kv_str(pk, "value", "hello");
+}
+
+/* Run method with one subscribe message (title "title") as c's request. */
+void
+harness_subscribe(struct client *c, harness_method method, const char *appid,
+    const char *touser, const char *template_id, int scene)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	harness_pack_subscribe(&pk, appid, touser, template_id, scene, "title");
+	harness_request(c, method, &sb);
 }
 
 /*

@@ -4,12 +4,15 @@
 
 typedef void	(*harness_method)(struct request *, const msgpack_object *);
 
+void		 harness_store_open(const char *);
 void		 harness_rmtree(const char *);
 void		 harness_client(struct client *, struct event_base *);
 void		 harness_request(struct client *, harness_method,
 		    msgpack_sbuffer *);
 void		 harness_pack_subscribe(msgpack_packer *, const char *,
 		    const char *, const char *, int, const char *);
+void		 harness_subscribe(struct client *, harness_method,
+		    const char *, const char *, const char *, int);
 int		 harness_reply(struct client *, char *, size_t);
 int		 harness_run_until(int (*)(void), int);
 void		 harness_tick(void);

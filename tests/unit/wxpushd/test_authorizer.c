@@ -106,15 +106,14 @@ test_start(struct cred *p, struct cred *a1)
 	    "with its stored refresh token");
 	answer_authorizer("AT1", "RT1b");
 	ok(cred_usable(a1), "the authorizer has its token");
-	is_str(harness_stored_rt(A1, NULL), "RT1b", "the rotated refresh token is "
-	    "committed");
+	is_str(harness_stored_rt(A1, NULL), "RT1b",
+	    "the rotated refresh token is committed");
 }
 
 /* A refresh token that cannot be committed: its access token is not used. */
 static void
 test_commit_fails(struct cred *a1)
 {
-	char *cause = NULL;
 	uint64_t gen = cred_gen(a1);
 
 	cred_refresh(a1, 0);
@@ -124,10 +123,9 @@ test_commit_fails(struct cred *a1)
 	is_str(cred_token(a1), "AT1", "the old one, still valid, stays");
 	ok(strstr(cred_last_error(a1), "could not store") != NULL,
 	    "last_error says the refresh token could not be stored");
-	if (store_open(dir, &cause) != 0)
-		fatalx("store_open: %s", cause);
-	is_str(harness_stored_rt(A1, NULL), "RT1b", "the store still has the last "
-	    "committed refresh token");
+	harness_store_open(dir);
+	is_str(harness_stored_rt(A1, NULL), "RT1b",
+	    "the store still has the last committed refresh token");
 	cred_refresh(a1, 0);
 	is_str(fake_body_str(EP_AUTHORIZER, "authorizer_refresh_token"), "RT1b",
 	    "the next refresh uses the committed one");
@@ -140,14 +138,15 @@ static void
 test_61023(struct cred *a1)
 {
 	cred_refresh(a1, 0);
-	fake_answer_first(EP_AUTHORIZER, "{\"errcode\":61023,\"errmsg\":\"invalid "
-	    "refresh token\"}");
+	fake_answer_first(EP_AUTHORIZER,
+	    "{\"errcode\":61023,\"errmsg\":\"invalid refresh token\"}");
 	is_int(fake_pending(EP_LIST), 1, "61023 without Redis: "
 	    "api_get_authorizer_list is walked");
-	fake_answer_first(EP_LIST, "{\"total_count\":1,\"list\":[{\"authorizer_appid\":\""
+	fake_answer_first(EP_LIST,
+	    "{\"total_count\":1,\"list\":[{\"authorizer_appid\":\""
 	    A1 "\",\"refresh_token\":\"RTLIST\",\"auth_time\":1}]}");
-	is_str(harness_stored_rt(A1, NULL), "RTLIST", "the listed refresh token is "
-	    "committed");
+	is_str(harness_stored_rt(A1, NULL), "RTLIST",
+	    "the listed refresh token is committed");
 	is_str(fake_body_str(EP_AUTHORIZER, "authorizer_refresh_token"),
 	    "RTLIST", "and the refresh is tried again with it");
 	answer_authorizer("AT4", "RTLIST");
@@ -156,7 +155,8 @@ test_61023(struct cred *a1)
 
 	cred_refresh(a1, 0);
 	fake_answer_first(EP_AUTHORIZER, "{\"errcode\":61023}");
-	fake_answer_first(EP_LIST, "{\"total_count\":1,\"list\":[{\"authorizer_appid\":\""
+	fake_answer_first(EP_LIST,
+	    "{\"total_count\":1,\"list\":[{\"authorizer_appid\":\""
 	    A1 "\",\"refresh_token\":\"RTLIST\",\"auth_time\":1}]}");
 	is_int(fake_pending(EP_AUTHORIZER), 0, "the list has only the refused "
 	    "token: no retry");
@@ -190,7 +190,8 @@ test_authorize_and_revoke(struct cred *p)
 	component_authorize(COMP, "AUTHCODE", authorize_done, &done);
 	is_str(fake_body_str(EP_QUERY, "authorization_code"), "AUTHCODE",
 	    "authorize exchanges the code with api_query_auth");
-	fake_answer_first(EP_QUERY, "{\"authorization_info\":{\"authorizer_appid\":\""
+	fake_answer_first(EP_QUERY,
+	    "{\"authorization_info\":{\"authorizer_appid\":\""
 	    A4 "\",\"authorizer_access_token\":\"AT4\",\"expires_in\":7200,"
 	    "\"authorizer_refresh_token\":\"RT4\"}}");
 	is_int(done, 1, "and answers with the authorizer's appid");
@@ -199,7 +200,8 @@ test_authorize_and_revoke(struct cred *p)
 		return;
 	}
 	ok(cred_usable(a), "the new authorizer has its token at once");
-	is_str(harness_stored_rt(A4, NULL), "RT4", "its refresh token is committed");
+	is_str(harness_stored_rt(A4, NULL), "RT4",
+	    "its refresh token is committed");
 	is_int(cred_calls_today(a), 1, "api_query_auth counts as a token call");
 	(void)p;
 	cred_refresh(a, 0);
@@ -217,8 +219,8 @@ test_authorize_and_revoke(struct cred *p)
 	fake_answer_first(EP_AUTHORIZER, "{\"errcode\":61003}");
 	is_str(cred_state_name(a), "revoked", "61003: revoked");
 	{
-		is_str(harness_stored_rt(A4, &revoked), "RT5", "the refresh token "
-		    "stays in the store");
+		is_str(harness_stored_rt(A4, &revoked), "RT5",
+		    "the refresh token stays in the store");
 		is_int(revoked, 1, "with the revocation committed");
 	}
 	cred_refresh(a, 0);
@@ -257,7 +259,8 @@ test_idle(void)
 	component_fresh();
 	conf.authorizer_idle = 3600;
 	component_authorize(COMP, "AUTHCODE5", authorize_done, &done);
-	fake_answer_first(EP_QUERY, "{\"authorization_info\":{\"authorizer_appid\":\""
+	fake_answer_first(EP_QUERY,
+	    "{\"authorization_info\":{\"authorizer_appid\":\""
 	    A5 "\",\"authorizer_access_token\":\"AT50\",\"expires_in\":7200,"
 	    "\"authorizer_refresh_token\":\"RT5\"}}");
 	if ((a = cred_find(A5)) == NULL || !cred_usable(a)) {
@@ -300,8 +303,8 @@ test_idle(void)
 	answer_authorizer("AT52", "RT5b");
 	ok(cred_usable(a) && strcmp(cred_token(a), "AT52") == 0,
 	    "the sends have their token after one round trip");
-	is_str(harness_stored_rt(A5, NULL), "RT5b", "the rotated refresh token is "
-	    "committed as always");
+	is_str(harness_stored_rt(A5, NULL), "RT5b",
+	    "the rotated refresh token is committed as always");
 	ok(cred_refresh_due(a, &tv) && tv.tv_sec > 3600,
 	    "and it is refreshed proactively again");
 	clock_set(t + 1800 + 7300 + 600);

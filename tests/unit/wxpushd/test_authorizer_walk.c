@@ -39,13 +39,6 @@ static struct component_conf	cc;
 static time_t			t0 = 1700000000;
 static char			dir[64];
 
-/* Store an authorizer row of COMP as a previous run would have. */
-static void
-stored(const char *appid, const char *rt, int revoked, time_t used)
-{
-	harness_authorizer(COMP, appid, rt, revoked, used, used);
-}
-
 /* The stored walk's next offset, or -1 if there is none. */
 static int
 walk_offset(void)
@@ -98,11 +91,9 @@ start(void)
 static void
 first_run(void)
 {
-	char *cause = NULL;
 	long ms;
 
-	if (store_open(dir, &cause) != 0)
-		fatalx("store_open: %s", cause);
+	harness_store_open(dir);
 	wx_base = event_base_new();
 	start();
 	ok(cred_find(A1) != NULL && cred_find(I1) == NULL,
@@ -117,13 +108,14 @@ first_run(void)
 	    "{\"authorizer_appid\":\"" A1 "\",\"refresh_token\":\"RTA1new\"},"
 	    "{\"authorizer_appid\":\"" I1 "\",\"refresh_token\":\"RTI1new\"},"
 	    "{\"authorizer_appid\":\"" I2 "\",\"refresh_token\":\"RTI2new\"}]}");
-	is_str(harness_stored_rt(A1, NULL), "RTA1new", "A1's listed refresh token is "
-	    "committed");
+	is_str(harness_stored_rt(A1, NULL), "RTA1new",
+	    "A1's listed refresh token is committed");
 	is_int(fake_pending(EP_AUTHORIZER), 1, "and A1 retries with it");
-	is_str(harness_stored_rt(I1, NULL), "RTI1new", "an idle authorizer's newer "
-	    "refresh token goes to the store");
+	is_str(harness_stored_rt(I1, NULL), "RTI1new",
+	    "an idle authorizer's newer refresh token goes to the store");
 	ok(cred_find(I1) == NULL, "without loading its credential");
-	is_str(harness_stored_rt(I2, NULL), "RTI2", "a revoked row is left alone");
+	is_str(harness_stored_rt(I2, NULL), "RTI2",
+	    "a revoked row is left alone");
 	is_int(walk_offset(), 3, "the next offset is stored");
 	is_int(fake_pending(EP_LIST), 0, "the next page is not asked at once");
 	ms = wait_for(EP_LIST);
@@ -133,11 +125,11 @@ first_run(void)
 	    "{\"authorizer_appid\":\"" I3 "\",\"refresh_token\":\"RTI3\"},"
 	    "{\"authorizer_appid\":\"" N1 "\",\"refresh_token\":\"RTN1\"},"
 	    "{\"authorizer_appid\":\"bad appid\",\"refresh_token\":\"X\"}]}");
-	is_str(harness_stored_rt(N1, NULL), "RTN1", "an authorizer the store did not "
-	    "know is stored");
+	is_str(harness_stored_rt(N1, NULL), "RTN1",
+	    "an authorizer the store did not know is stored");
 	ok(cred_find(N1) == NULL, "not loaded either");
-	is_str(harness_stored_rt(I3, NULL), "RTI3", "the same refresh token changes "
-	    "nothing");
+	is_str(harness_stored_rt(I3, NULL), "RTI3",
+	    "the same refresh token changes nothing");
 	is_int(walk_offset(), 6, "offset 6 stored");
 	/* Killed here: the third page never asked. */
 	_exit(tap_failed != 0);
@@ -154,10 +146,10 @@ main(void)
 	fake_daemon(&conf, t0, dir, sizeof dir);
 	conf.authorizer_idle = 86400;
 	harness_component(&conf, &cc, COMP, t0 - 60);
-	stored(A1, "RTA1", 0, t0 - 3600);
-	stored(I1, "RTI1", 0, t0 - 3 * 86400);
-	stored(I2, "RTI2", 1, t0 - 3 * 86400);
-	stored(I3, "RTI3", 0, t0 - 3 * 86400);
+	harness_authorizer(COMP, A1, "RTA1", 0, t0 - 3600, t0 - 3600);
+	harness_authorizer(COMP, I1, "RTI1", 0, t0 - 3 * 86400, t0 - 3 * 86400);
+	harness_authorizer(COMP, I2, "RTI2", 1, t0 - 3 * 86400, t0 - 3 * 86400);
+	harness_authorizer(COMP, I3, "RTI3", 0, t0 - 3 * 86400, t0 - 3 * 86400);
 	store_close();
 
 	/* The first run's checks go to the log (stderr), not to TAP. */
@@ -175,14 +167,10 @@ main(void)
 
 	/* The restart. */
 	clock_set(t0 + 60);
-	{
-		char *cause = NULL;
-
-		if (store_open(dir, &cause) != 0)
-			fatalx("store_open: %s", cause);
-	}
+	harness_store_open(dir);
 	is_int(walk_offset(), 6, "the store has the walk at offset 6");
-	is_str(harness_stored_rt(I1, NULL), "RTI1new", "and the rows it learned");
+	is_str(harness_stored_rt(I1, NULL), "RTI1new",
+	    "and the rows it learned");
 	start();
 	is_int(fake_pending(EP_LIST), 1, "once the component has a token, "
 	    "the walk resumes");
@@ -214,7 +202,8 @@ main(void)
 	    "token: it needs re-authorization");
 	event_base_loop(wx_base, EVLOOP_NONBLOCK);
 	is_int(fake_pending(EP_LIST), 0, "and no page is asked after it");
-	is_str(harness_stored_rt(I2, &revoked), "RTI2", "the revoked row stays");
+	is_str(harness_stored_rt(I2, &revoked), "RTI2",
+	    "the revoked row stays");
 	ok(revoked, "revoked");
 	return (tap_done());
 }

@@ -62,30 +62,16 @@ stat0(void)
 static void
 setup(void)
 {
-	char dir[] = "/tmp/wxpushd-test-call.XXXXXX", *cause = NULL;
+	char dir[64];
 
-	if (mkdtemp(dir) == NULL)
-		fatal("mkdtemp");
-	if (store_open(dir, &cause) != 0)
-		fatalx("store_open: %s", cause);
-	wx_base = event_base_new();
+	fake_daemon(&conf, 1700000000, dir, sizeof dir);
 	conf.refresh_margin = MARGIN;
-	conf.upstream_timeout = 10;
 	conf.send_timeout = 10;
-	conf.max_inflight = 4;
-	conf.queue_limit = 100;
 	conf.call_max_body = 65536;
 	conf.call_max_answer = 65536;
-	TAILQ_INIT(&conf.accounts);
-	TAILQ_INIT(&conf.components);
-	account.appid = xstrdup("wxtestcallaccount1");
-	account.secret = xstrdup("SECRET");
-	account.token_api = TOKEN_API_STABLE;
+	harness_account(&conf, &account, "wxtestcallaccount1");
 	account.apis.n = 1;
 	account.apis.paths = apis;
-	TAILQ_INSERT_TAIL(&conf.accounts, &account, entry);
-	wx_conf = &conf;
-	clock_set(1700000000);
 	harness_client(&client, wx_base);
 	send_init();
 	official_reconcile(&conf);

@@ -114,13 +114,7 @@ start(const char *dir)
 static void
 do_send(void)
 {
-	msgpack_sbuffer sb;
-	msgpack_packer pk;
-
-	msgpack_sbuffer_init(&sb);
-	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-	harness_pack_subscribe(&pk, T_APPID, T_OPENID, T_TID, 1000, "title");
-	harness_request(&client, send_method, &sb);
+	harness_subscribe(&client, send_method, T_APPID, T_OPENID, T_TID, 1000);
 }
 
 /*
@@ -208,9 +202,9 @@ restart_run(void *arg, int fd)
 static void
 run_case(int after, const char *answer, struct restart *r, char *at_kill)
 {
-	char			dir[] = "/tmp/wxpushd-test-consent-crash.XXXXXX";
-	struct child_case	cc = { dir, after, answer };
-	int			status;
+	char dir[] = "/tmp/wxpushd-test-consent-crash.XXXXXX";
+	struct child_case cc = { dir, after, answer };
+	int status;
 
 	if (mkdtemp(dir) == NULL)
 		fatal("mkdtemp");

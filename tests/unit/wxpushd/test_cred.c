@@ -59,13 +59,7 @@ pending_force(void)
 static void
 do_send(const char *appid)
 {
-	msgpack_sbuffer sb;
-	msgpack_packer pk;
-
-	msgpack_sbuffer_init(&sb);
-	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-	harness_pack_subscribe(&pk, appid, "OPENID", "TEMPLATE", 1, "title");
-	harness_request(&client, send_method, &sb);
+	harness_subscribe(&client, send_method, appid, "OPENID", "TEMPLATE", 1);
 }
 
 /* How many sends of c ended with outcome o. */

@@ -32,13 +32,6 @@ static struct component_conf	cc;
 static time_t			t0 = 1700000000;
 static char			dir[64];
 
-/* Store an authorizer row of COMP as a previous run would have. */
-static void
-stored(const char *appid, const char *rt, int revoked, time_t used)
-{
-	harness_authorizer(COMP, appid, rt, revoked, used, used);
-}
-
 static time_t
 stored_used(const char *appid, int *revoked)
 {
@@ -72,10 +65,10 @@ main(void)
 	fake_daemon(&conf, t0, dir, sizeof dir);
 	conf.authorizer_idle = 86400;
 	harness_component(&conf, &cc, COMP, t0 - 60);
-	stored(B1, "RTB1", 0, t0 - 3600);
-	stored(B2, "RTB2", 0, t0 - 3 * 86400);
-	stored(B3, "RTB3", 1, t0 - 3 * 86400);
-	stored(B4, "RTB4", 0, t0 - 3 * 86400);
+	harness_authorizer(COMP, B1, "RTB1", 0, t0 - 3600, t0 - 3600);
+	harness_authorizer(COMP, B2, "RTB2", 0, t0 - 3 * 86400, t0 - 3 * 86400);
+	harness_authorizer(COMP, B3, "RTB3", 1, t0 - 3 * 86400, t0 - 3 * 86400);
+	harness_authorizer(COMP, B4, "RTB4", 0, t0 - 3 * 86400, t0 - 3 * 86400);
 	send_init();
 	component_init();
 	component_reconcile(&conf);
@@ -98,7 +91,8 @@ main(void)
 	    "refreshes once the component has its token");
 	is_str(fake_body_str(EP_AUTHORIZER, "authorizer_appid"), B1,
 	    "and it is " B1);
-	fake_answer_first(EP_AUTHORIZER, "{\"authorizer_access_token\":\"ATB1\","
+	fake_answer_first(EP_AUTHORIZER,
+	    "{\"authorizer_access_token\":\"ATB1\","
 	    "\"expires_in\":7200,\"authorizer_refresh_token\":\"RTB1\"}");
 
 	/* A send for an idle one: loaded on demand, one token call at use. */
@@ -118,7 +112,8 @@ main(void)
 	    "token: one api_authorizer_token call for both sends");
 	is_str(fake_body_str(EP_AUTHORIZER, "authorizer_refresh_token"),
 	    "RTB2", "with its stored refresh token");
-	fake_answer_first(EP_AUTHORIZER, "{\"authorizer_access_token\":\"ATB2\","
+	fake_answer_first(EP_AUTHORIZER,
+	    "{\"authorizer_access_token\":\"ATB2\","
 	    "\"expires_in\":7200,\"authorizer_refresh_token\":\"RTB2\"}");
 	ok(cred_usable(c), "it has its token");
 	ok(stored_used(B2, NULL) < t0, "its use is not written between the "

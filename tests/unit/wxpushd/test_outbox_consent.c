@@ -50,13 +50,8 @@ ledger_state(char *buf)
 static void
 do_enqueue(void)
 {
-	msgpack_sbuffer sb;
-	msgpack_packer pk;
-
-	msgpack_sbuffer_init(&sb);
-	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-	harness_pack_subscribe(&pk, T_APPID, T_OPENID, T_TID, 1000, "title");
-	harness_request(&client, outbox_method_enqueue, &sb);
+	harness_subscribe(&client, outbox_method_enqueue, T_APPID, T_OPENID,
+	    T_TID, 1000);
 }
 
 /* The child: a consent, then files that cannot grow, then the enqueue. */
