@@ -201,6 +201,27 @@ harness_account(struct config *conf, struct account_conf *ac,
 	TAILQ_INSERT_TAIL(&conf->accounts, ac, entry);
 }
 
+/*
+ * The core a consent test runs on, once conf has its store and loop: the
+ * official account appid, which needs consent (ledger limits 30 days, 100
+ * per user), the root client c with its replies kept, the send path and the
+ * ledger started, the account's credential made.
+ */
+void
+harness_consent_core(struct config *conf, struct account_conf *ac,
+    struct client *c, const char *appid)
+{
+	conf->consent_ttl = 30 * 86400;
+	conf->consent_max = 100;
+	harness_account(conf, ac, appid);
+	ac->consent_required = 1;
+	harness_client(c, wx_base);
+	send_init();
+	if (consent_init() != 0)
+		fatalx("consent_init");
+	official_reconcile(conf);
+}
+
 /* A component appid in conf; WeChat pushed its ticket at ticket_at (0: not). */
 void
 harness_component(struct config *conf, struct component_conf *cc,

@@ -19,6 +19,8 @@ void		 harness_tick(void);
 void		 harness_run_for(int);
 void		 harness_account(struct config *, struct account_conf *,
 		    const char *);
+void		 harness_consent_core(struct config *, struct account_conf *,
+		    struct client *, const char *);
 void		 harness_component(struct config *, struct component_conf *,
 		    const char *, time_t);
 void		 harness_authorizer(const char *, const char *, const char *,

@@ -90,15 +90,7 @@ start(const char *dir)
 	fake_daemon_open(&conf, 1800000000, dir);
 	conf.state_dir = (char *)dir;
 	conf.send_timeout = 10;
-	conf.consent_ttl = 30 * 86400;
-	conf.consent_max = 100;
-	harness_account(&conf, &account, T_APPID);
-	account.consent_required = 1;
-	harness_client(&client, wx_base);
-	send_init();
-	if (consent_init() != 0)
-		fatalx("consent_init");
-	official_reconcile(&conf);
+	harness_consent_core(&conf, &account, &client, T_APPID);
 	c = cred_find(T_APPID);
 	if (!cred_usable(c)) {
 		if (fake_pending(STABLE) == 0)

@@ -72,15 +72,7 @@ child(void *arg, int fd)
 	conf.outbox_ttl = 86400;
 	conf.outbox_limit = 1000;
 	conf.outbox_keep = 86400;
-	conf.consent_ttl = 30 * 86400;
-	conf.consent_max = 100;
-	harness_account(&conf, &account, T_APPID);
-	account.consent_required = 1;
-	harness_client(&client, wx_base);
-	send_init();
-	if (consent_init() != 0)
-		fatalx("consent_init");
-	official_reconcile(&conf);
+	harness_consent_core(&conf, &account, &client, T_APPID);
 	cred_cancel(cred_find(T_APPID));	/* no token: nothing is sent */
 	if (outbox_init(&cause) != 0)
 		fatalx("outbox_init: %s", cause);
