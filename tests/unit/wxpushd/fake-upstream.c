@@ -25,6 +25,7 @@ struct upstream_call {
 static TAILQ_HEAD(, upstream_call) fake_calls =
     TAILQ_HEAD_INITIALIZER(fake_calls);
 static size_t	fake_n;
+static int	fake_json_changed;	/* by the last answer's callback */
 
 int
 upstream_init(struct event_base *base)
@@ -124,7 +125,11 @@ fake_call(const struct upstream_call *call)
 	return (&call->fc);
 }
 
-/* Answer call with HTTP 200 and the JSON object json; the call is gone after. */
+/*
+ * Answer call with HTTP 200 and the JSON object json; the call is gone after.
+ * The object is read-only for the callback, as upstream.c's may be shared:
+ * fake_changed() says whether it was changed all the same.
+ */
 void
 fake_answer(struct upstream_call *call, const char *json)
 {
@@ -132,15 +137,31 @@ fake_answer(struct upstream_call *call, const char *json)
 	json_error_t je;
 	upstream_cb cb = call->cb;
 	void *arg = call->arg;
+	char *before, *after;
+	size_t refs;
 
 	memset(&r, 0, sizeof r);
 	r.ok = 1;
 	r.http_status = 200;
 	if ((r.json = json_loads(json, 0, &je)) == NULL)
 		fatalx("fake_answer: bad JSON: %s", je.text);
+	before = json_dumps(r.json, JSON_SORT_KEYS | JSON_COMPACT);
+	refs = r.json->refcount;
 	fake_free(call);
 	cb(&r, arg);
+	after = json_dumps(r.json, JSON_SORT_KEYS | JSON_COMPACT);
+	fake_json_changed = before == NULL || after == NULL ||
+	    strcmp(before, after) != 0 || r.json->refcount != refs;
+	free(before);
+	free(after);
 	json_decref(r.json);
+}
+
+/* Whether the last fake_answer's callback changed the JSON object it got. */
+int
+fake_changed(void)
+{
+	return (fake_json_changed);
 }
 
 /* Answer the oldest call to path with json; -1 if there is none. */

@@ -12,6 +12,7 @@ size_t			 fake_pending(const char *);
 struct upstream_call	*fake_first(const char *);
 const struct fake_call	*fake_call(const struct upstream_call *);
 void			 fake_answer(struct upstream_call *, const char *);
+int			 fake_changed(void);
 void			 fake_fail(struct upstream_call *, long, const char *);
 int			 fake_answer_first(const char *, const char *);
 int			 fake_token(const char *);

@@ -111,6 +111,8 @@ test_call_refresh(void)
 	    "\"authorizer_access_token\":\"SECRET1\","
 	    "\"x\":{\"ticket\":\"S2\"}}");
 	ok(stat0() != NULL && stat0()->outcome[SEND_OK] == 1, "it succeeds");
+	ok(!fake_changed(), "WeChat's answer object is left as it came: "
+	    "read-only, it may be shared");
 	is_int(stat0() != NULL ? (long long)stat0()->stripped : -1, 2,
 	    "two credential fields stripped");
 	ok(harness_reply(&client, buf, sizeof buf) == 0 &&
