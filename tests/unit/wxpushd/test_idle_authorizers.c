@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include <event2/event.h>
+#include <msgpack.h>
 
 #include "wxpushd.h"
 #include "fake-upstream.h"
@@ -24,6 +25,7 @@
 #define B2		"wxidle0002"		/* used three days ago */
 #define B3		"wxidle0003"		/* idle and revoked */
 #define B4		"wxidle0004"		/* idle, then unauthorized */
+#define B5		"wxidle0005"		/* idle, with a consent */
 #define EP_COMPONENT	"/cgi-bin/component/api_component_token"
 #define EP_AUTHORIZER	"/cgi-bin/component/api_authorizer_token"
 
@@ -31,6 +33,7 @@ static struct config		conf;
 static struct component_conf	cc;
 static time_t			t0 = 1700000000;
 static char			dir[64];
+static struct client		client;
 
 static time_t
 stored_used(const char *appid, int *revoked)
@@ -42,6 +45,23 @@ stored_used(const char *appid, int *revoked)
 	if (revoked != NULL)
 		*revoked = sa.revoked;
 	return (sa.last_used);
+}
+
+/* The stats a peer of uid gets, as text. */
+static const char *
+stats_as(uid_t uid)
+{
+	static char buf[16384];
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+
+	client.peer.uid = uid;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 0);
+	harness_request(&client, method_find("stats", 5)->fn, &sb);
+	harness_reply(&client, buf, sizeof buf);
+	return (buf);
 }
 
 static void
@@ -59,7 +79,8 @@ main(void)
 	struct ingress_event ev;
 	struct cred *c;
 	uint64_t total, used;
-	int revoked = 0, n, done = 0;
+	const char *why;
+	int revoked = 0, n, done = 0, yes = 1;
 
 	log_init("test_idle_authorizers", 1, LOG_LEVEL_ERR);
 	fake_daemon(&conf, t0, dir, sizeof dir);
@@ -143,5 +164,32 @@ main(void)
 	    "applied");
 	ok(stored_used(B4, &revoked) >= 0 && revoked == 1, "an unauthorized "
 	    "event for an idle authorizer commits the revocation");
+
+	/*
+	 * stats counts an idle authorizer's consents by its component's
+	 * allow list, through the store, without loading it.
+	 */
+	harness_authorizer(COMP, B5, "RTB5", 0, t0 - 3 * 86400,
+	    t0 - 3 * 86400);
+	cc.allow.set = 1;
+	cc.allow.n = 1;
+	cc.allow.rules = xcalloc(1, sizeof *cc.allow.rules);
+	cc.allow.rules[0].kind = ACL_UID;
+	cc.allow.rules[0].id = 1234;
+	conf.consent_ttl = 30 * 86400;
+	conf.consent_max = 100;
+	if (consent_init() != 0)
+		fatalx("consent_init");
+	if (consent_record(B5, "oUSER_openid_0001", "TPL_idle", 1000,
+	    "0123456789abcdef0123456789abcdef", "", &yes, &why) != 1)
+		fatalx("consent_record: %s", why);
+	harness_client(&client, wx_base);
+	ok(strstr(stats_as(1234), "\"appid\"=>\"" B5 "\", \"template_id\"=>"
+	    "\"TPL_idle\", \"state\"=>\"granted\", \"count\"=>1") != NULL,
+	    "stats counts the consent of an idle authorizer for a peer its "
+	    "component allows");
+	ok(cred_find(B5) == NULL, "without loading it");
+	ok(strstr(stats_as(4321), B5) == NULL, "a peer the component does "
+	    "not allow does not see it");
 	return (tap_done());
 }
