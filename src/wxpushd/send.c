@@ -103,6 +103,7 @@ static void	send_upstream_cb(const struct upstream_reply *, void *);
 static void	send_cred_event(struct cred *, enum cred_event, const char *);
 static void	send_pump(struct send_lane *);
 static void	(*send_ready_hook)(struct cred *);
+static int	send_cred_busy(const struct cred *);
 
 /* A common timeout makes the many identical deadlines O(1) in libevent. */
 void
@@ -117,6 +118,7 @@ send_init(void)
 	send_timeout_tv = event_base_init_common_timeout(wx_base, &tv);
 	send_timeout_secs = wx_conf->send_timeout;
 	cred_set_listener(send_cred_event);
+	cred_set_busy(send_cred_busy);
 }
 
 /* Names for the stats method, in enum send_outcome order. */
@@ -203,6 +205,20 @@ send_lane_get(struct cred *c)
 	cred_hold(c);
 	cred_set_user(c, l);
 	return (l);
+}
+
+/*
+ * Whether c's lane holds a send, queued or upstream (cred.c asks before it
+ * unloads c). One between tries, or waiting for its key's claim, looked c
+ * up within send_timeout: cred.c's window keeps c for it.
+ */
+static int
+send_cred_busy(const struct cred *c)
+{
+	const struct send_lane *l = cred_user(c);
+
+	return (l != NULL && (l->nqueue != 0 || l->nbg != 0 ||
+	    l->inflight != 0));
 }
 
 /* Drop a removed credential's lane once nothing is in it. */

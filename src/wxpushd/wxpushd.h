@@ -485,11 +485,14 @@ typedef void (*cred_listener)(struct cred *, enum cred_event, const char *);
 int	 cred_init(void);
 void	 cred_shutdown(void);
 void	 cred_set_listener(cred_listener);
+void	 cred_set_busy(int (*)(const struct cred *));
 void	 cred_set_share(const struct cred_share *);
 struct cred	*cred_add(const char *, enum cred_kind,
 	    const struct cred_source *, void *);
 void	 cred_start(struct cred *, int);
 void	 cred_remove(struct cred *);
+int	 cred_unloadable(const struct cred *, long);
+void	 cred_unload(struct cred *);
 void	 cred_hold(struct cred *);
 void	 cred_release(struct cred *);
 struct cred	*cred_find(const char *);
@@ -823,6 +826,7 @@ void	 authorizer_set_permissions(struct authorizer_set *, const char *,
 	    const char *);
 const char	*authorizer_permissions(const struct cred *);
 const char	*authorizer_component_appid(const struct cred *);
+uint64_t	 authorizer_unloads(void);
 
 /* component.c: third-party platforms: the verify ticket, the component token. */
 struct ingress_event;
