@@ -163,13 +163,18 @@ run_for(long ms)
 	event_base_dispatch(wx_base);
 }
 
-/* Run the loop until appid is out of memory, for at most ms; 1 if it is. */
+/*
+ * Run the loop until appid is unloaded (removed, or freed already), for at
+ * most ms; 1 if it is.
+ */
 static int
 run_until_unloaded(const char *appid, long ms)
 {
+	struct cred *c;
+
 	for (; ms > 0; ms -= 250) {
 		run_for(250);
-		if (cred_find(appid) == NULL)
+		if ((c = cred_find(appid)) == NULL || cred_removed(c))
 			return (1);
 	}
 	return (0);
@@ -242,8 +247,9 @@ main(void)
 
 	/* A further window: the sweep unloads it; its row is the truth. */
 	clock_set(t0 + 2 * W + 120);
-	ok(run_until_unloaded(A1, 10000), "dozing for a further "
-	    "authorizer_idle: unloaded (cred_find finds nothing)");
+	ok(run_until_unloaded(A1, 10000) && cred_find(A1) == NULL,
+	    "dozing for a further authorizer_idle: unloaded and freed "
+	    "(cred_find finds nothing)");
 	is_int((int)authorizer_unloads(), 1, "the unload is counted");
 	is_int((int)(row(A1, rt, sizeof rt) - (t0 - 60)), 0, "its row "
 	    "stays with its last use");
@@ -293,8 +299,10 @@ main(void)
 	ok(!run_until_unloaded(A2, 1500), "a send upstream: not unloaded");
 	answer(EP_SEND, "{\"errcode\":0,\"errmsg\":\"ok\"}");
 	is_int((int)outcome(c, SEND_OK), 2, "both sends succeeded");
-	ok(run_until_unloaded(A2, 10000), "its lane empty: unloaded, the lane "
-	    "with it (nothing dangles)");
+	ok(run_until_unloaded(A2, 10000), "its lane empty: unloaded");
+	run_for(10);
+	ok(cred_find(A2) == NULL, "and freed, its lane with it (nothing "
+	    "dangles: see ASan)");
 	conf.max_inflight = 4;
 
 	/* A3: dozing, and a refresh in flight that did not wake it. */
