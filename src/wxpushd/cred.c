@@ -603,6 +603,7 @@ cred_unload(struct cred *c)
 {
 	if (c->calls_day == clock_today() && c->calls_today != 0)
 		cred_persist(c);
+	cred_tell(c, CRED_EV_UNLOADED, NULL);	/* with its source's data */
 	cred_drop(c, "the appid was unloaded");
 }
 

@@ -487,6 +487,13 @@ metrics_platform_sum(const struct cred *p, struct metrics_platform *m,
 		m->queued += (uint64_t)q.queued;
 		m->inflight += (uint64_t)q.inflight;
 	}
+	/* Those unloaded since: the counter goes on, never down. */
+	if ((sc = send_counters_retired(cred_appid(p))) != NULL) {
+		for (i = 0; i < SEND_NOUTCOMES; i++)
+			m->sends.outcome[i] += sc->outcome[i];
+		for (i = 0; i < WXAPI_NERRCODES; i++)
+			m->sends.errcode[i] += sc->errcode[i];
+	}
 }
 
 /*

@@ -450,7 +450,8 @@ enum cred_event {
 	CRED_EV_FAILED,		/* no token can come soon: fail what waits */
 	CRED_EV_REVOKED,	/* the merchant revoked the platform */
 	CRED_EV_REMOVED,	/* gone from the configuration */
-	CRED_EV_STOPPING	/* wxpushd is stopping */
+	CRED_EV_STOPPING,	/* wxpushd is stopping */
+	CRED_EV_UNLOADED	/* out of memory (nothing waits), then removed */
 };
 struct cred;
 /* What a refresh did: a call is in flight, or none was made. */
@@ -646,6 +647,7 @@ const char	*send_bucket_name(int);
 const struct send_counters	*send_counters_all(void);
 const struct send_counters	*send_counters_nocred(void);
 const struct send_counters	*send_counters_of(const struct cred *);
+const struct send_counters	*send_counters_retired(const char *);
 const struct send_histogram	*send_duration(void);
 struct send_queue_state	 send_queue_of(const struct cred *);
 

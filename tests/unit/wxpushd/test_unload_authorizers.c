@@ -303,6 +303,9 @@ main(void)
 	run_for(10);
 	ok(cred_find(A2) == NULL, "and freed, its lane with it (nothing "
 	    "dangles: see ASan)");
+	ok(send_counters_retired(COMP) != NULL &&
+	    send_counters_retired(COMP)->outcome[SEND_OK] == 2, "its sends "
+	    "stay counted in its platform's sums");
 	conf.max_inflight = 4;
 
 	/* A3: dozing, and a refresh in flight that did not wake it. */
