@@ -4,7 +4,9 @@
  * sweep (its row stays, with its refresh token and last use); its next send
  * loads it again like a never-loaded one (one api_authorizer_token call).
  * One with a send queued or upstream, or a refresh in flight, stays; a
- * lane's credential never dangles (run it under ASan or valgrind).
+ * lane's credential never dangles (run it under ASan or valgrind); its sends
+ * stay counted in its platform's sums; a jsapi_ticket's refresh loads its
+ * unloaded authorizer again.
  */
 #include "config.h"
 
@@ -29,6 +31,7 @@
 #define EP_COMPONENT	"/cgi-bin/component/api_component_token"
 #define EP_AUTHORIZER	"/cgi-bin/component/api_authorizer_token"
 #define EP_SEND		"/cgi-bin/message/template/subscribe"
+#define EP_TICKET	"/cgi-bin/ticket/getticket"
 
 static struct config		conf;
 static struct component_conf	cc;
@@ -140,6 +143,34 @@ do_send(const char *appid)
 	TAILQ_INSERT_TAIL(&client.requests, req, entry);
 	client.nrequests++;
 	send_method(req, &up.data);
+	msgpack_unpacked_destroy(&up);
+	msgpack_sbuffer_destroy(&sb);
+}
+
+/* jssdk_sign as appid, as a root client would. */
+static void
+do_sign(const char *appid)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	msgpack_unpacked up;
+	struct request *req;
+
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 2);
+	rpc_pack_kv_str(&pk, "appid", appid);
+	rpc_pack_kv_str(&pk, "url", "https://example.com/page");
+	msgpack_unpacked_init(&up);
+	if (msgpack_unpack_next(&up, sb.data, sb.size, NULL) !=
+	    MSGPACK_UNPACK_SUCCESS)
+		fatalx("do_sign: unpack");
+	req = xcalloc(1, sizeof *req);
+	req->client = &client;
+	req->msgid = 2;
+	TAILQ_INSERT_TAIL(&client.requests, req, entry);
+	client.nrequests++;
+	jsapi_method_sign(req, &up.data);
 	msgpack_unpacked_destroy(&up);
 	msgpack_sbuffer_destroy(&sb);
 }
@@ -318,8 +349,36 @@ main(void)
 	give_token(A3, 86400);
 	ok(cred_find(A3) == c, "A3 is still the same credential");
 
-	is_int((int)authorizer_unloads(), 2, "two unloads in all");
+	/*
+	 * A3 signs for the JS-SDK, then is unloaded: its jsapi_ticket's next
+	 * refresh loads it again (the ticket names it by appid).
+	 */
+	do_sign(A3);
+	for (n = 0; n < 20 && fake_pending(EP_TICKET) == 0; n++)
+		run_for(50);
+	is_int(fake_pending(EP_TICKET), 1, "A3's jsapi_ticket is fetched");
+	answer(EP_TICKET, "{\"errcode\":0,\"ticket\":\"TICKETA3\","
+	    "\"expires_in\":7200}");
+	t = clock_now() + 2 * W + 120;
+	clock_set(t);
+	doze(A3);
+	ok(run_until_unloaded(A3, 10000), "A3 unused for two windows: "
+	    "unloaded, its jsapi_ticket kept");
+	run_for(10);
+	c = cred_find(A3 JSAPI_KEY_SUFFIX);
+	ok(c != NULL && cred_find(A3) == NULL, "the ticket stays, A3 is gone");
+	if (c != NULL)
+		cred_refresh(c, 0);	/* its timer, after the clock moved */
+	ok(cred_find(A3) != NULL, "the ticket's refresh loads A3 again");
+	is_int(fake_pending(EP_TICKET), 1, "and asks for a ticket with A3's "
+	    "stored token");
+	answer(EP_TICKET, "{\"errcode\":0,\"ticket\":\"TICKETA3B\","
+	    "\"expires_in\":7200}");
+	ok(c != NULL && cred_usable(c), "the ticket is refreshed");
+
+	is_int((int)authorizer_unloads(), 3, "three unloads in all");
 	is_int(fake_pending(NULL), 0, "nothing pending");
+	jsapi_shutdown();
 	component_shutdown();
 	cred_shutdown();
 	store_close();
