@@ -20,6 +20,7 @@
 #include <msgpack.h>
 
 #include "wxpushd.h"
+#include "fake-redis.h"
 #include "fake-upstream.h"
 #include "tap.h"
 
@@ -286,6 +287,13 @@ main(void)
 	    "stays with its last use");
 	is_str(rt, "RT" A1, "and its refresh token");
 
+	/* Another host's refresh token, through Redis: to the row only. */
+	fake_redis_handlers->authorizer(A1, COMP, "RTNEW" A1, 0, clock_now());
+	ok(cred_find(A1) == NULL, "a refresh token from Redis for an unloaded "
+	    "authorizer does not load it");
+	row(A1, rt, sizeof rt);
+	is_str(rt, "RTNEW" A1, "it is committed to its row");
+
 	/* Its next send loads it again: one token call, then the send. */
 	do_send(A1);
 	c = cred_find(A1);
@@ -294,7 +302,7 @@ main(void)
 	is_int(fake_pending(EP_AUTHORIZER), 1, "one api_authorizer_token "
 	    "call");
 	is_str(pending_field(EP_AUTHORIZER, "authorizer_refresh_token"),
-	    "RT" A1, "with the stored refresh token");
+	    "RTNEW" A1, "with the stored refresh token (Redis's)");
 	is_int(fake_pending(EP_SEND), 0, "the send waits for it");
 	give_token(A1, 3000);
 	is_int(fake_pending(EP_AUTHORIZER), 0, "no second token call");
