@@ -34,6 +34,8 @@
 #define AUTHORIZER_SYNC_PAGE	200	/* rows shared with Redis at a time */
 #define AUTHORIZER_SYNC_INFLIGHT 1000	/* Redis commands unanswered, at most */
 #define AUTHORIZER_SYNC_PACE_MS	5	/* between pages: the loop serves too */
+#define AUTHORIZER_UNLOAD_TURN	500	/* authorizers looked at per sweep turn */
+#define AUTHORIZER_UNLOAD_PACE_MS 1000	/* between turns: 1.8 M an hour */
 
 /* How a revocation is kept: committed and shared, or known already. */
 #define AUTHORIZER_REVOKE_COMMIT	0	/* ours: store it, share it */
@@ -62,6 +64,7 @@ struct authorizer_set {
 	uint64_t		 sync_rows;	/* shared so far */
 	int			 sync_seen;	/* rows in the page being shared */
 	unsigned int		 touched;	/* authorizers with a use to write */
+	struct event		*unload;	/* the sweep of dozing ones */
 };
 
 /* An authorizer: what its credential's source keeps. */
@@ -99,6 +102,8 @@ static void		authorizer_list_page(struct authorizer_set *);
 static void		authorizer_list_join(struct authorizer *);
 static struct authorizer *authorizer_get(struct authorizer_set *,
 			    const char *);
+
+static uint64_t		authorizer_unloaded;	/* since the start */
 
 static const struct cred_source authorizer_source = {
 	.name = "authorizer",
@@ -196,12 +201,17 @@ authorizer_new(struct authorizer_set *set, const char *appid, const char *rt)
 	return (a);
 }
 
+/* How an authorizer is forgotten (authorizer_free). */
+#define AUTHORIZER_FREE_REMOVE	0	/* its component went */
+#define AUTHORIZER_FREE_STOP	1	/* a stop: cred.c saves the credential */
+#define AUTHORIZER_FREE_UNLOAD	2	/* idle: its row is the truth */
+
 /*
  * Forget an authorizer: its credential goes once its sends are done, or, at a
  * stop, stays for cred.c to save.
  */
 static void
-authorizer_free(struct authorizer *a, int stopping)
+authorizer_free(struct authorizer *a, int how)
 {
 	TAILQ_REMOVE(&a->set->list, a, entry);
 	a->set->n--;
@@ -210,8 +220,10 @@ authorizer_free(struct authorizer *a, int stopping)
 	event_free(a->stagger);
 	event_free(a->rtwait_timer);
 	free(a->permissions);
-	if (stopping)
+	if (how == AUTHORIZER_FREE_STOP)
 		cred_set_data(a->cred, NULL);
+	else if (how == AUTHORIZER_FREE_UNLOAD)
+		cred_unload(a->cred);
 	else
 		cred_remove(a->cred);
 	freezero_str(a->refresh_token);
@@ -277,6 +289,78 @@ authorizer_touch(struct authorizer *a)
 	a->touched = 1;
 	if (a->set->touched++ == 0)
 		evtimer_add(a->set->flush, &tv);
+}
+
+/*
+ * Whether a dozing a can leave memory: its last use is on disk, no 61023
+ * recovery or deferred start is under way (a needing re-authorization stays:
+ * a reload would walk the list again), and its credential can go
+ * (cred_unloadable: no refresh, no send, unused and unnamed for secs). Its
+ * refresh token is always committed before it is taken.
+ */
+static int
+authorizer_unloadable(const struct authorizer *a, long secs)
+{
+	if (a->touched || cred_used_at(a->cred) > a->used_saved ||
+	    a->waiting || a->staggered || a->listed || a->late || a->rtwait ||
+	    a->rtnew || a->wanted || a->reauth ||
+	    evtimer_pending(a->stagger, NULL) ||
+	    evtimer_pending(a->rtwait_timer, NULL))
+		return (0);
+	return (cred_unloadable(a->cred, secs));
+}
+
+/*
+ * A turn of the sweep: the next AUTHORIZER_UNLOAD_TURN authorizers of the
+ * set (round-robin: each goes to the tail), and those dozing for a further
+ * authorizer_idle (unused for twice it, and for twice send_timeout at
+ * least) leave memory. A dozing one whose last use is not on disk yet is
+ * written with the next flush and goes at a later turn.
+ */
+static void
+authorizer_unload_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct authorizer_set *set = arg;
+	struct authorizer *a;
+	unsigned int i, n, gone = 0;
+	long secs = 2L * wx_conf->authorizer_idle;
+	int batch = -1;
+
+	(void)fd;
+	(void)what;
+	if (wx_conf->authorizer_idle <= 0)
+		return;
+	if (secs < 2L * wx_conf->send_timeout)
+		secs = 2L * wx_conf->send_timeout;
+	n = set->n < AUTHORIZER_UNLOAD_TURN ? set->n : AUTHORIZER_UNLOAD_TURN;
+	for (i = 0; i < n && (a = TAILQ_FIRST(&set->list)) != NULL; i++) {
+		TAILQ_REMOVE(&set->list, a, entry);
+		TAILQ_INSERT_TAIL(&set->list, a, entry);
+		if (!cred_dozing(a->cred))
+			continue;
+		if (cred_used_at(a->cred) > a->used_saved) {
+			authorizer_touch(a);
+			continue;
+		}
+		if (!authorizer_unloadable(a, secs))
+			continue;
+		if (batch == -1)
+			batch = store_batch_begin() == 0;
+		log_debug("%s: unused for %lld s: unloaded", cred_appid(a->cred),
+		    (long long)(clock_now() - cred_used_at(a->cred)));
+		authorizer_free(a, AUTHORIZER_FREE_UNLOAD);
+		gone++;
+	}
+	if (batch == 1)
+		store_batch_end(1);
+	authorizer_unloaded += gone;
+}
+
+/* Dozing authorizers unloaded since the start (metrics). */
+uint64_t
+authorizer_unloads(void)
+{
+	return (authorizer_unloaded);
 }
 
 /* Replace a's refresh token (committed already). */
@@ -1260,6 +1344,8 @@ struct authorizer_set *
 authorizer_set_new(struct cred *parent, struct component_conf *conf)
 {
 	struct authorizer_set *set;
+	struct timeval pace = { AUTHORIZER_UNLOAD_PACE_MS / 1000,
+	    (AUTHORIZER_UNLOAD_PACE_MS % 1000) * 1000 };
 
 	set = xcalloc(1, sizeof *set);
 	snprintf(set->appid, sizeof set->appid, "%s", cred_appid(parent));
@@ -1269,6 +1355,9 @@ authorizer_set_new(struct cred *parent, struct component_conf *conf)
 	set->flush = evtimer_new(wx_base, authorizer_flush_cb, set);
 	set->list_timer = evtimer_new(wx_base, authorizer_list_timer_cb, set);
 	set->sync = evtimer_new(wx_base, authorizer_sync_cb, set);
+	set->unload = event_new(wx_base, -1, EV_PERSIST, authorizer_unload_cb,
+	    set);
+	evtimer_add(set->unload, &pace);
 	return (set);
 }
 
@@ -1293,6 +1382,7 @@ authorizer_set_free(struct authorizer_set *set, int stopping)
 		upstream_cancel(set->list_call);
 	event_free(set->list_timer);
 	event_free(set->sync);
+	event_free(set->unload);
 	if (stopping) {
 		/* Every use since the last refresh, for the next start. */
 		TAILQ_FOREACH(a, &set->list, entry) {
@@ -1305,7 +1395,8 @@ authorizer_set_free(struct authorizer_set *set, int stopping)
 		authorizer_flush(set);
 	}
 	while ((a = TAILQ_FIRST(&set->list)) != NULL)
-		authorizer_free(a, stopping);
+		authorizer_free(a, stopping ? AUTHORIZER_FREE_STOP :
+		    AUTHORIZER_FREE_REMOVE);
 	event_free(set->flush);
 	free(set);
 }

@@ -71,6 +71,7 @@ struct cred {
 	int			 calls_day, calls_today;
 	uint64_t		 refreshes;
 	time_t			 used_at;	/* the last send or token asked for */
+	time_t			 named_at;	/* the last cred_lookup that found it */
 	int			 dozing;	/* idle: not refreshed until used */
 
 	struct cred		*hnext;		/* hash chain */
@@ -80,18 +81,30 @@ static TAILQ_HEAD(, cred)	 cred_all = TAILQ_HEAD_INITIALIZER(cred_all);
 static struct cred		**cred_table;
 static size_t			 cred_tsize, cred_n;
 static cred_listener		 cred_listen;
+static int			(*cred_listen_busy)(const struct cred *);
 static const struct cred_share	*cred_sharing;
 static struct cred		*(*cred_loader)(const char *);
 
 static void	cred_refresh_cb(evutil_socket_t, short, void *);
 static void	cred_reap_cb(evutil_socket_t, short, void *);
 static int	cred_force_allowed(struct cred *);
+static void	cred_persist(struct cred *);
 
 /* The layer above: told of new tokens, failures, revocations, removals. */
 void
 cred_set_listener(cred_listener fn)
 {
 	cred_listen = fn;
+}
+
+/*
+ * Whether the layer above holds c for a send (send.c: one queued or
+ * upstream); asked before c is unloaded.
+ */
+void
+cred_set_busy(int (*fn)(const struct cred *))
+{
+	cred_listen_busy = fn;
 }
 
 /* The share backend (redis.c registers itself); NULL for none. */
@@ -421,6 +434,9 @@ cred_lookup(const char *appid)
 	if ((c == NULL || c->removed) && cred_loader != NULL &&
 	    (l = cred_loader(appid)) != NULL)
 		c = l;
+	/* Whoever named it may hold it a while: not unloaded meanwhile. */
+	if (c != NULL)
+		c->named_at = clock_now();
 	return (c);
 }
 
@@ -455,7 +471,7 @@ cred_add(const char *appid, enum cred_kind kind, const struct cred_source *src,
 	c->backoff = CRED_BACKOFF_MIN;
 	c->breaker_backoff = CRED_BREAKER_MIN;
 	c->calls_day = clock_today();
-	c->used_at = clock_now();
+	c->used_at = c->named_at = clock_now();
 	c->refresh = evtimer_new(wx_base, cred_refresh_cb, c);
 	c->reap = evtimer_new(wx_base, cred_reap_cb, c);
 	b = cred_hash(appid) & (cred_tsize - 1);
@@ -535,11 +551,11 @@ cred_reap_cb(evutil_socket_t fd, short events, void *arg)
 }
 
 /*
- * c left the configuration: no more refreshes, its waiting sends are told,
- * and it is freed once nobody holds it (deferred, so no caller's c dangles).
+ * c goes (why): no more refreshes, its waiting sends are told, and it is
+ * freed once nobody holds it (deferred, so no caller's c dangles).
  */
-void
-cred_remove(struct cred *c)
+static void
+cred_drop(struct cred *c, const char *why)
 {
 	c->removed = 1;
 	if (c->call != NULL) {
@@ -548,10 +564,47 @@ cred_remove(struct cred *c)
 	}
 	evtimer_del(c->refresh);
 	c->data = NULL;
-	cred_tell(c, CRED_EV_REMOVED, "the appid was removed from the "
-	    "configuration");
+	cred_tell(c, CRED_EV_REMOVED, why);
 	if (c->refs == 0)
 		event_active(c->reap, EV_TIMEOUT, 1);
+}
+
+/* c left the configuration. */
+void
+cred_remove(struct cred *c)
+{
+	cred_drop(c, "the appid was removed from the configuration");
+}
+
+/*
+ * Whether c can leave memory: it dozes, nothing is on its way for it (a
+ * refresh, another host's token), no send holds it, and nobody used or named
+ * it (cred_lookup) for more than secs seconds.
+ */
+int
+cred_unloadable(const struct cred *c, long secs)
+{
+	time_t now = clock_now();
+
+	if (!c->dozing || c->removed || c->revoked || c->call != NULL ||
+	    cred_awaiting(c) || evtimer_pending(c->refresh, NULL) ||
+	    now - c->used_at <= secs || now - c->named_at <= secs)
+		return (0);
+	return (cred_listen_busy == NULL || !cred_listen_busy(c));
+}
+
+/*
+ * Take c out of memory (its source checked cred_unloadable): the store
+ * holds it, and cred_lookup loads it again. Today's token calls are saved
+ * first if any were counted (cred_persist: inside the caller's batch).
+ */
+void
+cred_unload(struct cred *c)
+{
+	if (c->calls_day == clock_today() && c->calls_today != 0)
+		cred_persist(c);
+	cred_tell(c, CRED_EV_UNLOADED, NULL);	/* with its source's data */
+	cred_drop(c, "the appid was unloaded");
 }
 
 /* Arm the refresh to fire in secs seconds (at least now). */

@@ -56,16 +56,26 @@ static const struct cred_source jsapi_source = {
 	.ready = jsapi_ready,
 };
 
-/* The access token credential behind ticket data j, or NULL if gone. */
+/*
+ * The access token credential behind ticket data j, or NULL if gone; load
+ * (a refresh): an idle authorizer unloaded meanwhile comes back from the
+ * store.
+ */
 static struct cred *
-jsapi_parent(const struct jsapi *j)
+jsapi_parent_get(const struct jsapi *j, int load)
 {
-	struct cred *p = cred_find(j->appid);
+	struct cred *p = load ? cred_lookup(j->appid) : cred_find(j->appid);
 
 	if (p == NULL || cred_removed(p) || (cred_kind(p) != CRED_OFFICIAL &&
 	    cred_kind(p) != CRED_AUTHORIZER))
 		return (NULL);
 	return (p);
+}
+
+static struct cred *
+jsapi_parent(const struct jsapi *j)
+{
+	return (jsapi_parent_get(j, 0));
 }
 
 /* The appid whose ticket credential c is, or NULL if c is not one. */
@@ -277,7 +287,7 @@ jsapi_fetch(struct cred *c, void *data, int force, struct upstream_call **call)
 	struct cred *p;
 
 	(void)force;
-	if (j == NULL || (p = jsapi_parent(j)) == NULL) {
+	if (j == NULL || (p = jsapi_parent_get(j, 1)) == NULL) {
 		cred_fetch_failed(c, 0, "the appid is not configured", 1);
 		return (CRED_FETCH_NONE);
 	}

@@ -155,6 +155,28 @@ metrics_write_process(struct evbuffer *b)
 	    upstream_inflight());
 }
 
+/*
+ * Authorizers in memory (every platform's), and the dozing ones unloaded
+ * since the start (docs/scaling.md, "Memory").
+ */
+static void
+metrics_write_loaded(struct evbuffer *b)
+{
+	const struct cred *c;
+	uint64_t n = 0;
+
+	for (c = cred_first(); c != NULL; c = cred_next(c))
+		n += !cred_removed(c) && authorizer_component_appid(c) != NULL;
+	metrics_family(b, "wxpushd_authorizers_loaded", "gauge",
+	    "Authorizers of third-party platforms in memory now.");
+	evbuffer_add_printf(b, "wxpushd_authorizers_loaded %llu\n",
+	    (unsigned long long)n);
+	metrics_family(b, "wxpushd_authorizers_unloaded_total", "counter",
+	    "Dozing authorizers taken out of memory (their rows stay).");
+	evbuffer_add_printf(b, "wxpushd_authorizers_unloaded_total %llu\n",
+	    (unsigned long long)authorizer_unloads());
+}
+
 /* Sends by appid and outcome, and the latency histogram. */
 static void
 metrics_write_sends(struct evbuffer *b)
@@ -465,6 +487,13 @@ metrics_platform_sum(const struct cred *p, struct metrics_platform *m,
 		m->queued += (uint64_t)q.queued;
 		m->inflight += (uint64_t)q.inflight;
 	}
+	/* Those unloaded since: the counter goes on, never down. */
+	if ((sc = send_counters_retired(cred_appid(p))) != NULL) {
+		for (i = 0; i < SEND_NOUTCOMES; i++)
+			m->sends.outcome[i] += sc->outcome[i];
+		for (i = 0; i < WXAPI_NERRCODES; i++)
+			m->sends.errcode[i] += sc->errcode[i];
+	}
 }
 
 /*
@@ -566,6 +595,7 @@ static void
 metrics_write(struct evbuffer *b)
 {
 	metrics_write_process(b);
+	metrics_write_loaded(b);
 	metrics_write_sends(b);
 	metrics_write_states(b);
 	metrics_write_consents(b);

@@ -90,6 +90,14 @@ static const char *send_bucket_names[SEND_NBUCKETS] = {
 
 static struct send_counters	 send_all_counters;	/* every answered send */
 static struct send_counters	 send_nocred_counters;	/* before an appid */
+/* Unloaded authorizers' counters, per platform (send_retire). */
+struct send_retired {
+	char			 component[WX_APPID_MAX + 1];
+	struct send_counters	 counters;
+	TAILQ_ENTRY(send_retired) entry;
+};
+static TAILQ_HEAD(, send_retired) send_retired =
+    TAILQ_HEAD_INITIALIZER(send_retired);
 static struct send_histogram	 send_hist;
 static const struct timeval	*send_timeout_tv;
 static int			 send_timeout_secs;
@@ -103,6 +111,7 @@ static void	send_upstream_cb(const struct upstream_reply *, void *);
 static void	send_cred_event(struct cred *, enum cred_event, const char *);
 static void	send_pump(struct send_lane *);
 static void	(*send_ready_hook)(struct cred *);
+static int	send_cred_busy(const struct cred *);
 
 /* A common timeout makes the many identical deadlines O(1) in libevent. */
 void
@@ -117,6 +126,7 @@ send_init(void)
 	send_timeout_tv = event_base_init_common_timeout(wx_base, &tv);
 	send_timeout_secs = wx_conf->send_timeout;
 	cred_set_listener(send_cred_event);
+	cred_set_busy(send_cred_busy);
 }
 
 /* Names for the stats method, in enum send_outcome order. */
@@ -203,6 +213,20 @@ send_lane_get(struct cred *c)
 	cred_hold(c);
 	cred_set_user(c, l);
 	return (l);
+}
+
+/*
+ * Whether c's lane holds a send, queued or upstream (cred.c asks before it
+ * unloads c). One between tries, or waiting for its key's claim, looked c
+ * up within send_timeout: cred.c's window keeps c for it.
+ */
+static int
+send_cred_busy(const struct cred *c)
+{
+	const struct send_lane *l = cred_user(c);
+
+	return (l != NULL && (l->nqueue != 0 || l->nbg != 0 ||
+	    l->inflight != 0));
 }
 
 /* Drop a removed credential's lane once nothing is in it. */
@@ -598,6 +622,48 @@ send_fail_revoked_why(struct send *s, const char *why)
 	send_fail_revoked(s);
 }
 
+/*
+ * An unloaded authorizer's counters, kept in its platform's (one entry per
+ * platform, never per authorizer): a platform's sums count on although the
+ * lane goes.
+ */
+static void
+send_retire(struct cred *c, struct send_lane *l)
+{
+	struct send_retired *r;
+	const char *owner = authorizer_component_appid(c);
+	int i;
+
+	if (owner == NULL)
+		return;
+	TAILQ_FOREACH(r, &send_retired, entry) {
+		if (strcmp(r->component, owner) == 0)
+			break;
+	}
+	if (r == NULL) {
+		r = xcalloc(1, sizeof *r);
+		snprintf(r->component, sizeof r->component, "%s", owner);
+		TAILQ_INSERT_TAIL(&send_retired, r, entry);
+	}
+	for (i = 0; i < SEND_NOUTCOMES; i++)
+		r->counters.outcome[i] += l->counters.outcome[i];
+	for (i = 0; i < WXAPI_NERRCODES; i++)
+		r->counters.errcode[i] += l->counters.errcode[i];
+}
+
+/* The counters of platform component's unloaded authorizers, or NULL. */
+const struct send_counters *
+send_counters_retired(const char *component)
+{
+	const struct send_retired *r;
+
+	TAILQ_FOREACH(r, &send_retired, entry) {
+		if (strcmp(r->component, component) == 0)
+			return (&r->counters);
+	}
+	return (NULL);
+}
+
 /* What a credential tells its lane: start, fail or drop what waits. */
 static void
 send_cred_event(struct cred *c, enum cred_event ev, const char *why)
@@ -621,6 +687,9 @@ send_cred_event(struct cred *c, enum cred_event ev, const char *why)
 	case CRED_EV_REMOVED:
 		send_lane_fail(l, send_fail_queued, why);
 		send_lane_check(l);
+		break;
+	case CRED_EV_UNLOADED:
+		send_retire(c, l);	/* its lane goes with CRED_EV_REMOVED */
 		break;
 	case CRED_EV_STOPPING:
 		/* c is freed next: send_abort answered what was upstream. */

@@ -278,8 +278,8 @@ upstream_timer_cb(__attribute__((unused)) evutil_socket_t fd,
 	upstream_in_timer = 1;
 	curl_multi_socket_action(upstream_multi, CURL_SOCKET_TIMEOUT, 0,
 	    &running);
-	upstream_in_timer = 0;
 	upstream_check_multi();
+	upstream_in_timer = 0;
 }
 
 /* The struct of connection socket s, or NULL. */
@@ -411,7 +411,8 @@ upstream_closesocket_cb(__attribute__((unused)) void *clientp,
  * CURLMOPT_TIMERFUNCTION: arm or disarm the one timer. "Now" (a transfer
  * just added, usually) runs later in this same loop iteration instead of
  * on a 0 ms timer, which would cost an epoll_wait of its own; "now" asked
- * from inside the timer's run waits for the next iteration, so libcurl
+ * from inside the timer's run (libcurl's, or a callback's new transfer)
+ * waits for the next iteration, so a chain of transfers that fail at once
  * cannot keep the loop from polling.
  */
 static int

@@ -450,7 +450,8 @@ enum cred_event {
 	CRED_EV_FAILED,		/* no token can come soon: fail what waits */
 	CRED_EV_REVOKED,	/* the merchant revoked the platform */
 	CRED_EV_REMOVED,	/* gone from the configuration */
-	CRED_EV_STOPPING	/* wxpushd is stopping */
+	CRED_EV_STOPPING,	/* wxpushd is stopping */
+	CRED_EV_UNLOADED	/* out of memory (nothing waits), then removed */
 };
 struct cred;
 /* What a refresh did: a call is in flight, or none was made. */
@@ -485,11 +486,14 @@ typedef void (*cred_listener)(struct cred *, enum cred_event, const char *);
 int	 cred_init(void);
 void	 cred_shutdown(void);
 void	 cred_set_listener(cred_listener);
+void	 cred_set_busy(int (*)(const struct cred *));
 void	 cred_set_share(const struct cred_share *);
 struct cred	*cred_add(const char *, enum cred_kind,
 	    const struct cred_source *, void *);
 void	 cred_start(struct cred *, int);
 void	 cred_remove(struct cred *);
+int	 cred_unloadable(const struct cred *, long);
+void	 cred_unload(struct cred *);
 void	 cred_hold(struct cred *);
 void	 cred_release(struct cred *);
 struct cred	*cred_find(const char *);
@@ -643,6 +647,7 @@ const char	*send_bucket_name(int);
 const struct send_counters	*send_counters_all(void);
 const struct send_counters	*send_counters_nocred(void);
 const struct send_counters	*send_counters_of(const struct cred *);
+const struct send_counters	*send_counters_retired(const char *);
 const struct send_histogram	*send_duration(void);
 struct send_queue_state	 send_queue_of(const struct cred *);
 
@@ -823,6 +828,7 @@ void	 authorizer_set_permissions(struct authorizer_set *, const char *,
 	    const char *);
 const char	*authorizer_permissions(const struct cred *);
 const char	*authorizer_component_appid(const struct cred *);
+uint64_t	 authorizer_unloads(void);
 
 /* component.c: third-party platforms: the verify ticket, the component token. */
 struct ingress_event;
