@@ -413,6 +413,15 @@ struct method_consents {
 	size_t			 nidle, idle_cap;
 };
 
+/* appid's credential in memory, or NULL (one unloaded or removed is not). */
+static struct cred *
+method_stats_loaded(const char *appid)
+{
+	struct cred *c = cred_find(appid);
+
+	return (c != NULL && !cred_removed(c) ? c : NULL);
+}
+
 /* Collect the appids of consent groups that have no credential in memory. */
 static void
 method_stats_idle(const char *appid, const char *template_id,
@@ -423,7 +432,7 @@ method_stats_idle(const char *appid, const char *template_id,
 	(void)template_id;
 	(void)st;
 	(void)n;
-	if (cred_find(appid) != NULL || (m->nidle > 0 &&
+	if (method_stats_loaded(appid) != NULL || (m->nidle > 0 &&
 	    strcmp(m->idle[m->nidle - 1], appid) == 0))
 		return;
 	if (m->nidle == m->idle_cap) {
@@ -459,7 +468,7 @@ method_stats_idle_row(const char *appid, const char *component, void *arg)
 static int
 method_stats_allows(const struct method_consents *m, const char *appid)
 {
-	struct cred	*c = cred_find(appid);
+	struct cred	*c = method_stats_loaded(appid);
 	char		**p;
 
 	if (c != NULL)

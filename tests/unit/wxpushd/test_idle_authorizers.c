@@ -193,5 +193,12 @@ main(void)
 	ok(cred_find(B5) == NULL, "without loading it");
 	ok(strstr(stats_as(4321), B5) == NULL, "a peer the component does "
 	    "not allow does not see it");
+	c = cred_lookup(B5);
+	if (c != NULL)
+		cred_unload(c);
+	ok(c != NULL && cred_find(B5) == c && cred_removed(c) &&
+	    strstr(stats_as(1234), "\"appid\"=>\"" B5 "\"") != NULL,
+	    "unloaded, and not yet freed, it is counted through the store "
+	    "again");
 	return (tap_done());
 }
