@@ -126,34 +126,53 @@ call_free(void *arg)
 	free(k);
 }
 
-/* Drop every credential field from j, at any depth; how many went. */
+/*
+ * How many credential fields j holds, at any depth: call_pack leaves them
+ * out. j is only read: the answer may be upstream.c's shared object.
+ */
 static uint64_t
-call_strip(json_t *j, int depth)
+call_secrets(const json_t *j, int depth)
 {
 	const char *key;
 	json_t *v;
-	void *tmp;
 	uint64_t n = 0;
 	size_t i;
 
 	if (depth > CALL_DEPTH_MAX)
 		return (0);	/* refused later as too deep */
 	if (json_is_object(j)) {
-		json_object_foreach_safe(j, tmp, key, v) {
-			if (wxapi_secret_field(key, strlen(key))) {
-				json_object_del(j, key);
+		json_object_foreach((json_t *)j, key, v) {
+			if (wxapi_secret_field(key, strlen(key)))
 				n++;
-			} else
-				n += call_strip(v, depth + 1);
+			else
+				n += call_secrets(v, depth + 1);
 		}
 	} else if (json_is_array(j)) {
 		json_array_foreach(j, i, v)
-			n += call_strip(v, depth + 1);
+			n += call_secrets(v, depth + 1);
 	}
 	return (n);
 }
 
-/* Pack j into pk, at most CALL_DEPTH_MAX deep; 0 or -1. */
+/* The fields of object j that are not credentials: its packed map's size. */
+static size_t
+call_kept(const json_t *j)
+{
+	const char *key;
+	json_t *v;
+	size_t n = 0;
+
+	json_object_foreach((json_t *)j, key, v) {
+		if (!wxapi_secret_field(key, strlen(key)))
+			n++;
+	}
+	return (n);
+}
+
+/*
+ * Pack j into pk without its credential fields, at most CALL_DEPTH_MAX
+ * deep; 0 or -1.
+ */
 static int
 call_pack(msgpack_packer *pk, const json_t *j, int depth)
 {
@@ -165,8 +184,10 @@ call_pack(msgpack_packer *pk, const json_t *j, int depth)
 		return (-1);
 	switch (json_typeof(j)) {
 	case JSON_OBJECT:
-		msgpack_pack_map(pk, json_object_size(j));
+		msgpack_pack_map(pk, call_kept(j));
 		json_object_foreach((json_t *)j, key, v) {
+			if (wxapi_secret_field(key, strlen(key)))
+				continue;
 			msgpack_pack_str_with_body(pk, key, strlen(key));
 			if (call_pack(pk, v, depth + 1) != 0)
 				return (-1);
@@ -203,8 +224,9 @@ call_pack(msgpack_packer *pk, const json_t *j, int depth)
 }
 
 /*
- * WeChat accepted the call: strip the credentials from its answer, bound
- * its size and depth, and reply with it as the result map.
+ * WeChat accepted the call: bound its answer's size and depth, and reply
+ * with it as the result map, its credential fields left out. r->json is
+ * read, never changed.
  */
 static void
 call_answer(void *arg, struct request *req, const struct upstream_reply *r)
@@ -216,7 +238,7 @@ call_answer(void *arg, struct request *req, const struct upstream_reply *r)
 	json_t *v;
 	uint64_t stripped;
 
-	stripped = call_strip(r->json, 0);
+	stripped = call_secrets(r->json, 0);
 	if (stripped != 0) {
 		log_warnx("call %s: %llu credential field%s stripped from "
 		    "WeChat's answer", k->path, (unsigned long long)stripped,
@@ -239,8 +261,10 @@ call_answer(void *arg, struct request *req, const struct upstream_reply *r)
 		return;
 	}
 	msgpack_sbuffer_destroy(&sb);
-	pk = rpc_reply_begin(req, json_object_size(r->json));
+	pk = rpc_reply_begin(req, call_kept(r->json));
 	json_object_foreach(r->json, key, v) {
+		if (wxapi_secret_field(key, strlen(key)))
+			continue;
 		msgpack_pack_str_with_body(pk, key, strlen(key));
 		call_pack(pk, v, 2);
 	}

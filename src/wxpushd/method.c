@@ -399,12 +399,84 @@ method_stats_cred(msgpack_packer *pk, const struct cred *c)
 	}
 }
 
-/* What method_stats_consents counts and packs. */
+/*
+ * What method_stats_consents counts and packs. Appids with consents and no
+ * credential in memory (idle authorizers) are looked up in the store once
+ * per call, never loaded: idle[] in appid order, as consent_groups goes.
+ */
 struct method_consents {
 	const struct peer	*peer;
 	msgpack_packer		*pk;	/* NULL: count only */
 	uint32_t		 n;
+	char			**idle;		/* appids not in memory */
+	int			*idle_ok;	/* the peer may use idle[i] */
+	size_t			 nidle, idle_cap;
 };
+
+/* appid's credential in memory, or NULL (one unloaded or removed is not). */
+static struct cred *
+method_stats_loaded(const char *appid)
+{
+	struct cred *c = cred_find(appid);
+
+	return (c != NULL && !cred_removed(c) ? c : NULL);
+}
+
+/* Collect the appids of consent groups that have no credential in memory. */
+static void
+method_stats_idle(const char *appid, const char *template_id,
+    enum consent_state st, uint64_t n, void *arg)
+{
+	struct method_consents	*m = arg;
+
+	(void)template_id;
+	(void)st;
+	(void)n;
+	if (method_stats_loaded(appid) != NULL || (m->nidle > 0 &&
+	    strcmp(m->idle[m->nidle - 1], appid) == 0))
+		return;
+	if (m->nidle == m->idle_cap) {
+		m->idle_cap = m->idle_cap == 0 ? 64 : m->idle_cap * 2;
+		m->idle = xreallocarray(m->idle, m->idle_cap,
+		    sizeof *m->idle);
+	}
+	m->idle[m->nidle++] = xstrdup(appid);
+}
+
+static int
+method_stats_idle_cmp(const void *key, const void *elem)
+{
+	return (strcmp(key, *(char *const *)elem));
+}
+
+/* A stored authorizer: its ACL is its component's, if that is running. */
+static void
+method_stats_idle_row(const char *appid, const char *component, void *arg)
+{
+	struct method_consents	*m = arg;
+	struct cred		*c = cred_find(component);
+	char			**p;
+
+	p = bsearch(appid, m->idle, m->nidle, sizeof *m->idle,
+	    method_stats_idle_cmp);
+	if (p != NULL && c != NULL && cred_kind(c) == CRED_COMPONENT &&
+	    cred_allows(c, m->peer))
+		m->idle_ok[p - m->idle] = 1;
+}
+
+/* Whether the peer may use appid, in memory or (idle) in the store. */
+static int
+method_stats_allows(const struct method_consents *m, const char *appid)
+{
+	struct cred	*c = method_stats_loaded(appid);
+	char		**p;
+
+	if (c != NULL)
+		return (cred_allows(c, m->peer));
+	p = bsearch(appid, m->idle, m->nidle, sizeof *m->idle,
+	    method_stats_idle_cmp);
+	return (p != NULL && m->idle_ok[p - m->idle]);
+}
 
 /* One consent group, if the peer may use its appid. */
 static void
@@ -412,9 +484,8 @@ method_stats_consent(const char *appid, const char *template_id,
     enum consent_state st, uint64_t n, void *arg)
 {
 	struct method_consents	*m = arg;
-	struct cred		*c = cred_find(appid);
 
-	if (c == NULL || m->peer == NULL || !cred_allows(c, m->peer))
+	if (m->peer == NULL || !method_stats_allows(m, appid))
 		return;
 	m->n++;
 	if (m->pk == NULL)
@@ -430,14 +501,28 @@ method_stats_consent(const char *appid, const char *template_id,
 static void
 method_stats_consents(msgpack_packer *pk, const struct peer *peer)
 {
-	struct method_consents	m = { peer, NULL, 0 };
+	struct method_consents	m;
+	size_t			i;
 
+	memset(&m, 0, sizeof m);
+	m.peer = peer;
+	if (peer != NULL) {
+		consent_groups(method_stats_idle, &m);
+		m.idle_ok = xcalloc(m.nidle + 1, sizeof *m.idle_ok);
+		if (m.nidle > 0)
+			store_authorizer_components((const char *const *)m.idle,
+			    m.nidle, method_stats_idle_row, &m);
+	}
 	consent_groups(method_stats_consent, &m);
 	rpc_pack_str(pk, "consents");
 	msgpack_pack_array(pk, m.n);
 	m.pk = pk;
 	m.n = 0;
 	consent_groups(method_stats_consent, &m);
+	for (i = 0; i < m.nidle; i++)
+		free(m.idle[i]);
+	free(m.idle);
+	free(m.idle_ok);
 }
 
 /* The call counters by apis entry: "calls": {path: {outcome: n, ...}}. */

@@ -23,6 +23,7 @@
 #define STORE_FILE		"wxpushd.db"
 #define STORE_BUSY_TIMEOUT	250	/* ms; only an outside reader can hold a lock */
 #define STORE_CHUNK		256	/* authorizers read per query by foreach */
+#define STORE_AUTH_BATCH	32	/* appids per STORE_AUTH_COMPONENTS */
 #define STORE_TICKET_MAX	WX_TOKEN_MAX
 #define STORE_INTEGRITY_MAX	200	/* bytes of an integrity message in a cause */
 #define STORE_PERMS_MAX		1024	/* bytes of an authorizer's permission ids */
@@ -37,6 +38,7 @@ enum store_query {
 	STORE_TICKET_LOAD,
 	STORE_AUTH_SAVE,
 	STORE_AUTH_LOAD,
+	STORE_AUTH_COMPONENTS,
 	STORE_AUTH_LIST,
 	STORE_AUTH_ACTIVE,
 	STORE_AUTH_COUNT,
@@ -92,6 +94,12 @@ static const char *store_sql[STORE_NQUERIES] = {
 	[STORE_AUTH_LOAD] =
 	    "SELECT component_appid, appid, refresh_token, revoked, updated_at,"
 	    " last_used FROM authorizers WHERE appid = ?1",
+	/* Up to STORE_AUTH_BATCH appids (unused ones NULL), by primary key. */
+	[STORE_AUTH_COMPONENTS] =
+	    "SELECT appid, component_appid FROM authorizers WHERE appid IN"
+	    " (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
+	    " ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26,"
+	    " ?27, ?28, ?29, ?30, ?31, ?32)",
 	/* Keyset paging: the index gives rows in appid order, no sort. */
 	[STORE_AUTH_LIST] =
 	    "SELECT component_appid, appid, refresh_token, revoked, updated_at,"
@@ -1142,6 +1150,60 @@ store_authorizer_load(const char *appid, struct store_authorizer *sa)
 out:
 	store_done(stmt);
 	return (found);
+}
+
+/*
+ * The component of each stored authorizer among appids[0..n-1]: cb(appid,
+ * component_appid, arg) for each row there is, in no particular order. Reads
+ * only those two columns, STORE_AUTH_BATCH appids a query, by primary key;
+ * cb runs inside the query and must not use the store. 0, or -1 if a query
+ * failed (cb may have run for some).
+ */
+int
+store_authorizer_components(const char *const *appids, size_t n,
+    void (*cb)(const char *, const char *, void *), void *arg)
+{
+	sqlite3_stmt	*stmt;
+	char		 appid[WX_APPID_MAX + 1], comp[WX_APPID_MAX + 1];
+	size_t		 i, k;
+	int		 rc = SQLITE_DONE, slot;
+
+	if (!store_ready("loading authorizers' components", ""))
+		return (-1);
+	stmt = store_stmts[STORE_AUTH_COMPONENTS];
+	for (i = 0; i < n; i = k) {
+		slot = 0;
+		for (k = i; k < n && slot < STORE_AUTH_BATCH; k++) {
+			if (!store_appid_ok(appids[k]))
+				continue;
+			if ((rc = sqlite3_bind_text(stmt, ++slot, appids[k],
+			    -1, SQLITE_STATIC)) != SQLITE_OK)
+				break;
+			rc = SQLITE_DONE;
+		}
+		if (rc != SQLITE_DONE) {
+			store_done(stmt);
+			break;
+		}
+		while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+			if (store_column_text(stmt, 0, appid, sizeof appid) ||
+			    store_column_text(stmt, 1, comp, sizeof comp)) {
+				log_warnx("store: an authorizer row is "
+				    "corrupt; ignored");
+				continue;
+			}
+			cb(appid, comp, arg);
+		}
+		store_done(stmt);
+		if (rc != SQLITE_DONE)
+			break;
+	}
+	if (rc != SQLITE_DONE) {
+		log_warnx("store: loading authorizers' components: %s",
+		    sqlite3_errmsg(store_db));
+		return (-1);
+	}
+	return (0);
 }
 
 /*

@@ -949,6 +949,8 @@ int	 store_ticket_save(const char *, const char *, time_t);
 int	 store_ticket_load(const char *, char *, size_t, time_t *);	/* 1, 0, -1 */
 int	 store_authorizer_save(const struct store_authorizer *);
 int	 store_authorizer_load(const char *, struct store_authorizer *);	/* by appid: 1, 0, -1 */
+int	 store_authorizer_components(const char *const *, size_t,
+	    void (*)(const char *, const char *, void *), void *);
 int	 store_authorizer_foreach(const char *,
 	    int (*)(const struct store_authorizer *, void *), void *);
 	    /* 0 all visited, the callback's non-zero value, or -1 */

@@ -39,19 +39,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
                                 "integration"))
 os.environ.setdefault("WX_BUILDDIR", os.path.abspath(sys.argv[1] if len(sys.argv) > 1
                                                      else "."))
-from wxtest import COMPONENT, COMPONENTS, Daemon, Mock, message, wait_for  # noqa
+from wxtest import COMPONENT, COMPONENTS, Daemon, Mock, message, rss_kib, wait_for  # noqa
 
 AUTH_EP = "/cgi-bin/component/api_authorizer_token"
 PREFIX = "wxbulk"
 REAL_CYCLE = 7200 - 300 - 30     # WeChat's token life - margin - mean jitter
-
-
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return -1
 
 
 def summary(d):

@@ -26,7 +26,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
                                 "integration"))
 os.environ.setdefault("WX_BUILDDIR", os.path.abspath(sys.argv[1] if len(sys.argv) > 1
                                                      else "."))
-from wxtest import APPID, SECRET, BUILDDIR, Client, Daemon, Mock, message, wait_for  # noqa
+import wxtest  # noqa: E402
+from wxtest import APPID, SECRET, BUILDDIR, Client, Daemon, Mock, message, rss_kib, wait_for  # noqa
 
 BENCH = os.path.join(BUILDDIR, "src", "bench", "wxpush-bench")
 NOTOKEN = "wx00000000000000c3"      # the mock refuses the daemon's secret: never sent
@@ -42,12 +43,20 @@ def bench(d, method, appid, conns, depth, secs):
     return json.loads(r.stdout)
 
 
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+def ab_mock():
+    """The mock of the A/B scripts: APPID gets tokens, NOTOKEN's secret is refused."""
+    return Mock(accounts={APPID: SECRET, NOTOKEN: "the-right-secret-0000"})
+
+
+def interleaved(reps, builds):
+    """(rep, build) for reps rounds of the builds in turn, that build's daemon and
+    wxpush-bench in use (wxtest.WXPUSHD, BENCH) for each."""
+    global BENCH
+    for r in range(reps):
+        for b in builds:
+            wxtest.WXPUSHD = os.path.join(b, "src", "wxpushd", "wxpushd")
+            BENCH = os.path.join(b, "src", "bench", "wxpush-bench")
+            yield r, b
 
 
 def daemon(mock, extra=""):

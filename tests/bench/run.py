@@ -249,14 +249,6 @@ def dmn_args(d, conns, depth, secs, extra=()):
             "-w", ARGS.warmup, "--pid", d.proc.pid] + list(extra)
 
 
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return -1
-
-
 def daemon_stats(d):
     err, res = d.call("stats")
     if err:
@@ -404,7 +396,7 @@ def idle(ng):
     d = daemon(ng.base(False), max_inflight=ARGS.upstream)
     # One send first, so the daemon holds a token and an upstream connection.
     err, _ = d.call("send", wxtest.message())
-    base = rss_kib(d.proc.pid)
+    base = wxtest.rss_kib(d.proc.pid)
     r = run_bench(["-s", d.sock, "-m", "ping", "-c", 1, "-d", 1, "-t", 5, "-w", 1,
                    "--idle", ARGS.idle, "--pid", d.proc.pid], "idle-ping")
     # And sends still flow with the idle connections open.
@@ -470,7 +462,6 @@ def authorizers():
         say("  skipped: this tree has no third-party platform support")
         return
     import http.client
-    import sqlite3
     n = 10000
     comp = wxtest.COMPONENT
     token_ep = "/cgi-bin/component/api_component_token"
@@ -500,23 +491,18 @@ def authorizers():
                       debug=False, extra='log_level = "warn"\n')
     wxtest.wait_for(lambda: any(c["appid"] == comp for c in d.status()["credentials"]), 5)
     time.sleep(0.5)
-    rss0 = rss_kib(d.proc.pid)
+    rss0 = wxtest.rss_kib(d.proc.pid)
     d.stop()
     now = int(time.time())
-    with sqlite3.connect(os.path.join(d.state, "wxpushd.db"), timeout=5) as c:
-        c.execute("INSERT OR REPLACE INTO tickets (component_appid, ticket, received_at) "
-                  "VALUES (?, ?, ?)", (comp, ticket, now))
-        c.executemany("INSERT INTO authorizers (appid, component_appid, refresh_token, "
-                      "revoked, updated_at) VALUES (?, ?, ?, 0, ?)",
-                      [(a, comp, refresh[a], now) for a in appids])
+    wxtest.seed_authorizers(d, comp, ticket, [(a, refresh[a], now, 0) for a in appids])
     d.start()
 
     def valid():
         return sum(1 for c in d.status()["credentials"]
                    if c["kind"] == "authorizer" and c["state"] == "valid")
-    rss1 = rss_kib(d.proc.pid)
+    rss1 = wxtest.rss_kib(d.proc.pid)
     done = wxtest.wait_for(lambda: valid() == n, 180, 1)
-    rss2 = rss_kib(d.proc.pid)
+    rss2 = wxtest.rss_kib(d.proc.pid)
     # And one send as the last of them, answered at once.
     t0 = time.time()
     err, _ = d.call("send", wxtest.message(appid=appids[-1]))

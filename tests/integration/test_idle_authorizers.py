@@ -5,11 +5,9 @@ store and costs one api_authorizer_token call; status sums the platform's
 authorizers up and pages through all of them from the store; the use is
 remembered across a restart."""
 
-import os
-import sqlite3
 import time
 
-from wxtest import COMPONENT, COMPONENTS, Daemon, Mock, Tap, message, wait_for
+from wxtest import COMPONENT, COMPONENTS, Daemon, Mock, Tap, message, seed_authorizers, wait_for
 
 AUTH_EP = "/cgi-bin/component/api_authorizer_token"
 N, ACTIVE = 2000, 20
@@ -29,14 +27,10 @@ d = Daemon(mock=mock, accounts={}, components=COMPONENTS,
 wait_for(lambda: any(c["appid"] == COMPONENT for c in d.status()["credentials"]), 5)
 d.stop()
 now = int(time.time())
-with sqlite3.connect(os.path.join(d.state, "wxpushd.db"), timeout=5) as c:
-    c.execute("INSERT OR REPLACE INTO tickets (component_appid, ticket, received_at) "
-              "VALUES (?, ?, ?)", (COMPONENT, ticket, now))
-    c.executemany("INSERT INTO authorizers (appid, component_appid, refresh_token, revoked, "
-                  "updated_at, last_used) VALUES (?, ?, ?, 0, ?, ?)",
-                  [(a, COMPONENT, bulk["refresh_token_prefix"] + a, now - 5 * 86400,
-                    now - 60 if i < ACTIVE else now - 5 * 86400)
-                   for i, a in enumerate(appids)])
+seed_authorizers(d, COMPONENT, ticket,
+                 [(a, bulk["refresh_token_prefix"] + a, now - 5 * 86400,
+                   now - 60 if i < ACTIVE else now - 5 * 86400)
+                  for i, a in enumerate(appids)])
 d.start()
 
 

@@ -2,51 +2,16 @@
 token call per rotation under load, the lease holder killed mid-refresh, Redis
 restarted empty, and Redis down for longer than a token's life."""
 
-import os
-import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 
-from wxtest import APPID, Daemon, Mock, Tap, free_port, message, tmpdir, wait_for
+from wxtest import APPID, Daemon, Mock, Redis, Tap, message, need_redis, wait_for
 
-REDIS = shutil.which("redis-server")
-REDIS_CLI = shutil.which("redis-cli")
-if REDIS is None or REDIS_CLI is None:
-    print("1..0 # SKIP redis-server is not installed (apt-get install redis-server)")
-    sys.exit(0)
+need_redis()
 
 t = Tap(timeout=200)
-PORT = free_port()
 TOKEN_KEY = "wxpushd:token:" + APPID
-
-
-class Redis:
-    """redis-server on a private port, no persistence, as a child process."""
-
-    def __init__(self):
-        self.dir = tmpdir()
-        self.proc = None
-
-    def start(self):
-        self.log = open(os.path.join(self.dir, "redis.log"), "a")
-        self.proc = subprocess.Popen(
-            [REDIS, "--port", str(PORT), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--daemonize", "no", "--dir", self.dir],
-            stdout=self.log, stderr=self.log)
-        if not wait_for(lambda: self.cli("PING") == "PONG", 10, 0.05):
-            raise RuntimeError("redis-server did not start")
-
-    def kill(self):
-        self.proc.kill()
-        self.proc.wait()
-
-    def cli(self, *args):
-        r = subprocess.run([REDIS_CLI, "-p", str(PORT)] + list(args),
-                           capture_output=True, text=True, timeout=5)
-        return r.stdout.strip() if r.returncode == 0 else None
 
 
 def shared_gen(r):
@@ -91,7 +56,7 @@ redis.start()
 # As WeChat's stable API does, the mock hands out the current token until it
 # nears its end (30 s left here), so daemons refreshing on their own converge.
 mock = Mock(args=["--expires-in", "40", "--rotation-window", "30"])
-extra = 'refresh_margin = 30\nredis = "redis://127.0.0.1:%d/0"' % PORT
+extra = 'refresh_margin = 30\nredis = "redis://127.0.0.1:%d/0"' % redis.port
 daemons = [Daemon(mock=mock, extra=extra) for _ in range(3)]
 
 t.ok(wait_for(lambda: modes(daemons) == ["connected"] * 3, 10, 0.1),

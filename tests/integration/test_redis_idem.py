@@ -5,50 +5,15 @@ the key; a key reused for another message is refused on the other host; a
 claim whose host died expires; Redis down leaves each host with its own
 keys. Also reports what the claim adds to a send's latency."""
 
-import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
 
-from wxtest import SUBSCRIBE, Daemon, Mock, Tap, free_port, message, tmpdir, wait_for
+from wxtest import REDIS_CLI, SUBSCRIBE, Daemon, Mock, Redis, Tap, message, need_redis, wait_for
 
-REDIS = shutil.which("redis-server")
-REDIS_CLI = shutil.which("redis-cli")
-if REDIS is None or REDIS_CLI is None:
-    print("1..0 # SKIP redis-server is not installed (apt-get install redis-server)")
-    sys.exit(0)
+need_redis()
 
 t = Tap(timeout=240)
-PORT = free_port()
-
-
-class Redis:
-    """redis-server on a private port, no persistence, as a child process."""
-
-    def __init__(self):
-        self.dir = tmpdir()
-        self.proc = None
-
-    def start(self):
-        self.log = open(os.path.join(self.dir, "redis.log"), "a")
-        self.proc = subprocess.Popen(
-            [REDIS, "--port", str(PORT), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--daemonize", "no", "--dir", self.dir,
-             "--enable-debug-command", "yes"],
-            stdout=self.log, stderr=self.log)
-        if not wait_for(lambda: self.cli("PING") == "PONG", 10, 0.05):
-            raise RuntimeError("redis-server did not start")
-
-    def kill(self):
-        self.proc.kill()
-        self.proc.wait()
-
-    def cli(self, *args):
-        r = subprocess.run([REDIS_CLI, "-p", str(PORT)] + list(args),
-                           capture_output=True, text=True, timeout=5)
-        return r.stdout.strip() if r.returncode == 0 else None
 
 
 def send(d, key, text="shared", **kw):
@@ -64,10 +29,10 @@ def idem_keys():
     return [k for k in (redis.cli("KEYS", "wxpushd:idem:*") or "").split() if k]
 
 
-redis = Redis()
+redis = Redis(args=["--enable-debug-command", "yes"])
 redis.start()
 mock = Mock()
-extra = 'redis = "redis://127.0.0.1:%d/0"\nmax_inflight = 8' % PORT
+extra = 'redis = "redis://127.0.0.1:%d/0"\nmax_inflight = 8' % redis.port
 a = Daemon(mock=mock, extra=extra)
 b = Daemon(mock=mock, extra=extra)
 t.ok(wait_for(lambda: [d.status()["redis"] for d in (a, b)] == ["connected"] * 2, 10, 0.1),
@@ -206,7 +171,7 @@ t.ok(err is None and (err2, res2) == (None, res) and delivered("back") == 1,
 # 8. A stop while a send is parked for its claim (Redis busy for 2 s): the
 # claim's answer comes after SIGTERM, and the send is not started.
 n = mock.calls(SUBSCRIBE)
-busy = subprocess.Popen([REDIS_CLI, "-p", str(PORT), "DEBUG", "SLEEP", "2"],
+busy = subprocess.Popen([REDIS_CLI, "-p", str(redis.port), "DEBUG", "SLEEP", "2"],
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 time.sleep(0.3)
 cb = b.client()

@@ -4,14 +4,12 @@ still gets every answer, in order, once it reads again, and the connection
 goes back to direct writes after."""
 
 import os
-import shutil
-import subprocess
 import threading
 import time
 
 import msgpack
 
-from wxtest import Daemon, Mock, Tap
+from wxtest import Daemon, Mock, Tap, strace_counts
 
 t = Tap(timeout=180)
 mock = Mock()
@@ -21,25 +19,10 @@ d = Daemon(mock)
 N = 300
 
 
-def strace_counts(fn):
-    """Run fn() while strace -c counts the daemon's system calls."""
-    out = os.path.join(d.dir, "strace.txt")
-    st = subprocess.Popen(["strace", "-c", "-f", "-o", out, "-e",
-                           "trace=epoll_ctl,writev,write,sendmsg", "-p", str(d.proc.pid)],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    time.sleep(0.5)     # strace attaches
-    if st.poll() is not None:
-        return None
-    fn()
-    st.send_signal(2)
-    st.wait(10)
-    counts = {}
-    with open(out) as f:
-        for line in f:
-            p = line.split()
-            if len(p) >= 5 and p[0][0].isdigit() and p[-1] != "total":
-                counts[p[-1]] = int(p[3])
-    return counts
+def reply_counts(fn):
+    """Run fn() while strace counts the daemon's writes and epoll_ctl (None: no strace)."""
+    return strace_counts(d.proc.pid, "epoll_ctl,writev,write,sendmsg", fn,
+                         os.path.join(d.dir, "strace.txt"))[1]
 
 
 c = d.client()
@@ -50,7 +33,7 @@ def pings(conn):
     return lambda: [conn.call("ping") for _ in range(N)]
 
 
-counts = strace_counts(pings(c)) if shutil.which("strace") else None
+counts = reply_counts(pings(c))
 if counts is None:
     t.ok(True, "epoll_ctl per reply # SKIP strace is missing or cannot attach")
     t.ok(True, "writev per reply # SKIP strace is missing or cannot attach")
@@ -84,7 +67,7 @@ t.ok(got == list(range(1, M + 1)), "in the order asked")
 t.ok(c2.call("ping")[0] is None and c.call("ping")[0] is None,
      "and both connections still answer after")
 if counts is not None:
-    again = strace_counts(pings(c2))
+    again = reply_counts(pings(c2))
     t.ok(again is not None and again.get("epoll_ctl", 0) <= N // 10,
          "direct writes again on that connection once its output drained (%r)" % again)
 else:

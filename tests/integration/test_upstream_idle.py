@@ -6,12 +6,10 @@ socket) and the next send goes out on a new connection."""
 import http.server
 import json
 import os
-import shutil
-import subprocess
 import threading
 import time
 
-from wxtest import Daemon, Tap, message
+from wxtest import Daemon, Tap, message, strace_counts
 
 t = Tap(timeout=120)
 accepted = []
@@ -59,28 +57,13 @@ t.ok(err is None, "a send goes out", err)
 # Sends one at a time on the kept connection, counting the daemon's epoll_ctl.
 N = 100
 c = d.client()
-out = os.path.join(d.dir, "strace.txt")
-st = None
-if shutil.which("strace"):
-    st = subprocess.Popen(["strace", "-c", "-f", "-o", out, "-e", "trace=epoll_ctl,connect",
-                           "-p", str(d.proc.pid)], stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL)
-    time.sleep(0.5)
-    if st.poll() is not None:
-        st = None
-errs = [c.call("send", message())[0] for _ in range(N)]
+errs, counts = strace_counts(d.proc.pid, "epoll_ctl,connect",
+                             lambda: [c.call("send", message())[0] for _ in range(N)],
+                             os.path.join(d.dir, "strace.txt"))
 t.ok(errs == [None] * N, "%d sends one at a time go out" % N)
-if st is None:
+if counts is None:
     t.ok(True, "no epoll_ctl per send # SKIP strace is missing or cannot attach")
 else:
-    st.send_signal(2)
-    st.wait(10)
-    counts = {}
-    with open(out) as f:
-        for line in f:
-            p = line.split()
-            if len(p) >= 5 and p[0][0].isdigit() and p[-1] != "total":
-                counts[p[-1]] = int(p[3])
     t.diag("daemon system calls for %d sends: %r" % (N, counts))
     # Before: the socket left epoll when the transfer ended and came back
     # for the next one, 2 per send.

@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -122,6 +123,54 @@ def free_port():
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+def strace_counts(pid, calls, fn, out):
+    """Run fn() while strace -c counts process pid's system calls named in calls
+    ("epoll_ctl,writev"), its summary in the file out: (what fn returned,
+    {name: calls}). fn runs all the same if strace is missing or cannot attach;
+    the counts are None then."""
+    st = None
+    if shutil.which("strace"):
+        st = subprocess.Popen(["strace", "-c", "-f", "-o", out, "-e", "trace=" + calls,
+                               "-p", str(pid)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+        time.sleep(0.5)     # strace attaches
+        if st.poll() is not None:
+            st = None
+    v = fn()
+    if st is None:
+        return v, None
+    st.send_signal(signal.SIGINT)
+    st.wait(10)
+    counts = {}
+    with open(out) as f:
+        for line in f:
+            p = line.split()
+            if len(p) >= 5 and p[0][0].isdigit() and p[-1] != "total":
+                counts[p[-1]] = int(p[3])
+    return v, counts
+
+
+def rss_kib(pid):
+    """Process pid's resident memory in KiB (-1 if /proc does not say)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return -1
+
+
+def seed_authorizers(d, component, ticket, rows):
+    """Write the store of the stopped daemon d as a previous run would have left it:
+    component's verify ticket, received now, and its authorizers, rows of (appid,
+    refresh_token, updated_at, last_used)."""
+    with sqlite3.connect(os.path.join(d.state, "wxpushd.db"), timeout=5) as c:
+        c.execute("INSERT OR REPLACE INTO tickets (component_appid, ticket, received_at) "
+                  "VALUES (?, ?, ?)", (component, ticket, int(time.time())))
+        c.executemany("INSERT INTO authorizers (appid, component_appid, refresh_token, "
+                      "revoked, updated_at, last_used) VALUES (?, ?, ?, 0, ?, ?)",
+                      [(a, component, rt, up, used) for a, rt, up, used in rows])
 
 
 def wait_for(pred, timeout=10.0, step=0.02):
@@ -240,6 +289,47 @@ class Mock:
 
 
 SUBSCRIBE = "/cgi-bin/message/template/subscribe"
+
+REDIS_SERVER = shutil.which("redis-server")
+REDIS_CLI = shutil.which("redis-cli")
+
+
+def need_redis():
+    """Skip the whole test (plan 1..0) unless redis-server and redis-cli are installed;
+    call it before Tap()."""
+    if REDIS_SERVER is None or REDIS_CLI is None:
+        print("1..0 # SKIP redis-server is not installed (apt-get install redis-server)")
+        sys.exit(0)
+
+
+class Redis:
+    """redis-server on a private port, no persistence, as a child process (killed at
+    exit); args are added to its command line."""
+
+    def __init__(self, args=()):
+        self.port = free_port()
+        self.args = list(args)
+        self.dir = tmpdir()
+        self.proc = None
+
+    def start(self):
+        self.log = open(os.path.join(self.dir, "redis.log"), "a")
+        self.proc = subprocess.Popen(
+            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--daemonize", "no", "--dir", self.dir] + self.args,
+            stdout=self.log, stderr=self.log)
+        _procs.append(self.proc)
+        if not wait_for(lambda: self.cli("PING") == "PONG", 10, 0.05):
+            raise RuntimeError("redis-server did not start")
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait()
+
+    def cli(self, *args):
+        r = subprocess.run([REDIS_CLI, "-p", str(self.port)] + list(args),
+                           capture_output=True, text=True, timeout=5)
+        return r.stdout.strip() if r.returncode == 0 else None
 
 
 class Daemon:

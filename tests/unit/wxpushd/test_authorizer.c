@@ -15,10 +15,10 @@
 #include <time.h>
 
 #include <event2/event.h>
-#include <jansson.h>
 
 #include "wxpushd.h"
 #include "fake-upstream.h"
+#include "harness.h"
 #include "tap.h"
 
 #define COMP		"wxcomponent0001"
@@ -41,60 +41,7 @@ static char			dir[64];
 static void
 stored(const char *appid, const char *rt, int revoked)
 {
-	struct store_authorizer sa;
-
-	memset(&sa, 0, sizeof sa);
-	snprintf(sa.component_appid, sizeof sa.component_appid, "%s", COMP);
-	snprintf(sa.appid, sizeof sa.appid, "%s", appid);
-	snprintf(sa.refresh_token, sizeof sa.refresh_token, "%s", rt);
-	sa.revoked = revoked;
-	sa.updated_at = t0 - 100;
-	if (store_authorizer_save(&sa) != 0)
-		fatalx("store_authorizer_save");
-}
-
-/* The refresh token stored for appid ("" if none, "?" if no row). */
-static const char *
-stored_rt(const char *appid, int *revoked)
-{
-	static struct store_authorizer sa;
-
-	if (store_authorizer_load(appid, &sa) != 1)
-		return ("?");
-	if (revoked != NULL)
-		*revoked = sa.revoked;
-	return (sa.refresh_token);
-}
-
-/* The body field name of the oldest pending call to path, or "". */
-static const char *
-pending_field(const char *path, const char *name)
-{
-	static char buf[256];
-	struct upstream_call *call = fake_first(path);
-	json_t *j;
-
-	buf[0] = '\0';
-	if (call == NULL || fake_call(call)->body == NULL ||
-	    (j = json_loads(fake_call(call)->body, 0, NULL)) == NULL)
-		return (buf);
-	snprintf(buf, sizeof buf, "%s",
-	    json_string_value(json_object_get(j, name)) != NULL ?
-	    json_string_value(json_object_get(j, name)) : "");
-	json_decref(j);
-	return (buf);
-}
-
-/* Answer the oldest call to path with json; -1 if there is none. */
-static int
-answer(const char *path, const char *json)
-{
-	struct upstream_call *call = fake_first(path);
-
-	if (call == NULL)
-		return (-1);
-	fake_answer(call, json);
-	return (0);
+	harness_authorizer(COMP, appid, rt, revoked, t0 - 100, 0);
 }
 
 /* An authorizer token answer with access token at and refresh token rt. */
@@ -105,19 +52,14 @@ answer_authorizer(const char *at, const char *rt)
 
 	snprintf(json, sizeof json, "{\"authorizer_access_token\":\"%s\","
 	    "\"expires_in\":7200,\"authorizer_refresh_token\":\"%s\"}", at, rt);
-	return (answer(EP_AUTHORIZER, json));
+	return (fake_answer_first(EP_AUTHORIZER, json));
 }
 
 static void
 setup(void)
 {
 	fake_daemon(&conf, t0, dir, sizeof dir);
-	cc.appid = xstrdup(COMP);
-	cc.secret = xstrdup("COMPONENTSECRET");
-	cc.token = xstrdup("TOKEN");
-	TAILQ_INSERT_TAIL(&conf.components, &cc, entry);
-	if (store_ticket_save(COMP, "TICKET", t0 - 60) != 0)
-		fatalx("store_ticket_save");
+	harness_component(&conf, &cc, COMP, t0 - 60);
 	stored(A1, "RT1", 0);
 	stored(A2, "RT2", 1);
 	stored(A3, "", 0);
@@ -153,26 +95,25 @@ test_start(struct cred *p, struct cred *a1)
 	event_base_loop(wx_base, EVLOOP_ONCE);	/* the first refresh, jittered */
 	is_int(fake_pending(EP_COMPONENT), 1, "the component token is asked "
 	    "for at start");
-	is_str(pending_field(EP_COMPONENT, "component_verify_ticket"), "TICKET",
+	is_str(fake_body_str(EP_COMPONENT, "component_verify_ticket"), "TICKET",
 	    "with the stored verify ticket");
-	answer(EP_COMPONENT, "{\"component_access_token\":\"CT1\","
+	fake_answer_first(EP_COMPONENT, "{\"component_access_token\":\"CT1\","
 	    "\"expires_in\":7200}");
 	ok(cred_usable(p), "the component has its token");
 	event_base_loop(wx_base, EVLOOP_ONCE);	/* the staggered start */
 	is_int(fake_pending(EP_AUTHORIZER), 1, "then the authorizer refreshes");
-	is_str(pending_field(EP_AUTHORIZER, "authorizer_refresh_token"), "RT1",
+	is_str(fake_body_str(EP_AUTHORIZER, "authorizer_refresh_token"), "RT1",
 	    "with its stored refresh token");
 	answer_authorizer("AT1", "RT1b");
 	ok(cred_usable(a1), "the authorizer has its token");
-	is_str(stored_rt(A1, NULL), "RT1b", "the rotated refresh token is "
-	    "committed");
+	is_str(harness_stored_rt(A1, NULL), "RT1b",
+	    "the rotated refresh token is committed");
 }
 
 /* A refresh token that cannot be committed: its access token is not used. */
 static void
 test_commit_fails(struct cred *a1)
 {
-	char *cause = NULL;
 	uint64_t gen = cred_gen(a1);
 
 	cred_refresh(a1, 0);
@@ -182,12 +123,11 @@ test_commit_fails(struct cred *a1)
 	is_str(cred_token(a1), "AT1", "the old one, still valid, stays");
 	ok(strstr(cred_last_error(a1), "could not store") != NULL,
 	    "last_error says the refresh token could not be stored");
-	if (store_open(dir, &cause) != 0)
-		fatalx("store_open: %s", cause);
-	is_str(stored_rt(A1, NULL), "RT1b", "the store still has the last "
-	    "committed refresh token");
+	harness_store_open(dir);
+	is_str(harness_stored_rt(A1, NULL), "RT1b",
+	    "the store still has the last committed refresh token");
 	cred_refresh(a1, 0);
-	is_str(pending_field(EP_AUTHORIZER, "authorizer_refresh_token"), "RT1b",
+	is_str(fake_body_str(EP_AUTHORIZER, "authorizer_refresh_token"), "RT1b",
 	    "the next refresh uses the committed one");
 	answer_authorizer("AT3", "RT1b");
 	is_str(cred_token(a1), "AT3", "and its token is taken");
@@ -198,23 +138,25 @@ static void
 test_61023(struct cred *a1)
 {
 	cred_refresh(a1, 0);
-	answer(EP_AUTHORIZER, "{\"errcode\":61023,\"errmsg\":\"invalid "
-	    "refresh token\"}");
+	fake_answer_first(EP_AUTHORIZER,
+	    "{\"errcode\":61023,\"errmsg\":\"invalid refresh token\"}");
 	is_int(fake_pending(EP_LIST), 1, "61023 without Redis: "
 	    "api_get_authorizer_list is walked");
-	answer(EP_LIST, "{\"total_count\":1,\"list\":[{\"authorizer_appid\":\""
+	fake_answer_first(EP_LIST,
+	    "{\"total_count\":1,\"list\":[{\"authorizer_appid\":\""
 	    A1 "\",\"refresh_token\":\"RTLIST\",\"auth_time\":1}]}");
-	is_str(stored_rt(A1, NULL), "RTLIST", "the listed refresh token is "
-	    "committed");
-	is_str(pending_field(EP_AUTHORIZER, "authorizer_refresh_token"),
+	is_str(harness_stored_rt(A1, NULL), "RTLIST",
+	    "the listed refresh token is committed");
+	is_str(fake_body_str(EP_AUTHORIZER, "authorizer_refresh_token"),
 	    "RTLIST", "and the refresh is tried again with it");
 	answer_authorizer("AT4", "RTLIST");
 	ok(cred_usable(a1) && strcmp(cred_token(a1), "AT4") == 0,
 	    "the authorizer recovered without a new authorization");
 
 	cred_refresh(a1, 0);
-	answer(EP_AUTHORIZER, "{\"errcode\":61023}");
-	answer(EP_LIST, "{\"total_count\":1,\"list\":[{\"authorizer_appid\":\""
+	fake_answer_first(EP_AUTHORIZER, "{\"errcode\":61023}");
+	fake_answer_first(EP_LIST,
+	    "{\"total_count\":1,\"list\":[{\"authorizer_appid\":\""
 	    A1 "\",\"refresh_token\":\"RTLIST\",\"auth_time\":1}]}");
 	is_int(fake_pending(EP_AUTHORIZER), 0, "the list has only the refused "
 	    "token: no retry");
@@ -246,9 +188,10 @@ test_authorize_and_revoke(struct cred *p)
 	int done = 0, revoked = 0;
 
 	component_authorize(COMP, "AUTHCODE", authorize_done, &done);
-	is_str(pending_field(EP_QUERY, "authorization_code"), "AUTHCODE",
+	is_str(fake_body_str(EP_QUERY, "authorization_code"), "AUTHCODE",
 	    "authorize exchanges the code with api_query_auth");
-	answer(EP_QUERY, "{\"authorization_info\":{\"authorizer_appid\":\""
+	fake_answer_first(EP_QUERY,
+	    "{\"authorization_info\":{\"authorizer_appid\":\""
 	    A4 "\",\"authorizer_access_token\":\"AT4\",\"expires_in\":7200,"
 	    "\"authorizer_refresh_token\":\"RT4\"}}");
 	is_int(done, 1, "and answers with the authorizer's appid");
@@ -257,14 +200,15 @@ test_authorize_and_revoke(struct cred *p)
 		return;
 	}
 	ok(cred_usable(a), "the new authorizer has its token at once");
-	is_str(stored_rt(A4, NULL), "RT4", "its refresh token is committed");
+	is_str(harness_stored_rt(A4, NULL), "RT4",
+	    "its refresh token is committed");
 	is_int(cred_calls_today(a), 1, "api_query_auth counts as a token call");
 	(void)p;
 	cred_refresh(a, 0);
-	answer(EP_AUTHORIZER, "{\"errcode\":40001}");
+	fake_answer_first(EP_AUTHORIZER, "{\"errcode\":40001}");
 	is_int(fake_pending(EP_COMPONENT), 1, "40001 there refreshes the "
 	    "component's token");
-	answer(EP_COMPONENT, "{\"component_access_token\":\"CT2\","
+	fake_answer_first(EP_COMPONENT, "{\"component_access_token\":\"CT2\","
 	    "\"expires_in\":7200}");
 	event_base_loop(wx_base, EVLOOP_ONCE);
 	is_int(fake_pending(EP_AUTHORIZER), 1, "and the authorizer tries "
@@ -272,11 +216,11 @@ test_authorize_and_revoke(struct cred *p)
 	answer_authorizer("AT5", "RT5");
 	ok(cred_usable(a), "it has its token");
 	cred_refresh(a, 0);
-	answer(EP_AUTHORIZER, "{\"errcode\":61003}");
+	fake_answer_first(EP_AUTHORIZER, "{\"errcode\":61003}");
 	is_str(cred_state_name(a), "revoked", "61003: revoked");
 	{
-		is_str(stored_rt(A4, &revoked), "RT5", "the refresh token "
-		    "stays in the store");
+		is_str(harness_stored_rt(A4, &revoked), "RT5",
+		    "the refresh token stays in the store");
 		is_int(revoked, 1, "with the revocation committed");
 	}
 	cred_refresh(a, 0);
@@ -293,7 +237,7 @@ component_fresh(void)
 	if (cred_usable(p) && cred_expires_in(p) > 600)
 		return;
 	cred_refresh(p, 0);
-	answer(EP_COMPONENT, "{\"component_access_token\":\"CTI\","
+	fake_answer_first(EP_COMPONENT, "{\"component_access_token\":\"CTI\","
 	    "\"expires_in\":7200}");
 }
 
@@ -315,7 +259,8 @@ test_idle(void)
 	component_fresh();
 	conf.authorizer_idle = 3600;
 	component_authorize(COMP, "AUTHCODE5", authorize_done, &done);
-	answer(EP_QUERY, "{\"authorization_info\":{\"authorizer_appid\":\""
+	fake_answer_first(EP_QUERY,
+	    "{\"authorization_info\":{\"authorizer_appid\":\""
 	    A5 "\",\"authorizer_access_token\":\"AT50\",\"expires_in\":7200,"
 	    "\"authorizer_refresh_token\":\"RT5\"}}");
 	if ((a = cred_find(A5)) == NULL || !cred_usable(a)) {
@@ -358,8 +303,8 @@ test_idle(void)
 	answer_authorizer("AT52", "RT5b");
 	ok(cred_usable(a) && strcmp(cred_token(a), "AT52") == 0,
 	    "the sends have their token after one round trip");
-	is_str(stored_rt(A5, NULL), "RT5b", "the rotated refresh token is "
-	    "committed as always");
+	is_str(harness_stored_rt(A5, NULL), "RT5b",
+	    "the rotated refresh token is committed as always");
 	ok(cred_refresh_due(a, &tv) && tv.tv_sec > 3600,
 	    "and it is refreshed proactively again");
 	clock_set(t + 1800 + 7300 + 600);

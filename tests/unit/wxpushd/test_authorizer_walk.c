@@ -17,10 +17,10 @@
 #include <unistd.h>
 
 #include <event2/event.h>
-#include <jansson.h>
 
 #include "wxpushd.h"
 #include "fake-upstream.h"
+#include "harness.h"
 #include "tap.h"
 
 #define COMP		"wxcomponent0001"
@@ -39,35 +39,6 @@ static struct component_conf	cc;
 static time_t			t0 = 1700000000;
 static char			dir[64];
 
-static void
-stored(const char *appid, const char *rt, int revoked, time_t used)
-{
-	struct store_authorizer sa;
-
-	memset(&sa, 0, sizeof sa);
-	snprintf(sa.component_appid, sizeof sa.component_appid, "%s", COMP);
-	snprintf(sa.appid, sizeof sa.appid, "%s", appid);
-	snprintf(sa.refresh_token, sizeof sa.refresh_token, "%s", rt);
-	sa.revoked = revoked;
-	sa.updated_at = used;
-	sa.last_used = used;
-	if (store_authorizer_save(&sa) != 0)
-		fatalx("store_authorizer_save");
-}
-
-/* The refresh token stored for appid ("?" if no row). */
-static const char *
-stored_rt(const char *appid, int *revoked)
-{
-	static struct store_authorizer sa;
-
-	if (store_authorizer_load(appid, &sa) != 1)
-		return ("?");
-	if (revoked != NULL)
-		*revoked = sa.revoked;
-	return (sa.refresh_token);
-}
-
 /* The stored walk's next offset, or -1 if there is none. */
 static int
 walk_offset(void)
@@ -76,34 +47,6 @@ walk_offset(void)
 	int off;
 
 	return (store_walk_load(COMP, &off, &started) == 1 ? off : -1);
-}
-
-/* An integer field of the oldest pending call to path, or -1. */
-static long
-pending_int(const char *path, const char *name)
-{
-	struct upstream_call *call = fake_first(path);
-	json_t *j;
-	long v = -1;
-
-	if (call == NULL || fake_call(call)->body == NULL ||
-	    (j = json_loads(fake_call(call)->body, 0, NULL)) == NULL)
-		return (-1);
-	if (json_is_integer(json_object_get(j, name)))
-		v = (long)json_integer_value(json_object_get(j, name));
-	json_decref(j);
-	return (v);
-}
-
-static int
-answer(const char *path, const char *json)
-{
-	struct upstream_call *call = fake_first(path);
-
-	if (call == NULL)
-		return (-1);
-	fake_answer(call, json);
-	return (0);
 }
 
 /* Milliseconds on the monotonic clock. */
@@ -120,15 +63,12 @@ now_ms(void)
 static long
 wait_for(const char *path)
 {
-	struct timeval tick = { 0, 20000 };
 	long t = now_ms();
 	int n;
 
 	/* Ticks: a far timer (a refresh in two hours) must not block. */
-	for (n = 0; n < 500 && fake_pending(path) == 0; n++) {
-		event_base_loopexit(wx_base, &tick);
-		event_base_loop(wx_base, EVLOOP_ONCE);
-	}
+	for (n = 0; n < 500 && fake_pending(path) == 0; n++)
+		harness_tick();
 	return (now_ms() - t);
 }
 
@@ -140,7 +80,7 @@ start(void)
 	component_init();
 	component_reconcile(&conf);
 	wait_for(EP_COMPONENT);
-	answer(EP_COMPONENT, "{\"component_access_token\":\"CT1\","
+	fake_answer_first(EP_COMPONENT, "{\"component_access_token\":\"CT1\","
 	    "\"expires_in\":7200}");
 }
 
@@ -151,46 +91,45 @@ start(void)
 static void
 first_run(void)
 {
-	char *cause = NULL;
 	long ms;
 
-	if (store_open(dir, &cause) != 0)
-		fatalx("store_open: %s", cause);
+	harness_store_open(dir);
 	wx_base = event_base_new();
 	start();
 	ok(cred_find(A1) != NULL && cred_find(I1) == NULL,
 	    "only the active authorizer is in memory");
 	wait_for(EP_AUTHORIZER);
-	answer(EP_AUTHORIZER, "{\"errcode\":61023}");
+	fake_answer_first(EP_AUTHORIZER, "{\"errcode\":61023}");
 	is_int(fake_pending(EP_LIST), 1, "61023: the walk starts at once");
-	is_int(pending_int(EP_LIST, "offset"), 0, "from offset 0");
-	is_int(pending_int(EP_LIST, "count"), 500, "500 at a time");
+	is_int(fake_body_int(EP_LIST, "offset"), 0, "from offset 0");
+	is_int(fake_body_int(EP_LIST, "count"), 500, "500 at a time");
 	is_int(walk_offset(), 0, "the walk is stored before its first page");
-	answer(EP_LIST, "{\"total_count\":9,\"list\":["
+	fake_answer_first(EP_LIST, "{\"total_count\":9,\"list\":["
 	    "{\"authorizer_appid\":\"" A1 "\",\"refresh_token\":\"RTA1new\"},"
 	    "{\"authorizer_appid\":\"" I1 "\",\"refresh_token\":\"RTI1new\"},"
 	    "{\"authorizer_appid\":\"" I2 "\",\"refresh_token\":\"RTI2new\"}]}");
-	is_str(stored_rt(A1, NULL), "RTA1new", "A1's listed refresh token is "
-	    "committed");
+	is_str(harness_stored_rt(A1, NULL), "RTA1new",
+	    "A1's listed refresh token is committed");
 	is_int(fake_pending(EP_AUTHORIZER), 1, "and A1 retries with it");
-	is_str(stored_rt(I1, NULL), "RTI1new", "an idle authorizer's newer "
-	    "refresh token goes to the store");
+	is_str(harness_stored_rt(I1, NULL), "RTI1new",
+	    "an idle authorizer's newer refresh token goes to the store");
 	ok(cred_find(I1) == NULL, "without loading its credential");
-	is_str(stored_rt(I2, NULL), "RTI2", "a revoked row is left alone");
+	is_str(harness_stored_rt(I2, NULL), "RTI2",
+	    "a revoked row is left alone");
 	is_int(walk_offset(), 3, "the next offset is stored");
 	is_int(fake_pending(EP_LIST), 0, "the next page is not asked at once");
 	ms = wait_for(EP_LIST);
 	ok(ms >= PACE_MS - 100, "it is asked after the pace (%ld ms)", ms);
-	is_int(pending_int(EP_LIST, "offset"), 3, "at offset 3");
-	answer(EP_LIST, "{\"total_count\":9,\"list\":["
+	is_int(fake_body_int(EP_LIST, "offset"), 3, "at offset 3");
+	fake_answer_first(EP_LIST, "{\"total_count\":9,\"list\":["
 	    "{\"authorizer_appid\":\"" I3 "\",\"refresh_token\":\"RTI3\"},"
 	    "{\"authorizer_appid\":\"" N1 "\",\"refresh_token\":\"RTN1\"},"
 	    "{\"authorizer_appid\":\"bad appid\",\"refresh_token\":\"X\"}]}");
-	is_str(stored_rt(N1, NULL), "RTN1", "an authorizer the store did not "
-	    "know is stored");
+	is_str(harness_stored_rt(N1, NULL), "RTN1",
+	    "an authorizer the store did not know is stored");
 	ok(cred_find(N1) == NULL, "not loaded either");
-	is_str(stored_rt(I3, NULL), "RTI3", "the same refresh token changes "
-	    "nothing");
+	is_str(harness_stored_rt(I3, NULL), "RTI3",
+	    "the same refresh token changes nothing");
 	is_int(walk_offset(), 6, "offset 6 stored");
 	/* Killed here: the third page never asked. */
 	_exit(tap_failed != 0);
@@ -206,16 +145,11 @@ main(void)
 	log_init("test_authorizer_walk", 1, LOG_LEVEL_ERR);
 	fake_daemon(&conf, t0, dir, sizeof dir);
 	conf.authorizer_idle = 86400;
-	cc.appid = xstrdup(COMP);
-	cc.secret = xstrdup("COMPONENTSECRET");
-	cc.token = xstrdup("TOKEN");
-	TAILQ_INSERT_TAIL(&conf.components, &cc, entry);
-	if (store_ticket_save(COMP, "TICKET", t0 - 60) != 0)
-		fatalx("store_ticket_save");
-	stored(A1, "RTA1", 0, t0 - 3600);
-	stored(I1, "RTI1", 0, t0 - 3 * 86400);
-	stored(I2, "RTI2", 1, t0 - 3 * 86400);
-	stored(I3, "RTI3", 0, t0 - 3 * 86400);
+	harness_component(&conf, &cc, COMP, t0 - 60);
+	harness_authorizer(COMP, A1, "RTA1", 0, t0 - 3600, t0 - 3600);
+	harness_authorizer(COMP, I1, "RTI1", 0, t0 - 3 * 86400, t0 - 3 * 86400);
+	harness_authorizer(COMP, I2, "RTI2", 1, t0 - 3 * 86400, t0 - 3 * 86400);
+	harness_authorizer(COMP, I3, "RTI3", 0, t0 - 3 * 86400, t0 - 3 * 86400);
 	store_close();
 
 	/* The first run's checks go to the log (stderr), not to TAP. */
@@ -233,25 +167,21 @@ main(void)
 
 	/* The restart. */
 	clock_set(t0 + 60);
-	{
-		char *cause = NULL;
-
-		if (store_open(dir, &cause) != 0)
-			fatalx("store_open: %s", cause);
-	}
+	harness_store_open(dir);
 	is_int(walk_offset(), 6, "the store has the walk at offset 6");
-	is_str(stored_rt(I1, NULL), "RTI1new", "and the rows it learned");
+	is_str(harness_stored_rt(I1, NULL), "RTI1new",
+	    "and the rows it learned");
 	start();
 	is_int(fake_pending(EP_LIST), 1, "once the component has a token, "
 	    "the walk resumes");
-	is_int(pending_int(EP_LIST, "offset"), 6, "from offset 6, not 0");
+	is_int(fake_body_int(EP_LIST, "offset"), 6, "from offset 6, not 0");
 
 	/* A1 refused again while the resumed walk runs: it joins late. */
 	wait_for(EP_AUTHORIZER);
 	is_int(fake_pending(EP_AUTHORIZER), 1, "A1 refreshes at the start");
-	answer(EP_AUTHORIZER, "{\"errcode\":61023}");
+	fake_answer_first(EP_AUTHORIZER, "{\"errcode\":61023}");
 	is_int(fake_pending(EP_LIST), 1, "A1's 61023 joins the walk under way");
-	answer(EP_LIST, "{\"total_count\":9,\"list\":["
+	fake_answer_first(EP_LIST, "{\"total_count\":9,\"list\":["
 	    "{\"authorizer_appid\":\"wxidle0007\",\"refresh_token\":\"R7\"},"
 	    "{\"authorizer_appid\":\"wxidle0008\",\"refresh_token\":\"R8\"},"
 	    "{\"authorizer_appid\":\"wxidle0009\",\"refresh_token\":\"R9\"}]}");
@@ -260,9 +190,9 @@ main(void)
 	is_int(fake_pending(EP_LIST), 0, "and the next walk is paced");
 	ms = wait_for(EP_LIST);
 	ok(ms >= PACE_MS - 100, "it starts after the pace (%ld ms)", ms);
-	is_int(pending_int(EP_LIST, "offset"), 0, "from offset 0");
+	is_int(fake_body_int(EP_LIST, "offset"), 0, "from offset 0");
 	is_int(walk_offset(), 0, "stored as a new walk");
-	answer(EP_LIST, "{\"total_count\":3,\"list\":["
+	fake_answer_first(EP_LIST, "{\"total_count\":3,\"list\":["
 	    "{\"authorizer_appid\":\"" A1 "\",\"refresh_token\":\"RTA1new\"},"
 	    "{\"authorizer_appid\":\"" I1 "\",\"refresh_token\":\"RTI1new\"},"
 	    "{\"authorizer_appid\":\"" I2 "\",\"refresh_token\":\"RTI2new\"}]}");
@@ -272,7 +202,8 @@ main(void)
 	    "token: it needs re-authorization");
 	event_base_loop(wx_base, EVLOOP_NONBLOCK);
 	is_int(fake_pending(EP_LIST), 0, "and no page is asked after it");
-	is_str(stored_rt(I2, &revoked), "RTI2", "the revoked row stays");
+	is_str(harness_stored_rt(I2, &revoked), "RTI2",
+	    "the revoked row stays");
 	ok(revoked, "revoked");
 	return (tap_done());
 }

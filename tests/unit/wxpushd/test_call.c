@@ -21,6 +21,7 @@
 
 #include "wxpushd.h"
 #include "fake-upstream.h"
+#include "harness.h"
 #include "tap.h"
 
 #define STABLE		"/cgi-bin/stable_token"
@@ -32,50 +33,6 @@ static struct config	conf;
 static struct account_conf account;
 static struct client	client;
 static char		*apis[] = { "/cgi-bin/test/*" };
-
-/* Answer the pending call to path with json; -1 if there is none. */
-static int
-answer(const char *path, const char *json)
-{
-	struct upstream_call *call = fake_first(path);
-
-	if (call == NULL)
-		return (-1);
-	fake_answer(call, json);
-	return (0);
-}
-
-/* Whether the pending call to path has exactly query q. */
-static int
-pending_query(const char *path, const char *q)
-{
-	struct upstream_call *call = fake_first(path);
-
-	return (call != NULL && fake_call(call)->query != NULL &&
-	    strcmp(fake_call(call)->query, q) == 0);
-}
-
-/* Run method with params packed by the caller into sb, as root. */
-static void
-run(void (*method)(struct request *, const msgpack_object *),
-    msgpack_sbuffer *sb)
-{
-	msgpack_unpacked up;
-	struct request *req;
-
-	msgpack_unpacked_init(&up);
-	if (msgpack_unpack_next(&up, sb->data, sb->size, NULL) !=
-	    MSGPACK_UNPACK_SUCCESS)
-		fatalx("run: unpack");
-	req = xcalloc(1, sizeof *req);
-	req->client = &client;
-	req->msgid = 1;
-	TAILQ_INSERT_TAIL(&client.requests, req, entry);
-	client.nrequests++;
-	method(req, &up.data);
-	msgpack_unpacked_destroy(&up);
-	msgpack_sbuffer_destroy(sb);
-}
 
 /* method {appid, key: value}: call {appid, path} or jssdk_sign {appid, url}. */
 static void
@@ -90,43 +47,10 @@ run_with(void (*method)(struct request *, const msgpack_object *),
 	msgpack_pack_map(&pk, 2);
 	rpc_pack_kv_str(&pk, "appid", account.appid);
 	rpc_pack_kv_str(&pk, key, value);
-	run(method, &sb);
+	harness_request(&client, method, &sb);
 }
 #define do_call(path)	run_with(method_call, "path", (path))
 #define do_sign(url)	run_with(jsapi_method_sign, "url", (url))
-
-/*
- * The last reply written to the client, as JSON text of [error, result]
- * (into buf); earlier replies are dropped. 0, or -1 if there is none.
- */
-static int
-last_reply(char *buf, size_t len)
-{
-	struct evbuffer *out = bufferevent_get_output(client.bev);
-	msgpack_unpacked up;
-	size_t n = evbuffer_get_length(out), off = 0;
-	const char *data;
-	int found = 0;
-
-	if (n == 0)
-		return (-1);
-	data = (const char *)evbuffer_pullup(out, -1);
-	msgpack_unpacked_init(&up);
-	while (msgpack_unpack_next(&up, data, n, &off) ==
-	    MSGPACK_UNPACK_SUCCESS) {
-		if (up.data.type == MSGPACK_OBJECT_ARRAY &&
-		    up.data.via.array.size == 4) {
-			msgpack_object_print_buffer(buf, len,
-			    up.data.via.array.ptr[2].type ==
-			    MSGPACK_OBJECT_NIL ? up.data.via.array.ptr[3] :
-			    up.data.via.array.ptr[2]);
-			found = 1;
-		}
-	}
-	msgpack_unpacked_destroy(&up);
-	evbuffer_drain(out, n);
-	return (found ? 0 : -1);
-}
 
 /* The call counters of the only apis entry. */
 static const struct call_stat *
@@ -138,33 +62,17 @@ stat0(void)
 static void
 setup(void)
 {
-	char dir[] = "/tmp/wxpushd-test-call.XXXXXX", *cause = NULL;
+	char dir[64];
 
-	if (mkdtemp(dir) == NULL)
-		fatal("mkdtemp");
-	if (store_open(dir, &cause) != 0)
-		fatalx("store_open: %s", cause);
-	wx_base = event_base_new();
+	fake_daemon(&conf, 1700000000, dir, sizeof dir);
 	conf.refresh_margin = MARGIN;
-	conf.upstream_timeout = 10;
 	conf.send_timeout = 10;
-	conf.max_inflight = 4;
-	conf.queue_limit = 100;
 	conf.call_max_body = 65536;
 	conf.call_max_answer = 65536;
-	TAILQ_INIT(&conf.accounts);
-	TAILQ_INIT(&conf.components);
-	account.appid = xstrdup("wxtestcallaccount1");
-	account.secret = xstrdup("SECRET");
-	account.token_api = TOKEN_API_STABLE;
+	harness_account(&conf, &account, "wxtestcallaccount1");
 	account.apis.n = 1;
 	account.apis.paths = apis;
-	TAILQ_INSERT_TAIL(&conf.accounts, &account, entry);
-	wx_conf = &conf;
-	clock_set(1700000000);
-	TAILQ_INIT(&client.requests);
-	client.peer.uid = 0;
-	client.bev = bufferevent_socket_new(wx_base, -1, 0);
+	harness_client(&client, wx_base);
 	send_init();
 	official_reconcile(&conf);
 }
@@ -190,21 +98,26 @@ test_call_refresh(void)
 	char buf[1024] = "";
 
 	cred_refresh(cred_find(account.appid), 0);
-	answer(STABLE, "{\"access_token\":\"T1\",\"expires_in\":7200}");
+	fake_token("T1");
 	do_call(API);
-	ok(pending_query(API, "access_token=T1"), "the call carries the token");
-	answer(API, "{\"errcode\":40001,\"errmsg\":\"invalid credential\"}");
+	ok(fake_query_is(API, "access_token=T1"), "the call carries the token");
+	fake_answer_first(API,
+	    "{\"errcode\":40001,\"errmsg\":\"invalid credential\"}");
 	is_int(fake_pending(STABLE), 1, "40001: one token refresh");
 	is_int(fake_pending(API), 0, "the call waits for the new token");
-	answer(STABLE, "{\"access_token\":\"T2\",\"expires_in\":7200}");
-	ok(pending_query(API, "access_token=T2"), "and goes again with it");
-	answer(API, "{\"errcode\":0,\"errmsg\":\"ok\",\"n\":1,"
-	    "\"authorizer_access_token\":\"SECRET1\",\"x\":{\"ticket\":\"S2\"}}");
+	fake_token("T2");
+	ok(fake_query_is(API, "access_token=T2"), "and goes again with it");
+	fake_answer_first(API, "{\"errcode\":0,\"errmsg\":\"ok\",\"n\":1,"
+	    "\"authorizer_access_token\":\"SECRET1\","
+	    "\"x\":{\"ticket\":\"S2\"}}");
 	ok(stat0() != NULL && stat0()->outcome[SEND_OK] == 1, "it succeeds");
+	ok(!fake_changed(), "WeChat's answer object is left as it came: "
+	    "read-only, it may be shared");
 	is_int(stat0() != NULL ? (long long)stat0()->stripped : -1, 2,
 	    "two credential fields stripped");
-	ok(last_reply(buf, sizeof buf) == 0 && strstr(buf, "SECRET") == NULL &&
-	    strstr(buf, "S2") == NULL && strstr(buf, "\"n\"=>1") != NULL,
+	ok(harness_reply(&client, buf, sizeof buf) == 0 &&
+	    strstr(buf, "SECRET") == NULL && strstr(buf, "S2") == NULL &&
+	    strstr(buf, "\"n\"=>1") != NULL,
 	    "the reply has the answer without them (%s)", buf);
 }
 
@@ -213,11 +126,11 @@ static void
 test_call_busy(void)
 {
 	do_call(API);
-	answer(API, "{\"errcode\":-1,\"errmsg\":\"system busy\"}");
+	fake_answer_first(API, "{\"errcode\":-1,\"errmsg\":\"system busy\"}");
 	is_int(fake_pending(API), 0, "-1: no attempt at once");
 	event_base_loop(wx_base, EVLOOP_ONCE);
 	ok(fake_pending(API) == 1, "a retry after a backoff");
-	answer(API, "{\"errcode\":0,\"errmsg\":\"ok\"}");
+	fake_answer_first(API, "{\"errcode\":0,\"errmsg\":\"ok\"}");
 	ok(stat0() != NULL && stat0()->outcome[SEND_OK] == 2, "ok after the "
 	    "retry");
 }
@@ -234,22 +147,24 @@ test_ticket(void)
 	clock_set(1700000000 + 100);
 	do_sign("https://example.com/a?b=1#frag");
 	event_base_loop(wx_base, EVLOOP_ONCE);	/* the new credential starts */
-	ok(pending_query(GETTICKET, "access_token=T2&type=jsapi"),
+	ok(fake_query_is(GETTICKET, "access_token=T2&type=jsapi"),
 	    "getticket is called with the access token");
-	answer(GETTICKET, "{\"errcode\":40001,\"errmsg\":\"invalid credential\"}");
+	fake_answer_first(GETTICKET,
+	    "{\"errcode\":40001,\"errmsg\":\"invalid credential\"}");
 	is_int(fake_pending(STABLE), 1, "40001: the access token is refreshed");
-	answer(STABLE, "{\"access_token\":\"T3\",\"expires_in\":7200}");
+	fake_token("T3");
 	is_int(fake_pending(GETTICKET), 0, "the ticket waits out a short "
 	    "backoff");
 	event_base_loop(wx_base, EVLOOP_ONCE);
-	ok(pending_query(GETTICKET, "access_token=T3&type=jsapi"),
+	ok(fake_query_is(GETTICKET, "access_token=T3&type=jsapi"),
 	    "then asks again with the new access token");
-	answer(GETTICKET, "{\"errcode\":0,\"errmsg\":\"ok\",\"ticket\":"
+	fake_answer_first(GETTICKET, "{\"errcode\":0,\"errmsg\":\"ok\","
+	    "\"ticket\":"
 	    "\"TICKET1\",\"expires_in\":7200}");
 	tc = cred_find("wxtestcallaccount1/jsapi");
 	ok(tc != NULL && cred_usable(tc), "the ticket credential is valid");
-	ok(last_reply(buf, sizeof buf) == 0 && strstr(buf, "signature") !=
-	    NULL && strstr(buf, "TICKET1") == NULL,
+	ok(harness_reply(&client, buf, sizeof buf) == 0 &&
+	    strstr(buf, "signature") != NULL && strstr(buf, "TICKET1") == NULL,
 	    "the waiting signature is answered, without the ticket (%s)", buf);
 	ok(tc != NULL && cred_refresh_due(tc, &tv) &&
 	    tv.tv_sec - time(NULL) <= 7200 - MARGIN + 2 &&

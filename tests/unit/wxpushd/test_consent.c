@@ -7,13 +7,13 @@
  */
 #include "config.h"
 
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "wxpushd.h"
+#include "harness.h"
 #include "tap.h"
 
 #define T_APPID	"wx1234567890abcdef"
@@ -21,16 +21,6 @@
 #define T_TID	"TPL_id-0001"
 
 static char	test_base[] = "/tmp/test_consent.XXXXXX";
-
-/* nftw callback removing everything. */
-static int
-test_rm(const char *path, const struct stat *st, int flag, struct FTW *f)
-{
-	(void)st;
-	(void)flag;
-	(void)f;
-	return (remove(path));
-}
 
 /* Verify r for (appid, tid, scene) at now; 0 or -1. */
 static int
@@ -300,6 +290,6 @@ main(void)
 	store_close();
 	event_base_free(wx_base);
 	free(dir);
-	nftw(test_base, test_rm, 16, FTW_DEPTH | FTW_PHYS);
+	harness_rmtree(test_base);
 	return (tap_done());
 }

@@ -19,21 +19,19 @@
 
 #include <sys/wait.h>
 
-#include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <msgpack.h>
 #include <sqlite3.h>
 
 #include "wxpushd.h"
 #include "fake-upstream.h"
+#include "harness.h"
 #include "tap.h"
 
 #define STABLE		"/cgi-bin/stable_token"
@@ -55,28 +53,11 @@ struct restart {
 	char	state_after[16];	/* the consent, after the answer */
 };
 
-/* nftw callback removing everything. */
-static int
-test_rm(const char *path, const struct stat *st, int flag, struct FTW *f)
-{
-	(void)st;
-	(void)flag;
-	(void)f;
-	return (remove(path));
-}
-
 /* The state of the consent in memory ("" if none). */
-static void
-ledger_state_cb(const struct store_consent *row, void *arg)
-{
-	snprintf(arg, 16, "%s", row->state);
-}
-
 static void
 ledger_state(char *buf)
 {
-	buf[0] = '\0';
-	consent_foreach(T_APPID, T_OPENID, T_TID, ledger_state_cb, buf);
+	harness_consent_state(T_APPID, T_OPENID, T_TID, buf);
 }
 
 /* The state of the consent in dir's store, read as another process would. */
@@ -100,67 +81,16 @@ store_state(const char *dir, char *buf)
 	free(path);
 }
 
-/* The last reply written to the client, as text ("" if none). */
-static void
-last_reply(char *buf, size_t len)
-{
-	struct evbuffer *out = bufferevent_get_output(client.bev);
-	msgpack_unpacked up;
-	size_t n = evbuffer_get_length(out), off = 0;
-	const char *data;
-
-	buf[0] = '\0';
-	if (n == 0)
-		return;
-	data = (const char *)evbuffer_pullup(out, -1);
-	msgpack_unpacked_init(&up);
-	while (msgpack_unpack_next(&up, data, n, &off) ==
-	    MSGPACK_UNPACK_SUCCESS) {
-		if (up.data.type == MSGPACK_OBJECT_ARRAY &&
-		    up.data.via.array.size == 4)
-			msgpack_object_print_buffer(buf, len,
-			    up.data.via.array.ptr[2].type ==
-			    MSGPACK_OBJECT_NIL ? up.data.via.array.ptr[3] :
-			    up.data.via.array.ptr[2]);
-	}
-	msgpack_unpacked_destroy(&up);
-	evbuffer_drain(out, n);
-}
-
 /* The daemon's core on dir (the store, the ledger, the account's token). */
 static void
 start(const char *dir)
 {
 	struct cred	*c;
-	char		*cause = NULL;
 
-	if (store_open(dir, &cause) != 0)
-		fatalx("store_open: %s", cause);
-	wx_base = event_base_new();
+	fake_daemon_open(&conf, 1800000000, dir);
 	conf.state_dir = (char *)dir;
-	conf.refresh_margin = 300;
-	conf.upstream_timeout = 10;
 	conf.send_timeout = 10;
-	conf.max_inflight = 4;
-	conf.queue_limit = 100;
-	conf.consent_ttl = 30 * 86400;
-	conf.consent_max = 100;
-	TAILQ_INIT(&conf.accounts);
-	TAILQ_INIT(&conf.components);
-	account.appid = xstrdup(T_APPID);
-	account.secret = xstrdup("SECRET");
-	account.token_api = TOKEN_API_STABLE;
-	account.consent_required = 1;
-	TAILQ_INSERT_TAIL(&conf.accounts, &account, entry);
-	wx_conf = &conf;
-	clock_set(1800000000);
-	TAILQ_INIT(&client.requests);
-	client.peer.uid = 0;
-	client.bev = bufferevent_socket_new(wx_base, -1, 0);
-	send_init();
-	if (consent_init() != 0)
-		fatalx("consent_init");
-	official_reconcile(&conf);
+	harness_consent_core(&conf, &account, &client, T_APPID);
 	c = cred_find(T_APPID);
 	if (!cred_usable(c)) {
 		if (fake_pending(STABLE) == 0)
@@ -176,36 +106,7 @@ start(const char *dir)
 static void
 do_send(void)
 {
-	msgpack_sbuffer sb;
-	msgpack_packer pk;
-	msgpack_unpacked up;
-	struct request *req;
-
-	msgpack_sbuffer_init(&sb);
-	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-	msgpack_pack_map(&pk, 6);
-	rpc_pack_kv_str(&pk, "appid", T_APPID);
-	rpc_pack_kv_str(&pk, "touser", T_OPENID);
-	rpc_pack_kv_str(&pk, "template_id", T_TID);
-	rpc_pack_kv_int(&pk, "scene", 1000);
-	rpc_pack_kv_str(&pk, "title", "title");
-	rpc_pack_str(&pk, "data");
-	msgpack_pack_map(&pk, 1);
-	rpc_pack_str(&pk, "content");
-	msgpack_pack_map(&pk, 1);
-	rpc_pack_kv_str(&pk, "value", "hello");
-	msgpack_unpacked_init(&up);
-	if (msgpack_unpack_next(&up, sb.data, sb.size, NULL) !=
-	    MSGPACK_UNPACK_SUCCESS)
-		fatalx("do_send: unpack");
-	req = xcalloc(1, sizeof *req);
-	req->client = &client;
-	req->msgid = 1;
-	TAILQ_INSERT_TAIL(&client.requests, req, entry);
-	client.nrequests++;
-	send_method(req, &up.data);
-	msgpack_unpacked_destroy(&up);
-	msgpack_sbuffer_destroy(&sb);
+	harness_subscribe(&client, send_method, T_APPID, T_OPENID, T_TID, 1000);
 }
 
 /*
@@ -256,7 +157,7 @@ restart_child(const char *dir, const char *answer, int fd)
 	r.upstream = (int)fake_pending(SUBSCRIBE);
 	if (r.upstream > 0)
 		fake_answer(fake_first(SUBSCRIBE), answer);
-	last_reply(r.reply, sizeof r.reply);
+	harness_reply(&client, r.reply, sizeof r.reply);
 	ledger_state(r.state_after);
 	consent_shutdown();
 	if (write(fd, &r, sizeof r) != sizeof r)
@@ -264,57 +165,51 @@ restart_child(const char *dir, const char *answer, int fd)
 	_exit(0);
 }
 
-/* Run f in a child; what it wrote to its pipe (len bytes) and its status. */
-static int
-in_child(void (*crash)(const char *, int, int),
-    void (*restart)(const char *, const char *, int), const char *dir,
-    int after, const char *answer, void *out, size_t len)
-{
-	pid_t	pid;
-	int	p[2], status;
-	ssize_t	n;
+/* What a child of run_case runs on. */
+struct child_case {
+	const char	*dir;
+	int		 after;		/* crash: once the store says spent */
+	const char	*answer;	/* restart: WeChat's answer */
+};
 
-	if (pipe(p) == -1)
-		fatal("pipe");
-	fflush(stdout);
-	if ((pid = fork()) == -1)
-		fatal("fork");
-	if (pid == 0) {
-		close(p[0]);
-		log_init("test_consent_crash", 0, LOG_LEVEL_WARN);
-		if (crash != NULL)
-			crash(dir, after, p[1]);
-		else
-			restart(dir, answer, p[1]);
-		_exit(1);
-	}
-	close(p[1]);
-	n = read(p[0], out, len);
-	close(p[0]);
-	if (waitpid(pid, &status, 0) == -1)
-		fatal("waitpid");
-	return (n == (ssize_t)len ? status : -1);
+static void
+crash_run(void *arg, int fd)
+{
+	struct child_case *cc = arg;
+
+	log_init("test_consent_crash", 0, LOG_LEVEL_WARN);
+	crash_child(cc->dir, cc->after, fd);
+}
+
+static void
+restart_run(void *arg, int fd)
+{
+	struct child_case *cc = arg;
+
+	log_init("test_consent_crash", 0, LOG_LEVEL_WARN);
+	restart_child(cc->dir, cc->answer, fd);
 }
 
 /* One crash and restart in a fresh directory. */
 static void
 run_case(int after, const char *answer, struct restart *r, char *at_kill)
 {
-	char	dir[] = "/tmp/wxpushd-test-consent-crash.XXXXXX";
-	int	status;
+	char dir[] = "/tmp/wxpushd-test-consent-crash.XXXXXX";
+	struct child_case cc = { dir, after, answer };
+	int status;
 
 	if (mkdtemp(dir) == NULL)
 		fatal("mkdtemp");
-	status = in_child(crash_child, NULL, dir, after, NULL, at_kill, 16);
+	status = harness_child(crash_run, &cc, at_kill, 16);
 	ok(status != -1 && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
 	    "%s: the first run is killed with SIGKILL while WeChat holds the "
 	    "answer", after ? "after the write-behind" : "within the "
 	    "write-behind");
 	memset(r, 0, sizeof *r);
-	status = in_child(NULL, restart_child, dir, 0, answer, r, sizeof *r);
+	status = harness_child(restart_run, &cc, r, sizeof *r);
 	ok(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
 	    "the restarted run reports");
-	nftw(dir, test_rm, 16, FTW_DEPTH | FTW_PHYS);
+	harness_rmtree(dir);
 }
 
 int

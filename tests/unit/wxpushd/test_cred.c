@@ -19,11 +19,11 @@
 #include <event2/event.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
-#include <jansson.h>
 #include <msgpack.h>
 
 #include "wxpushd.h"
 #include "fake-upstream.h"
+#include "harness.h"
 #include "tap.h"
 
 #define STABLE		"/cgi-bin/stable_token"
@@ -48,83 +48,18 @@ due_in(const struct cred *c)
 	    (double)(tv.tv_usec - now.tv_usec) / 1e6);
 }
 
-/* Answer the pending stable_token call with token (lifetime 7200 s). */
-static int
-give_token(const char *token)
-{
-	struct upstream_call *call = fake_first(STABLE);
-	char json[256];
-
-	if (call == NULL)
-		return (-1);
-	snprintf(json, sizeof json, "{\"access_token\":\"%s\","
-	    "\"expires_in\":7200}", token);
-	fake_answer(call, json);
-	return (0);
-}
-
-/* Answer the pending stable_token call with json. */
-static int
-answer_token(const char *json)
-{
-	struct upstream_call *call = fake_first(STABLE);
-
-	if (call == NULL)
-		return (-1);
-	fake_answer(call, json);
-	return (0);
-}
-
 /* Whether the pending stable_token call asks for force_refresh. */
 static int
 pending_force(void)
 {
-	struct upstream_call *call = fake_first(STABLE);
-	json_t *j;
-	int force;
-
-	if (call == NULL || fake_call(call)->body == NULL ||
-	    (j = json_loads(fake_call(call)->body, 0, NULL)) == NULL)
-		return (-1);
-	force = json_is_true(json_object_get(j, "force_refresh"));
-	json_decref(j);
-	return (force);
+	return (fake_body_true(STABLE, "force_refresh"));
 }
 
 /* Send a templateSubscribe message as appid, as a root client would. */
 static void
 do_send(const char *appid)
 {
-	msgpack_sbuffer sb;
-	msgpack_packer pk;
-	msgpack_unpacked up;
-	struct request *req;
-
-	msgpack_sbuffer_init(&sb);
-	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-	msgpack_pack_map(&pk, 6);
-	rpc_pack_kv_str(&pk, "appid", appid);
-	rpc_pack_kv_str(&pk, "touser", "OPENID");
-	rpc_pack_kv_str(&pk, "template_id", "TEMPLATE");
-	rpc_pack_kv_int(&pk, "scene", 1);
-	rpc_pack_kv_str(&pk, "title", "title");
-	rpc_pack_str(&pk, "data");
-	msgpack_pack_map(&pk, 1);
-	rpc_pack_str(&pk, "content");
-	msgpack_pack_map(&pk, 1);
-	rpc_pack_kv_str(&pk, "value", "hello");
-	msgpack_unpacked_init(&up);
-	if (msgpack_unpack_next(&up, sb.data, sb.size, NULL) !=
-	    MSGPACK_UNPACK_SUCCESS)
-		fatalx("do_send: unpack");
-	req = xcalloc(1, sizeof *req);
-	req->client = &client;
-	req->msgid = 1;
-	TAILQ_INSERT_TAIL(&client.requests, req, entry);
-	client.nrequests++;
-	send_method(req, &up.data);
-	msgpack_unpacked_destroy(&up);
-	msgpack_sbuffer_destroy(&sb);
+	harness_subscribe(&client, send_method, appid, "OPENID", "TEMPLATE", 1);
 }
 
 /* How many sends of c ended with outcome o. */
@@ -140,30 +75,24 @@ outcome(const struct cred *c, enum send_outcome o)
 static int
 send_uses(const char *token)
 {
-	struct upstream_call *call = fake_first(SUBSCRIBE);
 	char want[128];
 
-	if (call == NULL || fake_call(call)->query == NULL)
-		return (0);
 	snprintf(want, sizeof want, "access_token=%s", token);
-	return (strcmp(fake_call(call)->query, want) == 0);
+	return (fake_query_is(SUBSCRIBE, want));
 }
 
 static void
 setup(void)
 {
-	char dir[64];
+	char dir[64], appid[32];
 	size_t i;
 
 	fake_daemon(&conf, t0, dir, sizeof dir);
 	for (i = 0; i < sizeof accounts / sizeof accounts[0]; i++) {
-		xasprintf(&accounts[i].appid, "wxtestaccount%zu", i);
-		accounts[i].secret = xstrdup("SECRET");
-		accounts[i].token_api = TOKEN_API_STABLE;
-		TAILQ_INSERT_TAIL(&conf.accounts, &accounts[i], entry);
+		snprintf(appid, sizeof appid, "wxtestaccount%zu", i);
+		harness_account(&conf, &accounts[i], appid);
 	}
-	TAILQ_INIT(&client.requests);
-	client.peer.uid = 0;
+	harness_client(&client, NULL);
 	send_init();
 	official_reconcile(&conf);
 	/* Each test starts its credential's refresh itself. */
@@ -184,7 +113,7 @@ test_refresh_moment(struct cred *c)
 	cred_refresh(c, 0);
 	is_int(fake_pending(STABLE), 1, "a second refresh while one is in "
 	    "flight makes no call");
-	give_token("TOKEN1");
+	fake_token("TOKEN1");
 	ok(cred_usable(c), "the token is usable");
 	is_str(cred_state_name(c), "valid", "state valid");
 	is_int(cred_calls_today(c), 1, "one token call counted");
@@ -194,7 +123,7 @@ test_refresh_moment(struct cred *c)
 	    d);
 	/* The stable API answers with the token we hold: no loop. */
 	cred_refresh(c, 0);
-	give_token("TOKEN1");
+	fake_token("TOKEN1");
 	d = due_in(c);
 	ok(d >= 7200 - 270 - 0.1 && d <= 7200 - 240 + 1,
 	    "same token: next try 240-270 s before expiry (%.1f)", d);
@@ -212,7 +141,7 @@ test_compare_and_refresh(struct cred *c)
 		cred_token_failed(c, gen1, 40001);
 	is_int(fake_pending(STABLE), 1, "50 refusals of one token: one call");
 	ok(!cred_usable(c), "the refused token is not used meanwhile");
-	give_token("TOKEN2");
+	fake_token("TOKEN2");
 	ok(cred_usable(c) && cred_gen(c) == gen1 + 1, "a new generation");
 	/* A send that used TOKEN1 answers late, after TOKEN2 is in place. */
 	cred_token_failed(c, gen1, 40001);
@@ -244,7 +173,7 @@ test_breaker(struct cred *c)
 	cred_token_failed(c, gen2, 40001);
 	is_int(fake_pending(STABLE), 1, "after the breaker and 60 s: a "
 	    "refusal refreshes again");
-	give_token("TOKEN3");
+	fake_token("TOKEN3");
 	clock_set(t0);
 }
 
@@ -255,7 +184,7 @@ test_force_refresh(struct cred *c)
 	int i, forced = 0;
 
 	cred_refresh(c, 0);
-	give_token("SAME");
+	fake_token("SAME");
 	for (i = 0; i < 25; i++) {
 		clock_set(t0 + 100 + i * 31);
 		cred_token_failed(c, cred_gen(c), 40001);
@@ -263,10 +192,10 @@ test_force_refresh(struct cred *c)
 			cred_refresh(c, 0);
 		if (pending_force() != 0)
 			break;
-		give_token("SAME");	/* the refused token again */
+		fake_token("SAME");	/* the refused token again */
 		if (pending_force() == 1) {
 			forced++;
-			give_token("SAME");
+			fake_token("SAME");
 		}
 		if (i == 0) {
 			is_int(forced, 1, "the refused token back: one "
@@ -280,9 +209,9 @@ test_force_refresh(struct cred *c)
 	is_int(forced, 20, "force_refresh at most 20 times a day");
 	clock_set(t0 + 86400);
 	cred_refresh(c, 0);
-	give_token("SAME");
+	fake_token("SAME");
 	is_int(pending_force(), 1, "the next day, force_refresh again");
-	give_token("NEW");
+	fake_token("NEW");
 	clock_set(t0);
 }
 
@@ -295,7 +224,8 @@ test_backoff(struct cred *c)
 
 	for (i = 0; i < 5; i++) {
 		cred_refresh(c, 0);
-		answer_token("{\"errcode\":-1,\"errmsg\":\"busy\"}");
+		fake_answer_first(STABLE,
+		    "{\"errcode\":-1,\"errmsg\":\"busy\"}");
 		d = due_in(c);
 		if (d < want - 0.1 || d > want + 1)
 			okd = 0;
@@ -305,7 +235,7 @@ test_backoff(struct cred *c)
 	is_int(cred_failures(c), 5, "five failures counted");
 	is_str(cred_state_name(c), "expired", "expired, not failed");
 	cred_refresh(c, 0);
-	answer_token("{\"errcode\":40164,\"errmsg\":\"ip\"}");
+	fake_answer_first(STABLE, "{\"errcode\":40164,\"errmsg\":\"ip\"}");
 	is_str(cred_state_name(c), "failed", "40164 needs an operator: failed");
 	d = due_in(c);
 	ok(d >= 600 - 0.1 && d <= 601, "retried after 10 minutes (%.1f)", d);
@@ -315,7 +245,7 @@ test_backoff(struct cred *c)
 	    "unavailable at once");
 	is_int(fake_pending(SUBSCRIBE), 0, "without a call");
 	cred_refresh(c, 0);
-	give_token("BACK");
+	fake_token("BACK");
 	ok(cred_usable(c) && cred_failures(c) == 0, "a success clears the "
 	    "failures");
 }
@@ -328,7 +258,7 @@ test_send(struct cred *c)
 	struct upstream_call *call;
 
 	cred_refresh(c, 0);
-	give_token("SENDTOKEN");
+	fake_token("SENDTOKEN");
 	do_send(cred_appid(c));
 	ok(send_uses("SENDTOKEN"), "the send goes out with the token");
 	fake_answer(fake_first(SUBSCRIBE), "{\"errcode\":0,\"errmsg\":\"ok\"}");
@@ -338,7 +268,7 @@ test_send(struct cred *c)
 	fake_answer(fake_first(SUBSCRIBE), "{\"errcode\":40001}");
 	is_int(fake_pending(STABLE), 1, "a refused token: one refresh");
 	is_int(send_queue_of(c).queued, 1, "the send waits in the queue");
-	give_token("SENDTOKEN2");
+	fake_token("SENDTOKEN2");
 	ok(send_uses("SENDTOKEN2"), "and goes again with the new token");
 	fake_answer(fake_first(SUBSCRIBE), "{\"errcode\":0,\"errmsg\":\"ok\"}");
 	is_int(outcome(c, SEND_OK), 2, "ok on the second attempt");
@@ -407,7 +337,7 @@ test_quota_and_whitelist(struct cred *c)
 	/* 2023-11-14 22:13:20 UTC is 06:13:20 in Beijing: 17:46:40 left. */
 	client.bev = bufferevent_socket_new(wx_base, -1, 0);
 	cred_refresh(c, 0);
-	give_token("QUOTATOKEN");
+	fake_token("QUOTATOKEN");
 	do_send(cred_appid(c));
 	fake_answer(fake_first(SUBSCRIBE), "{\"errcode\":45009,"
 	    "\"errmsg\":\"reach max api daily quota limit\"}");
@@ -441,7 +371,7 @@ test_quota_and_whitelist(struct cred *c)
 	fake_answer(fake_first(SUBSCRIBE), "{\"errcode\":40164}");
 	ok(strcmp(cred_state_name(c), "failed") == 0, "40164 again: failed");
 	cred_refresh(c, 0);
-	give_token("QUOTATOKEN2");
+	fake_token("QUOTATOKEN2");
 	ok(strcmp(cred_state_name(c), "valid") == 0, "a refresh that "
 	    "succeeds clears it");
 	is_int(cred_last_errcode(c), 0, "and last_errcode");
@@ -460,7 +390,7 @@ test_deadline_floor(struct cred *c)
 	is_int(send_queue_of(c).queued, 1, "the send waits for the token");
 	usleep(600 * 1000);
 	event_base_loop(wx_base, EVLOOP_NONBLOCK);
-	give_token("LATE");
+	fake_token("LATE");
 	is_int(fake_pending(SUBSCRIBE), 0, "with 400 ms left the send is not "
 	    "started");
 	is_int(outcome(c, SEND_UNAVAILABLE), 1, "it is answered unavailable");

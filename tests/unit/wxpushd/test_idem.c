@@ -13,13 +13,13 @@
 #include <sys/types.h>
 #include <sys/socket.h>
 
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "wxpushd.h"
+#include "harness.h"
 #include "tap.h"
 
 #define T_APPID	"wx1234567890abcdef"
@@ -310,16 +310,6 @@ test_keys_cb(const struct store_idem *si, void *arg)
 	    (unsigned)si->uid, si->key, si->code);
 	tk->n++;
 	return (0);
-}
-
-/* nftw callback removing everything. */
-static int
-test_rm(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return (remove(path));
 }
 
 int
@@ -653,7 +643,7 @@ main(void)
 	test_client_free(bob);
 	test_client_free(carol);
 	event_base_free(wx_base);
-	nftw(test_base, test_rm, 16, FTW_DEPTH | FTW_PHYS);
+	harness_rmtree(test_base);
 	free(dir);
 	return (tap_done());
 }

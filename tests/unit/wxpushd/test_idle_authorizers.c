@@ -13,10 +13,11 @@
 #include <time.h>
 
 #include <event2/event.h>
-#include <jansson.h>
+#include <msgpack.h>
 
 #include "wxpushd.h"
 #include "fake-upstream.h"
+#include "harness.h"
 #include "tap.h"
 
 #define COMP		"wxcomponent0001"
@@ -24,6 +25,7 @@
 #define B2		"wxidle0002"		/* used three days ago */
 #define B3		"wxidle0003"		/* idle and revoked */
 #define B4		"wxidle0004"		/* idle, then unauthorized */
+#define B5		"wxidle0005"		/* idle, with a consent */
 #define EP_COMPONENT	"/cgi-bin/component/api_component_token"
 #define EP_AUTHORIZER	"/cgi-bin/component/api_authorizer_token"
 
@@ -31,22 +33,7 @@ static struct config		conf;
 static struct component_conf	cc;
 static time_t			t0 = 1700000000;
 static char			dir[64];
-
-static void
-stored(const char *appid, const char *rt, int revoked, time_t used)
-{
-	struct store_authorizer sa;
-
-	memset(&sa, 0, sizeof sa);
-	snprintf(sa.component_appid, sizeof sa.component_appid, "%s", COMP);
-	snprintf(sa.appid, sizeof sa.appid, "%s", appid);
-	snprintf(sa.refresh_token, sizeof sa.refresh_token, "%s", rt);
-	sa.revoked = revoked;
-	sa.updated_at = used;
-	sa.last_used = used;
-	if (store_authorizer_save(&sa) != 0)
-		fatalx("store_authorizer_save");
-}
+static struct client		client;
 
 static time_t
 stored_used(const char *appid, int *revoked)
@@ -60,34 +47,21 @@ stored_used(const char *appid, int *revoked)
 	return (sa.last_used);
 }
 
-/* The body field name of the oldest pending call to path, or "". */
+/* The stats a peer of uid gets, as text. */
 static const char *
-pending_field(const char *path, const char *name)
+stats_as(uid_t uid)
 {
-	static char buf[256];
-	struct upstream_call *call = fake_first(path);
-	json_t *j;
+	static char buf[16384];
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
 
-	buf[0] = '\0';
-	if (call == NULL || fake_call(call)->body == NULL ||
-	    (j = json_loads(fake_call(call)->body, 0, NULL)) == NULL)
-		return (buf);
-	snprintf(buf, sizeof buf, "%s",
-	    json_string_value(json_object_get(j, name)) != NULL ?
-	    json_string_value(json_object_get(j, name)) : "");
-	json_decref(j);
+	client.peer.uid = uid;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 0);
+	harness_request(&client, method_find("stats", 5)->fn, &sb);
+	harness_reply(&client, buf, sizeof buf);
 	return (buf);
-}
-
-static int
-answer(const char *path, const char *json)
-{
-	struct upstream_call *call = fake_first(path);
-
-	if (call == NULL)
-		return (-1);
-	fake_answer(call, json);
-	return (0);
 }
 
 static void
@@ -105,21 +79,17 @@ main(void)
 	struct ingress_event ev;
 	struct cred *c;
 	uint64_t total, used;
-	int revoked = 0, n, done = 0;
+	const char *why;
+	int revoked = 0, n, done = 0, yes = 1;
 
 	log_init("test_idle_authorizers", 1, LOG_LEVEL_ERR);
 	fake_daemon(&conf, t0, dir, sizeof dir);
 	conf.authorizer_idle = 86400;
-	cc.appid = xstrdup(COMP);
-	cc.secret = xstrdup("COMPONENTSECRET");
-	cc.token = xstrdup("TOKEN");
-	TAILQ_INSERT_TAIL(&conf.components, &cc, entry);
-	if (store_ticket_save(COMP, "TICKET", t0 - 60) != 0)
-		fatalx("store_ticket_save");
-	stored(B1, "RTB1", 0, t0 - 3600);
-	stored(B2, "RTB2", 0, t0 - 3 * 86400);
-	stored(B3, "RTB3", 1, t0 - 3 * 86400);
-	stored(B4, "RTB4", 0, t0 - 3 * 86400);
+	harness_component(&conf, &cc, COMP, t0 - 60);
+	harness_authorizer(COMP, B1, "RTB1", 0, t0 - 3600, t0 - 3600);
+	harness_authorizer(COMP, B2, "RTB2", 0, t0 - 3 * 86400, t0 - 3 * 86400);
+	harness_authorizer(COMP, B3, "RTB3", 1, t0 - 3 * 86400, t0 - 3 * 86400);
+	harness_authorizer(COMP, B4, "RTB4", 0, t0 - 3 * 86400, t0 - 3 * 86400);
 	send_init();
 	component_init();
 	component_reconcile(&conf);
@@ -134,15 +104,16 @@ main(void)
 	ok(total == 4 && used == 1, "4 stored, 1 used within the window");
 
 	event_base_loop(wx_base, EVLOOP_ONCE);
-	answer(EP_COMPONENT, "{\"component_access_token\":\"CT1\","
+	fake_answer_first(EP_COMPONENT, "{\"component_access_token\":\"CT1\","
 	    "\"expires_in\":7200}");
 	for (n = 0; n < 20 && fake_pending(EP_AUTHORIZER) == 0; n++)
 		event_base_loop(wx_base, EVLOOP_ONCE);	/* the spread start */
 	is_int(fake_pending(EP_AUTHORIZER), 1, "only the active one "
 	    "refreshes once the component has its token");
-	is_str(pending_field(EP_AUTHORIZER, "authorizer_appid"), B1,
+	is_str(fake_body_str(EP_AUTHORIZER, "authorizer_appid"), B1,
 	    "and it is " B1);
-	answer(EP_AUTHORIZER, "{\"authorizer_access_token\":\"ATB1\","
+	fake_answer_first(EP_AUTHORIZER,
+	    "{\"authorizer_access_token\":\"ATB1\","
 	    "\"expires_in\":7200,\"authorizer_refresh_token\":\"RTB1\"}");
 
 	/* A send for an idle one: loaded on demand, one token call at use. */
@@ -160,9 +131,10 @@ main(void)
 	cred_wanted(c);
 	is_int(fake_pending(EP_AUTHORIZER), 1, "its first send fetches a "
 	    "token: one api_authorizer_token call for both sends");
-	is_str(pending_field(EP_AUTHORIZER, "authorizer_refresh_token"),
+	is_str(fake_body_str(EP_AUTHORIZER, "authorizer_refresh_token"),
 	    "RTB2", "with its stored refresh token");
-	answer(EP_AUTHORIZER, "{\"authorizer_access_token\":\"ATB2\","
+	fake_answer_first(EP_AUTHORIZER,
+	    "{\"authorizer_access_token\":\"ATB2\","
 	    "\"expires_in\":7200,\"authorizer_refresh_token\":\"RTB2\"}");
 	ok(cred_usable(c), "it has its token");
 	ok(stored_used(B2, NULL) < t0, "its use is not written between the "
@@ -194,5 +166,39 @@ main(void)
 	    "applied");
 	ok(stored_used(B4, &revoked) >= 0 && revoked == 1, "an unauthorized "
 	    "event for an idle authorizer commits the revocation");
+
+	/*
+	 * stats counts an idle authorizer's consents by its component's
+	 * allow list, through the store, without loading it.
+	 */
+	harness_authorizer(COMP, B5, "RTB5", 0, t0 - 3 * 86400,
+	    t0 - 3 * 86400);
+	cc.allow.set = 1;
+	cc.allow.n = 1;
+	cc.allow.rules = xcalloc(1, sizeof *cc.allow.rules);
+	cc.allow.rules[0].kind = ACL_UID;
+	cc.allow.rules[0].id = 1234;
+	conf.consent_ttl = 30 * 86400;
+	conf.consent_max = 100;
+	if (consent_init() != 0)
+		fatalx("consent_init");
+	if (consent_record(B5, "oUSER_openid_0001", "TPL_idle", 1000,
+	    "0123456789abcdef0123456789abcdef", "", &yes, &why) != 1)
+		fatalx("consent_record: %s", why);
+	harness_client(&client, wx_base);
+	ok(strstr(stats_as(1234), "\"appid\"=>\"" B5 "\", \"template_id\"=>"
+	    "\"TPL_idle\", \"state\"=>\"granted\", \"count\"=>1") != NULL,
+	    "stats counts the consent of an idle authorizer for a peer its "
+	    "component allows");
+	ok(cred_find(B5) == NULL, "without loading it");
+	ok(strstr(stats_as(4321), B5) == NULL, "a peer the component does "
+	    "not allow does not see it");
+	c = cred_lookup(B5);
+	if (c != NULL)
+		cred_unload(c);
+	ok(c != NULL && cred_find(B5) == c && cred_removed(c) &&
+	    strstr(stats_as(1234), "\"appid\"=>\"" B5 "\"") != NULL,
+	    "unloaded, and not yet freed, it is counted through the store "
+	    "again");
 	return (tap_done());
 }

@@ -20,12 +20,12 @@
 #include <unistd.h>
 
 #include <event2/event.h>
-#include <jansson.h>
 #include <msgpack.h>
 #include <sqlite3.h>
 
 #include "wxpushd.h"
 #include "fake-upstream.h"
+#include "harness.h"
 #include "tap.h"
 
 #define STABLE		"/cgi-bin/stable_token"
@@ -41,27 +41,7 @@ static char		dir[] = "/tmp/wxpushd-test-outbox.XXXXXX";
 static int
 run_until(int (*pred)(void))
 {
-	int i;
-
-	for (i = 0; i < 300; i++) {
-		if (pred())
-			return (1);
-		event_base_loop(wx_base, EVLOOP_NONBLOCK);
-		usleep(10 * 1000);
-	}
-	return (pred());
-}
-
-/* Run the loop for ms milliseconds, whatever happens. */
-static void
-run_for(int ms)
-{
-	int i;
-
-	for (i = 0; i < ms / 10; i++) {
-		event_base_loop(wx_base, EVLOOP_NONBLOCK);
-		usleep(10 * 1000);
-	}
+	return (harness_run_until(pred, 3000));
 }
 
 /* Enqueue params as a request of a root client; n messages (batch if > 1). */
@@ -70,8 +50,6 @@ do_enqueue(const char *appid, int n, int bad)
 {
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
-	msgpack_unpacked up;
-	struct request *req;
 	int i;
 
 	msgpack_sbuffer_init(&sb);
@@ -81,31 +59,10 @@ do_enqueue(const char *appid, int n, int bad)
 		rpc_pack_str(&pk, "messages");
 		msgpack_pack_array(&pk, n);
 	}
-	for (i = 0; i < n; i++) {
-		msgpack_pack_map(&pk, 6);
-		rpc_pack_kv_str(&pk, "appid", appid);
-		rpc_pack_kv_str(&pk, "touser", "OPENID");
-		rpc_pack_kv_str(&pk, "template_id", "TEMPLATE");
-		rpc_pack_kv_int(&pk, "scene", 1);
-		rpc_pack_kv_str(&pk, "title", bad && i == n - 1 ? "" : "title");
-		rpc_pack_str(&pk, "data");
-		msgpack_pack_map(&pk, 1);
-		rpc_pack_str(&pk, "content");
-		msgpack_pack_map(&pk, 1);
-		rpc_pack_kv_str(&pk, "value", "hello");
-	}
-	msgpack_unpacked_init(&up);
-	if (msgpack_unpack_next(&up, sb.data, sb.size, NULL) !=
-	    MSGPACK_UNPACK_SUCCESS)
-		fatalx("do_enqueue: unpack");
-	req = xcalloc(1, sizeof *req);
-	req->client = &client;
-	req->msgid = 1;
-	TAILQ_INSERT_TAIL(&client.requests, req, entry);
-	client.nrequests++;
-	outbox_method_enqueue(req, &up.data);
-	msgpack_unpacked_destroy(&up);
-	msgpack_sbuffer_destroy(&sb);
+	for (i = 0; i < n; i++)
+		harness_pack_subscribe(&pk, appid, "OPENID", "TEMPLATE", 1,
+		    bad && i == n - 1 ? "" : "title");
+	harness_request(&client, outbox_method_enqueue, &sb);
 }
 
 static int64_t	want_id;
@@ -154,51 +111,34 @@ stable_pending(void)
 static void
 give_token(const char *token)
 {
-	char json[256];
-
-	snprintf(json, sizeof json, "{\"access_token\":\"%s\","
-	    "\"expires_in\":7200}", token);
-	fake_answer(fake_first(STABLE), json);
+	if (fake_token(token) != 0)
+		fatalx("give_token: no stable_token call");
 }
 
 static void
 setup(void)
 {
-	char *cause = NULL;
+	char *cause = NULL, appid[32];
 	size_t i;
 
 	if (mkdtemp(dir) == NULL)
 		fatal("mkdtemp");
-	if (store_open(dir, &cause) != 0)
-		fatalx("store_open: %s", cause);
-	wx_base = event_base_new();
+	fake_daemon_open(&conf, t0, dir);
 	conf.state_dir = dir;
-	conf.refresh_margin = 300;
-	conf.upstream_timeout = 10;
-	conf.send_timeout = 5;
-	conf.max_inflight = 4;
-	conf.queue_limit = 100;
 	conf.outbox_ttl = 86400;
 	conf.outbox_limit = 1000;
 	conf.outbox_keep = 86400;
-	TAILQ_INIT(&conf.accounts);
-	TAILQ_INIT(&conf.components);
 	for (i = 0; i < sizeof accounts / sizeof accounts[0]; i++) {
-		xasprintf(&accounts[i].appid, "wxtestaccount%zu", i);
-		accounts[i].secret = xstrdup("SECRET");
-		accounts[i].token_api = TOKEN_API_STABLE;
+		snprintf(appid, sizeof appid, "wxtestaccount%zu", i);
+		harness_account(&conf, &accounts[i], appid);
 		accounts[i].allow.set = 1;	/* uid 1234, and root */
 		accounts[i].allow.n = 1;
 		accounts[i].allow.rules = xcalloc(1,
 		    sizeof *accounts[i].allow.rules);
 		accounts[i].allow.rules[0].kind = ACL_UID;
 		accounts[i].allow.rules[0].id = 1234;
-		TAILQ_INSERT_TAIL(&conf.accounts, &accounts[i], entry);
 	}
-	wx_conf = &conf;
-	clock_set(t0);
-	TAILQ_INIT(&client.requests);
-	client.peer.uid = 0;
+	harness_client(&client, NULL);
 	send_init();
 	official_reconcile(&conf);
 	for (i = 0; i < sizeof accounts / sizeof accounts[0]; i++)
@@ -215,7 +155,7 @@ test_waits_for_token(struct cred *c)
 
 	do_enqueue(cred_appid(c), 1, 0);
 	ok(wait_state(1, OUTBOX_QUEUED), "enqueue commits message 1");
-	run_for(300);
+	harness_run_for(300);
 	is_int(fake_pending(SUBSCRIBE), 0, "no attempt without a token");
 	row = row_of(1);
 	is_int(row.state, OUTBOX_QUEUED, "it stays queued");
@@ -239,7 +179,7 @@ test_rate_limited(struct cred *c)
 	ok(wait_state(2, OUTBOX_QUEUED), "45011: queued again");
 	is_int(row_of(2).attempts, 0, "the rate-limited attempt is not "
 	    "counted");
-	run_for(1500);
+	harness_run_for(1500);
 	is_int(fake_pending(SUBSCRIBE), 0, "no attempt while paused");
 	clock_set(t0 + 61);
 	ok(run_until(subscribe_pending), "after retry_after it goes again");
@@ -263,7 +203,7 @@ test_final(struct cred *c)
 	is_str(row.code, "wechat", "code wechat");
 	is_int(row.errcode, 40003, "errcode 40003");
 	is_str(row.errmsg, "invalid openid", "WeChat's errmsg");
-	run_for(300);
+	harness_run_for(300);
 	is_int(fake_pending(SUBSCRIBE), 0, "not attempted again");
 }
 
@@ -272,7 +212,7 @@ static void
 test_batch(struct cred *c)
 {
 	do_enqueue(cred_appid(c), 3, 1);
-	run_for(200);
+	harness_run_for(200);
 	is_int(row_of(4).id, 0, "a batch with a bad message queues nothing");
 	do_enqueue(cred_appid(c), 3, 0);
 	ok(wait_state(6, OUTBOX_SENDING) || wait_state(6, OUTBOX_QUEUED) ||
@@ -344,7 +284,7 @@ test_callers(struct cred *c)
 	do_enqueue(cred_appid(c), 1, 0);
 	ok(wait_state(48, OUTBOX_QUEUED), "then uid 1234 one (id 48)");
 	client.peer.uid = 0;
-	run_for(300);
+	harness_run_for(300);
 	cred_refresh(c, 0);
 	if (run_until(stable_pending))
 		give_token("T3");
@@ -354,7 +294,7 @@ test_callers(struct cred *c)
 			break;
 		fake_answer(fake_first(SUBSCRIBE),
 		    "{\"errcode\":0,\"errmsg\":\"ok\"}");
-		run_for(50);
+		harness_run_for(50);
 		if (outbox_db_get(48, &row) == 1 &&
 		    row.state == OUTBOX_DELIVERED)
 			seen = 1;
@@ -397,9 +337,9 @@ test_states_batched(struct cred *c)
 	outbox_db_counts(&c0, &o0);
 	for (i = 0; i < 4; i++)	/* in one turn of the loop */
 		fake_answer(fake_first(SUBSCRIBE), delivered);
-	run_for(300);
+	harness_run_for(300);
 	fake_answer(fake_first(SUBSCRIBE), delivered);	/* another turn */
-	run_for(300);
+	harness_run_for(300);
 	outbox_db_counts(&c1, &o1);
 	is_int((int)(c1 - c0), 0, "5 deliveries: no transaction yet");
 	is_int(row_of(49).state, OUTBOX_SENDING, "49 still sending on disk");
@@ -431,7 +371,7 @@ test_lane_bounded(struct cred *c)
 	do_enqueue(cred_appid(c), 40, 0);
 	ok(wait_state(96, OUTBOX_SENDING) || wait_state(96, OUTBOX_QUEUED),
 	    "40 queued (ids 57-96)");
-	run_for(300);
+	harness_run_for(300);
 	while (run_until(subscribe_pending)) {
 		if ((int)fake_pending(SUBSCRIBE) > maxpending)
 			maxpending = (int)fake_pending(SUBSCRIBE);

@@ -15,6 +15,7 @@
 
 #include "wxpushd.h"
 #include "fake-upstream.h"
+#include "harness.h"
 #include "fake-redis.h"
 #include "tap.h"
 
@@ -31,28 +32,19 @@ static char			dir[64];
 int
 main(void)
 {
-	struct store_authorizer sa;
-	struct timeval tick = { 0, 20000 };
+	char appid[32], rt[32];
 	int i, n, first;
 
 	log_init("test_redis_sync", 1, LOG_LEVEL_ERR);
 	fake_daemon(&conf, t0, dir, sizeof dir);
 	conf.authorizer_idle = 86400;
-	cc.appid = xstrdup(COMP);
-	cc.secret = xstrdup("COMPONENTSECRET");
-	cc.token = xstrdup("TOKEN");
-	TAILQ_INSERT_TAIL(&conf.components, &cc, entry);
+	harness_component(&conf, &cc, COMP, 0);
 	if (store_batch_begin() != 0)
 		fatalx("store_batch_begin");
 	for (i = 0; i < NAUTH; i++) {
-		memset(&sa, 0, sizeof sa);
-		snprintf(sa.component_appid, sizeof sa.component_appid, "%s",
-		    COMP);
-		snprintf(sa.appid, sizeof sa.appid, "wxa%07d", i);
-		snprintf(sa.refresh_token, sizeof sa.refresh_token, "RT%d", i);
-		sa.updated_at = t0 - 86400 * 3;
-		if (store_authorizer_save(&sa) != 0)
-			fatalx("store_authorizer_save");
+		snprintf(appid, sizeof appid, "wxa%07d", i);
+		snprintf(rt, sizeof rt, "RT%d", i);
+		harness_authorizer(COMP, appid, rt, 0, t0 - 86400 * 3, 0);
 	}
 	if (store_batch_end(1) != 0)
 		fatalx("store_batch_end");
@@ -71,8 +63,7 @@ main(void)
 
 	/* Redis answers slowly: 50 commands a tick. */
 	for (n = 0; n < 5000 && fake_redis_puts < NAUTH; n++) {
-		event_base_loopexit(wx_base, &tick);
-		event_base_loop(wx_base, EVLOOP_ONCE);
+		harness_tick();
 		fake_redis_answer(50);
 	}
 	is_int(fake_redis_puts, NAUTH, "every stored row is shared once");
@@ -86,14 +77,12 @@ main(void)
 	fake_redis_puts = 0;
 	fake_redis_handlers->connected();
 	for (n = 0; n < 50; n++) {
-		event_base_loopexit(wx_base, &tick);
-		event_base_loop(wx_base, EVLOOP_ONCE);
+		harness_tick();
 	}
 	ok(fake_redis_puts <= INFLIGHT && fake_redis_pending <= INFLIGHT,
 	    "a silent Redis: %ld sent, then it waits", fake_redis_puts);
 	for (n = 0; n < 5000 && fake_redis_puts < NAUTH; n++) {
-		event_base_loopexit(wx_base, &tick);
-		event_base_loop(wx_base, EVLOOP_ONCE);
+		harness_tick();
 		fake_redis_answer(400);
 	}
 	is_int(fake_redis_puts, NAUTH, "once it answers, the rest follow");

@@ -9,7 +9,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <sched.h>
 #include <signal.h>
@@ -22,6 +21,7 @@
 #include <sqlite3.h>
 
 #include "wxpushd.h"
+#include "harness.h"
 #include "tap.h"
 
 #define TEST_MANY		10000
@@ -495,6 +495,52 @@ test_authorizers(void)
 }
 
 /* 10,000 authorizers of one component: insert, then load them all. */
+/* What store_authorizer_components found: rows, and how many were right. */
+struct test_comps {
+	int	n, right;
+};
+
+static void
+test_components_cb(const char *appid, const char *component, void *arg)
+{
+	struct test_comps	*tc = arg;
+
+	tc->n++;
+	if (strcmp(component, "wxcompMany") == 0 &&
+	    strncmp(appid, "wxmany", 6) == 0)
+		tc->right++;
+}
+
+/*
+ * The components of 71 appids, past two batches of 32: 65 of wxcompMany's
+ * (the first and last among them), 5 not stored, and a bad one skipped.
+ */
+static void
+test_components(void)
+{
+	char			 buf[70][WX_APPID_MAX + 1];
+	const char		*appids[71];
+	struct test_comps	 tc = { 0, 0 };
+	int			 i;
+
+	for (i = 0; i < 65; i++) {
+		snprintf(buf[i], sizeof buf[i], "wxmany%08d",
+		    i == 64 ? TEST_MANY - 1 : i * 7);
+		appids[i] = buf[i];
+	}
+	for (; i < 69; i++) {
+		snprintf(buf[i], sizeof buf[i], "wxnone%08d", i);
+		appids[i] = buf[i];
+	}
+	appids[69] = "";
+	snprintf(buf[69], sizeof buf[69], "wxnone%08d", 69);
+	appids[70] = buf[69];
+	is_int(store_authorizer_components(appids, 71, test_components_cb,
+	    &tc), 0, "components of 71 appids, in batches");
+	is_int(tc.n, 65, "a row for each stored one, none for the others");
+	is_int(tc.right, 65, "each with its component");
+}
+
 static void
 test_many(void)
 {
@@ -520,6 +566,7 @@ test_many(void)
 	ok(tl.ordered, "in appid order");
 	diag("%d saves (one transaction each) in %.3f s; foreach in %.3f s",
 	    TEST_MANY, t1 - t0, t2 - t1);
+	test_components();
 }
 
 /* Collect the msgid of idempotency key "k-msgid" (and count rows). */
@@ -1200,16 +1247,6 @@ test_fail(const char *base)
 	}
 }
 
-/* nftw callback removing everything. */
-static int
-test_rm(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return (remove(path));
-}
-
 /* Expect store_open(dir) to fail with a cause holding what; closes the store. */
 static void
 test_refused(const char *dir, const char *what, const char *name)
@@ -1309,7 +1346,7 @@ main(void)
 	test_trust(test_base);
 	test_fail(test_base);
 
-	nftw(test_base, test_rm, 16, FTW_DEPTH | FTW_PHYS);
+	harness_rmtree(test_base);
 	free(db);
 	free(dir);
 	return (tap_done());

@@ -16,11 +16,11 @@
 #include <time.h>
 
 #include <event2/event.h>
-#include <jansson.h>
 #include <msgpack.h>
 
 #include "wxpushd.h"
 #include "fake-redis.h"
+#include "harness.h"
 #include "fake-upstream.h"
 #include "tap.h"
 
@@ -40,21 +40,6 @@ static struct client		client;
 static time_t			t0 = 1700000000;
 static char			dir[64];
 
-static void
-stored(const char *appid, const char *rt, time_t used)
-{
-	struct store_authorizer sa;
-
-	memset(&sa, 0, sizeof sa);
-	snprintf(sa.component_appid, sizeof sa.component_appid, "%s", COMP);
-	snprintf(sa.appid, sizeof sa.appid, "%s", appid);
-	snprintf(sa.refresh_token, sizeof sa.refresh_token, "%s", rt);
-	sa.updated_at = used;
-	sa.last_used = used;
-	if (store_authorizer_save(&sa) != 0)
-		fatalx("store_authorizer_save");
-}
-
 /* The stored row's last use and refresh token (rt), or -1 if no row. */
 static time_t
 row(const char *appid, char *rt, size_t rtlen)
@@ -67,85 +52,26 @@ row(const char *appid, char *rt, size_t rtlen)
 	return (sa.last_used);
 }
 
-/* The body field name of the oldest pending call to path, or "". */
-static const char *
-pending_field(const char *path, const char *name)
-{
-	static char buf[256];
-	struct upstream_call *call = fake_first(path);
-	json_t *j;
-
-	buf[0] = '\0';
-	if (call == NULL || fake_call(call)->body == NULL ||
-	    (j = json_loads(fake_call(call)->body, 0, NULL)) == NULL)
-		return (buf);
-	snprintf(buf, sizeof buf, "%s",
-	    json_string_value(json_object_get(j, name)) != NULL ?
-	    json_string_value(json_object_get(j, name)) : "");
-	json_decref(j);
-	return (buf);
-}
-
-static int
-answer(const char *path, const char *json)
-{
-	struct upstream_call *call = fake_first(path);
-
-	if (call == NULL)
-		return (-1);
-	fake_answer(call, json);
-	return (0);
-}
-
 /* Give authorizer appid's pending token call a token for secs seconds. */
 static int
 give_token(const char *appid, int secs)
 {
 	char json[256];
 
-	if (strcmp(pending_field(EP_AUTHORIZER, "authorizer_appid"),
+	if (strcmp(fake_body_str(EP_AUTHORIZER, "authorizer_appid"),
 	    appid) != 0)
 		return (-1);
 	snprintf(json, sizeof json, "{\"authorizer_access_token\":\"AT%s\","
 	    "\"expires_in\":%d,\"authorizer_refresh_token\":\"RT%s\"}",
 	    appid, secs, appid);
-	return (answer(EP_AUTHORIZER, json));
+	return (fake_answer_first(EP_AUTHORIZER, json));
 }
 
 /* Send a subscription notice as appid, as a root client would. */
 static void
 do_send(const char *appid)
 {
-	msgpack_sbuffer sb;
-	msgpack_packer pk;
-	msgpack_unpacked up;
-	struct request *req;
-
-	msgpack_sbuffer_init(&sb);
-	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-	msgpack_pack_map(&pk, 6);
-	rpc_pack_kv_str(&pk, "appid", appid);
-	rpc_pack_kv_str(&pk, "touser", "OPENID");
-	rpc_pack_kv_str(&pk, "template_id", "TEMPLATE");
-	rpc_pack_kv_int(&pk, "scene", 1);
-	rpc_pack_kv_str(&pk, "title", "title");
-	rpc_pack_str(&pk, "data");
-	msgpack_pack_map(&pk, 1);
-	rpc_pack_str(&pk, "content");
-	msgpack_pack_map(&pk, 1);
-	rpc_pack_kv_str(&pk, "value", "hello");
-	msgpack_unpacked_init(&up);
-	if (msgpack_unpack_next(&up, sb.data, sb.size, NULL) !=
-	    MSGPACK_UNPACK_SUCCESS)
-		fatalx("do_send: unpack");
-	req = xcalloc(1, sizeof *req);
-	req->client = &client;
-	req->msgid = 1;
-	TAILQ_INSERT_TAIL(&client.requests, req, entry);
-	client.nrequests++;
-	send_method(req, &up.data);
-	msgpack_unpacked_destroy(&up);
-	msgpack_sbuffer_destroy(&sb);
+	harness_subscribe(&client, send_method, appid, "OPENID", "TEMPLATE", 1);
 }
 
 /* jssdk_sign as appid, as a root client would. */
@@ -154,26 +80,13 @@ do_sign(const char *appid)
 {
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
-	msgpack_unpacked up;
-	struct request *req;
 
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 	msgpack_pack_map(&pk, 2);
 	rpc_pack_kv_str(&pk, "appid", appid);
 	rpc_pack_kv_str(&pk, "url", "https://example.com/page");
-	msgpack_unpacked_init(&up);
-	if (msgpack_unpack_next(&up, sb.data, sb.size, NULL) !=
-	    MSGPACK_UNPACK_SUCCESS)
-		fatalx("do_sign: unpack");
-	req = xcalloc(1, sizeof *req);
-	req->client = &client;
-	req->msgid = 2;
-	TAILQ_INSERT_TAIL(&client.requests, req, entry);
-	client.nrequests++;
-	jsapi_method_sign(req, &up.data);
-	msgpack_unpacked_destroy(&up);
-	msgpack_sbuffer_destroy(&sb);
+	harness_request(&client, jsapi_method_sign, &sb);
 }
 
 /* How many sends of c ended with outcome o. */
@@ -236,16 +149,11 @@ main(void)
 	fake_daemon(&conf, t0, dir, sizeof dir);
 	conf.authorizer_idle = W;
 	conf.send_timeout = 60;	/* outlasts the flush the test waits for */
-	cc.appid = xstrdup(COMP);
-	cc.secret = xstrdup("COMPONENTSECRET");
-	cc.token = xstrdup("TOKEN");
-	TAILQ_INSERT_TAIL(&conf.components, &cc, entry);
-	TAILQ_INIT(&client.requests);
-	if (store_ticket_save(COMP, "TICKET", t0 - 60) != 0)
-		fatalx("store_ticket_save");
-	stored(A1, "RT" A1, t0 - 60);
-	stored(A2, "RT" A2, t0 - 60);
-	stored(A3, "RT" A3, t0 - 60);
+	harness_component(&conf, &cc, COMP, t0 - 60);
+	harness_client(&client, NULL);
+	harness_authorizer(COMP, A1, "RT" A1, 0, t0 - 60, t0 - 60);
+	harness_authorizer(COMP, A2, "RT" A2, 0, t0 - 60, t0 - 60);
+	harness_authorizer(COMP, A3, "RT" A3, 0, t0 - 60, t0 - 60);
 	send_init();
 	component_init();
 	component_reconcile(&conf);
@@ -256,7 +164,7 @@ main(void)
 	 * component's outlast the test, whose clock moves by hours).
 	 */
 	event_base_loop(wx_base, EVLOOP_ONCE);
-	answer(EP_COMPONENT, "{\"component_access_token\":\"CT1\","
+	fake_answer_first(EP_COMPONENT, "{\"component_access_token\":\"CT1\","
 	    "\"expires_in\":86400}");
 	for (n = 0; n < 200 && fake_pending(EP_AUTHORIZER) < 3; n++)
 		run_for(500);	/* the spread start, up to 30 ms each */
@@ -264,7 +172,7 @@ main(void)
 	    "start");
 	for (n = 0; n < 3; n++) {
 		snprintf(rt, sizeof rt, "%s",
-		    pending_field(EP_AUTHORIZER, "authorizer_appid"));
+		    fake_body_str(EP_AUTHORIZER, "authorizer_appid"));
 		give_token(rt, strcmp(rt, A1) == 0 ? 3000 : 86400);
 	}
 	ok(cred_usable(cred_find(A1)) && cred_usable(cred_find(A2)) &&
@@ -301,13 +209,13 @@ main(void)
 	    "from the store");
 	is_int(fake_pending(EP_AUTHORIZER), 1, "one api_authorizer_token "
 	    "call");
-	is_str(pending_field(EP_AUTHORIZER, "authorizer_refresh_token"),
+	is_str(fake_body_str(EP_AUTHORIZER, "authorizer_refresh_token"),
 	    "RTNEW" A1, "with the stored refresh token (Redis's)");
 	is_int(fake_pending(EP_SEND), 0, "the send waits for it");
 	give_token(A1, 3000);
 	is_int(fake_pending(EP_AUTHORIZER), 0, "no second token call");
 	is_int(fake_pending(EP_SEND), 1, "the send goes out");
-	answer(EP_SEND, "{\"errcode\":0,\"errmsg\":\"ok\"}");
+	fake_answer_first(EP_SEND, "{\"errcode\":0,\"errmsg\":\"ok\"}");
 	ok(c != NULL && outcome(c, SEND_OK) == 1, "and succeeds");
 
 	/*
@@ -333,10 +241,10 @@ main(void)
 	    "written before it could go");
 	ok(!run_until_unloaded(A2, 2500), "a send queued and one upstream: "
 	    "not unloaded");
-	answer(EP_SEND, "{\"errcode\":0,\"errmsg\":\"ok\"}");
+	fake_answer_first(EP_SEND, "{\"errcode\":0,\"errmsg\":\"ok\"}");
 	is_int(send_queue_of(c).inflight, 1, "A2: the queued send went out");
 	ok(!run_until_unloaded(A2, 1500), "a send upstream: not unloaded");
-	answer(EP_SEND, "{\"errcode\":0,\"errmsg\":\"ok\"}");
+	fake_answer_first(EP_SEND, "{\"errcode\":0,\"errmsg\":\"ok\"}");
 	is_int((int)outcome(c, SEND_OK), 2, "both sends succeeded");
 	ok(run_until_unloaded(A2, 10000), "its lane empty: unloaded");
 	run_for(10);
@@ -365,7 +273,7 @@ main(void)
 	for (n = 0; n < 20 && fake_pending(EP_TICKET) == 0; n++)
 		run_for(50);
 	is_int(fake_pending(EP_TICKET), 1, "A3's jsapi_ticket is fetched");
-	answer(EP_TICKET, "{\"errcode\":0,\"ticket\":\"TICKETA3\","
+	fake_answer_first(EP_TICKET, "{\"errcode\":0,\"ticket\":\"TICKETA3\","
 	    "\"expires_in\":7200}");
 	t = clock_now() + 2 * W + 120;
 	clock_set(t);
@@ -380,7 +288,7 @@ main(void)
 	ok(cred_find(A3) != NULL, "the ticket's refresh loads A3 again");
 	is_int(fake_pending(EP_TICKET), 1, "and asks for a ticket with A3's "
 	    "stored token");
-	answer(EP_TICKET, "{\"errcode\":0,\"ticket\":\"TICKETA3B\","
+	fake_answer_first(EP_TICKET, "{\"errcode\":0,\"ticket\":\"TICKETA3B\","
 	    "\"expires_in\":7200}");
 	ok(c != NULL && cred_usable(c), "the ticket is refreshed");
 
