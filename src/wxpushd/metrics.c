@@ -58,6 +58,15 @@ metrics_family(struct evbuffer *b, const char *name, const char *type,
 	    type);
 }
 
+/* A family of one sample without labels. */
+static void
+metrics_scalar(struct evbuffer *b, const char *name, const char *type,
+    const char *help, long long value)
+{
+	metrics_family(b, name, type, help);
+	evbuffer_add_printf(b, "%s %lld\n", name, value);
+}
+
 /* One sample with an appid label (and optionally one more label). */
 static void
 metrics_sample(struct evbuffer *b, const char *name, const char *appid,
@@ -138,21 +147,15 @@ metrics_write_process(struct evbuffer *b)
 	evbuffer_add_printf(b, "wxpushd_build_info{version=\"");
 	metrics_label(b, PACKAGE_VERSION);
 	evbuffer_add_printf(b, "\",protocol=\"%d\"} 1\n", WXPUSHD_PROTOCOL);
-	metrics_family(b, "wxpushd_start_time_seconds", "gauge",
-	    "Unix time at which the daemon started.");
-	evbuffer_add_printf(b, "wxpushd_start_time_seconds %lld\n",
-	    (long long)wx_start_time);
-	metrics_family(b, "wxpushd_clients", "gauge",
-	    "Client connections now.");
-	evbuffer_add_printf(b, "wxpushd_clients %zu\n", server_nclients());
-	metrics_family(b, "wxpushd_rpc_requests_total", "counter",
-	    "MessagePack-RPC requests received.");
-	evbuffer_add_printf(b, "wxpushd_rpc_requests_total %llu\n",
-	    (unsigned long long)rpc_requests);
-	metrics_family(b, "wxpushd_upstream_inflight", "gauge",
-	    "HTTP requests to WeChat in flight (sends and token calls).");
-	evbuffer_add_printf(b, "wxpushd_upstream_inflight %zu\n",
-	    upstream_inflight());
+	metrics_scalar(b, "wxpushd_start_time_seconds", "gauge",
+	    "Unix time at which the daemon started.", (long long)wx_start_time);
+	metrics_scalar(b, "wxpushd_clients", "gauge",
+	    "Client connections now.", (long long)server_nclients());
+	metrics_scalar(b, "wxpushd_rpc_requests_total", "counter",
+	    "MessagePack-RPC requests received.", (long long)rpc_requests);
+	metrics_scalar(b, "wxpushd_upstream_inflight", "gauge",
+	    "HTTP requests to WeChat in flight (sends and token calls).",
+	    (long long)upstream_inflight());
 }
 
 /*
@@ -167,14 +170,12 @@ metrics_write_loaded(struct evbuffer *b)
 
 	for (c = cred_first(); c != NULL; c = cred_next(c))
 		n += !cred_removed(c) && authorizer_component_appid(c) != NULL;
-	metrics_family(b, "wxpushd_authorizers_loaded", "gauge",
-	    "Authorizers of third-party platforms in memory now.");
-	evbuffer_add_printf(b, "wxpushd_authorizers_loaded %llu\n",
-	    (unsigned long long)n);
-	metrics_family(b, "wxpushd_authorizers_unloaded_total", "counter",
-	    "Dozing authorizers taken out of memory (their rows stay).");
-	evbuffer_add_printf(b, "wxpushd_authorizers_unloaded_total %llu\n",
-	    (unsigned long long)authorizer_unloads());
+	metrics_scalar(b, "wxpushd_authorizers_loaded", "gauge",
+	    "Authorizers of third-party platforms in memory now.",
+	    (long long)n);
+	metrics_scalar(b, "wxpushd_authorizers_unloaded_total", "counter",
+	    "Dozing authorizers taken out of memory (their rows stay).",
+	    (long long)authorizer_unloads());
 }
 
 /* Sends by appid and outcome, and the latency histogram. */
